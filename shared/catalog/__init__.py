@@ -1,0 +1,140 @@
+"""The product catalog: plans, versioned prices, features and limits, loaded from YAML."""
+
+from __future__ import annotations
+
+import functools
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.money import is_exact, normalize_currency, to_decimal
+
+DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
+
+BillingInterval = Literal["P1W", "P1M", "P3M", "P1Y"]
+
+
+class CatalogError(ValueError):
+    """The catalog file is malformed, or a lookup names no plan or price."""
+
+
+class PlanPrice(BaseModel):
+    """One version of a plan's price for one currency and billing interval."""
+
+    model_config = ConfigDict(frozen=True)
+
+    currency: str
+    billing_interval: BillingInterval
+    unit_amount: Decimal
+    effective_from: date
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        return normalize_currency(v)
+
+    @field_validator("unit_amount", mode="before")
+    @classmethod
+    def _amount(cls, v: object) -> Decimal:
+        return to_decimal(v)
+
+    @model_validator(mode="after")
+    def _exact(self) -> PlanPrice:
+        if not is_exact(self.unit_amount, self.currency):
+            raise ValueError(f"{self.unit_amount} is not exact in {self.currency}")
+        return self
+
+
+class QuantityBounds(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    min: int = 1
+    max: int = 1_000_000
+
+
+class Plan(BaseModel):
+    """A sellable plan (or add-on) with its prices, features and limits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    product: str
+    kind: Literal["base", "addon"] = "base"
+    tier: int = 0
+    trial_days: int = 0
+    quantity: QuantityBounds = Field(default_factory=QuantityBounds)
+    regions: tuple[str, ...] = ()
+    stock: int | None = None  # physical replenishment plans only; None = not stock-limited
+    prices: tuple[PlanPrice, ...]
+    features: tuple[str, ...] = ()
+    limits: dict[str, int] = Field(default_factory=dict)
+    instances: int = 0
+
+    @property
+    def billing_intervals(self) -> frozenset[str]:
+        """Billing intervals this plan has a price for."""
+        return frozenset(p.billing_interval for p in self.prices)
+
+    @property
+    def currencies(self) -> frozenset[str]:
+        """Currencies this plan is priced in."""
+        return frozenset(p.currency for p in self.prices)
+
+    def price_on(self, currency: str, billing_interval: str, on: date) -> PlanPrice:
+        """The price version in force on ``on`` for this currency and interval."""
+        cur = normalize_currency(currency)
+        versions = sorted(
+            (p for p in self.prices if p.currency == cur and p.billing_interval == billing_interval),
+            key=lambda p: p.effective_from,
+        )
+        in_force = [p for p in versions if p.effective_from <= on]
+        if not in_force:
+            raise CatalogError(f"plan {self.id} has no {cur} {billing_interval} price on {on}")
+        return in_force[-1]
+
+
+class Catalog(BaseModel):
+    """All plans, keyed by id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    renewal_pricing: Literal["grandfathered", "current"] = "grandfathered"
+    plans: tuple[Plan, ...]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Catalog:
+        ids = [p.id for p in self.plans]
+        if len(ids) != len(set(ids)):
+            raise ValueError("plan ids must be unique")
+        return self
+
+    def plan(self, plan_id: str) -> Plan:
+        """The plan with this id; raises :class:`CatalogError` if there is none."""
+        for p in self.plans:
+            if p.id == plan_id:
+                return p
+        raise CatalogError(f"unknown plan {plan_id!r}")
+
+    def find(self, plan_id: str) -> Plan | None:
+        """The plan with this id, or ``None``."""
+        return next((p for p in self.plans if p.id == plan_id), None)
+
+
+def load_catalog(path: Path | str | None = None) -> Catalog:
+    """Read and validate a catalog YAML file (the packaged default when ``path`` is None)."""
+    p = Path(path) if path else DEFAULT_CATALOG_PATH
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"cannot read catalog {p}: {exc}") from exc
+    return Catalog.model_validate(raw)
+
+
+@functools.lru_cache(maxsize=8)
+def cached_catalog(path: str | None = None) -> Catalog:
+    """Catalog loaded once per process and path."""
+    return load_catalog(path)
