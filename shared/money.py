@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated
 
-from pydantic import GetCoreSchemaHandler
-from pydantic_core import core_schema
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 # ISO 4217 minor units for the currencies a subscription business meets.
 # Currencies not listed default to 2; the zero- and three-digit ones are spelled out
@@ -202,20 +201,10 @@ class Money:
         return {"amount": format_major(self.amount, self.currency), "currency": self.currency}
 
 
-def _decimal_string_schema(
-    _source: Any, _handler: GetCoreSchemaHandler
-) -> core_schema.CoreSchema:  # pragma: no cover - exercised through pydantic models
-    def parse(value: Any) -> Decimal:
-        return to_decimal(value)
-
-    return core_schema.no_info_plain_validator_function(
-        parse,
-        serialization=core_schema.plain_serializer_function_ser_schema(lambda d: f"{d:f}"),
-        json_schema_input_schema=core_schema.str_schema(pattern=r"^-?\d+(\.\d+)?$"),
-    )
-
-
-class DecimalString(Decimal):
-    """Pydantic field type: a Decimal that travels as a JSON string and never accepts floats."""
-
-    __get_pydantic_core_schema__ = classmethod(_decimal_string_schema)  # type: ignore[assignment]
+DecimalString = Annotated[
+    Decimal,
+    BeforeValidator(to_decimal),
+    PlainSerializer(lambda d: f"{d:f}", return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "description": "decimal amount"}),
+]
+"""Pydantic field type: a Decimal that travels as a JSON string and never accepts a float."""

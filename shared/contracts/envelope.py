@@ -1,0 +1,75 @@
+"""CloudEvents 1.0 structured JSON envelope for every event the project publishes.
+
+Event ids are derived deterministically from the event that caused them, so a
+handler that runs twice (after a crash, before its inbox row committed) produces
+the same ids and downstream inboxes drop the second copy.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_ID_NAMESPACE = uuid.UUID("6f1d7c2e-2b1a-4a7e-9d2f-5c1e8b3a9d40")
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def derived_id(*parts: str) -> str:
+    """A stable event id from the parts that identify it (cause id, type, discriminator)."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "|".join(parts)))
+
+
+class CloudEvent(BaseModel):
+    """CloudEvents 1.0 with ``correlationid`` and ``causationid`` extension attributes."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str
+    type: str
+    subject: str | None = Field(default=None, description="the subscription id")
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    correlationid: str
+    causationid: str | None = None
+    data: dict[str, Any]
+
+    def payload(self, model: type[T]) -> T:
+        """The ``data`` member validated as ``model``."""
+        return model.model_validate(self.data)
+
+
+def schema_uri(model: type[BaseModel]) -> str:
+    """``dataschema`` URI of a contract: the JSON Schema file generated into ``schemas/``."""
+    return f"urn:som:schemas:{model.__name__}"
+
+
+def make_event(
+    *,
+    type: str,
+    source: str,
+    subject: str | None,
+    data: BaseModel,
+    correlation_id: str,
+    causation_id: str | None,
+    discriminator: str = "",
+    time: datetime | None = None,
+) -> CloudEvent:
+    """Build an event whose id is derived from its cause, type, subject and discriminator."""
+    return CloudEvent(
+        id=derived_id(causation_id or correlation_id, type, subject or "", discriminator),
+        source=source,
+        type=type,
+        subject=subject,
+        time=time or datetime.now(UTC),
+        dataschema=schema_uri(data.__class__),
+        correlationid=correlation_id,
+        causationid=causation_id,
+        data=data.model_dump(mode="json"),
+    )

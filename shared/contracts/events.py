@@ -1,0 +1,190 @@
+"""Payloads (CloudEvent ``data``) of the events and commands that travel between the workers.
+
+These are the downstream contracts: accounts receivable reads ``InvoiceIssued``,
+accounting reads ``JournalEntryPosted``, provisioning reads ``EntitlementsChanged``.
+Amounts are decimal strings with their currency beside them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.money import DecimalString
+
+# CloudEvent types
+ORDER_ACCEPTED = "som.order.accepted"
+ORDER_REJECTED = "som.order.rejected"
+SUBSCRIPTION_COMMAND = "som.subscription.command"
+SUBSCRIPTION_COMMAND_REJECTED = "som.subscription.command_rejected"
+SUBSCRIPTION_STATE_CHANGED = "som.subscription.state_changed"
+INVOICE_ISSUED = "som.billing.invoice_issued"
+CREDIT_NOTE_ISSUED = "som.billing.credit_note_issued"
+ENTITLEMENTS_CHANGED = "som.entitlements.changed"
+PAYMENT_REQUESTED = "som.payment.requested"
+PAYMENT_RESULT = "som.payment.result"
+JOURNAL_ENTRY_POSTED = "som.accounting.journal_entry_posted"
+UPCOMING_CHARGE_NOTICE = "som.notification.upcoming_charge"
+
+
+class Customer(BaseModel):
+    """The buyer, with the internal customer id intake resolved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    email: str | None = None
+    name: str | None = None
+    country: str | None = Field(default=None, description="ISO 3166-1 alpha-2, for tax")
+    region: str | None = Field(default=None, description="availability region / tax region")
+    account_id: str | None = None
+    tax_exempt: bool = False
+
+
+class SubscriptionCommand(BaseModel):
+    """A command to the lifecycle worker. ``idempotency_key`` makes a repeat a no-op, however late."""
+
+    command: str = Field(description="create, approve, change_plan, cancel, ... (see the lifecycle table)")
+    subscription_id: str
+    idempotency_key: str
+    channel: str
+    channel_subscription_id: str | None = None
+    customer: Customer | None = None
+    plan_id: str | None = None
+    quantity: int | None = None
+    billing_interval: str | None = None
+    currency: str | None = None
+    unit_amount: DecimalString | None = None
+    effective_at: datetime
+    trial: bool = False
+    test: bool = False
+    actor: str = "system"
+    reason: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict, description="command-specific: timing, resume_date ...")
+
+
+class SubscriptionItem(BaseModel):
+    """A priced line of a subscription: the base plan or an add-on."""
+
+    plan_id: str
+    quantity: int
+    unit_amount: DecimalString | None = None
+
+
+class SubscriptionSnapshot(BaseModel):
+    """The subscription as it stands after a change: what billing and entitlements need to act."""
+
+    subscription_id: str
+    status: str
+    channel: str
+    customer: Customer
+    plan_id: str
+    quantity: int
+    billing_interval: str
+    currency: str
+    unit_amount: DecimalString | None = Field(default=None, description="price override, if any")
+    addons: list[SubscriptionItem] = Field(default_factory=list)
+    billing_anchor: date | None = None
+    current_period_start: date | None = None
+    current_period_end: date | None = None
+    trial_ends_at: datetime | None = None
+    grace_period_ends_at: datetime | None = None
+    payment_terms_days: int = 0
+    test: bool = False
+
+
+class SubscriptionStateChanged(BaseModel):
+    """Every change of a subscription, with from and to state, effective time, actor and reason."""
+
+    subscription_id: str
+    version: int = Field(description="grows by one with every change of this subscription")
+    command: str
+    from_status: str | None
+    to_status: str
+    effective_at: datetime
+    actor: str
+    reason: str | None = None
+    change: dict[str, Any] = Field(default_factory=dict, description="what changed: plan, quantity, timing")
+    snapshot: SubscriptionSnapshot
+
+
+class SubscriptionCommandRejected(BaseModel):
+    """A command not allowed in the current state: nothing changed."""
+
+    subscription_id: str
+    command: str
+    idempotency_key: str
+    status: str | None
+    reason_code: str
+    message: str
+
+
+class RejectionReasonData(BaseModel):
+    """One machine-readable reason an order was rejected."""
+
+    code: str
+    field: str | None = None
+    message: str
+
+
+class OrderRejected(BaseModel):
+    """An order intake refused, ranked by impact (order value times the channel's weight)."""
+
+    channel: str
+    channel_subscription_id: str | None = None
+    channel_event_id: str | None = None
+    reasons: list[RejectionReasonData]
+    impact_score: DecimalString
+    order_value: DecimalString | None = None
+    currency: str | None = None
+    received_at: datetime
+
+
+class InvoiceLine(BaseModel):
+    """One line of an invoice or credit note."""
+
+    kind: str = Field(description="recurring, proration_credit, proration_charge, one_off, setup_credit ...")
+    description: str
+    service_period_start: date | None = None
+    service_period_end: date | None = None
+    quantity: int = 1
+    unit_amount: DecimalString
+    amount: DecimalString
+    tax_rate: DecimalString = Decimal(0)
+    tax_amount: DecimalString = Decimal(0)
+
+
+class InvoiceIssued(BaseModel):
+    """An invoice or credit note for accounts receivable. Document numbers are gapless per series."""
+
+    document_type: Literal["invoice", "credit_note"] = "invoice"
+    document_number: str
+    subscription_id: str
+    customer: Customer
+    currency: str
+    issue_date: date
+    due_date: date
+    lines: list[InvoiceLine]
+    subtotal: DecimalString
+    tax: DecimalString
+    total: DecimalString
+    credits_applied: DecimalString
+    amount_due: DecimalString
+    test: bool = False
+
+
+class EntitlementsChanged(BaseModel):
+    """The full entitlement set of a subscription; ``version`` only grows."""
+
+    subscription_id: str
+    version: int
+    status: str
+    plan_id: str
+    features: list[str]
+    limits: dict[str, int]
+    instances: int
+    can_create_instances: bool
+    effective_at: datetime

@@ -1,0 +1,35 @@
+"""asyncpg connection pool with JSON codecs; database calls become OpenTelemetry spans."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+_instrumented = False
+
+
+def instrument_asyncpg() -> None:
+    """Make every asyncpg call a span (idempotent; uses the global tracer provider)."""
+    global _instrumented
+    if _instrumented:
+        return
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    AsyncPGInstrumentor().instrument()
+    _instrumented = True
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any) -> asyncpg.Pool:
+    """A pool whose connections encode and decode JSON columns as Python objects."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, **kwargs
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,119 @@
+"""Unit of work: state change, inbox row and outbox rows commit in one Postgres transaction."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import asyncpg
+from opentelemetry import propagate
+
+from shared.contracts.envelope import CloudEvent
+from shared.messaging.faults import faults
+
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+
+
+@dataclass
+class OutboxMessage:
+    """An event waiting to be published after commit."""
+
+    topic: str
+    key: str | None
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class UnitOfWork:
+    """One transaction: handlers read and write through ``conn`` and ``emit`` events."""
+
+    def __init__(self, conn: asyncpg.Connection, service: str, namespace: str) -> None:
+        self.conn = conn
+        self.service = service
+        self.namespace = namespace
+        self.pending: list[OutboxMessage] = []
+
+    async def claim(self, consumer_group: str, event_id: str, topic: str) -> bool:
+        """Record the event in the inbox; False if this group has already processed it."""
+        status = await self.conn.execute(
+            "INSERT INTO messaging.inbox (consumer_group, event_id, topic) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING",
+            consumer_group,
+            event_id,
+            topic,
+        )
+        return status.endswith(" 1")
+
+    def emit(self, topic: str, event: CloudEvent, *, key: str | None = None) -> None:
+        """Queue ``event`` for ``topic`` (logical name); it is written to the outbox at commit.
+
+        The current trace context travels with the row so the relay's publish joins the trace.
+        """
+        headers: dict[str, str] = {
+            "content-type": CLOUDEVENTS_CONTENT_TYPE,
+            "ce_id": event.id,
+            "ce_type": event.type,
+        }
+        propagate.inject(headers)
+        self.pending.append(
+            OutboxMessage(
+                topic=f"{self.namespace}{topic}",
+                key=key if key is not None else event.subject,
+                value=event.model_dump_json(exclude_none=False).encode(),
+                headers=headers,
+            )
+        )
+
+    def emit_raw(self, topic: str, value: bytes, *, key: str | None, headers: dict[str, str]) -> None:
+        """Queue a non-CloudEvent record (a channel payload forwarded as is)."""
+        h = dict(headers)
+        propagate.inject(h)
+        self.pending.append(OutboxMessage(f"{self.namespace}{topic}", key, value, h))
+
+    async def flush(self) -> None:
+        """Write the queued events into the outbox (inside the transaction)."""
+        if not self.pending:
+            return
+        await self.conn.executemany(
+            "INSERT INTO messaging.outbox (service, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5)",
+            [(self.service, m.topic, m.key, m.value, m.headers) for m in self.pending],
+        )
+
+
+class Database:
+    """The pool plus the unit-of-work factory; ``after_commit`` callbacks wake the outbox relay."""
+
+    def __init__(self, pool: asyncpg.Pool, *, namespace: str = "") -> None:
+        self.pool = pool
+        self.namespace = namespace
+        self.after_commit: list[Callable[[str], None]] = []
+
+    @asynccontextmanager
+    async def unit_of_work(self, service: str) -> AsyncIterator[UnitOfWork]:
+        """Open a transaction; on clean exit flush the outbox, commit, then notify ``after_commit``."""
+        if faults.fires(f"db_unavailable:{service}") or faults.fires("db_unavailable"):
+            raise ConnectionRefusedError("database unavailable (injected fault)")
+        async with self.pool.acquire() as conn:
+            uow = UnitOfWork(conn, f"{self.namespace}{service}", self.namespace)
+            async with conn.transaction():
+                yield uow
+                await uow.flush()
+        if faults.fires("crash_after_commit"):
+            # Simulates a worker killed between its commit and its publish: no cleanup, no offset commit.
+            os._exit(137)
+        if uow.pending:
+            for callback in self.after_commit:
+                callback(uow.service)
+
+
+def decode_headers(raw: object) -> dict[str, str]:
+    """Outbox ``headers`` column as a dict (jsonb may arrive as text from some drivers)."""
+    if isinstance(raw, str):
+        loaded = json.loads(raw)
+        return {str(k): str(v) for k, v in loaded.items()}
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    return {}

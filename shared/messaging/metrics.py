@@ -1,0 +1,20 @@
+"""Prometheus metrics of every worker (labelled by service, so several workers share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PROCESSED = Counter(
+    "som_messages_processed_total", "Messages processed", ["service", "topic", "outcome"]
+)
+FAILURES = Counter("som_message_failures_total", "Handler failures", ["service", "topic", "error"])
+RETRIES = Counter("som_message_retries_total", "Messages sent to or retried from a retry topic", ["service", "topic"])
+DEAD_LETTERS = Counter("som_dead_letters_total", "Messages dead-lettered", ["service", "topic"])
+CONSUMER_LAG = Gauge("som_consumer_lag", "Records behind the partition's high watermark", ["service", "topic", "partition"])
+HANDLER_SECONDS = Histogram(
+    "som_handler_seconds",
+    "Handler latency including its transaction",
+    ["service", "topic"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+RENEWALS = Counter("som_renewal_payments_total", "Renewal payment outcomes", ["outcome"])

@@ -1,0 +1,140 @@
+"""Outbox relay: publishes committed outbox rows to Kafka, in id order, then deletes them.
+
+Woken right after each commit (latency), and polling as the safety net (a row left
+behind by a crashed worker is published within ``poll_seconds``). One relay per
+service publishes at a time (transaction-scoped advisory lock), which keeps per-key
+order. A crash after the publish and before the delete publishes a row twice:
+consumers' inboxes make that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+
+from shared.db.uow import decode_headers
+
+log = logging.getLogger("som.relay")
+_tracer = trace.get_tracer("som.relay")
+
+
+class OutboxRelay:
+    """Drains ``messaging.outbox`` rows of one service."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        service: str,
+        *,
+        poll_seconds: float = 1.0,
+        batch_size: int = 500,
+        send_timeout: float = 30.0,
+    ) -> None:
+        self.pool = pool
+        self.producer = producer
+        self.service = service
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self.send_timeout = send_timeout
+        self.published = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def signal(self, service: str | None = None) -> None:
+        """Wake the relay (called after a commit that wrote outbox rows)."""
+        if service is None or service == self.service:
+            self._wake.set()
+
+    def start(self) -> None:
+        """Run the relay loop in the background."""
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
+
+    async def stop(self) -> None:
+        """Stop the loop after a last drain attempt."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.drain(), timeout=5)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            self._wake.clear()
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next wake or poll tries again; rows stay in the outbox
+                log.exception("outbox relay failed; will retry")
+                await asyncio.sleep(min(self.poll_seconds, 1.0))
+
+    async def drain(self) -> int:
+        """Publish until the outbox of this service is empty; returns rows published."""
+        total = 0
+        while True:
+            n = await self.publish_batch()
+            if n < 0:  # another relay of this service holds the lock: try again shortly
+                await asyncio.sleep(0.05)
+                continue
+            total += n
+            if n < self.batch_size:
+                return total
+
+    async def publish_batch(self) -> int:
+        """Publish one batch; -1 if another relay of this service is publishing."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext($1))", f"outbox:{self.service}"
+            ):
+                return -1
+            rows = await conn.fetch(
+                "SELECT id, topic, key, value, headers FROM messaging.outbox "
+                "WHERE service = $1 ORDER BY id LIMIT $2",
+                self.service,
+                self.batch_size,
+            )
+            if not rows:
+                return 0
+            futures = []
+            for row in rows:
+                headers = decode_headers(row["headers"])
+                parent = propagate.extract(headers)
+                with _tracer.start_as_current_span(
+                    f"send {row['topic']}",
+                    context=parent,
+                    kind=SpanKind.PRODUCER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.operation.name": "send",
+                        "messaging.operation.type": "send",
+                        "messaging.destination.name": row["topic"],
+                        "messaging.kafka.message.key": row["key"] or "",
+                        "messaging.message.id": headers.get("ce_id", ""),
+                    },
+                ):
+                    propagate.inject(headers)
+                futures.append(
+                    await self.producer.send(
+                        row["topic"],
+                        value=bytes(row["value"]),
+                        key=row["key"].encode() if row["key"] is not None else None,
+                        headers=[(k, v.encode()) for k, v in headers.items()],
+                    )
+                )
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=self.send_timeout)
+            await conn.execute(
+                "DELETE FROM messaging.outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
+        self.published += len(rows)
+        return len(rows)

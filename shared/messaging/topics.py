@@ -1,0 +1,102 @@
+"""Every topic name, and the one naming rule for retry topics and dead-letter queues.
+
+Main topics are ``<domain>.<stream>``. For a consumer group ``G`` reading topic ``T``:
+- retry topic: ``T.retry.G``  (holds failed and parked messages of G only, same key)
+- dead letters: ``T.dlq.G``
+The group is in the name so that a retry or a dead letter never reaches other groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.contracts.canonical import CHANNELS
+
+INBOUND_PREFIX = "orders.inbound."
+ORDERS_REJECTED = "orders.rejected"
+SUBSCRIPTIONS_COMMANDS = "subscriptions.commands"
+SUBSCRIPTIONS_EVENTS = "subscriptions.events"
+SUBSCRIPTIONS_COMMAND_REJECTIONS = "subscriptions.command-rejections"
+BILLING_INVOICES = "billing.invoices"
+ENTITLEMENTS_CHANGED = "entitlements.changed"
+PAYMENTS_REQUESTS = "payments.requests"
+PAYMENTS_RESULTS = "payments.results"
+ACCOUNTING_JOURNAL = "accounting.journal"
+NOTIFICATIONS = "notifications.customer"
+PROVISIONING_INSTANCES = "provisioning.instances"
+
+RETRY_MARK = ".retry."
+DLQ_MARK = ".dlq."
+
+
+def inbound(channel: str) -> str:
+    """Inbound topic of a sales channel: ``orders.inbound.<channel>``."""
+    return f"{INBOUND_PREFIX}{channel}"
+
+
+def retry_topic(topic: str, group: str) -> str:
+    """Retry topic of ``group`` for ``topic``."""
+    return f"{topic}{RETRY_MARK}{group}"
+
+
+def dlq_topic(topic: str, group: str) -> str:
+    """Dead-letter topic of ``group`` for ``topic``."""
+    return f"{topic}{DLQ_MARK}{group}"
+
+
+def is_dlq(topic: str) -> bool:
+    """True for a dead-letter topic name."""
+    return DLQ_MARK in topic
+
+
+def namespaced(namespace: str, topic: str) -> str:
+    """Topic name inside a namespace (tests and tenants get their own)."""
+    return f"{namespace}{topic}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic and its partition count. Subscription topics are keyed by subscription id."""
+
+    name: str
+    partitions: int
+
+
+def main_topics(default_partitions: int) -> list[TopicSpec]:
+    """All main topics of the system with their partition counts."""
+    names = [inbound(c) for c in CHANNELS] + [
+        ORDERS_REJECTED,
+        SUBSCRIPTIONS_COMMANDS,
+        SUBSCRIPTIONS_EVENTS,
+        SUBSCRIPTIONS_COMMAND_REJECTIONS,
+        BILLING_INVOICES,
+        ENTITLEMENTS_CHANGED,
+        PAYMENTS_REQUESTS,
+        PAYMENTS_RESULTS,
+        ACCOUNTING_JOURNAL,
+        NOTIFICATIONS,
+        PROVISIONING_INSTANCES,
+    ]
+    return [TopicSpec(n, default_partitions) for n in names]
+
+
+# Who consumes what: the single table behind topic creation and every worker's routes.
+CONSUMERS: dict[str, tuple[str, ...]] = {
+    "intake": tuple(inbound(c) for c in CHANNELS),
+    "lifecycle": (SUBSCRIPTIONS_COMMANDS, PROVISIONING_INSTANCES),
+    "billing": (SUBSCRIPTIONS_EVENTS, PAYMENTS_RESULTS),
+    "entitlements": (SUBSCRIPTIONS_EVENTS,),
+}
+
+
+def all_topics(namespace: str, default_partitions: int, group_of: Callable[[str], str]) -> list[TopicSpec]:
+    """Main topics plus each consumer group's retry and dead-letter topics, inside ``namespace``."""
+    specs = [TopicSpec(namespaced(namespace, t.name), t.partitions) for t in main_topics(default_partitions)]
+    for service, topics in CONSUMERS.items():
+        group = group_of(service)
+        for t in topics:
+            main = namespaced(namespace, t)
+            specs.append(TopicSpec(retry_topic(main, group), default_partitions))
+            specs.append(TopicSpec(dlq_topic(main, group), 1))
+    return specs

@@ -1,0 +1,58 @@
+"""Typed configuration, read once from the environment (prefix ``SOM_``); defaults run out of the box."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the workers. Environment variables override, e.g. ``SOM_KAFKA_BOOTSTRAP``."""
+
+    model_config = SettingsConfigDict(env_prefix="SOM_", env_file=None, extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers; unset = start the embedded broker"
+    )
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset = start the embedded PostgreSQL"
+    )
+    data_dir: Path = Field(default=Path(".som"), description="where the embedded database keeps its files")
+    embedded_kafka_port: int = 0  # 0 = pick a free port
+    topic_namespace: str = Field(
+        default="", description="prefix for every topic and consumer group (isolates tests and tenants)"
+    )
+    default_partitions: int = 6
+
+    # Consumption and delivery
+    retry_max_attempts: int = Field(default=4, description="attempts in all, the first one included")
+    retry_backoff_seconds: tuple[float, ...] = (0.5, 2.0, 8.0)
+    relay_poll_seconds: float = Field(default=1.0, description="outbox safety-net poll interval")
+    relay_batch_size: int = 500
+    relay_orphan_after_seconds: float = Field(
+        default=2.0, description="rows older than this are published by the poller even if unsignalled"
+    )
+
+    # Observability
+    health_port_base: int = Field(
+        default=0, description="first port of the workers' health/metrics servers; 0 = disabled"
+    )
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Domain configuration
+    catalog_path: Path | None = None
+    business_clock: str = Field(default="system", description="'system' or the name of a test clock")
+
+    def group(self, service: str) -> str:
+        """Consumer group of a service, inside the namespace."""
+        return f"{self.topic_namespace}som.{service}"
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
