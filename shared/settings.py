@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         default=2.0, description="rows older than this are published by the poller even if unsignalled"
     )
 
+    consumer_session_timeout_ms: int = Field(
+        default=10_000, description="group session timeout; the embedded broker delays a join by about half"
+    )
+    consumer_heartbeat_ms: int = 3_000
+
     # Observability
     health_port_base: int = Field(
         default=0, description="first port of the workers' health/metrics servers; 0 = disabled"

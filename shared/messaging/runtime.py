@@ -249,6 +249,8 @@ class Worker:
             "auto_offset_reset": "earliest",
             "ack_policy": AckPolicy.NACK_ON_ERROR,
             "max_poll_interval_ms": 300_000,
+            "session_timeout_ms": self.settings.consumer_session_timeout_ms,
+            "heartbeat_interval_ms": self.settings.consumer_heartbeat_ms,
         }
 
         async def consume_main(msg: KafkaMessage) -> None:

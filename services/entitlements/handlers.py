@@ -1,0 +1,85 @@
+"""Entitlement handlers: every lifecycle change re-derives the full entitlement set."""
+
+from __future__ import annotations
+
+import logging
+
+from services.entitlements.domain.entitlements import entitlements_for
+from shared.catalog import Catalog
+from shared.contracts import events as ev
+from shared.contracts.envelope import make_event
+from shared.db.uow import UnitOfWork
+from shared.messaging import topics
+from shared.messaging.runtime import Incoming
+
+log = logging.getLogger("som.entitlements")
+SOURCE = "som/entitlements"
+
+
+class EntitlementHandlers:
+    """Handlers of ``subscriptions.events``."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    async def on_subscription_event(self, incoming: Incoming, uow: UnitOfWork) -> None:
+        """Publish the new entitlement set when it differs from the last one."""
+        event = incoming.cloud_event()
+        if event.type != ev.SUBSCRIPTION_STATE_CHANGED:
+            return
+        change = event.payload(ev.SubscriptionStateChanged)
+        snap = change.snapshot
+        current = await uow.conn.fetchrow(
+            "SELECT version, lifecycle_version, body FROM entitlements.entitlement_sets "
+            "WHERE subscription_id = $1 FOR UPDATE",
+            change.subscription_id,
+        )
+        if current and current["lifecycle_version"] >= change.version:
+            log.info("stale lifecycle version %d for %s ignored", change.version, change.subscription_id)
+            return
+        ent = entitlements_for(
+            self.catalog,
+            plan_id=snap.plan_id,
+            quantity=snap.quantity,
+            addons=[(a.plan_id, a.quantity) for a in snap.addons],
+            status=snap.status,
+        )
+        body = {
+            "status": snap.status,
+            "plan_id": snap.plan_id,
+            "features": list(ent.features),
+            "limits": ent.limits,
+            "instances": ent.instances,
+            "can_create_instances": ent.can_create_instances,
+        }
+        if current and current["body"] == body:
+            await uow.conn.execute(
+                "UPDATE entitlements.entitlement_sets SET lifecycle_version = $2 WHERE subscription_id = $1",
+                change.subscription_id, change.version,
+            )
+            return
+        version = (current["version"] + 1) if current else 1
+        await uow.conn.execute(
+            "INSERT INTO entitlements.entitlement_sets (subscription_id, version, lifecycle_version, body) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id) DO UPDATE SET version = EXCLUDED.version, "
+            "lifecycle_version = EXCLUDED.lifecycle_version, body = EXCLUDED.body, updated_at = now()",
+            change.subscription_id, version, change.version, body,
+        )
+        data = ev.EntitlementsChanged(
+            subscription_id=change.subscription_id,
+            version=version,
+            effective_at=change.effective_at,
+            **body,
+        )
+        uow.emit(
+            topics.ENTITLEMENTS_CHANGED,
+            make_event(
+                type=ev.ENTITLEMENTS_CHANGED,
+                source=SOURCE,
+                subject=change.subscription_id,
+                data=data,
+                correlation_id=event.correlationid,
+                causation_id=event.id,
+                discriminator=str(version),
+            ),
+        )

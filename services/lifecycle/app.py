@@ -1,0 +1,21 @@
+"""Wiring of the lifecycle worker."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from services.lifecycle.handlers import LifecycleHandlers
+from shared.catalog import cached_catalog
+from shared.db.uow import Database
+from shared.messaging import topics
+from shared.messaging.runtime import Route, Worker
+from shared.settings import Settings
+
+NAME = "lifecycle"
+
+
+def build(settings: Settings, db: Database, *, tracer_provider: TracerProvider | None = None) -> Worker:
+    """The lifecycle worker."""
+    handlers = LifecycleHandlers(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
+    routes = [Route(topics.SUBSCRIPTIONS_COMMANDS, handlers.on_command)]
+    return Worker(NAME, routes, settings=settings, db=db, tracer_provider=tracer_provider)

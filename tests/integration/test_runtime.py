@@ -1,0 +1,200 @@
+"""The delivery runtime on a real broker and database, with a probe handler.
+
+The probe records each effect in a table and emits one event per message, so the tests
+can count effects (must be exactly one) separately from deliveries (may be more).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from shared.contracts.envelope import make_event
+from shared.db.uow import Database, UnitOfWork
+from shared.messaging.admin import ensure_topics
+from shared.messaging.faults import faults
+from shared.messaging.runtime import H_ATTEMPT, Incoming, Route, Worker, content_id
+from shared.messaging.topics import TopicSpec, dlq_topic, retry_topic
+from shared.settings import Settings
+from tests.integration.helpers import TopicReader, publish
+
+pytestmark = pytest.mark.integration
+
+PROBE_IN, PROBE_OUT = "probe.in", "probe.out"
+
+
+class _Data(dict[str, Any]):
+    pass
+
+
+async def probe_handler(incoming: Incoming, uow: UnitOfWork) -> None:
+    """Parse JSON (or fail permanently), record the effect, emit an event."""
+    doc = json.loads(incoming.value)
+    if not isinstance(doc, dict) or "id" not in doc:
+        raise ValueError("not a probe message")
+    await uow.conn.execute(
+        "INSERT INTO public.probe_effects (namespace, message_id, key) VALUES ($1, $2, $3)",
+        uow.namespace, doc["id"], incoming.key,
+    )
+    from pydantic import BaseModel
+
+    class Probe(BaseModel):
+        id: str
+
+    uow.emit(
+        PROBE_OUT,
+        make_event(type="som.probe", source="tests", subject=incoming.key, data=Probe(id=doc["id"]),
+                   correlation_id=doc["id"], causation_id=doc["id"]),
+    )
+
+
+async def _probe_worker(settings: Settings, db: Database) -> Worker:
+    ns = settings.topic_namespace
+    group = settings.group("probe")
+    main = f"{ns}{PROBE_IN}"
+    await ensure_topics(
+        str(settings.kafka_bootstrap),
+        [TopicSpec(main, 3), TopicSpec(retry_topic(main, group), 3), TopicSpec(dlq_topic(main, group), 1),
+         TopicSpec(f"{ns}{PROBE_OUT}", 3)],
+    )
+    await db.pool.execute(
+        "CREATE TABLE IF NOT EXISTS public.probe_effects (id bigserial PRIMARY KEY, namespace text, "
+        "message_id text, key text)"
+    )
+    worker = Worker("probe", [Route(PROBE_IN, probe_handler, event_id=content_id)], settings=settings, db=db)
+    await worker.start()
+    return worker
+
+
+async def _effects(db: Database, settings: Settings) -> list[str]:
+    rows = await db.pool.fetch(
+        "SELECT message_id FROM public.probe_effects WHERE namespace = $1 ORDER BY id", settings.topic_namespace
+    )
+    return [r["message_id"] for r in rows]
+
+
+async def _wait_effects(db: Database, settings: Settings, n: int, timeout: float = 20) -> list[str]:
+    for _ in range(int(timeout * 10)):
+        got = await _effects(db, settings)
+        if len(got) >= n:
+            return got
+        await asyncio.sleep(0.1)
+    return await _effects(db, settings)
+
+
+async def test_redelivered_message_has_one_effect(settings: Settings, db: Database) -> None:
+    worker = await _probe_worker(settings, db)
+    try:
+        body = {"id": "m1"}
+        await publish(settings, PROBE_IN, body, key="k1")
+        await publish(settings, PROBE_IN, body, key="k1")  # the same record delivered again
+        async with TopicReader(str(settings.kafka_bootstrap), f"{settings.topic_namespace}{PROBE_OUT}") as out:
+            await out.wait_for(1)
+            await out.settle(1.5)
+            assert len(out.records) == 1
+        assert await _effects(db, settings) == ["m1"]
+    finally:
+        await worker.stop()
+
+
+async def test_transient_failure_is_retried_and_applied_once(settings: Settings, db: Database) -> None:
+    worker = await _probe_worker(settings, db)
+    try:
+        faults.arm("db_unavailable:probe", times=2)
+        await publish(settings, PROBE_IN, {"id": "r1"}, key="k1")
+        assert await _wait_effects(db, settings, 1) == ["r1"]
+        ns = settings.topic_namespace
+        retry = retry_topic(f"{ns}{PROBE_IN}", settings.group("probe"))
+        async with TopicReader(str(settings.kafka_bootstrap), retry) as r:
+            await r.wait_for(1)
+            assert len(r.records) == 1  # one hop to the retry topic, then retried in place
+            headers = {k: v.decode() for k, v in r.records[0].headers}
+            assert headers[H_ATTEMPT] == "1"
+            assert headers["x-exception-type"] == "builtins.ConnectionRefusedError"
+        async with TopicReader(str(settings.kafka_bootstrap), f"{ns}{PROBE_OUT}") as out:
+            await out.wait_for(1)
+            await out.settle(1.0)
+            assert len(out.records) == 1
+    finally:
+        faults.disarm()
+        await worker.stop()
+
+
+async def test_parked_key_is_not_overtaken(settings: Settings, db: Database) -> None:
+    worker = await _probe_worker(settings, db)
+    try:
+        faults.arm("db_unavailable:probe", times=1)  # only the first message fails
+        await publish(settings, PROBE_IN, {"id": "a1"}, key="sub-A")
+        await asyncio.sleep(0.3)
+        await publish(settings, PROBE_IN, {"id": "a2"}, key="sub-A")
+        await publish(settings, PROBE_IN, {"id": "b1"}, key="sub-B")
+        got = await _wait_effects(db, settings, 3)
+        assert sorted(got) == ["a1", "a2", "b1"]
+        assert got.index("a1") < got.index("a2"), got  # a2 waited behind a1
+        assert not worker.parked.counts  # everything unparked
+    finally:
+        faults.disarm()
+        await worker.stop()
+
+
+async def test_unparseable_goes_to_dlq_and_worker_keeps_serving(settings: Settings, db: Database) -> None:
+    worker = await _probe_worker(settings, db)
+    try:
+        await publish(settings, PROBE_IN, b"\x00not json{", key="bad", headers={"traceparent-note": "x"})
+        await publish(settings, PROBE_IN, {"id": "good"}, key="ok")
+        assert await _wait_effects(db, settings, 1) == ["good"]
+        ns = settings.topic_namespace
+        dlq = dlq_topic(f"{ns}{PROBE_IN}", settings.group("probe"))
+        async with TopicReader(str(settings.kafka_bootstrap), dlq) as d:
+            recs = await d.wait_for(1)
+            assert len(recs) == 1
+            rec = recs[0]
+            assert rec.value == b"\x00not json{"
+            h = {k: v.decode() for k, v in rec.headers}
+            assert h["x-original-topic"] == f"{ns}{PROBE_IN}"
+            assert h["x-original-partition"].isdigit() and h["x-original-offset"].isdigit()
+            assert h["x-exception-type"].endswith("UnicodeDecodeError") or "JSONDecodeError" in h[
+                "x-exception-type"
+            ]
+            assert h["x-retry-attempt"] == "1"
+            assert h["x-first-failure-at"] and h["x-last-failure-at"]
+            assert h["x-dlq-reason"] == "permanent"
+            assert h["x-consumer-group"] == settings.group("probe")
+            assert h["traceparent-note"] == "x"  # original headers are kept
+    finally:
+        await worker.stop()
+
+
+async def test_orphaned_outbox_row_is_published_by_the_relay(settings: Settings, db: Database) -> None:
+    """A commit whose publish never happened (the worker died) is published by the next relay."""
+    from aiokafka import AIOKafkaProducer
+
+    from shared.messaging.relay import OutboxRelay
+
+    service = f"{settings.topic_namespace}ghost"
+    async with db.unit_of_work("ghost") as uow:
+        from pydantic import BaseModel
+
+        class Probe(BaseModel):
+            id: str
+
+        uow.emit(PROBE_OUT, make_event(type="som.probe", source="tests", subject="k", data=Probe(id="x"),
+                                       correlation_id=str(uuid.uuid4()), causation_id=None))
+    await ensure_topics(str(settings.kafka_bootstrap), [TopicSpec(f"{settings.topic_namespace}{PROBE_OUT}", 3)])
+    assert await db.pool.fetchval("SELECT count(*) FROM messaging.outbox WHERE service = $1", service) == 1
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    relay = OutboxRelay(db.pool, producer, service, poll_seconds=0.2)
+    relay.start()  # never signalled: only its poll finds the row
+    try:
+        async with TopicReader(str(settings.kafka_bootstrap), f"{settings.topic_namespace}{PROBE_OUT}") as out:
+            await out.wait_for(1, timeout=5)
+            assert len(out.records) == 1
+        assert await db.pool.fetchval("SELECT count(*) FROM messaging.outbox WHERE service = $1", service) == 0
+    finally:
+        await relay.stop()
+        await producer.stop()
