@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     health_port_base: int = Field(
         default=0, description="first port of the workers' health/metrics servers; 0 = disabled"
     )
+    health_port: int | None = Field(
+        default=None, description="health/metrics port of a single worker (overrides the base, e.g. in a pod)"
+    )
     log_level: str = "INFO"
     log_json: bool = True
 

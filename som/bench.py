@@ -1,0 +1,126 @@
+"""``som bench``: throughput and latency from inbound order to invoice, on the real worker set."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared.messaging import topics
+from shared.settings import Settings
+from som.orders import direct_order, send_orders, subscription_id_of
+
+
+@dataclass
+class BenchResult:
+    """Figures of one run."""
+
+    orders: int
+    invoices: int
+    seconds: float
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    rate: float | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+async def run_bench(
+    settings: Settings,
+    orders: int,
+    rate: float | None,
+    *,
+    timeout: float = 600.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> BenchResult:
+    """Publish ``orders`` direct orders (all at once, or ``rate`` per second) and time their invoices."""
+    assert settings.kafka_bootstrap
+    invoice_topic = f"{settings.topic_namespace}{topics.BILLING_INVOICES}"
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    parts = consumer.partitions_for_topic(invoice_topic)
+    if not parts:
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(invoice_topic) or set()
+    tps = [TopicPartition(invoice_topic, p) for p in parts]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    for tp in tps:  # resolve positions now, so nothing published from here on is missed
+        await consumer.position(tp)
+
+    docs = [direct_order(plan="pro", quantity=1 + i % 5) for i in range(orders)]
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def collect() -> None:
+        while len(latencies) < orders:
+            batch = await consumer.getmany(timeout_ms=500)
+            now = time.perf_counter()
+            for recs in batch.values():
+                for r in recs:
+                    sub = json.loads(r.value).get("subject")
+                    started = sent_at.pop(sub, None)
+                    if started is not None:
+                        latencies.append((now - started) * 1000)
+                        if progress:
+                            progress(len(latencies), orders)
+        done.set()
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    collector = asyncio.create_task(collect())
+    t0 = time.perf_counter()
+    try:
+        if rate:
+            interval = 1.0 / rate
+            for i, doc in enumerate(docs):
+                target = t0 + i * interval  # fixed schedule: no coordinated omission
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent_at[subscription_id_of(doc)] = target if delay > 0 else time.perf_counter()
+                await send_orders(producer, settings.topic_namespace, [doc], wait=False)
+        else:
+            for doc in docs:
+                sent_at[subscription_id_of(doc)] = time.perf_counter()
+            await send_orders(producer, settings.topic_namespace, docs)
+        await asyncio.wait_for(done.wait(), timeout=timeout)
+    except TimeoutError:
+        pass
+    finally:
+        collector.cancel()
+        await producer.stop()
+        await consumer.stop()
+    elapsed = time.perf_counter() - t0
+    lat = sorted(latencies)
+    return BenchResult(
+        orders=orders,
+        invoices=len(lat),
+        seconds=elapsed,
+        per_second=len(lat) / elapsed if elapsed else 0.0,
+        p50_ms=_percentile(lat, 0.50),
+        p99_ms=_percentile(lat, 0.99),
+        max_ms=lat[-1] if lat else float("nan"),
+        rate=rate,
+    )
+
+
+def median(values: list[float]) -> float:
+    """Median, for summaries."""
+    return statistics.median(values) if values else float("nan")

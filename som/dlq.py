@@ -1,0 +1,156 @@
+"""Dead-letter queues: list what is in them, replay records to their original topic once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.messaging.runtime import RUNTIME_HEADERS
+from shared.messaging.topics import is_dlq
+
+
+@dataclass
+class DeadLetter:
+    """One DLQ record with its failure context."""
+
+    dlq_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+    headers: dict[str, str]
+    replayed: bool = False
+
+    @property
+    def original_topic(self) -> str:
+        return self.headers.get("x-original-topic", "")
+
+    def summary(self) -> dict[str, object]:
+        """What an operator needs to decide, as JSON-ready data."""
+        h = self.headers
+        return {
+            "dlq_topic": self.dlq_topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "key": self.key,
+            "original_topic": self.original_topic,
+            "original_partition": h.get("x-original-partition"),
+            "original_offset": h.get("x-original-offset"),
+            "consumer_group": h.get("x-consumer-group"),
+            "reason": h.get("x-dlq-reason"),
+            "error_type": h.get("x-exception-type"),
+            "error_message": h.get("x-exception-message"),
+            "attempts": h.get("x-retry-attempt"),
+            "first_failure_at": h.get("x-first-failure-at"),
+            "last_failure_at": h.get("x-last-failure-at"),
+            "replayed": self.replayed,
+            "payload_preview": self.value[:120].decode("utf-8", "replace"),
+        }
+
+
+async def dlq_topics(bootstrap: str, namespace: str = "") -> list[str]:
+    """Every dead-letter topic in the namespace."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="som-dlq")
+    await admin.start()
+    try:
+        names = await admin.list_topics()
+    finally:
+        await admin.close()
+    return sorted(t for t in names if is_dlq(t) and t.startswith(namespace))
+
+
+async def read_dead_letters(bootstrap: str, topics: list[str], pool: asyncpg.Pool | None) -> list[DeadLetter]:
+    """Every record currently in ``topics`` (read from the start up to the end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    letters: list[DeadLetter] = []
+    try:
+        tps: list[TopicPartition] = []
+        for t in topics:
+            parts = consumer.partitions_for_topic(t)
+            if not parts:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(t) or set()
+            tps.extend(TopicPartition(t, p) for p in parts)
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            if not batch:
+                break
+            for tp, recs in batch.items():
+                for r in recs:
+                    letters.append(
+                        DeadLetter(
+                            dlq_topic=r.topic,
+                            partition=r.partition,
+                            offset=r.offset,
+                            key=r.key.decode("utf-8", "replace") if r.key is not None else None,
+                            value=r.value or b"",
+                            headers={k: v.decode("utf-8", "replace") for k, v in r.headers},
+                        )
+                    )
+                    if r.offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    if pool is not None and letters:
+        rows = await pool.fetch("SELECT dlq_topic, dlq_partition, dlq_offset FROM messaging.dlq_replays")
+        done = {(r["dlq_topic"], r["dlq_partition"], r["dlq_offset"]) for r in rows}
+        for letter in letters:
+            letter.replayed = (letter.dlq_topic, letter.partition, letter.offset) in done
+    return letters
+
+
+class AlreadyReplayed(Exception):
+    """The record was replayed before; replaying again needs ``force``."""
+
+
+async def replay(
+    bootstrap: str,
+    pool: asyncpg.Pool,
+    letter: DeadLetter,
+    *,
+    payload: Path | None = None,
+    force: bool = False,
+) -> str:
+    """Publish the record (or a corrected payload) to its original topic; returns that topic.
+
+    The replay is recorded first, in the same transaction that is committed only after the
+    broker acknowledged the publish, so a record is replayed once; consumers' inboxes make
+    even a forced second replay of the same bytes a no-op.
+    """
+    target = letter.original_topic
+    if not target:
+        raise ValueError(f"record {letter.dlq_topic}[{letter.partition}]@{letter.offset} has no original topic")
+    value = payload.read_bytes() if payload else letter.value
+    headers = {k: v for k, v in letter.headers.items() if k not in RUNTIME_HEADERS}
+    headers["x-replayed-from"] = f"{letter.dlq_topic}/{letter.partition}/{letter.offset}"
+    async with pool.acquire() as conn, conn.transaction():
+        inserted = await conn.fetchval(
+            "INSERT INTO messaging.dlq_replays (dlq_topic, dlq_partition, dlq_offset, replayed_to) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+            letter.dlq_topic, letter.partition, letter.offset, target,
+        )
+        if not inserted and not force:
+            raise AlreadyReplayed(f"{letter.dlq_topic}[{letter.partition}]@{letter.offset} was replayed before")
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                target,
+                value=value,
+                key=letter.key.encode() if letter.key is not None else None,
+                headers=[(k, v.encode()) for k, v in headers.items()],
+            )
+        finally:
+            await producer.stop()
+    return target
