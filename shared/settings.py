@@ -26,6 +26,7 @@ class Settings(BaseSettings):
         default="", description="prefix for every topic and consumer group (isolates tests and tenants)"
     )
     default_partitions: int = 6
+    topic_replication_factor: int = Field(default=1, description="3 on a production cluster")
 
     # Consumption and delivery
     retry_max_attempts: int = Field(default=4, description="attempts in all, the first one included")

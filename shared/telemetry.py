@@ -22,7 +22,9 @@ def setup_tracing(service_name: str, provider: TracerProvider | None = None) -> 
     if provider is None and isinstance(current, TracerProvider):
         return current  # already set up in this process (several workers in one process)
     if provider is None:
-        provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        # OTEL_SERVICE_NAME wins when the deployment sets it.
+        name = os.environ.get("OTEL_SERVICE_NAME") or service_name
+        provider = TracerProvider(resource=Resource.create({"service.name": name}))
         if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
         ):

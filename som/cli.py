@@ -232,7 +232,8 @@ def topics(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 
     settings = resolved_settings()
     specs = all_topics(settings.topic_namespace, settings.default_partitions, settings.group)
-    created = set(run(ensure_topics(str(settings.kafka_bootstrap), specs)))
+    created = set(run(ensure_topics(str(settings.kafka_bootstrap), specs,
+                                   replication_factor=settings.topic_replication_factor)))
     if as_json:
         console.print_json(data=[{"topic": s.name, "partitions": s.partitions, "created": s.name in created}
                                  for s in specs])

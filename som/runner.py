@@ -33,6 +33,7 @@ async def prepare(settings: Settings) -> None:
     await ensure_topics(
         settings.kafka_bootstrap,
         all_topics(settings.topic_namespace, settings.default_partitions, settings.group),
+        replication_factor=settings.topic_replication_factor,
     )
 
 

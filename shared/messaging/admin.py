@@ -13,7 +13,9 @@ from shared.messaging.topics import TopicSpec
 log = logging.getLogger("som.admin")
 
 
-async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, attempts: int = 20) -> list[str]:
+async def ensure_topics(
+    bootstrap: str, specs: list[TopicSpec], *, replication_factor: int = 1, attempts: int = 20
+) -> list[str]:
     """Create the topics that do not exist yet; returns the names created now."""
     last: Exception | None = None
     for _ in range(attempts):  # the broker may still be starting
@@ -25,7 +27,8 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, attempts: int
             if missing:
                 try:
                     await admin.create_topics(
-                        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=1) for s in missing]
+                        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication_factor)
+                         for s in missing]
                     )
                 except TopicAlreadyExistsError:
                     pass  # created concurrently by another worker
