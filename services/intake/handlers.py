@@ -78,12 +78,12 @@ class IntakeHandlers:
     async def on_inbound(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Normalize, validate and route one channel payload."""
         from services.intake.domain import errors as intake_errors
-        from services.intake.domain.normalizers import normalize
+        from services.intake.domain.normalizers import normalize, region_hint
 
         channel = incoming.topic.removeprefix(topics.INBOUND_PREFIX)
         transport = transport_from_headers(incoming.headers)
         try:
-            normalized: NormalizedPayload = normalize(channel, incoming.value, transport)
+            normalized: NormalizedPayload = normalize(channel, incoming.value, transport, catalog=self.catalog)
         except intake_errors.UnparseableInput as exc:
             raise PermanentError(str(exc), code=getattr(exc, "reason_code", "UNPARSEABLE")) from exc
         except intake_errors.InvalidOrder as exc:
@@ -96,15 +96,23 @@ class IntakeHandlers:
                 channel, normalized.disposition, normalized.drop_reason,
             )
             return
+        region = region_hint(channel, incoming.value, transport) or incoming.headers.get("region")
         for index, change in enumerate(normalized.changes):
-            await self._apply(uow, incoming, channel, change, index)
+            await self._apply(uow, incoming, channel, change, index, region)
 
     async def _apply(
-        self, uow: UnitOfWork, incoming: Incoming, channel: str, change: CanonicalOrderChange, index: int
+        self,
+        uow: UnitOfWork,
+        incoming: Incoming,
+        channel: str,
+        change: CanonicalOrderChange,
+        index: int,
+        region: str | None,
     ) -> None:
         from services.intake.domain.mapping import resolve_plan
         from services.intake.domain.policy import effective_policy
-        from services.intake.domain.validation import CustomerCredit, impact_score, order_value, validate
+        from services.intake.domain.pricing import order_value
+        from services.intake.domain.validation import CustomerCredit, validate
 
         order_key = change.channel_event_id or f"{content_id(incoming)}:{index}"
         if await uow.conn.fetchval(
@@ -137,7 +145,7 @@ class IntakeHandlers:
             plan_id=plan_id,
             customer=credit,
             policy=policy,
-            region=incoming.headers.get("region"),
+            region=region,
             order_value=value,
         )
         if reasons:
@@ -171,7 +179,7 @@ class IntakeHandlers:
                 email=change.customer.email,
                 name=change.customer.name,
                 country=(credit_row["country"] if credit_row else None) or incoming.headers.get("country"),
-                region=incoming.headers.get("region"),
+                region=region,
                 account_id=change.account.channel_account_id,
                 tax_exempt=bool(credit_row["tax_exempt"]) if credit_row else False,
             ),
@@ -247,7 +255,7 @@ class IntakeHandlers:
         policy: Any,
     ) -> None:
         from services.intake.domain.policy import effective_policy
-        from services.intake.domain.validation import impact_score
+        from services.intake.domain.impact import impact_score
 
         if policy is None:
             policy = effective_policy(channel, change.account.channel_account_id if change else None)

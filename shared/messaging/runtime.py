@@ -237,14 +237,18 @@ class Worker:
         db.after_commit.append(self.relay.signal)
         self.parked = ParkedKeys(db.pool, self.group)
         self._tracer = trace.get_tracer(f"som.{name}")
-        for route in routes:
-            self._subscribe(route)
+        self._subscribe_all(routes)
 
     # -- wiring --------------------------------------------------------------------------
 
-    def _subscribe(self, route: Route) -> None:
-        main = f"{self.namespace}{route.topic}"
-        retry = retry_topic(main, self.group)
+    def _subscribe_all(self, routes: list[Route]) -> None:
+        """One consumer for every main topic and one for every retry topic of this worker.
+
+        One member per group (not one per topic): each extra member joining a group makes
+        every member rebalance, which on start-up costs seconds per topic.
+        """
+        by_main = {f"{self.namespace}{r.topic}": r for r in routes}
+        by_retry = {retry_topic(t, self.group): r for t, r in by_main.items()}
         common: dict[str, Any] = {
             "auto_offset_reset": "earliest",
             "ack_policy": AckPolicy.NACK_ON_ERROR,
@@ -254,16 +258,18 @@ class Worker:
         }
 
         async def consume_main(msg: KafkaMessage) -> None:
-            await self._guard(self._on_main(route, msg.raw_message, msg))
+            rec = msg.raw_message
+            await self._guard(self._on_main(by_main[rec.topic], rec, msg))
 
         async def consume_retry(msg: KafkaMessage) -> None:
-            await self._guard(self._on_retry(route, msg.raw_message))
+            rec = msg.raw_message
+            await self._guard(self._on_retry(by_retry[rec.topic], rec))
 
-        consume_main.__name__ = f"{self.name}_{route.topic}".replace(".", "_").replace("-", "_")
-        consume_retry.__name__ = f"{consume_main.__name__}_retry"
-        s1 = self.broker.subscriber(main, group_id=self.group, **common)
+        consume_main.__name__ = f"{self.name}_main"
+        consume_retry.__name__ = f"{self.name}_retry"
+        s1 = self.broker.subscriber(*by_main, group_id=self.group, **common)
         s1(consume_main)
-        s2 = self.broker.subscriber(retry, group_id=f"{self.group}.retry", **common)
+        s2 = self.broker.subscriber(*by_retry, group_id=f"{self.group}.retry", **common)
         s2(consume_retry)
         self.status.subscribers.extend([s1, s2])
 

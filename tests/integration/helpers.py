@@ -75,10 +75,9 @@ async def running_workers(
     """Start workers in this event loop; stop them on exit."""
     started: dict[str, Worker] = {}
     try:
-        for name in names:
-            w = build_worker(name, settings, db)
-            await w.start()
-            started[name] = w
+        built = {name: build_worker(name, settings, db) for name in names}
+        await asyncio.gather(*(w.start() for w in built.values()))  # group joins overlap
+        started.update(built)
         yield started
     finally:
         for w in reversed(list(started.values())):

@@ -1,0 +1,155 @@
+"""Billing policy as configuration: plan-change rules, cancellation, pause, payment terms, dunning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.billing.domain.model import Invoicing, Timing
+from shared.catalog import Catalog
+
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "config" / "billing_policy.yaml"
+
+ChangeClass = Literal["upgrade", "downgrade", "sidegrade"]
+
+
+class PolicyError(ValueError):
+    """The billing policy file is malformed."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class ChangeRule(_Frozen):
+    """When a change takes effect and how its proration is invoiced."""
+
+    timing: Timing
+    invoicing: Invoicing = "pending"
+
+    def overridden(self, timing: Timing | None, invoicing: Invoicing | None) -> ChangeRule:
+        """This rule with a command's explicit choices applied."""
+        return ChangeRule(timing=timing or self.timing, invoicing=invoicing or self.invoicing)
+
+
+class PairRule(ChangeRule):
+    """A rule for one (from plan, to plan) pair; ``*`` matches any plan."""
+
+    from_plan: str = Field(alias="from")
+    to_plan: str = Field(alias="to")
+
+    def matches(self, from_plan: str, to_plan: str) -> bool:
+        """True when this pair rule applies to the change."""
+        return self.from_plan in ("*", from_plan) and self.to_plan in ("*", to_plan)
+
+
+class PlanChangePolicy(_Frozen):
+    """Pair rules first, then the rule for the change's class (by catalog tier)."""
+
+    pairs: tuple[PairRule, ...] = ()
+    upgrade: ChangeRule = ChangeRule(timing="immediate")
+    downgrade: ChangeRule = ChangeRule(timing="end_of_term")
+    sidegrade: ChangeRule = ChangeRule(timing="immediate")
+
+
+class QuantityChangePolicy(_Frozen):
+    """Rules for raising and lowering a quantity."""
+
+    increase: ChangeRule = ChangeRule(timing="immediate")
+    decrease: ChangeRule = ChangeRule(timing="end_of_term")
+
+
+class AddonPolicy(_Frozen):
+    """Rules for adding and removing add-ons."""
+
+    add: ChangeRule = ChangeRule(timing="immediate")
+    remove: ChangeRule = ChangeRule(timing="end_of_term")
+
+
+class OneOffPolicy(_Frozen):
+    """How one-off charges and setup credits are invoiced by default."""
+
+    invoicing: Invoicing = "pending"
+
+
+class CancellationPolicy(_Frozen):
+    """Default cancellation timing and what an immediate cancellation does with unused time."""
+
+    timing: Timing = "end_of_term"
+    immediate_credit: Literal["account_credit", "refund", "none"] = "account_credit"
+
+
+class PausePolicy(_Frozen):
+    """Whether pausing credits the paused, already charged days."""
+
+    credit_paused_days: bool = True
+
+
+class PaymentTermsPolicy(_Frozen):
+    """Allowed net payment terms in days."""
+
+    allowed_days: tuple[int, ...] = (0, 30, 60)
+
+
+class DunningPolicy(_Frozen):
+    """Retry schedule after a failed payment and its lifecycle effects."""
+
+    retry_after_days: tuple[int, ...] = (1, 3, 7)
+    basis: Literal["since_last_failure", "since_first_failure"] = "since_last_failure"
+    on_first_failure: str = "past_due"
+    on_exhausted: str = "suspended"
+
+    @field_validator("retry_after_days")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(d < 0 for d in v):
+            raise ValueError("retry delays cannot be negative")
+        return v
+
+
+class BillingPolicy(_Frozen):
+    """The whole billing policy file."""
+
+    plan_change: PlanChangePolicy = PlanChangePolicy()
+    quantity_change: QuantityChangePolicy = QuantityChangePolicy()
+    addon: AddonPolicy = AddonPolicy()
+    one_off: OneOffPolicy = OneOffPolicy()
+    cancellation: CancellationPolicy = CancellationPolicy()
+    pause: PausePolicy = PausePolicy()
+    payment_terms: PaymentTermsPolicy = PaymentTermsPolicy()
+    dunning: DunningPolicy = DunningPolicy()
+
+
+def load_billing_policy(path: Path | str | None = None) -> BillingPolicy:
+    """Read and validate the billing policy (the packaged default when ``path`` is None)."""
+    p = Path(path) if path else DEFAULT_POLICY_PATH
+    try:
+        return BillingPolicy.model_validate(yaml.safe_load(p.read_text()) or {})
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        raise PolicyError(f"cannot load billing policy {p}: {exc}") from exc
+
+
+def classify_plan_change(catalog: Catalog, from_plan: str, to_plan: str) -> ChangeClass:
+    """Upgrade, downgrade or sidegrade, by catalog tier."""
+    a, b = catalog.plan(from_plan).tier, catalog.plan(to_plan).tier
+    if b > a:
+        return "upgrade"
+    if b < a:
+        return "downgrade"
+    return "sidegrade"
+
+
+def plan_change_rule(
+    policy: BillingPolicy, catalog: Catalog, from_plan: str, to_plan: str,
+    *, timing: Timing | None = None, invoicing: Invoicing | None = None,
+) -> ChangeRule:
+    """The rule for a plan change: first matching pair, else the class rule; command overrides last."""
+    rules = policy.plan_change
+    for pair in rules.pairs:
+        if pair.matches(from_plan, to_plan):
+            return ChangeRule(timing=pair.timing, invoicing=pair.invoicing).overridden(timing, invoicing)
+    rule: ChangeRule = getattr(rules, classify_plan_change(catalog, from_plan, to_plan))
+    return rule.overridden(timing, invoicing)
