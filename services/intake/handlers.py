@@ -23,6 +23,7 @@ from shared.messaging.runtime import Incoming, content_id
 
 log = logging.getLogger("som.intake")
 SOURCE = "som/intake"
+TEST_CLOCK_HEADER = "som-test-clock"
 
 # Canonical (action, phase) -> lifecycle command and its params. ``None`` = recorded, no command.
 _COMMANDS: dict[tuple[str, str], tuple[str, dict[str, Any]] | None] = {
@@ -166,6 +167,9 @@ class IntakeHandlers:
             params["replaces_channel_subscription_id"] = change.replaces_channel_subscription_id
         if policy.approval == "manual":
             params["approval"] = "manual"
+        if incoming.headers.get(TEST_CLOCK_HEADER):
+            # Test mode: the subscription lives on a named test clock (som clock / som simulate).
+            params["clock"] = incoming.headers[TEST_CLOCK_HEADER]
         plan = self.catalog.find(plan_id) if plan_id else None
         currency = change.currency or (sorted(plan.currencies)[0] if plan and "USD" not in plan.currencies else "USD")
         cmd = ev.SubscriptionCommand(
@@ -187,7 +191,10 @@ class IntakeHandlers:
             quantity=change.quantity,
             billing_interval=change.billing_interval,
             currency=currency,
-            unit_amount=Decimal(change.unit_amount) if change.unit_amount and change.currency else None,
+            # A price the channel charged is the subscription's price; the direct channel's comes from
+            # the catalog, so it stays unset and catalog price versions apply at renewal.
+            unit_amount=Decimal(change.unit_amount)
+            if change.unit_amount and change.currency and channel != "direct" else None,
             effective_at=parse_effective_at(change.effective_at, incoming.timestamp_ms),
             trial=bool(change.trial),
             test=change.test,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.lifecycle.handlers import LifecycleHandlers
+from services.lifecycle.scheduler import run_scheduler
 from shared.catalog import cached_catalog
 from shared.db.uow import Database
 from shared.messaging import topics
@@ -17,5 +18,10 @@ NAME = "lifecycle"
 def build(settings: Settings, db: Database, *, tracer_provider: TracerProvider | None = None) -> Worker:
     """The lifecycle worker."""
     handlers = LifecycleHandlers(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
-    routes = [Route(topics.SUBSCRIPTIONS_COMMANDS, handlers.on_command)]
-    return Worker(NAME, routes, settings=settings, db=db, tracer_provider=tracer_provider)
+    routes = [
+        Route(topics.SUBSCRIPTIONS_COMMANDS, handlers.on_command),
+        Route(topics.PROVISIONING_INSTANCES, handlers.on_instance_report),
+    ]
+    # The scheduler runs beside the consumer: several lifecycle processes never fire a timer twice.
+    return Worker(NAME, routes, settings=settings, db=db, tracer_provider=tracer_provider,
+                  background=[lambda: run_scheduler(db, poll_seconds=settings.scheduler_poll_seconds)])

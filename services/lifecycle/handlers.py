@@ -1,24 +1,45 @@
-"""Lifecycle handlers: commands in, state changes (with audit rows) and events out."""
+"""Lifecycle handlers: commands in; state, audit row, timers and events out, in one transaction.
+
+The rules are ``services.lifecycle.domain.decide``; this module maps the wire command onto a
+domain command, loads and stores the subscription, and turns the decision into rows and events.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
+from pydantic import ValidationError
 
-from shared.catalog import Catalog
+from services.lifecycle import scheduler
+from services.lifecycle.domain import (
+    Decision,
+    Rejection,
+    SubscriptionState,
+    approval_mode,
+    decide,
+    load_approval_policy,
+    parse_command,
+    plan_ref,
+)
+from services.lifecycle.domain.timers import TimerKind
+from shared.catalog import Catalog, CatalogError
 from shared.contracts import events as ev
 from shared.contracts.envelope import CloudEvent, make_event
 from shared.db.uow import UnitOfWork
 from shared.messaging import topics
 from shared.messaging.runtime import Incoming
-from shared.periods import add_interval
 
 log = logging.getLogger("som.lifecycle")
 SOURCE = "som/lifecycle"
+
+# Timer kinds that are not lifecycle commands: what firing them means.
+TIMER_NOTICES = {
+    TimerKind.UPCOMING_CHARGE_NOTICE.value: "upcoming_charge_notice",
+    TimerKind.GRACE_PERIOD_END.value: "grace_period_end",
+}
+DATA_CLEANUP_DUE = "som.subscription.data_cleanup_due"
 
 
 def current_trace_id() -> str | None:
@@ -27,139 +48,265 @@ def current_trace_id() -> str | None:
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
 
 
+class CommandNotUnderstood(ValueError):
+    """The wire command does not make a domain command (missing plan, bad timing ...)."""
+
+
 class LifecycleHandlers:
-    """Handlers of ``subscriptions.commands``."""
+    """Handlers of ``subscriptions.commands`` and ``provisioning.instances``."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        self.approval_policy = load_approval_policy()
+
+    # -- commands ------------------------------------------------------------------------------
 
     async def on_command(self, incoming: Incoming, uow: UnitOfWork) -> None:
-        """Apply one command, once per idempotency key."""
+        """Apply one command, once per idempotency key, however late it comes again."""
         event = incoming.cloud_event()
         cmd = event.payload(ev.SubscriptionCommand)
-        seen = await uow.conn.fetchval(
+        first = await uow.conn.fetchval(
             "INSERT INTO lifecycle.command_keys (idempotency_key, subscription_id, outcome) "
             "VALUES ($1, $2, 'pending') ON CONFLICT DO NOTHING RETURNING 1",
             cmd.idempotency_key, cmd.subscription_id,
         )
-        if not seen:
+        if not first:
             log.info("command %s already applied: no second effect", cmd.idempotency_key)
             return
         row = await uow.conn.fetchrow(
-            "SELECT status, version, state FROM lifecycle.subscriptions WHERE subscription_id = $1 FOR UPDATE",
-            cmd.subscription_id,
+            "SELECT state FROM lifecycle.subscriptions WHERE subscription_id = $1 FOR UPDATE", cmd.subscription_id
         )
-        if cmd.command == "create" and row is None:
-            await self._create(uow, event, cmd)
-            outcome = "applied"
+        current = SubscriptionState.model_validate(row["state"]["domain"]) if row else None
+        commercial: dict[str, Any] = dict(row["state"]["commercial"]) if row else self._commercial(cmd)
+        if cmd.command in TIMER_NOTICES.values():
+            outcome = await self._notice(uow, event, cmd, current, commercial)
         else:
-            outcome = "rejected"
-            await self._reject(uow, event, cmd, row["status"] if row else None, "NOT_ALLOWED",
-                               f"{cmd.command} is not allowed in state {row['status'] if row else 'none'}")
+            try:
+                now = await scheduler.clock_now(uow.conn, commercial.get("clock", scheduler.SYSTEM_CLOCK))
+                domain_cmd = self._domain_command(cmd, current, commercial)
+            except (CommandNotUnderstood, CatalogError, ValidationError, KeyError) as exc:
+                result: Decision | Rejection | None = None
+                await self._reject(uow, event, cmd, current, "INVALID_COMMAND", str(exc).splitlines()[0])
+            else:
+                result = decide(current, domain_cmd, now=now)
+            if isinstance(result, Decision):
+                await self._apply(uow, event, cmd, result, commercial)
+                outcome = "applied"
+            else:
+                if isinstance(result, Rejection):
+                    await self._reject(uow, event, cmd, current, result.code.value, result.message)
+                outcome = "rejected"
         await uow.conn.execute(
-            "UPDATE lifecycle.command_keys SET outcome = $2 WHERE idempotency_key = $1",
-            cmd.idempotency_key, outcome,
+            "UPDATE lifecycle.command_keys SET outcome = $2 WHERE idempotency_key = $1", cmd.idempotency_key, outcome
         )
 
-    async def _create(self, uow: UnitOfWork, event: CloudEvent, cmd: ev.SubscriptionCommand) -> None:
-        assert cmd.plan_id and cmd.customer
-        plan = self.catalog.plan(cmd.plan_id)
-        interval = cmd.billing_interval or "P1M"
-        status = "pending_approval" if cmd.params.get("approval") == "manual" else "active"
-        start = cmd.effective_at.date()
-        snapshot = ev.SubscriptionSnapshot(
-            subscription_id=cmd.subscription_id,
-            status=status,
-            channel=cmd.channel,
-            customer=cmd.customer,
-            plan_id=plan.id,
-            quantity=cmd.quantity or 1,
-            billing_interval=interval,
-            currency=cmd.currency or "USD",
-            unit_amount=cmd.unit_amount,
-            billing_anchor=start,
-            current_period_start=start if status == "active" else None,
-            current_period_end=add_interval(start, interval) if status == "active" else None,
-            test=cmd.test,
-        )
-        await uow.conn.execute(
-            "INSERT INTO lifecycle.subscriptions (subscription_id, status, version, channel, customer_id, "
-            "plan_id, state) VALUES ($1, $2, 0, $3, $4, $5, $6)",
-            cmd.subscription_id, status, cmd.channel, cmd.customer.customer_id, plan.id,
-            snapshot.model_dump(mode="json"),
-        )
-        await self.record_change(uow, event, cmd, None, snapshot, change={"kind": "created"})
+    def _commercial(self, cmd: ev.SubscriptionCommand) -> dict[str, Any]:
+        """What the lifecycle keeps beside the domain state for billing: customer, currency, price."""
+        return {
+            "customer": cmd.customer.model_dump(mode="json") if cmd.customer else None,
+            "currency": (cmd.currency or "USD").upper(),
+            "unit_amount": str(cmd.unit_amount) if cmd.unit_amount is not None else None,
+            "payment_terms_days": int(cmd.params.get("payment_terms_days", 0)),
+            "test": cmd.test,
+            "clock": str(cmd.params.get("clock", scheduler.SYSTEM_CLOCK)),
+            "channel_subscription_id": cmd.channel_subscription_id,
+        }
 
-    async def record_change(
-        self,
-        uow: UnitOfWork,
-        cause: CloudEvent,
-        cmd: ev.SubscriptionCommand,
-        from_status: str | None,
-        snapshot: ev.SubscriptionSnapshot,
-        *,
-        change: dict[str, Any],
-        effective_at: datetime | None = None,
+    def _domain_command(
+        self, cmd: ev.SubscriptionCommand, current: SubscriptionState | None, commercial: dict[str, Any]
+    ) -> Any:
+        p = cmd.params
+        data: dict[str, Any] = {
+            "kind": cmd.command,
+            "subscription_id": cmd.subscription_id,
+            "idempotency_key": cmd.idempotency_key,
+            "actor": cmd.actor,
+            "reason": cmd.reason or p.get("reason"),
+            "effective_at": cmd.effective_at,
+        }
+        kind = cmd.command
+        if kind == "create":
+            if not cmd.plan_id:
+                raise CommandNotUnderstood("create needs a plan")
+            plan = self.catalog.plan(cmd.plan_id)
+            account = cmd.customer.account_id if cmd.customer else None
+            mode = p.get("approval") or approval_mode(
+                self.approval_policy, channel=cmd.channel, plan_id=plan.id, account_id=account,
+                on=cmd.effective_at.date(),
+            )
+            data.update(
+                channel=cmd.channel, account_id=account,
+                customer_id=cmd.customer.customer_id if cmd.customer else None,
+                plan=plan_ref(plan), quantity=cmd.quantity if cmd.quantity is not None else plan.quantity.min,
+                billing_interval=cmd.billing_interval or "P1M", approval=mode,
+                trial_days=p.get("trial_days", None if cmd.trial else 0),
+            )
+        elif kind == "change_plan":
+            if not cmd.plan_id:
+                raise CommandNotUnderstood("change_plan needs a plan")
+            target = self.catalog.plan(cmd.plan_id)
+            timing = p.get("timing")
+            if timing is None and current is not None:  # the plan-change rule: upgrades now, the rest at period end
+                timing = "immediate" if plan_ref(target).tier >= current.plan.tier else "period_end"
+            data.update(plan=plan_ref(target), timing=timing or "immediate", quantity=cmd.quantity)
+        elif kind == "change_quantity":
+            if cmd.quantity is None:
+                raise CommandNotUnderstood("change_quantity needs a quantity")
+            data.update(quantity=cmd.quantity)
+        elif kind == "add_addon":
+            addon_id = p.get("addon_plan_id") or cmd.plan_id
+            if not addon_id:
+                raise CommandNotUnderstood("add_addon needs params.addon_plan_id")
+            data.update(addon=plan_ref(self.catalog.plan(addon_id)), quantity=cmd.quantity or 1)
+        elif kind == "remove_addon":
+            data.update(addon_plan_id=p.get("addon_plan_id") or cmd.plan_id)
+        elif kind == "pause":
+            data.update(resume_on=p.get("resume_on"))
+        elif kind == "cancel":
+            data.update(timing=p.get("timing", "end_of_term"))
+        elif kind == "start_trial":
+            data.update(trial_days=p.get("trial_days"))
+        elif kind == "terminate":
+            data.update(grace_period_days=p.get("grace_period_days"))
+        return parse_command({k: v for k, v in data.items() if v is not None})
+
+    async def _apply(
+        self, uow: UnitOfWork, cause: CloudEvent, cmd: ev.SubscriptionCommand, decision: Decision,
+        commercial: dict[str, Any],
     ) -> None:
-        """Bump the version, write the audit row and emit the state change, in the caller's transaction."""
+        state = decision.state
+        stored = {"domain": state.model_dump(mode="json"), "commercial": commercial}
+        if decision.previous is None:
+            await uow.conn.execute(
+                "INSERT INTO lifecycle.subscriptions (subscription_id, status, version, channel, customer_id, "
+                "plan_id, state) VALUES ($1, $2, 0, $3, $4, $5, $6)",
+                state.subscription_id, state.status.value, state.channel, state.customer_id or "", state.plan.plan_id,
+                stored,
+            )
+            customer = commercial.get("customer") or {}
+            if customer.get("customer_id"):
+                await uow.conn.execute(
+                    "INSERT INTO lifecycle.subscription_users (subscription_id, user_id, email, role) "
+                    "VALUES ($1, $2, $3, 'owner') ON CONFLICT DO NOTHING",
+                    state.subscription_id, customer["customer_id"], customer.get("email"),
+                )
         version = await uow.conn.fetchval(
             "UPDATE lifecycle.subscriptions SET status = $2, plan_id = $3, state = $4, version = version + 1, "
             "updated_at = now() WHERE subscription_id = $1 RETURNING version",
-            snapshot.subscription_id, snapshot.status, snapshot.plan_id, snapshot.model_dump(mode="json"),
+            state.subscription_id, state.status.value, state.plan.plan_id, stored,
         )
-        when = effective_at or cmd.effective_at
+        audit = decision.audit
         await uow.conn.execute(
             "INSERT INTO lifecycle.audit_trail (subscription_id, from_status, to_status, command, actor, reason, "
             "channel, effective_at, correlation_id, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            snapshot.subscription_id, from_status, snapshot.status, cmd.command, cmd.actor, cmd.reason,
-            snapshot.channel, when, cause.correlationid, current_trace_id(),
+            state.subscription_id, audit.from_status.value if audit.from_status else None, audit.to_status.value,
+            audit.command.value, audit.actor, audit.reason, state.channel, audit.effective_at,
+            cause.correlationid, current_trace_id(),
         )
+        clock = commercial.get("clock", scheduler.SYSTEM_CLOCK)
+        kinds = sorted({k.value for k in decision.timers_to_cancel} | {t.kind.value for t in decision.timers_to_set})
+        if kinds:
+            await scheduler.cancel_timers(uow, state.subscription_id, kinds)
+        for timer in decision.timers_to_set:
+            command = timer.command.value if timer.command is not None else TIMER_NOTICES[timer.kind.value]
+            await scheduler.schedule(
+                uow, subscription_id=state.subscription_id, kind=timer.kind.value, due_at=timer.due_at, clock=clock,
+                command=ev.SubscriptionCommand(
+                    command=command, subscription_id=state.subscription_id,
+                    idempotency_key=timer.idempotency_key, channel=state.channel, effective_at=timer.due_at,
+                    actor="system:scheduler", params={"timer": timer.kind.value},
+                ),
+            )
+        events = [e.model_dump(mode="json") for e in decision.events]
         data = ev.SubscriptionStateChanged(
-            subscription_id=snapshot.subscription_id,
+            subscription_id=state.subscription_id,
             version=version,
-            command=cmd.command,
-            from_status=from_status,
-            to_status=snapshot.status,
-            effective_at=when,
-            actor=cmd.actor,
-            reason=cmd.reason,
-            change=change,
-            snapshot=snapshot,
+            command=audit.command.value,
+            from_status=audit.from_status.value if audit.from_status else None,
+            to_status=state.status.value,
+            effective_at=audit.effective_at,
+            actor=audit.actor,
+            reason=audit.reason,
+            change={"events": events, "event_types": [e["type"] for e in events]},
+            snapshot=self.snapshot(state, commercial),
         )
         uow.emit(
             topics.SUBSCRIPTIONS_EVENTS,
             make_event(
-                type=ev.SUBSCRIPTION_STATE_CHANGED,
-                source=SOURCE,
-                subject=snapshot.subscription_id,
-                data=data,
-                correlation_id=cause.correlationid,
-                causation_id=cause.id,
-                discriminator=str(version),
+                type=ev.SUBSCRIPTION_STATE_CHANGED, source=SOURCE, subject=state.subscription_id, data=data,
+                correlation_id=cause.correlationid, causation_id=cause.id, discriminator=str(version),
+                time=audit.effective_at,
             ),
         )
 
+    def snapshot(self, state: SubscriptionState, commercial: dict[str, Any]) -> ev.SubscriptionSnapshot:
+        """The subscription as billing and entitlements see it."""
+        customer = commercial.get("customer") or {"customer_id": state.customer_id or "unknown"}
+        return ev.SubscriptionSnapshot(
+            subscription_id=state.subscription_id,
+            status=state.status.value,
+            channel=state.channel,
+            customer=ev.Customer.model_validate(customer),
+            plan_id=state.plan.plan_id,
+            quantity=state.quantity,
+            billing_interval=state.billing_interval,
+            currency=commercial.get("currency", "USD"),
+            unit_amount=commercial.get("unit_amount"),
+            addons=[ev.SubscriptionItem(plan_id=a.plan.plan_id, quantity=a.quantity) for a in state.addons],
+            billing_anchor=state.billing_anchor,
+            current_period_start=state.current_period_start,
+            current_period_end=state.current_period_end,
+            trial_ends_at=state.trial_ends_at,
+            grace_period_ends_at=state.grace_period_ends_at,
+            payment_terms_days=int(commercial.get("payment_terms_days", 0)),
+            test=bool(commercial.get("test", False)),
+        )
+
+    async def _notice(
+        self, uow: UnitOfWork, cause: CloudEvent, cmd: ev.SubscriptionCommand, current: SubscriptionState | None,
+        commercial: dict[str, Any],
+    ) -> str:
+        """A timer that is not a state change: tell the customer, or tell provisioning to clean up."""
+        if current is None:
+            return "rejected"
+        snapshot = self.snapshot(current, commercial)
+        if cmd.command == "upcoming_charge_notice":
+            topic, type_ = topics.NOTIFICATIONS, ev.UPCOMING_CHARGE_NOTICE
+        else:
+            topic, type_ = topics.SUBSCRIPTIONS_EVENTS, DATA_CLEANUP_DUE
+        notice = ev.SubscriptionNotice(
+            subscription_id=current.subscription_id, kind=cmd.command, due_at=cmd.effective_at, snapshot=snapshot
+        )
+        uow.emit(topic, make_event(type=type_, source=SOURCE, subject=current.subscription_id, data=notice,
+                                   correlation_id=cause.correlationid, causation_id=cause.id))
+        return "notified"
+
     async def _reject(
-        self, uow: UnitOfWork, cause: CloudEvent, cmd: ev.SubscriptionCommand, status: str | None,
+        self, uow: UnitOfWork, cause: CloudEvent, cmd: ev.SubscriptionCommand, current: SubscriptionState | None,
         code: str, message: str,
     ) -> None:
         data = ev.SubscriptionCommandRejected(
-            subscription_id=cmd.subscription_id,
-            command=cmd.command,
-            idempotency_key=cmd.idempotency_key,
-            status=status,
-            reason_code=code,
-            message=message,
+            subscription_id=cmd.subscription_id, command=cmd.command, idempotency_key=cmd.idempotency_key,
+            status=current.status.value if current else None, reason_code=code, message=message,
         )
-        log.info("command rejected: %s", json.dumps(data.model_dump(mode="json")))
+        log.info("command %s rejected: %s %s", cmd.command, code, message)
         uow.emit(
             topics.SUBSCRIPTIONS_COMMAND_REJECTIONS,
-            make_event(
-                type=ev.SUBSCRIPTION_COMMAND_REJECTED,
-                source=SOURCE,
-                subject=cmd.subscription_id,
-                data=data,
-                correlation_id=cause.correlationid,
-                causation_id=cause.id,
-            ),
+            make_event(type=ev.SUBSCRIPTION_COMMAND_REJECTED, source=SOURCE, subject=cmd.subscription_id, data=data,
+                       correlation_id=cause.correlationid, causation_id=cause.id),
         )
+
+    # -- instances reported by provisioning -----------------------------------------------------
+
+    async def on_instance_report(self, incoming: Incoming, uow: UnitOfWork) -> None:
+        """Record an instance of a subscription as provisioning reports it."""
+        event = incoming.cloud_event()
+        report = event.payload(ev.InstanceReported)
+        await uow.conn.execute(
+            "INSERT INTO lifecycle.instances (subscription_id, instance_id, status, reported_at) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id, instance_id) DO UPDATE SET "
+            "status = EXCLUDED.status, reported_at = EXCLUDED.reported_at "
+            "WHERE lifecycle.instances.reported_at <= EXCLUDED.reported_at",
+            report.subscription_id, report.instance_id, report.status, report.reported_at,
+        )
+

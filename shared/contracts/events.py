@@ -188,3 +188,22 @@ class EntitlementsChanged(BaseModel):
     instances: int
     can_create_instances: bool
     effective_at: datetime
+
+
+class SubscriptionNotice(BaseModel):
+    """A dated notice about a subscription: an upcoming charge, or the end of its grace period
+    (after which provisioning removes its resources and customer data may be deleted)."""
+
+    subscription_id: str
+    kind: str = Field(description="upcoming_charge_notice or grace_period_end")
+    due_at: datetime
+    snapshot: SubscriptionSnapshot
+
+
+class InstanceReported(BaseModel):
+    """Provisioning reports an instance of a subscription (created, running, deleted ...)."""
+
+    subscription_id: str
+    instance_id: str
+    status: str
+    reported_at: datetime

@@ -22,6 +22,8 @@ def contracts() -> list[type[BaseModel]]:
         events.OrderRejected,
         events.InvoiceIssued,
         events.EntitlementsChanged,
+        events.SubscriptionNotice,
+        events.InstanceReported,
         canonical.CanonicalOrderChange,
     ]
     for extra in ("DirectOrder",):

@@ -11,11 +11,13 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from services.lifecycle.scheduler import create_clock
 from shared.db.uow import Database
 from shared.messaging import topics
 from shared.messaging.faults import faults
@@ -44,11 +46,14 @@ async def test_direct_order_yields_one_invoice_and_one_entitlement_set_in_one_tr
     order["effective_at"] = "2025-01-31T10:00:00.000Z"
     sub_id = subscription_id_of(order)
     bootstrap = str(settings.kafka_bootstrap)
+    clock = f"{settings.topic_namespace}clock"  # business time stands still: no renewal catches up
+    await create_clock(db.pool, clock, datetime(2025, 1, 31, 10, tzinfo=UTC))
     async with running_workers(settings, db):
         async with TopicReader(bootstrap, _t(settings, topics.BILLING_INVOICES)) as invoices, TopicReader(
             bootstrap, _t(settings, topics.ENTITLEMENTS_CHANGED)
         ) as ents:
-            await publish(settings, topics.inbound("direct"), order, key=order["order_id"])
+            await publish(settings, topics.inbound("direct"), order, key=order["order_id"],
+                          headers={"som-test-clock": clock})
             await invoices.wait_for(1)
             await ents.wait_for(1)
             await invoices.settle(1.0)

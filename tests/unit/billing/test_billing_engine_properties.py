@@ -234,7 +234,11 @@ def test_an_immediate_change_bills_each_plan_for_its_own_days(
     used_days = data.draw(st.integers(0, length - 1))
     on = anchor + timedelta(days=used_days)
     out = apply(active, ChangePlan(on=on, plan_id="starter", unit_amount=new, timing="immediate"), ctx)
-    credit, charge = (line.amount for line in out.new_pending)
+    # A line that rounds to zero is not issued (a 0.00 credit helps nobody), so read lines by kind.
+    by_kind = {line.kind: line.amount for line in out.new_pending}
+    assert set(by_kind) <= {"proration_credit", "proration_charge"}
+    zero = Decimal(0)
+    credit, charge = by_kind.get("proration_credit", zero), by_kind.get("proration_charge", zero)
     kept = old + credit
     assert kept + (-credit) == old
     q = from_minor(1, currency)
