@@ -424,7 +424,7 @@ def schemas(check: Annotated[bool, typer.Option("--check", help="Only report dri
 
 def _register_subcommands() -> None:
     # Operator command groups live in their own modules; importing them registers them on `app`.
-    from som import ops  # noqa: F401
+    from som import billing_cli, intake_cli, ops  # noqa: F401
 
 
 def main() -> None:

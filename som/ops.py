@@ -97,7 +97,7 @@ def subscriptions_show(
             instances = await pool.fetch("SELECT instance_id, status, reported_at FROM lifecycle.instances "
                                          "WHERE subscription_id = $1 ORDER BY instance_id", subscription_id)
             timers = await pool.fetch(
-                "SELECT kind, due_at, clock FROM lifecycle.timers WHERE subscription_id = $1 "
+                "SELECT kind, due_at, clock FROM timekeeping.timers WHERE subscription_id = $1 "
                 "AND fired_at IS NULL AND cancelled_at IS NULL ORDER BY due_at", subscription_id)
         return _jsonable({
             "subscription": dict(sub),
@@ -210,7 +210,7 @@ def parse_target(current: datetime, spec: str) -> datetime:
 @clock_app.command("create")
 def clock_create(name: Annotated[str, typer.Argument()], at: Annotated[str, typer.Option(help="ISO start time.")]) -> None:
     """Create (or reset) a named test clock at a business time."""
-    from services.lifecycle.scheduler import create_clock
+    from shared.timekeeping import create_clock
 
     settings = resolved_settings()
     when = parse_target(datetime.now(UTC), at)
@@ -229,7 +229,7 @@ def clock_advance(
     clock: Annotated[str, typer.Option("--clock", help="Test clock name.")] = "default",
 ) -> None:
     """Move a test clock forward, firing every timer that becomes due, in order."""
-    from services.lifecycle.scheduler import advance_clock, clock_now
+    from shared.timekeeping import advance_clock, clock_now
 
     settings = resolved_settings()
 
@@ -242,7 +242,7 @@ def clock_advance(
             target = parse_target(now, spec)
             if target < now:
                 raise UserError("test clocks only move forward", EXIT_USAGE)
-            fired = await advance_clock(pool, clock, target)
+            fired = await advance_clock(pool, str(settings.kafka_bootstrap), settings.topic_namespace, clock, target)
             return target, fired
 
     target, fired = run(go())

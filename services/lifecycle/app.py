@@ -5,7 +5,7 @@ from __future__ import annotations
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.lifecycle.handlers import LifecycleHandlers
-from services.lifecycle.scheduler import run_scheduler
+from shared.timekeeping import run_scheduler
 from shared.catalog import cached_catalog
 from shared.db.uow import Database
 from shared.messaging import topics
@@ -24,4 +24,4 @@ def build(settings: Settings, db: Database, *, tracer_provider: TracerProvider |
     ]
     # The scheduler runs beside the consumer: several lifecycle processes never fire a timer twice.
     return Worker(NAME, routes, settings=settings, db=db, tracer_provider=tracer_provider,
-                  background=[lambda: run_scheduler(db, poll_seconds=settings.scheduler_poll_seconds)])
+                  background=[lambda: run_scheduler(db, NAME, poll_seconds=settings.scheduler_poll_seconds)])

@@ -12,7 +12,6 @@ from typing import Any
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from services.lifecycle import scheduler
 from services.lifecycle.domain import (
     Decision,
     Rejection,
@@ -30,6 +29,7 @@ from shared.contracts.envelope import CloudEvent, make_event
 from shared.db.uow import UnitOfWork
 from shared.messaging import topics
 from shared.messaging.runtime import Incoming
+from shared import timekeeping
 
 log = logging.getLogger("som.lifecycle")
 SOURCE = "som/lifecycle"
@@ -82,7 +82,7 @@ class LifecycleHandlers:
             outcome = await self._notice(uow, event, cmd, current, commercial)
         else:
             try:
-                now = await scheduler.clock_now(uow.conn, commercial.get("clock", scheduler.SYSTEM_CLOCK))
+                now = await timekeeping.clock_now(uow.conn, commercial.get("clock", timekeeping.SYSTEM_CLOCK))
                 domain_cmd = self._domain_command(cmd, current, commercial)
             except (CommandNotUnderstood, CatalogError, ValidationError, KeyError) as exc:
                 result: Decision | Rejection | None = None
@@ -108,7 +108,7 @@ class LifecycleHandlers:
             "unit_amount": str(cmd.unit_amount) if cmd.unit_amount is not None else None,
             "payment_terms_days": int(cmd.params.get("payment_terms_days", 0)),
             "test": cmd.test,
-            "clock": str(cmd.params.get("clock", scheduler.SYSTEM_CLOCK)),
+            "clock": str(cmd.params.get("clock", timekeeping.SYSTEM_CLOCK)),
             "channel_subscription_id": cmd.channel_subscription_id,
         }
 
@@ -203,15 +203,16 @@ class LifecycleHandlers:
             audit.command.value, audit.actor, audit.reason, state.channel, audit.effective_at,
             cause.correlationid, current_trace_id(),
         )
-        clock = commercial.get("clock", scheduler.SYSTEM_CLOCK)
+        clock = commercial.get("clock", timekeeping.SYSTEM_CLOCK)
         kinds = sorted({k.value for k in decision.timers_to_cancel} | {t.kind.value for t in decision.timers_to_set})
         if kinds:
-            await scheduler.cancel_timers(uow, state.subscription_id, kinds)
+            await timekeeping.cancel_timers(uow, state.subscription_id, kinds)
         for timer in decision.timers_to_set:
             command = timer.command.value if timer.command is not None else TIMER_NOTICES[timer.kind.value]
-            await scheduler.schedule(
+            await timekeeping.schedule(
                 uow, subscription_id=state.subscription_id, kind=timer.kind.value, due_at=timer.due_at, clock=clock,
-                command=ev.SubscriptionCommand(
+                topic=topics.SUBSCRIPTIONS_COMMANDS, event_type=ev.SUBSCRIPTION_COMMAND,
+                payload=ev.SubscriptionCommand(
                     command=command, subscription_id=state.subscription_id,
                     idempotency_key=timer.idempotency_key, channel=state.channel, effective_at=timer.due_at,
                     actor="system:scheduler", params={"timer": timer.kind.value},

@@ -17,7 +17,7 @@ from decimal import Decimal
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.lifecycle.scheduler import create_clock
+from shared.timekeeping import create_clock
 from shared.db.uow import Database
 from shared.messaging import topics
 from shared.messaging.faults import faults

@@ -1,0 +1,194 @@
+"""Business time and durable timers, shared by every worker.
+
+A timer fires by publishing its stored event through the outbox, in the transaction that marks
+it fired: exactly once even with several schedulers (``FOR UPDATE SKIP LOCKED``), and it
+survives restarts because it lives in Postgres. Test clocks move only when told to;
+:func:`advance_clock` stops at every due timer, in order, and waits until the whole system is
+quiet before going on, so consequences (the next renewal) fire in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import BaseModel
+
+from shared.contracts.envelope import derived_id, make_event
+from shared.db.uow import Database, UnitOfWork
+from shared.messaging.topics import CONSUMERS, retry_topic
+
+log = logging.getLogger("som.timekeeping")
+SYSTEM_CLOCK = "system"
+
+
+async def clock_now(conn: asyncpg.Connection | asyncpg.Pool, clock: str) -> datetime:
+    """Business time on ``clock``; raises KeyError for an unknown test clock."""
+    value = await conn.fetchval("SELECT timekeeping.clock_now($1)", clock)
+    if value is None:
+        raise KeyError(f"no clock named {clock!r}")
+    return value  # type: ignore[no-any-return]
+
+
+async def create_clock(pool: asyncpg.Pool | asyncpg.Connection, name: str, at: datetime) -> None:
+    """Create a test clock (or reset an existing one to ``at``)."""
+    await pool.execute(
+        "INSERT INTO timekeeping.clocks (name, now) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET now = $2",
+        name, at,
+    )
+
+
+async def schedule(
+    uow: UnitOfWork, *, subscription_id: str, kind: str, due_at: datetime, clock: str, topic: str,
+    event_type: str, payload: BaseModel,
+) -> int:
+    """Add a timer of the unit of work's service, in its transaction; returns the timer id."""
+    return int(
+        await uow.conn.fetchval(
+            "INSERT INTO timekeeping.timers (service, subscription_id, kind, due_at, clock, topic, event_type, "
+            "payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            uow.service, subscription_id, kind, due_at, clock, topic, event_type, payload.model_dump(mode="json"),
+        )
+    )
+
+
+async def cancel_timers(uow: UnitOfWork, subscription_id: str, kinds: list[str] | None = None) -> int:
+    """Cancel pending timers of this service for a subscription (all, or of ``kinds``)."""
+    status = await uow.conn.execute(
+        "UPDATE timekeeping.timers SET cancelled_at = now() WHERE service = $1 AND subscription_id = $2 "
+        "AND fired_at IS NULL AND cancelled_at IS NULL AND ($3::text[] IS NULL OR kind = ANY($3::text[]))",
+        uow.service, subscription_id, kinds,
+    )
+    return int(status.split()[-1])
+
+
+async def fire_due(db: Database, service: str, *, batch: int = 100) -> int:
+    """Fire the due timers of ``service`` (oldest first) in one transaction; returns how many."""
+    async with db.unit_of_work(service) as uow:
+        rows = await uow.conn.fetch(
+            "SELECT id, subscription_id, kind, due_at, topic, event_type, payload FROM timekeeping.timers "
+            "WHERE service = $1 AND fired_at IS NULL AND cancelled_at IS NULL "
+            "AND due_at <= timekeeping.clock_now(clock) ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            uow.service, batch,
+        )
+        for row in rows:
+            correlation = derived_id("timer", str(row["id"]))
+            uow.emit(
+                row["topic"],
+                make_event(
+                    type=row["event_type"], source=f"som/{service}/timers", subject=row["subscription_id"],
+                    data=_Payload.model_validate(row["payload"]), correlation_id=correlation,
+                    causation_id=correlation, time=row["due_at"],
+                ),
+            )
+        if rows:
+            await uow.conn.execute(
+                "UPDATE timekeeping.timers SET fired_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
+    return len(rows)
+
+
+class _Payload(BaseModel):
+    """A stored event payload, re-emitted as it was."""
+
+    model_config = {"extra": "allow"}
+
+
+async def run_scheduler(db: Database, service: str, *, poll_seconds: float = 1.0) -> None:
+    """Fire due timers of ``service`` forever (a background task of its worker)."""
+    while True:
+        try:
+            while await fire_due(db, service) > 0:
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # database down: the timers wait in Postgres; try again next poll
+            log.exception("scheduler pass of %s failed", service)
+        await asyncio.sleep(poll_seconds)
+
+
+async def pending_timers(pool: asyncpg.Pool, subscription_id: str | None = None) -> list[dict[str, Any]]:
+    """Unfired timers, soonest first."""
+    rows = await pool.fetch(
+        "SELECT id, service, subscription_id, kind, due_at, clock FROM timekeeping.timers WHERE fired_at IS NULL "
+        "AND cancelled_at IS NULL AND ($1::text IS NULL OR subscription_id = $1) ORDER BY due_at, id",
+        subscription_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def consumer_lag(bootstrap: str, namespace: str) -> int:
+    """Records not yet committed by the project's consumer groups in ``namespace`` (main and retry)."""
+    total = 0
+    for service, logical_topics in CONSUMERS.items():
+        group = f"{namespace}som.{service}"
+        for grp, names in (
+            (group, [f"{namespace}{t}" for t in logical_topics]),
+            (f"{group}.retry", [retry_topic(f"{namespace}{t}", group) for t in logical_topics]),
+        ):
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=grp, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                tps = [TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or ())]
+                if not tps:
+                    continue
+                ends = await consumer.end_offsets(tps)
+                for tp in tps:
+                    committed = await consumer.committed(tp) or 0
+                    total += max(0, ends[tp] - committed)
+            finally:
+                await consumer.stop()
+    return total
+
+
+async def quiet(pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str) -> bool:
+    """Nothing due and unfired on ``clock``, nothing in the outbox, no consumer behind."""
+    unfired = await pool.fetchval(
+        "SELECT count(*) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NULL AND cancelled_at IS NULL "
+        "AND due_at <= timekeeping.clock_now(clock)",
+        clock,
+    )
+    if unfired:
+        return False
+    if await pool.fetchval("SELECT count(*) FROM messaging.outbox WHERE starts_with(service, $1)", namespace):
+        return False
+    return await consumer_lag(bootstrap, namespace) == 0
+
+
+async def wait_quiet(
+    pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str, *, timeout: float = 120.0, poll: float = 0.1
+) -> None:
+    """Wait until :func:`quiet` holds twice in a row (a handler may be mid-transaction once)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    streak = 0
+    while streak < 2:
+        if loop.time() > deadline:
+            raise TimeoutError(f"clock {clock}: the system did not settle within {timeout}s")
+        streak = streak + 1 if await quiet(pool, bootstrap, namespace, clock) else 0
+        await asyncio.sleep(poll)
+
+
+async def advance_clock(
+    pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str, to: datetime, *, timeout: float = 300.0
+) -> int:
+    """Move a test clock to ``to``, stopping at each due timer in order; returns timers fired."""
+    count_fired = "SELECT count(*) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NOT NULL"
+    before = int(await pool.fetchval(count_fired, clock))
+    await wait_quiet(pool, bootstrap, namespace, clock, timeout=timeout)
+    while True:
+        nxt = await pool.fetchval(
+            "SELECT min(due_at) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NULL "
+            "AND cancelled_at IS NULL",
+            clock,
+        )
+        step = nxt if nxt is not None and nxt <= to else to
+        if step > await clock_now(pool, clock):
+            await pool.execute("UPDATE timekeeping.clocks SET now = $2 WHERE name = $1", clock, step)
+        await wait_quiet(pool, bootstrap, namespace, clock, timeout=timeout)
+        if nxt is None or nxt > to:
+            return int(await pool.fetchval(count_fired, clock)) - before

@@ -1,0 +1,1 @@
+"""``som billing`` and ``som revenue``: invoice previews and revenue schedules."""
