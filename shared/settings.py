@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     )
     consumer_heartbeat_ms: int = 3_000
 
-    scheduler_poll_seconds: float = Field(default=1.0, description="how often due timers are looked for")
+    scheduler_poll_seconds: float = Field(default=0.25, description="how often due timers are looked for")
 
     # Observability
     health_port_base: int = Field(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -121,10 +122,13 @@ async def pending_timers(pool: asyncpg.Pool, subscription_id: str | None = None)
     return [dict(r) for r in rows]
 
 
-async def consumer_lag(bootstrap: str, namespace: str) -> int:
-    """Records not yet committed by the project's consumer groups in ``namespace`` (main and retry)."""
+async def consumer_lag(bootstrap: str, namespace: str, services: Iterable[str] | None = None) -> int:
+    """Records not yet committed by the consumer groups of ``services`` (default all) in ``namespace``."""
     total = 0
+    wanted = set(services) if services is not None else set(CONSUMERS)
     for service, logical_topics in CONSUMERS.items():
+        if service not in wanted:
+            continue
         group = f"{namespace}som.{service}"
         for grp, names in (
             (group, [f"{namespace}{t}" for t in logical_topics]),
@@ -145,7 +149,9 @@ async def consumer_lag(bootstrap: str, namespace: str) -> int:
     return total
 
 
-async def quiet(pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str) -> bool:
+async def quiet(
+    pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str, services: Iterable[str] | None = None
+) -> bool:
     """Nothing due and unfired on ``clock``, nothing in the outbox, no consumer behind."""
     unfired = await pool.fetchval(
         "SELECT count(*) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NULL AND cancelled_at IS NULL "
@@ -156,11 +162,12 @@ async def quiet(pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str) 
         return False
     if await pool.fetchval("SELECT count(*) FROM messaging.outbox WHERE starts_with(service, $1)", namespace):
         return False
-    return await consumer_lag(bootstrap, namespace) == 0
+    return await consumer_lag(bootstrap, namespace, services) == 0
 
 
 async def wait_quiet(
-    pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str, *, timeout: float = 120.0, poll: float = 0.1
+    pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str, *, timeout: float = 120.0, poll: float = 0.1,
+    services: Iterable[str] | None = None,
 ) -> None:
     """Wait until :func:`quiet` holds twice in a row (a handler may be mid-transaction once)."""
     loop = asyncio.get_running_loop()
@@ -169,17 +176,21 @@ async def wait_quiet(
     while streak < 2:
         if loop.time() > deadline:
             raise TimeoutError(f"clock {clock}: the system did not settle within {timeout}s")
-        streak = streak + 1 if await quiet(pool, bootstrap, namespace, clock) else 0
+        streak = streak + 1 if await quiet(pool, bootstrap, namespace, clock, services) else 0
         await asyncio.sleep(poll)
 
 
 async def advance_clock(
-    pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str, to: datetime, *, timeout: float = 300.0
+    pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str, to: datetime, *, timeout: float = 300.0,
+    services: Iterable[str] | None = None,
 ) -> int:
-    """Move a test clock to ``to``, stopping at each due timer in order; returns timers fired."""
+    """Move a test clock to ``to``, stopping at each due timer in order; returns timers fired.
+
+    ``services`` names the workers that are running (default: all), whose consumers must catch up.
+    """
     count_fired = "SELECT count(*) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NOT NULL"
     before = int(await pool.fetchval(count_fired, clock))
-    await wait_quiet(pool, bootstrap, namespace, clock, timeout=timeout)
+    await wait_quiet(pool, bootstrap, namespace, clock, timeout=timeout, services=services)
     while True:
         nxt = await pool.fetchval(
             "SELECT min(due_at) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NULL "
@@ -189,6 +200,6 @@ async def advance_clock(
         step = nxt if nxt is not None and nxt <= to else to
         if step > await clock_now(pool, clock):
             await pool.execute("UPDATE timekeeping.clocks SET now = $2 WHERE name = $1", clock, step)
-        await wait_quiet(pool, bootstrap, namespace, clock, timeout=timeout)
+        await wait_quiet(pool, bootstrap, namespace, clock, timeout=timeout, services=services)
         if nxt is None or nxt > to:
             return int(await pool.fetchval(count_fired, clock)) - before
