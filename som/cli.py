@@ -360,29 +360,16 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """Measure throughput and p50/p99 latency from inbound order to invoice on billing.invoices."""
-    import uuid
-
     from som.bench import run_bench
-    from som.runner import prepare, worker_set
 
-    base = get_settings()
-    base = base.model_copy(update={
-        "topic_namespace": f"bench{uuid.uuid4().hex[:8]}.", "health_port_base": 0, "log_level": "WARNING",
-        "consumer_session_timeout_ms": 6_000, "consumer_heartbeat_ms": 1_000,
-        "data_dir": base.data_dir / "bench",
-    })
-    with system_endpoints(base, publish=False) as s:
-        run(prepare(s))
-        with worker_set(s):
-            run(_wait_ready(s))
-            if as_json:
-                result = run(run_bench(s, orders, rate))
-            else:
-                with Progress(TextColumn("invoices"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                              console=err) as bar:
-                    task = bar.add_task("invoices", total=orders)
-                    result = run(run_bench(s, orders, rate,
-                                           progress=lambda n, total: bar.update(task, completed=n)))
+    with isolated_system("bench") as s:
+        if as_json:
+            result = run(run_bench(s, orders, rate))
+        else:
+            with Progress(TextColumn("invoices"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=err) as bar:
+                task = bar.add_task("invoices", total=orders)
+                result = run(run_bench(s, orders, rate, progress=lambda n, total: bar.update(task, completed=n)))
     if as_json:
         print(json.dumps(result.as_dict()))
     else:
@@ -392,6 +379,26 @@ def bench(
         console.print(table)
     if result.invoices < result.orders:
         raise typer.Exit(EXIT_FAILED)
+
+
+@contextlib.contextmanager
+def isolated_system(purpose: str) -> Iterator[Settings]:
+    """The worker set in a fresh topic namespace, on the configured or an embedded broker and database."""
+    import uuid
+
+    from som.runner import prepare, worker_set
+
+    base = get_settings()
+    base = base.model_copy(update={
+        "topic_namespace": f"{purpose}{uuid.uuid4().hex[:8]}.", "health_port_base": 0, "health_port": None,
+        "log_level": "WARNING", "consumer_session_timeout_ms": 6_000, "consumer_heartbeat_ms": 1_000,
+        "scheduler_poll_seconds": 0.1, "data_dir": base.data_dir / purpose,
+    })
+    with system_endpoints(base, publish=False) as s:
+        run(prepare(s))
+        with worker_set(s):
+            run(_wait_ready(s))
+            yield s
 
 
 async def _wait_ready(s: Settings, timeout: float = 60.0) -> None:
@@ -432,6 +439,9 @@ def main() -> None:
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     try:
         app()
+    except UserError as exc:  # raised outside run(): same message and exit code, no traceback
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(exc.code)
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from pathlib import Path
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -15,7 +16,18 @@ from rich.table import Table
 from shared.contracts import events as ev
 from shared.contracts.envelope import derived_id, make_event
 from shared.messaging import topics
-from som.cli import EXIT_NOT_FOUND, EXIT_USAGE, UserError, app, console, db_pool, resolved_settings, run
+from som.cli import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    UserError,
+    app,
+    console,
+    db_pool,
+    isolated_system,
+    resolved_settings,
+    run,
+)
 
 subs_app = typer.Typer(help="Review subscriptions: status, plan, users, instances, audit trail.", no_args_is_help=True)
 clock_app = typer.Typer(help="Test clocks: business time that moves only when told to.", no_args_is_help=True)
@@ -280,3 +292,51 @@ def intake_failures(
         table.add_row(str(r["impact_score"]), r["channel"], str(r["channel_subscription_id"] or ""), reasons,
                       f"{r['order_value'] or ''} {r['currency'] or ''}", str(r["received_at"]))
     console.print(table)
+
+
+# -- simulation ----------------------------------------------------------------------------------
+
+@app.command()
+def simulate(
+    scenario_file: Annotated[Path, typer.Argument(help="Scenario YAML (format in the README).", exists=True,
+                                                  dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the timeline as JSON.")] = False,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON timeline to this file.")] = None,
+) -> None:
+    """Run a scenario through the real workers under a test clock and print the timeline."""
+    from som.simulate import ScenarioError, load_scenario, run_scenario
+
+    try:
+        scenario = load_scenario(scenario_file)
+    except ScenarioError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    with isolated_system("sim") as s:
+        result = run(run_scenario(s, scenario))
+    text = json.dumps(result, indent=2, default=str)
+    if output:
+        output.write_text(text + "\n")
+    if as_json:
+        print(text)
+    else:
+        _print_timeline(result)
+    if result["final_status"] is None:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_timeline(result: dict[str, Any]) -> None:
+    table = Table("time", "what", "detail", title=f"{result['scenario']} ({result['subscription_id']})")
+    for e in result["timeline"]:
+        if e["type"] == ev.SUBSCRIPTION_STATE_CHANGED:
+            detail = f"{e['command']}: {e['plan']} x{e['quantity']} {e['period']}"
+        elif "total" in e:
+            detail = f"{e['total']} {e['currency']} (due {e['amount_due']}); " + "; ".join(
+                f"{line['kind']} {line['amount']}" for line in e["lines"])
+        elif "features" in e:
+            detail = ", ".join(e["features"]) or "(none)"
+        else:
+            detail = ""
+        table.add_row(str(e["time"])[:19], str(e["what"]), detail)
+    console.print(table)
+    console.print(f"final status: [bold]{result['final_status']}[/bold]; totals: {result['totals']}")
+    for r in result["command_rejections"]:
+        console.print(f"[yellow]command rejected:[/yellow] {r['command']}: {r['reason_code']} {r['message']}")

@@ -1,0 +1,301 @@
+"""``som simulate SCENARIO.yaml``: a subscription's life, step by step, through the real workers.
+
+The scenario runs under a test clock: a customer, a plan and a start date, then dated steps
+(change plan, change quantity, add-on, pause, resume, cancel, payment failure, advance the
+clock). Between steps the clock moves through every timer that falls due (renewals, trial end,
+resume dates, dunning retries, month ends), in order. The simulator also plays the payment
+provider: it answers every payment request with success, except those a step says must fail.
+The result is the timeline of states, invoices, credit notes, journal entries and entitlements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.contracts import events as ev
+from shared.contracts.envelope import derived_id, make_event
+from shared.db.pool import create_pool
+from shared.messaging import topics
+from shared.settings import Settings
+from shared.timekeeping import advance_clock, create_clock, wait_quiet
+from som.orders import subscription_id_of
+
+
+class ScenarioError(ValueError):
+    """The scenario file is not valid."""
+
+
+class ScenarioCustomer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = "cus-sim"
+    email: str | None = None
+    name: str | None = None
+    country: str | None = Field(default=None, description="ISO 3166-1 alpha-2, for tax")
+    region: str = "eu"
+
+
+class Step(BaseModel):
+    """One dated step. Exactly one action key besides ``at``."""
+
+    model_config = ConfigDict(extra="forbid")
+    at: date
+    change_plan: dict[str, Any] | None = None  # {plan, timing?: immediate|period_end, quantity?}
+    change_quantity: int | None = None
+    add_addon: dict[str, Any] | None = None  # {plan, quantity?}
+    remove_addon: str | None = None
+    pause: dict[str, Any] | None = None  # {resume_on?}
+    resume: bool | None = None
+    cancel: dict[str, Any] | None = None  # {timing: immediate|end_of_term}
+    undo_cancel: bool | None = None
+    payment_failure: dict[str, Any] | None = None  # {times?: 1, reason?}
+    payment_method_updated: bool | None = None
+    advance: bool | None = None  # only move the clock
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Step:
+        actions = [k for k, v in self.__dict__.items() if k != "at" and v is not None]
+        if len(actions) != 1:
+            raise ValueError(f"step at {self.at} needs exactly one action, got {actions or 'none'}")
+        return self
+
+    @property
+    def action(self) -> str:
+        return next(k for k, v in self.__dict__.items() if k != "at" and v is not None)
+
+
+class Scenario(BaseModel):
+    """A scenario file."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    customer: ScenarioCustomer = Field(default_factory=ScenarioCustomer)
+    plan: str
+    quantity: int = 1
+    billing_interval: str = "P1M"
+    currency: str = "USD"
+    start: date
+    trial: bool = False
+    until: date | None = Field(default=None, description="advance the clock to this date after the last step")
+    steps: list[Step] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Scenario:
+        dates = [self.start] + [s.at for s in self.steps]
+        if dates != sorted(dates):
+            raise ValueError("steps must be in date order, on or after start")
+        return self
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate a scenario file."""
+    try:
+        return Scenario.model_validate(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"cannot read {path}: {exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ScenarioError(f"{path}: {where}: {first['msg']}") from exc
+
+
+def _at(day: date) -> datetime:
+    # Steps happen at noon on their day: after that day's midnight renewals, as a person would act.
+    return datetime.combine(day, time(12), tzinfo=UTC)
+
+
+class Timeline:
+    """Everything the workers published about the subscription, in order."""
+
+    def __init__(self, subscription_id: str) -> None:
+        self.subscription_id = subscription_id
+        self.entries: list[dict[str, Any]] = []
+
+    def add(self, topic: str, event: dict[str, Any]) -> None:
+        if event.get("subject") != self.subscription_id:
+            return
+        data = event.get("data", {})
+        kind = topic.rsplit(".", 2)[-2] + "." + topic.rsplit(".", 1)[-1] if "." in topic else topic
+        entry: dict[str, Any] = {"time": event.get("time"), "topic": kind, "type": event.get("type")}
+        if event["type"] == ev.SUBSCRIPTION_STATE_CHANGED:
+            snap = data["snapshot"]
+            entry.update(what=f"{data['from_status'] or '-'} -> {data['to_status']}", command=data["command"],
+                         plan=snap["plan_id"], quantity=snap["quantity"],
+                         period=f"{snap.get('current_period_start') or ''}..{snap.get('current_period_end') or ''}",
+                         events=data["change"].get("event_types", []))
+        elif event["type"] in (ev.INVOICE_ISSUED, ev.CREDIT_NOTE_ISSUED):
+            entry.update(what=f"{data['document_type']} {data['document_number']}", total=data["total"],
+                         amount_due=data["amount_due"], currency=data["currency"], issue_date=data["issue_date"],
+                         lines=[{k: line.get(k) for k in ("kind", "description", "service_period_start",
+                                                          "service_period_end", "amount", "tax_amount")}
+                                for line in data["lines"]])
+        elif event["type"] == ev.ENTITLEMENTS_CHANGED:
+            entry.update(what=f"entitlements v{data['version']} ({data['status']})", features=data["features"],
+                         can_create_instances=data["can_create_instances"])
+        elif event["type"] == ev.JOURNAL_ENTRY_POSTED:
+            entry.update(what=f"journal {data.get('kind', '')}".strip(), lines=data.get("lines"))
+        else:
+            entry.update(what=event["type"], data=data)
+        self.entries.append(entry)
+
+
+async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]:
+    """Run ``scenario`` against the running workers of ``settings`` (a fresh namespace)."""
+    assert settings.kafka_bootstrap and settings.database_url
+    ns = settings.topic_namespace
+    bootstrap = settings.kafka_bootstrap
+    clock = f"{ns}sim-{uuid.uuid4().hex[:6]}"
+    pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+    await create_clock(pool, clock, _at(scenario.start))
+    order = {
+        "order_id": f"sim-{uuid.uuid4().hex[:10]}",
+        "customer": {"id": scenario.customer.id, "email": scenario.customer.email, "name": scenario.customer.name,
+                     "region": scenario.customer.region},
+        "plan": scenario.plan, "quantity": scenario.quantity, "billing_interval": scenario.billing_interval,
+        "currency": scenario.currency, "effective_at": _at(scenario.start).isoformat().replace("+00:00", "Z"),
+        "trial": scenario.trial,
+    }
+    sub_id = subscription_id_of(order)
+    timeline = Timeline(sub_id)
+    watched = [f"{ns}{t}" for t in (topics.SUBSCRIPTIONS_EVENTS, topics.BILLING_INVOICES, topics.ENTITLEMENTS_CHANGED,
+                                    topics.ACCOUNTING_JOURNAL, topics.PAYMENTS_REQUESTS,
+                                    topics.SUBSCRIPTIONS_COMMAND_REJECTIONS, topics.NOTIFICATIONS)]
+    consumer = AIOKafkaConsumer(*watched, bootstrap_servers=bootstrap, group_id=f"{ns}som.simulator",
+                                auto_offset_reset="earliest", enable_auto_commit=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    failures = {"left": 0, "reason": "card_declined"}
+    rejections: list[dict[str, Any]] = []
+
+    async def pump() -> None:
+        """Read what the workers publish; answer payment requests like a payment provider."""
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            for recs in batch.values():
+                for r in recs:
+                    event = json.loads(r.value)
+                    topic = r.topic.removeprefix(ns)
+                    if topic == topics.PAYMENTS_REQUESTS and event.get("subject") == sub_id:
+                        await answer_payment(event)
+                    if topic == topics.SUBSCRIPTIONS_COMMAND_REJECTIONS and event.get("subject") == sub_id:
+                        rejections.append(event["data"])
+                    timeline.add(topic, event)
+
+    async def answer_payment(request: dict[str, Any]) -> None:
+        data = request["data"]
+        failed = failures["left"] > 0
+        if failed:
+            failures["left"] -= 1
+        result = ev.PaymentResult.model_validate({  # type: ignore[attr-defined]
+            **{k: data[k] for k in ("subscription_id", "document_number", "amount", "currency", "attempt")
+               if k in data},
+            "outcome": "failed" if failed else "succeeded",
+            "failure_reason": failures["reason"] if failed else None,
+            "processed_at": request["time"],
+        })
+        event = make_event(type=ev.PAYMENT_RESULT, source="som/simulator", subject=sub_id, data=result,
+                           correlation_id=request["correlationid"], causation_id=request["id"])
+        await producer.send_and_wait(f"{ns}{topics.PAYMENTS_RESULTS}", value=event.model_dump_json().encode(),
+                                     key=sub_id.encode(), headers=[("ce_id", event.id.encode())])
+
+    async def command(name: str, day: date, *, plan_id: str | None = None, quantity: int | None = None,
+                      **params: Any) -> None:
+        cmd = ev.SubscriptionCommand(
+            command=name, subscription_id=sub_id, idempotency_key=f"sim:{sub_id}:{day}:{name}", channel="direct",
+            plan_id=plan_id, quantity=quantity, effective_at=_at(day), actor="user:simulator", params=params,
+        )
+        corr = derived_id("simulation", sub_id)
+        event = make_event(type=ev.SUBSCRIPTION_COMMAND, source="som/simulator", subject=sub_id, data=cmd,
+                           correlation_id=corr, causation_id=derived_id(cmd.idempotency_key))
+        await producer.send_and_wait(f"{ns}{topics.SUBSCRIPTIONS_COMMANDS}", value=event.model_dump_json().encode(),
+                                     key=sub_id.encode(), headers=[("ce_id", event.id.encode())])
+
+    async def settle() -> None:
+        await wait_quiet(pool, bootstrap, ns, clock, timeout=120)
+        await asyncio.sleep(0.3)  # let the pump read the last events
+
+    pumping = asyncio.create_task(pump())
+    try:
+        headers = [("som-test-clock", clock.encode())]
+        if scenario.customer.country:
+            headers.append(("country", scenario.customer.country.encode()))
+        await producer.send_and_wait(f"{ns}{topics.inbound('direct')}", value=json.dumps(order).encode(),
+                                     key=order["order_id"].encode(), headers=headers)
+        await settle()
+        for step in scenario.steps:
+            await advance_clock(pool, bootstrap, ns, clock, _at(step.at))
+            a = step.action
+            if a == "change_plan":
+                assert step.change_plan is not None
+                await command("change_plan", step.at, plan_id=step.change_plan["plan"],
+                              quantity=step.change_plan.get("quantity"),
+                              **({"timing": step.change_plan["timing"]} if "timing" in step.change_plan else {}))
+            elif a == "change_quantity":
+                await command("change_quantity", step.at, quantity=step.change_quantity)
+            elif a == "add_addon":
+                assert step.add_addon is not None
+                await command("add_addon", step.at, quantity=step.add_addon.get("quantity", 1),
+                              addon_plan_id=step.add_addon["plan"])
+            elif a == "remove_addon":
+                await command("remove_addon", step.at, addon_plan_id=step.remove_addon)
+            elif a == "pause":
+                await command("pause", step.at, **{k: str(v) for k, v in (step.pause or {}).items()})
+            elif a == "resume":
+                await command("resume", step.at)
+            elif a == "cancel":
+                await command("cancel", step.at, timing=(step.cancel or {}).get("timing", "end_of_term"))
+            elif a == "undo_cancel":
+                await command("undo_scheduled_change", step.at)
+            elif a == "payment_failure":
+                failures["left"] += int((step.payment_failure or {}).get("times", 1))
+                failures["reason"] = str((step.payment_failure or {}).get("reason", "card_declined"))
+            elif a == "payment_method_updated":
+                update = ev.PaymentMethodUpdated(  # type: ignore[attr-defined]
+                    subscription_id=sub_id, updated_at=_at(step.at))
+                event = make_event(type=ev.PAYMENT_METHOD_UPDATED, source="som/simulator",  # type: ignore[attr-defined]
+                                   subject=sub_id, data=update, correlation_id=derived_id("simulation", sub_id),
+                                   causation_id=derived_id("pmu", sub_id, str(step.at)))
+                await producer.send_and_wait(f"{ns}{topics.PAYMENTS_RESULTS}",
+                                             value=event.model_dump_json().encode(), key=sub_id.encode(),
+                                             headers=[("ce_id", event.id.encode())])
+            await settle()
+        if scenario.until:
+            await advance_clock(pool, bootstrap, ns, clock, _at(scenario.until))
+            await settle()
+        status = await pool.fetchval("SELECT status FROM lifecycle.subscriptions WHERE subscription_id = $1", sub_id)
+    finally:
+        pumping.cancel()
+        await asyncio.gather(pumping, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+        await pool.close()
+    return {
+        "scenario": scenario.name,
+        "subscription_id": sub_id,
+        "final_status": status,
+        "timeline": timeline.entries,
+        "command_rejections": rejections,
+        "totals": _totals(timeline.entries),
+    }
+
+
+def _totals(entries: list[dict[str, Any]]) -> dict[str, str]:
+    from decimal import Decimal
+
+    invoiced = sum((Decimal(e["total"]) for e in entries if e.get("type") == ev.INVOICE_ISSUED
+                    and Decimal(e["total"]) >= 0), Decimal(0))
+    credited = sum((Decimal(e["total"]) for e in entries if e.get("type") in (ev.INVOICE_ISSUED, ev.CREDIT_NOTE_ISSUED)
+                    and Decimal(e["total"]) < 0), Decimal(0))
+    return {"invoiced": str(invoiced), "credited": str(credited), "net": str(invoiced + credited)}
+
+
+TimelineFormat = Literal["table", "json"]
