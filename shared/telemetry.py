@@ -64,7 +64,9 @@ def setup_logging(service: str, level: str = "INFO", *, json_lines: bool = True)
     """Structured logs on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonLogFormatter(service) if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        JsonLogFormatter(service)
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -39,20 +39,35 @@ async def create_clock(pool: asyncpg.Pool | asyncpg.Connection, name: str, at: d
     """Create a test clock (or reset an existing one to ``at``)."""
     await pool.execute(
         "INSERT INTO timekeeping.clocks (name, now) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET now = $2",
-        name, at,
+        name,
+        at,
     )
 
 
 async def schedule(
-    uow: UnitOfWork, *, subscription_id: str, kind: str, due_at: datetime, clock: str, topic: str,
-    event_type: str, payload: BaseModel,
+    uow: UnitOfWork,
+    *,
+    subscription_id: str,
+    kind: str,
+    due_at: datetime,
+    clock: str,
+    topic: str,
+    event_type: str,
+    payload: BaseModel,
 ) -> int:
     """Add a timer of the unit of work's service, in its transaction; returns the timer id."""
     return int(
         await uow.conn.fetchval(
             "INSERT INTO timekeeping.timers (service, subscription_id, kind, due_at, clock, topic, event_type, "
             "payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            uow.service, subscription_id, kind, due_at, clock, topic, event_type, payload.model_dump(mode="json"),
+            uow.service,
+            subscription_id,
+            kind,
+            due_at,
+            clock,
+            topic,
+            event_type,
+            payload.model_dump(mode="json"),
         )
     )
 
@@ -62,7 +77,9 @@ async def cancel_timers(uow: UnitOfWork, subscription_id: str, kinds: list[str] 
     status = await uow.conn.execute(
         "UPDATE timekeeping.timers SET cancelled_at = now() WHERE service = $1 AND subscription_id = $2 "
         "AND fired_at IS NULL AND cancelled_at IS NULL AND ($3::text[] IS NULL OR kind = ANY($3::text[]))",
-        uow.service, subscription_id, kinds,
+        uow.service,
+        subscription_id,
+        kinds,
     )
     return int(status.split()[-1])
 
@@ -74,21 +91,27 @@ async def fire_due(db: Database, service: str, *, batch: int = 100) -> int:
             "SELECT id, subscription_id, kind, due_at, topic, event_type, payload FROM timekeeping.timers "
             "WHERE service = $1 AND fired_at IS NULL AND cancelled_at IS NULL "
             "AND due_at <= timekeeping.clock_now(clock) ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
-            uow.service, batch,
+            uow.service,
+            batch,
         )
         for row in rows:
             correlation = derived_id("timer", str(row["id"]))
             uow.emit(
                 row["topic"],
                 make_event(
-                    type=row["event_type"], source=f"som/{service}/timers", subject=row["subscription_id"],
-                    data=_Payload.model_validate(row["payload"]), correlation_id=correlation,
-                    causation_id=correlation, time=row["due_at"],
+                    type=row["event_type"],
+                    source=f"som/{service}/timers",
+                    subject=row["subscription_id"],
+                    data=_Payload.model_validate(row["payload"]),
+                    correlation_id=correlation,
+                    causation_id=correlation,
+                    time=row["due_at"],
                 ),
             )
         if rows:
             await uow.conn.execute(
-                "UPDATE timekeeping.timers SET fired_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+                "UPDATE timekeeping.timers SET fired_at = now() WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in rows],
             )
     return len(rows)
 
@@ -166,7 +189,13 @@ async def quiet(
 
 
 async def wait_quiet(
-    pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str, *, timeout: float = 120.0, poll: float = 0.1,
+    pool: asyncpg.Pool,
+    bootstrap: str,
+    namespace: str,
+    clock: str,
+    *,
+    timeout: float = 120.0,
+    poll: float = 0.1,
     services: Iterable[str] | None = None,
 ) -> None:
     """Wait until :func:`quiet` holds twice in a row (a handler may be mid-transaction once)."""
@@ -181,7 +210,13 @@ async def wait_quiet(
 
 
 async def advance_clock(
-    pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str, to: datetime, *, timeout: float = 300.0,
+    pool: asyncpg.Pool,
+    bootstrap: str,
+    namespace: str,
+    clock: str,
+    to: datetime,
+    *,
+    timeout: float = 300.0,
     services: Iterable[str] | None = None,
 ) -> int:
     """Move a test clock to ``to``, stopping at each due timer in order; returns timers fired.

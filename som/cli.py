@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -68,6 +68,7 @@ def run(coro: Awaitable[T]) -> T:
 
 
 # -- where the running system is ------------------------------------------------------------
+
 
 def _endpoints_file(settings: Settings) -> Path:
     return settings.data_dir / "endpoints.json"
@@ -135,6 +136,7 @@ async def db_pool(settings: Settings) -> AsyncIterator[Any]:
 
 # -- running -----------------------------------------------------------------------------------
 
+
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option("--demo", help="Also feed sample orders and show invoices.")] = False,
@@ -147,7 +149,9 @@ def up(
     settings = get_settings().model_copy(update={"health_port_base": health_port_base})
     if not (settings.kafka_bootstrap and settings.database_url) and settings.kafka_bootstrap is None:
         # The embedded broker joins groups after about half the session timeout: keep starts quick.
-        settings = settings.model_copy(update={"consumer_session_timeout_ms": 6_000, "consumer_heartbeat_ms": 1_000})
+        settings = settings.model_copy(
+            update={"consumer_session_timeout_ms": 6_000, "consumer_heartbeat_ms": 1_000}
+        )
     stop = {"flag": False}
 
     def _stop(*_: object) -> None:
@@ -220,8 +224,14 @@ def migrate() -> None:
 
     settings = resolved_settings()
     applied = run(migrate_dsn(str(settings.database_url)))
-    console.print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(
-        f"{m.component}/{m.version}" for m in applied) if applied else " (already up to date)"))
+    console.print(
+        f"applied {len(applied)} migration(s)"
+        + (
+            ": " + ", ".join(f"{m.component}/{m.version}" for m in applied)
+            if applied
+            else " (already up to date)"
+        )
+    )
 
 
 @app.command()
@@ -232,11 +242,17 @@ def topics(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 
     settings = resolved_settings()
     specs = all_topics(settings.topic_namespace, settings.default_partitions, settings.group)
-    created = set(run(ensure_topics(str(settings.kafka_bootstrap), specs,
-                                   replication_factor=settings.topic_replication_factor)))
+    created = set(
+        run(
+            ensure_topics(
+                str(settings.kafka_bootstrap), specs, replication_factor=settings.topic_replication_factor
+            )
+        )
+    )
     if as_json:
-        console.print_json(data=[{"topic": s.name, "partitions": s.partitions, "created": s.name in created}
-                                 for s in specs])
+        console.print_json(
+            data=[{"topic": s.name, "partitions": s.partitions, "created": s.name in created} for s in specs]
+        )
         return
     table = Table("topic", "partitions", "created now")
     for s in specs:
@@ -245,6 +261,7 @@ def topics(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 
 
 # -- orders --------------------------------------------------------------------------------------
+
 
 @orders_app.command("send")
 def orders_send(
@@ -261,8 +278,10 @@ def orders_send(
     from som.orders import direct_order, send_orders, subscription_id_of
 
     settings = resolved_settings()
-    docs = [direct_order(plan=plan, quantity=quantity, billing_interval=billing_interval, currency=currency)
-            for _ in range(count)]
+    docs = [
+        direct_order(plan=plan, quantity=quantity, billing_interval=billing_interval, currency=currency)
+        for _ in range(count)
+    ]
 
     async def go() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
@@ -283,6 +302,7 @@ def orders_send(
 
 # -- dead letters --------------------------------------------------------------------------------
 
+
 @dlq_app.command("list")
 def dlq_list(
     topic: Annotated[str | None, typer.Option(help="Only this DLQ topic.")] = None,
@@ -294,7 +314,9 @@ def dlq_list(
     settings = resolved_settings()
 
     async def go() -> list[dict[str, object]]:
-        names = [topic] if topic else await dlq_topics(str(settings.kafka_bootstrap), settings.topic_namespace)
+        names = (
+            [topic] if topic else await dlq_topics(str(settings.kafka_bootstrap), settings.topic_namespace)
+        )
         async with db_pool(settings) as pool:
             letters = await read_dead_letters(str(settings.kafka_bootstrap), names, pool)
         return [letter.summary() for letter in letters]
@@ -306,12 +328,29 @@ def dlq_list(
     if not rows:
         console.print("no dead letters")
         return
-    table = Table("dlq topic", "part", "offset", "original topic", "reason", "error", "attempts", "last failure",
-                  "replayed")
+    table = Table(
+        "dlq topic",
+        "part",
+        "offset",
+        "original topic",
+        "reason",
+        "error",
+        "attempts",
+        "last failure",
+        "replayed",
+    )
     for r in rows:
-        table.add_row(str(r["dlq_topic"]), str(r["partition"]), str(r["offset"]), str(r["original_topic"]),
-                      str(r["reason"]), f"{r['error_type']}: {str(r['error_message'])[:60]}", str(r["attempts"]),
-                      str(r["last_failure_at"]), "yes" if r["replayed"] else "")
+        table.add_row(
+            str(r["dlq_topic"]),
+            str(r["partition"]),
+            str(r["offset"]),
+            str(r["original_topic"]),
+            str(r["reason"]),
+            f"{r['error_type']}: {str(r['error_message'])[:60]}",
+            str(r["attempts"]),
+            str(r["last_failure_at"]),
+            "yes" if r["replayed"] else "",
+        )
     console.print(table)
 
 
@@ -320,7 +359,9 @@ def dlq_replay(
     topic: Annotated[str, typer.Option(help="The DLQ topic.")],
     offset: Annotated[int | None, typer.Option(help="Record offset; omit with --all.")] = None,
     partition: Annotated[int, typer.Option()] = 0,
-    payload: Annotated[Path | None, typer.Option(help="Replay this corrected payload instead.", exists=True)] = None,
+    payload: Annotated[
+        Path | None, typer.Option(help="Replay this corrected payload instead.", exists=True)
+    ] = None,
     all_records: Annotated[bool, typer.Option("--all", help="Replay every record not replayed yet.")] = False,
     force: Annotated[bool, typer.Option(help="Replay even if replayed before.")] = False,
 ) -> None:
@@ -335,13 +376,18 @@ def dlq_replay(
         done: list[str] = []
         async with db_pool(settings) as pool:
             letters = await read_dead_letters(str(settings.kafka_bootstrap), [topic], pool)
-            chosen = [x for x in letters if (all_records and not x.replayed)
-                      or (x.offset == offset and x.partition == partition)]
+            chosen = [
+                x
+                for x in letters
+                if (all_records and not x.replayed) or (x.offset == offset and x.partition == partition)
+            ]
             if not chosen:
                 raise UserError("no such dead letter (or nothing left to replay)", EXIT_NOT_FOUND)
             for letter in chosen:
                 try:
-                    target = await replay(str(settings.kafka_bootstrap), pool, letter, payload=payload, force=force)
+                    target = await replay(
+                        str(settings.kafka_bootstrap), pool, letter, payload=payload, force=force
+                    )
                 except AlreadyReplayed as exc:
                     raise UserError(f"{exc}; use --force to replay again", EXIT_NOT_FOUND) from exc
                 done.append(f"{letter.dlq_topic}[{letter.partition}]@{letter.offset} -> {target}")
@@ -352,6 +398,7 @@ def dlq_replay(
 
 
 # -- benchmark -------------------------------------------------------------------------------------
+
 
 @app.command()
 def bench(
@@ -366,10 +413,13 @@ def bench(
         if as_json:
             result = run(run_bench(s, orders, rate))
         else:
-            with Progress(TextColumn("invoices"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=err) as bar:
+            with Progress(
+                TextColumn("invoices"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+            ) as bar:
                 task = bar.add_task("invoices", total=orders)
-                result = run(run_bench(s, orders, rate, progress=lambda n, total: bar.update(task, completed=n)))
+                result = run(
+                    run_bench(s, orders, rate, progress=lambda n, total: bar.update(task, completed=n))
+                )
     if as_json:
         print(json.dumps(result.as_dict()))
     else:
@@ -389,11 +439,18 @@ def isolated_system(purpose: str) -> Iterator[Settings]:
     from som.runner import prepare, worker_set
 
     base = get_settings()
-    base = base.model_copy(update={
-        "topic_namespace": f"{purpose}{uuid.uuid4().hex[:8]}.", "health_port_base": 0, "health_port": None,
-        "log_level": "WARNING", "consumer_session_timeout_ms": 6_000, "consumer_heartbeat_ms": 1_000,
-        "scheduler_poll_seconds": 0.1, "data_dir": base.data_dir / purpose,
-    })
+    base = base.model_copy(
+        update={
+            "topic_namespace": f"{purpose}{uuid.uuid4().hex[:8]}.",
+            "health_port_base": 0,
+            "health_port": None,
+            "log_level": "WARNING",
+            "consumer_session_timeout_ms": 6_000,
+            "consumer_heartbeat_ms": 1_000,
+            "scheduler_poll_seconds": 0.1,
+            "data_dir": base.data_dir / purpose,
+        }
+    )
     with system_endpoints(base, publish=False) as s:
         run(prepare(s))
         with worker_set(s):
@@ -415,7 +472,9 @@ async def _wait_ready(s: Settings, timeout: float = 60.0) -> None:
 
 
 @app.command()
-def schemas(check: Annotated[bool, typer.Option("--check", help="Only report drift; exit 1 if any.")] = False) -> None:
+def schemas(
+    check: Annotated[bool, typer.Option("--check", help="Only report drift; exit 1 if any.")] = False,
+) -> None:
     """Generate the JSON Schemas of the contracts into schemas/."""
     from shared.contracts import schemas as gen
 

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import threading
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
@@ -14,7 +15,7 @@ from shared.messaging import topics
 from shared.settings import Settings
 from som.orders import direct_order, send_orders
 
-_SAMPLES = [
+_SAMPLES: list[dict[str, Any]] = [
     {"plan": "starter", "quantity": 1, "currency": "USD", "billing_interval": "P1M"},
     {"plan": "pro", "quantity": 5, "currency": "USD", "billing_interval": "P1M"},
     {"plan": "pro", "quantity": 2, "currency": "EUR", "billing_interval": "P1M"},
@@ -32,8 +33,13 @@ async def run_demo(settings: Settings, rate: float, stop: threading.Event, conso
         f"{ns}{topics.ENTITLEMENTS_CHANGED}": "entitlements",
         f"{ns}{topics.ORDERS_REJECTED}": "rejected",
     }
-    consumer = AIOKafkaConsumer(*watched, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="latest",
-                                group_id=f"{ns}som.demo-viewer", enable_auto_commit=True)
+    consumer = AIOKafkaConsumer(
+        *watched,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="latest",
+        group_id=f"{ns}som.demo-viewer",
+        enable_auto_commit=True,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await consumer.start()
     await producer.start()
@@ -44,8 +50,10 @@ async def run_demo(settings: Settings, rate: float, stop: threading.Event, conso
             while not stop.is_set():
                 order = direct_order(**next(samples))
                 await send_orders(producer, ns, [order])
-                console.print(f"[cyan]order[/cyan]     {order['order_id']} {order['plan']} x{order['quantity']} "
-                              f"{order['currency']} {order['billing_interval']}")
+                console.print(
+                    f"[cyan]order[/cyan]     {order['order_id']} {order['plan']} x{order['quantity']} "
+                    f"{order['currency']} {order['billing_interval']}"
+                )
                 await asyncio.sleep(1.0 / rate)
 
         feeder = asyncio.create_task(feed())
@@ -64,11 +72,15 @@ def _show(console: Console, kind: str, event: dict[str, object]) -> None:
     data = event.get("data", {})
     assert isinstance(data, dict)
     if kind == "invoice":
-        console.print(f"[green]invoice[/green]   {data['document_number']} {data['total']} {data['currency']} "
-                      f"for {str(data['subscription_id'])[:8]}... due {data['due_date']}")
+        console.print(
+            f"[green]invoice[/green]   {data['document_number']} {data['total']} {data['currency']} "
+            f"for {str(data['subscription_id'])[:8]}... due {data['due_date']}"
+        )
     elif kind == "entitlements":
-        console.print(f"[magenta]entitled[/magenta]  {str(data['subscription_id'])[:8]}... v{data['version']} "
-                      f"{data['status']}: {', '.join(data['features'])}")  # type: ignore[arg-type]
+        console.print(
+            f"[magenta]entitled[/magenta]  {str(data['subscription_id'])[:8]}... v{data['version']} "
+            f"{data['status']}: {', '.join(data['features'])}"
+        )  # type: ignore[arg-type]
     else:
         codes = ", ".join(str(r["code"]) for r in data.get("reasons", []))  # type: ignore[union-attr]
         console.print(f"[red]rejected[/red]  {data.get('channel')} order: {codes}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,18 +131,25 @@ async def replay(
     """
     target = letter.original_topic
     if not target:
-        raise ValueError(f"record {letter.dlq_topic}[{letter.partition}]@{letter.offset} has no original topic")
-    value = payload.read_bytes() if payload else letter.value
+        raise ValueError(
+            f"record {letter.dlq_topic}[{letter.partition}]@{letter.offset} has no original topic"
+        )
+    value = await asyncio.to_thread(payload.read_bytes) if payload else letter.value
     headers = {k: v for k, v in letter.headers.items() if k not in RUNTIME_HEADERS}
     headers["x-replayed-from"] = f"{letter.dlq_topic}/{letter.partition}/{letter.offset}"
     async with pool.acquire() as conn, conn.transaction():
         inserted = await conn.fetchval(
             "INSERT INTO messaging.dlq_replays (dlq_topic, dlq_partition, dlq_offset, replayed_to) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
-            letter.dlq_topic, letter.partition, letter.offset, target,
+            letter.dlq_topic,
+            letter.partition,
+            letter.offset,
+            target,
         )
         if not inserted and not force:
-            raise AlreadyReplayed(f"{letter.dlq_topic}[{letter.partition}]@{letter.offset} was replayed before")
+            raise AlreadyReplayed(
+                f"{letter.dlq_topic}[{letter.partition}]@{letter.offset} was replayed before"
+            )
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
         await producer.start()
         try:

@@ -111,7 +111,11 @@ class Endpoints:
 
 @contextlib.contextmanager
 def infrastructure(
-    *, kafka_bootstrap: str | None, database_url: str | None, data_dir: Path, ephemeral: bool = False,
+    *,
+    kafka_bootstrap: str | None,
+    database_url: str | None,
+    data_dir: Path,
+    ephemeral: bool = False,
     broker_port: int = 0,
 ) -> Iterator[Endpoints]:
     """Use the given endpoints, or start embedded ones for what is missing; stop them on exit."""

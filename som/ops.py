@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from pathlib import Path
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -29,10 +29,13 @@ from som.cli import (
     run,
 )
 
-subs_app = typer.Typer(help="Review subscriptions: status, plan, users, instances, audit trail.", no_args_is_help=True)
+subs_app = typer.Typer(
+    help="Review subscriptions: status, plan, users, instances, audit trail.", no_args_is_help=True
+)
 clock_app = typer.Typer(help="Test clocks: business time that moves only when told to.", no_args_is_help=True)
-intake_app = typer.Typer(help="Channel intake: failures ranked by impact, normalization, batches.",
-                         no_args_is_help=True)
+intake_app = typer.Typer(
+    help="Channel intake: failures ranked by impact, normalization, batches.", no_args_is_help=True
+)
 app.add_typer(subs_app, name="subscriptions")
 app.add_typer(clock_app, name="clock")
 app.add_typer(intake_app, name="intake")
@@ -51,6 +54,7 @@ def _jsonable(value: Any) -> Any:
 
 
 # -- subscriptions -------------------------------------------------------------------------------
+
 
 @subs_app.command("list")
 def subscriptions_list(
@@ -72,7 +76,11 @@ def subscriptions_list(
                 "FROM lifecycle.subscriptions WHERE ($1::text IS NULL OR status = $1) "
                 "AND ($2::text IS NULL OR channel = $2) AND ($3::text IS NULL OR customer_id = $3) "
                 "AND ($4::text IS NULL OR plan_id = $4) ORDER BY updated_at DESC LIMIT $5",
-                status, channel, customer, plan, limit,
+                status,
+                channel,
+                customer,
+                plan,
+                limit,
             )
         return [_jsonable(dict(r)) for r in rows]
 
@@ -82,8 +90,16 @@ def subscriptions_list(
         return
     table = Table("subscription", "status", "channel", "customer", "plan", "qty", "next renewal", "version")
     for r in rows:
-        table.add_row(r["subscription_id"], r["status"], r["channel"], r["customer_id"], r["plan_id"],
-                      str(r["quantity"]), str(r["next_renewal"] or ""), str(r["version"]))
+        table.add_row(
+            r["subscription_id"],
+            r["status"],
+            r["channel"],
+            r["customer_id"],
+            r["plan_id"],
+            str(r["quantity"]),
+            str(r["next_renewal"] or ""),
+            str(r["version"]),
+        )
     console.print(table)
 
 
@@ -97,27 +113,40 @@ def subscriptions_show(
 
     async def go() -> dict[str, Any]:
         async with db_pool(settings) as pool:
-            sub = await pool.fetchrow("SELECT * FROM lifecycle.subscriptions WHERE subscription_id = $1",
-                                      subscription_id)
+            sub = await pool.fetchrow(
+                "SELECT * FROM lifecycle.subscriptions WHERE subscription_id = $1", subscription_id
+            )
             if sub is None:
                 raise UserError(f"no subscription {subscription_id}", EXIT_NOT_FOUND)
             audit = await pool.fetch(
                 "SELECT from_status, to_status, command, actor, reason, effective_at, recorded_at, trace_id "
-                "FROM lifecycle.audit_trail WHERE subscription_id = $1 ORDER BY id", subscription_id)
-            users = await pool.fetch("SELECT user_id, email, role FROM lifecycle.subscription_users "
-                                     "WHERE subscription_id = $1 ORDER BY user_id", subscription_id)
-            instances = await pool.fetch("SELECT instance_id, status, reported_at FROM lifecycle.instances "
-                                         "WHERE subscription_id = $1 ORDER BY instance_id", subscription_id)
+                "FROM lifecycle.audit_trail WHERE subscription_id = $1 ORDER BY id",
+                subscription_id,
+            )
+            users = await pool.fetch(
+                "SELECT user_id, email, role FROM lifecycle.subscription_users "
+                "WHERE subscription_id = $1 ORDER BY user_id",
+                subscription_id,
+            )
+            instances = await pool.fetch(
+                "SELECT instance_id, status, reported_at FROM lifecycle.instances "
+                "WHERE subscription_id = $1 ORDER BY instance_id",
+                subscription_id,
+            )
             timers = await pool.fetch(
                 "SELECT kind, due_at, clock FROM timekeeping.timers WHERE subscription_id = $1 "
-                "AND fired_at IS NULL AND cancelled_at IS NULL ORDER BY due_at", subscription_id)
-        return _jsonable({
-            "subscription": dict(sub),
-            "users": [dict(u) for u in users],
-            "instances": [dict(i) for i in instances],
-            "pending_timers": [dict(t) for t in timers],
-            "audit": [dict(a) for a in audit],
-        })
+                "AND fired_at IS NULL AND cancelled_at IS NULL ORDER BY due_at",
+                subscription_id,
+            )
+        return _jsonable(
+            {
+                "subscription": dict(sub),
+                "users": [dict(u) for u in users],
+                "instances": [dict(i) for i in instances],
+                "pending_timers": [dict(t) for t in timers],
+                "audit": [dict(a) for a in audit],
+            }
+        )
 
     doc = run(go())
     if as_json:
@@ -125,20 +154,31 @@ def subscriptions_show(
         return
     sub, state = doc["subscription"], doc["subscription"]["state"]
     head = Table(show_header=False, title=f"subscription {subscription_id}")
-    for label, value in (("status", sub["status"]), ("channel", sub["channel"]), ("customer", sub["customer_id"]),
-                         ("plan", f"{state.get('plan_id')} x {state.get('quantity')} ({state.get('billing_interval')})"),
-                         ("add-ons", ", ".join(f"{a['plan_id']} x {a['quantity']}" for a in state.get("addons", []))),
-                         ("current period", f"{state.get('current_period_start')} .. {state.get('current_period_end')}"),
-                         ("next renewal", str(state.get("current_period_end") or "")),
-                         ("scheduled", json.dumps(state.get("scheduled_changes", [])) if state.get("scheduled_changes")
-                          else "")):
+    for label, value in (
+        ("status", sub["status"]),
+        ("channel", sub["channel"]),
+        ("customer", sub["customer_id"]),
+        ("plan", f"{state.get('plan_id')} x {state.get('quantity')} ({state.get('billing_interval')})"),
+        ("add-ons", ", ".join(f"{a['plan_id']} x {a['quantity']}" for a in state.get("addons", []))),
+        ("current period", f"{state.get('current_period_start')} .. {state.get('current_period_end')}"),
+        ("next renewal", str(state.get("current_period_end") or "")),
+        (
+            "scheduled",
+            json.dumps(state.get("scheduled_changes", [])) if state.get("scheduled_changes") else "",
+        ),
+    ):
         head.add_row(label, str(value))
     console.print(head)
-    for title, rows, cols in (("users and roles", doc["users"], ("user_id", "email", "role")),
-                              ("instances", doc["instances"], ("instance_id", "status", "reported_at")),
-                              ("pending timers", doc["pending_timers"], ("kind", "due_at", "clock")),
-                              ("audit trail", doc["audit"], ("effective_at", "from_status", "to_status", "command",
-                                                             "actor", "reason"))):
+    for title, rows, cols in (
+        ("users and roles", doc["users"], ("user_id", "email", "role")),
+        ("instances", doc["instances"], ("instance_id", "status", "reported_at")),
+        ("pending timers", doc["pending_timers"], ("kind", "due_at", "clock")),
+        (
+            "audit trail",
+            doc["audit"],
+            ("effective_at", "from_status", "to_status", "command", "actor", "reason"),
+        ),
+    ):
         t = Table(*cols, title=title)
         for r in rows:
             t.add_row(*(str(r[c] if r[c] is not None else "") for c in cols))
@@ -147,29 +187,53 @@ def subscriptions_show(
 
 # -- commands to the lifecycle ------------------------------------------------------------------
 
-async def send_command(command: str, subscription_id: str, *, actor: str, reason: str | None,
-                       params: dict[str, Any] | None = None, effective_at: datetime | None = None) -> str:
+
+async def send_command(
+    command: str,
+    subscription_id: str,
+    *,
+    actor: str,
+    reason: str | None,
+    params: dict[str, Any] | None = None,
+    effective_at: datetime | None = None,
+) -> str:
     """Publish an operator command on subscriptions.commands; returns its idempotency key."""
     settings = resolved_settings()
     key = f"operator:{uuid.uuid4()}"
     async with db_pool(settings) as pool:
-        row = await pool.fetchrow("SELECT channel, state FROM lifecycle.subscriptions WHERE subscription_id = $1",
-                                  subscription_id)
+        row = await pool.fetchrow(
+            "SELECT channel, state FROM lifecycle.subscriptions WHERE subscription_id = $1", subscription_id
+        )
     if row is None:
         raise UserError(f"no subscription {subscription_id}", EXIT_NOT_FOUND)
     cmd = ev.SubscriptionCommand(
-        command=command, subscription_id=subscription_id, idempotency_key=key, channel=row["channel"],
-        effective_at=effective_at or datetime.now(UTC), actor=actor, reason=reason, params=params or {},
+        command=command,
+        subscription_id=subscription_id,
+        idempotency_key=key,
+        channel=row["channel"],
+        effective_at=effective_at or datetime.now(UTC),
+        actor=actor,
+        reason=reason,
+        params=params or {},
     )
     correlation = derived_id("operator", key)
-    event = make_event(type=ev.SUBSCRIPTION_COMMAND, source="som/cli", subject=subscription_id, data=cmd,
-                       correlation_id=correlation, causation_id=correlation)
+    event = make_event(
+        type=ev.SUBSCRIPTION_COMMAND,
+        source="som/cli",
+        subject=subscription_id,
+        data=cmd,
+        correlation_id=correlation,
+        causation_id=correlation,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_COMMANDS}",
-                                     value=event.model_dump_json().encode(), key=subscription_id.encode(),
-                                     headers=[("ce_id", event.id.encode()), ("ce_type", event.type.encode())])
+        await producer.send_and_wait(
+            f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_COMMANDS}",
+            value=event.model_dump_json().encode(),
+            key=subscription_id.encode(),
+            headers=[("ce_id", event.id.encode()), ("ce_type", event.type.encode())],
+        )
     finally:
         await producer.stop()
     return key
@@ -220,7 +284,9 @@ def parse_target(current: datetime, spec: str) -> datetime:
 
 
 @clock_app.command("create")
-def clock_create(name: Annotated[str, typer.Argument()], at: Annotated[str, typer.Option(help="ISO start time.")]) -> None:
+def clock_create(
+    name: Annotated[str, typer.Argument()], at: Annotated[str, typer.Option(help="ISO start time.")]
+) -> None:
     """Create (or reset) a named test clock at a business time."""
     from shared.timekeeping import create_clock
 
@@ -250,11 +316,15 @@ def clock_advance(
             try:
                 now = await clock_now(pool, clock)
             except KeyError as exc:
-                raise UserError(f"no test clock {clock!r}: create it with `som clock create`", EXIT_NOT_FOUND) from exc
+                raise UserError(
+                    f"no test clock {clock!r}: create it with `som clock create`", EXIT_NOT_FOUND
+                ) from exc
             target = parse_target(now, spec)
             if target < now:
                 raise UserError("test clocks only move forward", EXIT_USAGE)
-            fired = await advance_clock(pool, str(settings.kafka_bootstrap), settings.topic_namespace, clock, target)
+            fired = await advance_clock(
+                pool, str(settings.kafka_bootstrap), settings.topic_namespace, clock, target
+            )
             return target, fired
 
     target, fired = run(go())
@@ -262,6 +332,7 @@ def clock_advance(
 
 
 # -- intake failures -----------------------------------------------------------------------------
+
 
 @intake_app.command("failures")
 def intake_failures(
@@ -278,7 +349,8 @@ def intake_failures(
                 "SELECT channel, channel_subscription_id, channel_event_id, reasons, impact_score, order_value, "
                 "currency, received_at FROM intake.rejections WHERE received_at > now() - make_interval(secs => $2) "
                 "ORDER BY impact_score DESC, received_at DESC LIMIT $1",
-                top, since_hours * 3600,
+                top,
+                since_hours * 3600,
             )
         return [_jsonable(dict(r)) for r in rows]
 
@@ -289,17 +361,25 @@ def intake_failures(
     table = Table("impact", "channel", "subscription", "reasons", "value", "received")
     for r in rows:
         reasons = ", ".join(f"{x['code']}({x.get('field') or ''})" for x in r["reasons"])
-        table.add_row(str(r["impact_score"]), r["channel"], str(r["channel_subscription_id"] or ""), reasons,
-                      f"{r['order_value'] or ''} {r['currency'] or ''}", str(r["received_at"]))
+        table.add_row(
+            str(r["impact_score"]),
+            r["channel"],
+            str(r["channel_subscription_id"] or ""),
+            reasons,
+            f"{r['order_value'] or ''} {r['currency'] or ''}",
+            str(r["received_at"]),
+        )
     console.print(table)
 
 
 # -- simulation ----------------------------------------------------------------------------------
 
+
 @app.command()
 def simulate(
-    scenario_file: Annotated[Path, typer.Argument(help="Scenario YAML (format in the README).", exists=True,
-                                                  dir_okay=False)],
+    scenario_file: Annotated[
+        Path, typer.Argument(help="Scenario YAML (format in the README).", exists=True, dir_okay=False)
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the timeline as JSON.")] = False,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON timeline to this file.")] = None,
 ) -> None:
@@ -330,7 +410,8 @@ def _print_timeline(result: dict[str, Any]) -> None:
             detail = f"{e['command']}: {e['plan']} x{e['quantity']} {e['period']}"
         elif "total" in e:
             detail = f"{e['total']} {e['currency']} (due {e['amount_due']}); " + "; ".join(
-                f"{line['kind']} {line['amount']}" for line in e["lines"])
+                f"{line['kind']} {line['amount']}" for line in e["lines"]
+            )
         elif "features" in e:
             detail = ", ".join(e["features"]) or "(none)"
         else:

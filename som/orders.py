@@ -30,7 +30,12 @@ def direct_order(
     when = (effective_at or datetime.now(UTC)).astimezone(UTC)
     return {
         "order_id": oid,
-        "customer": {"id": cid, "email": f"{cid}@customer.example", "name": f"Customer {cid}", "region": region},
+        "customer": {
+            "id": cid,
+            "email": f"{cid}@customer.example",
+            "name": f"Customer {cid}",
+            "region": region,
+        },
         "plan": plan,
         "quantity": quantity,
         "billing_interval": billing_interval,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
@@ -112,6 +113,14 @@ def _at(day: date) -> datetime:
     return datetime.combine(day, time(12), tzinfo=UTC)
 
 
+@dataclass
+class _PlannedFailures:
+    """Payment failures a step asked the simulated payment provider to return."""
+
+    left: int = 0
+    reason: str = "card_declined"
+
+
 class Timeline:
     """Everything the workers published about the subscription, in order."""
 
@@ -127,19 +136,42 @@ class Timeline:
         entry: dict[str, Any] = {"time": event.get("time"), "topic": kind, "type": event.get("type")}
         if event["type"] == ev.SUBSCRIPTION_STATE_CHANGED:
             snap = data["snapshot"]
-            entry.update(what=f"{data['from_status'] or '-'} -> {data['to_status']}", command=data["command"],
-                         plan=snap["plan_id"], quantity=snap["quantity"],
-                         period=f"{snap.get('current_period_start') or ''}..{snap.get('current_period_end') or ''}",
-                         events=data["change"].get("event_types", []))
+            entry.update(
+                what=f"{data['from_status'] or '-'} -> {data['to_status']}",
+                command=data["command"],
+                plan=snap["plan_id"],
+                quantity=snap["quantity"],
+                period=f"{snap.get('current_period_start') or ''}..{snap.get('current_period_end') or ''}",
+                events=data["change"].get("event_types", []),
+            )
         elif event["type"] in (ev.INVOICE_ISSUED, ev.CREDIT_NOTE_ISSUED):
-            entry.update(what=f"{data['document_type']} {data['document_number']}", total=data["total"],
-                         amount_due=data["amount_due"], currency=data["currency"], issue_date=data["issue_date"],
-                         lines=[{k: line.get(k) for k in ("kind", "description", "service_period_start",
-                                                          "service_period_end", "amount", "tax_amount")}
-                                for line in data["lines"]])
+            entry.update(
+                what=f"{data['document_type']} {data['document_number']}",
+                total=data["total"],
+                amount_due=data["amount_due"],
+                currency=data["currency"],
+                issue_date=data["issue_date"],
+                lines=[
+                    {
+                        k: line.get(k)
+                        for k in (
+                            "kind",
+                            "description",
+                            "service_period_start",
+                            "service_period_end",
+                            "amount",
+                            "tax_amount",
+                        )
+                    }
+                    for line in data["lines"]
+                ],
+            )
         elif event["type"] == ev.ENTITLEMENTS_CHANGED:
-            entry.update(what=f"entitlements v{data['version']} ({data['status']})", features=data["features"],
-                         can_create_instances=data["can_create_instances"])
+            entry.update(
+                what=f"entitlements v{data['version']} ({data['status']})",
+                features=data["features"],
+                can_create_instances=data["can_create_instances"],
+            )
         elif event["type"] == ev.JOURNAL_ENTRY_POSTED:
             entry.update(what=f"journal {data.get('kind', '')}".strip(), lines=data.get("lines"))
         else:
@@ -155,25 +187,46 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
     clock = f"{ns}sim-{uuid.uuid4().hex[:6]}"
     pool = await create_pool(settings.database_url, min_size=1, max_size=4)
     await create_clock(pool, clock, _at(scenario.start))
-    order = {
+    order: dict[str, Any] = {
         "order_id": f"sim-{uuid.uuid4().hex[:10]}",
-        "customer": {"id": scenario.customer.id, "email": scenario.customer.email, "name": scenario.customer.name,
-                     "region": scenario.customer.region},
-        "plan": scenario.plan, "quantity": scenario.quantity, "billing_interval": scenario.billing_interval,
-        "currency": scenario.currency, "effective_at": _at(scenario.start).isoformat().replace("+00:00", "Z"),
+        "customer": {
+            "id": scenario.customer.id,
+            "email": scenario.customer.email,
+            "name": scenario.customer.name,
+            "region": scenario.customer.region,
+        },
+        "plan": scenario.plan,
+        "quantity": scenario.quantity,
+        "billing_interval": scenario.billing_interval,
+        "currency": scenario.currency,
+        "effective_at": _at(scenario.start).isoformat().replace("+00:00", "Z"),
         "trial": scenario.trial,
     }
     sub_id = subscription_id_of(order)
     timeline = Timeline(sub_id)
-    watched = [f"{ns}{t}" for t in (topics.SUBSCRIPTIONS_EVENTS, topics.BILLING_INVOICES, topics.ENTITLEMENTS_CHANGED,
-                                    topics.ACCOUNTING_JOURNAL, topics.PAYMENTS_REQUESTS,
-                                    topics.SUBSCRIPTIONS_COMMAND_REJECTIONS, topics.NOTIFICATIONS)]
-    consumer = AIOKafkaConsumer(*watched, bootstrap_servers=bootstrap, group_id=f"{ns}som.simulator",
-                                auto_offset_reset="earliest", enable_auto_commit=True)
+    watched = [
+        f"{ns}{t}"
+        for t in (
+            topics.SUBSCRIPTIONS_EVENTS,
+            topics.BILLING_INVOICES,
+            topics.ENTITLEMENTS_CHANGED,
+            topics.ACCOUNTING_JOURNAL,
+            topics.PAYMENTS_REQUESTS,
+            topics.SUBSCRIPTIONS_COMMAND_REJECTIONS,
+            topics.NOTIFICATIONS,
+        )
+    ]
+    consumer = AIOKafkaConsumer(
+        *watched,
+        bootstrap_servers=bootstrap,
+        group_id=f"{ns}som.simulator",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await consumer.start()
     await producer.start()
-    failures = {"left": 0, "reason": "card_declined"}
+    failures = _PlannedFailures()
     rejections: list[dict[str, Any]] = []
 
     async def pump() -> None:
@@ -192,32 +245,65 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
 
     async def answer_payment(request: dict[str, Any]) -> None:
         data = request["data"]
-        failed = failures["left"] > 0
+        failed = failures.left > 0
         if failed:
-            failures["left"] -= 1
-        result = ev.PaymentResult.model_validate({  # type: ignore[attr-defined]
-            **{k: data[k] for k in ("subscription_id", "document_number", "amount", "currency", "attempt")
-               if k in data},
-            "outcome": "failed" if failed else "succeeded",
-            "failure_reason": failures["reason"] if failed else None,
-            "processed_at": request["time"],
-        })
-        event = make_event(type=ev.PAYMENT_RESULT, source="som/simulator", subject=sub_id, data=result,
-                           correlation_id=request["correlationid"], causation_id=request["id"])
-        await producer.send_and_wait(f"{ns}{topics.PAYMENTS_RESULTS}", value=event.model_dump_json().encode(),
-                                     key=sub_id.encode(), headers=[("ce_id", event.id.encode())])
+            failures.left -= 1
+        result = ev.PaymentResult.model_validate(
+            {  # type: ignore[attr-defined]
+                **{
+                    k: data[k]
+                    for k in ("subscription_id", "document_number", "amount", "currency", "attempt")
+                    if k in data
+                },
+                "outcome": "failed" if failed else "succeeded",
+                "failure_reason": failures.reason if failed else None,
+                "processed_at": request["time"],
+            }
+        )
+        event = make_event(
+            type=ev.PAYMENT_RESULT,
+            source="som/simulator",
+            subject=sub_id,
+            data=result,
+            correlation_id=request["correlationid"],
+            causation_id=request["id"],
+        )
+        await producer.send_and_wait(
+            f"{ns}{topics.PAYMENTS_RESULTS}",
+            value=event.model_dump_json().encode(),
+            key=sub_id.encode(),
+            headers=[("ce_id", event.id.encode())],
+        )
 
-    async def command(name: str, day: date, *, plan_id: str | None = None, quantity: int | None = None,
-                      **params: Any) -> None:
+    async def command(
+        name: str, day: date, *, plan_id: str | None = None, quantity: int | None = None, **params: Any
+    ) -> None:
         cmd = ev.SubscriptionCommand(
-            command=name, subscription_id=sub_id, idempotency_key=f"sim:{sub_id}:{day}:{name}", channel="direct",
-            plan_id=plan_id, quantity=quantity, effective_at=_at(day), actor="user:simulator", params=params,
+            command=name,
+            subscription_id=sub_id,
+            idempotency_key=f"sim:{sub_id}:{day}:{name}",
+            channel="direct",
+            plan_id=plan_id,
+            quantity=quantity,
+            effective_at=_at(day),
+            actor="user:simulator",
+            params=params,
         )
         corr = derived_id("simulation", sub_id)
-        event = make_event(type=ev.SUBSCRIPTION_COMMAND, source="som/simulator", subject=sub_id, data=cmd,
-                           correlation_id=corr, causation_id=derived_id(cmd.idempotency_key))
-        await producer.send_and_wait(f"{ns}{topics.SUBSCRIPTIONS_COMMANDS}", value=event.model_dump_json().encode(),
-                                     key=sub_id.encode(), headers=[("ce_id", event.id.encode())])
+        event = make_event(
+            type=ev.SUBSCRIPTION_COMMAND,
+            source="som/simulator",
+            subject=sub_id,
+            data=cmd,
+            correlation_id=corr,
+            causation_id=derived_id(cmd.idempotency_key),
+        )
+        await producer.send_and_wait(
+            f"{ns}{topics.SUBSCRIPTIONS_COMMANDS}",
+            value=event.model_dump_json().encode(),
+            key=sub_id.encode(),
+            headers=[("ce_id", event.id.encode())],
+        )
 
     async def settle() -> None:
         await wait_quiet(pool, bootstrap, ns, clock, timeout=120)
@@ -228,50 +314,73 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         headers = [("som-test-clock", clock.encode())]
         if scenario.customer.country:
             headers.append(("country", scenario.customer.country.encode()))
-        await producer.send_and_wait(f"{ns}{topics.inbound('direct')}", value=json.dumps(order).encode(),
-                                     key=order["order_id"].encode(), headers=headers)
+        await producer.send_and_wait(
+            f"{ns}{topics.inbound('direct')}",
+            value=json.dumps(order).encode(),
+            key=str(order["order_id"]).encode(),
+            headers=headers,
+        )
         await settle()
         for step in scenario.steps:
             await advance_clock(pool, bootstrap, ns, clock, _at(step.at))
             a = step.action
             if a == "change_plan":
                 assert step.change_plan is not None
-                await command("change_plan", step.at, plan_id=step.change_plan["plan"],
-                              quantity=step.change_plan.get("quantity"),
-                              **({"timing": step.change_plan["timing"]} if "timing" in step.change_plan else {}))
+                await command(
+                    "change_plan",
+                    step.at,
+                    plan_id=step.change_plan["plan"],
+                    quantity=step.change_plan.get("quantity"),
+                    **({"timing": step.change_plan["timing"]} if "timing" in step.change_plan else {}),
+                )
             elif a == "change_quantity":
                 await command("change_quantity", step.at, quantity=step.change_quantity)
             elif a == "add_addon":
                 assert step.add_addon is not None
-                await command("add_addon", step.at, quantity=step.add_addon.get("quantity", 1),
-                              addon_plan_id=step.add_addon["plan"])
+                await command(
+                    "add_addon",
+                    step.at,
+                    quantity=step.add_addon.get("quantity", 1),
+                    addon_plan_id=step.add_addon["plan"],
+                )
             elif a == "remove_addon":
-                await command("remove_addon", step.at, addon_plan_id=step.remove_addon)
+                await command("remove_addon", step.at, params={"addon_plan_id": step.remove_addon})
             elif a == "pause":
-                await command("pause", step.at, **{k: str(v) for k, v in (step.pause or {}).items()})
+                await command("pause", step.at, params={k: str(v) for k, v in (step.pause or {}).items()})
             elif a == "resume":
                 await command("resume", step.at)
             elif a == "cancel":
-                await command("cancel", step.at, timing=(step.cancel or {}).get("timing", "end_of_term"))
+                await command("cancel", step.at, params={"timing": (step.cancel or {}).get("timing", "end_of_term")})
             elif a == "undo_cancel":
                 await command("undo_scheduled_change", step.at)
             elif a == "payment_failure":
-                failures["left"] += int((step.payment_failure or {}).get("times", 1))
-                failures["reason"] = str((step.payment_failure or {}).get("reason", "card_declined"))
+                failures.left += int((step.payment_failure or {}).get("times", 1))
+                failures.reason = str((step.payment_failure or {}).get("reason", "card_declined"))
             elif a == "payment_method_updated":
                 update = ev.PaymentMethodUpdated(  # type: ignore[attr-defined]
-                    subscription_id=sub_id, updated_at=_at(step.at))
-                event = make_event(type=ev.PAYMENT_METHOD_UPDATED, source="som/simulator",  # type: ignore[attr-defined]
-                                   subject=sub_id, data=update, correlation_id=derived_id("simulation", sub_id),
-                                   causation_id=derived_id("pmu", sub_id, str(step.at)))
-                await producer.send_and_wait(f"{ns}{topics.PAYMENTS_RESULTS}",
-                                             value=event.model_dump_json().encode(), key=sub_id.encode(),
-                                             headers=[("ce_id", event.id.encode())])
+                    subscription_id=sub_id, updated_at=_at(step.at)
+                )
+                event = make_event(
+                    type=ev.PAYMENT_METHOD_UPDATED,
+                    source="som/simulator",  # type: ignore[attr-defined]
+                    subject=sub_id,
+                    data=update,
+                    correlation_id=derived_id("simulation", sub_id),
+                    causation_id=derived_id("pmu", sub_id, str(step.at)),
+                )
+                await producer.send_and_wait(
+                    f"{ns}{topics.PAYMENTS_RESULTS}",
+                    value=event.model_dump_json().encode(),
+                    key=sub_id.encode(),
+                    headers=[("ce_id", event.id.encode())],
+                )
             await settle()
         if scenario.until:
             await advance_clock(pool, bootstrap, ns, clock, _at(scenario.until))
             await settle()
-        status = await pool.fetchval("SELECT status FROM lifecycle.subscriptions WHERE subscription_id = $1", sub_id)
+        status = await pool.fetchval(
+            "SELECT status FROM lifecycle.subscriptions WHERE subscription_id = $1", sub_id
+        )
     finally:
         pumping.cancel()
         await asyncio.gather(pumping, return_exceptions=True)
@@ -291,10 +400,22 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
 def _totals(entries: list[dict[str, Any]]) -> dict[str, str]:
     from decimal import Decimal
 
-    invoiced = sum((Decimal(e["total"]) for e in entries if e.get("type") == ev.INVOICE_ISSUED
-                    and Decimal(e["total"]) >= 0), Decimal(0))
-    credited = sum((Decimal(e["total"]) for e in entries if e.get("type") in (ev.INVOICE_ISSUED, ev.CREDIT_NOTE_ISSUED)
-                    and Decimal(e["total"]) < 0), Decimal(0))
+    invoiced = sum(
+        (
+            Decimal(e["total"])
+            for e in entries
+            if e.get("type") == ev.INVOICE_ISSUED and Decimal(e["total"]) >= 0
+        ),
+        Decimal(0),
+    )
+    credited = sum(
+        (
+            Decimal(e["total"])
+            for e in entries
+            if e.get("type") in (ev.INVOICE_ISSUED, ev.CREDIT_NOTE_ISSUED) and Decimal(e["total"]) < 0
+        ),
+        Decimal(0),
+    )
     return {"invoiced": str(invoiced), "credited": str(credited), "net": str(invoiced + credited)}
 
 

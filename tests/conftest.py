@@ -67,9 +67,10 @@ def infra() -> Iterator[Infra]:
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
 
-        with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka, PostgresContainer(
-            "postgres:16"
-        ) as pg:
+        with (
+            KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka,
+            PostgresContainer("postgres:16") as pg,
+        ):
             yield Infra(kafka.get_bootstrap_server(), pg.get_connection_url(driver=None), "testcontainers")
     else:
         data = Path(tempfile.mkdtemp(prefix="som-test-"))
@@ -107,7 +108,9 @@ def make_settings(infra: Infra, **overrides: Any) -> Settings:
 async def settings(migrated: Infra) -> Settings:
     """A fresh namespace with all its topics created."""
     s = make_settings(migrated)
-    await ensure_topics(migrated.kafka_bootstrap, all_topics(s.topic_namespace, s.default_partitions, s.group))
+    await ensure_topics(
+        migrated.kafka_bootstrap, all_topics(s.topic_namespace, s.default_partitions, s.group)
+    )
     return s
 
 

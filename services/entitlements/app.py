@@ -16,6 +16,8 @@ NAME = "entitlements"
 
 def build(settings: Settings, db: Database, *, tracer_provider: TracerProvider | None = None) -> Worker:
     """The entitlements worker."""
-    handlers = EntitlementHandlers(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
+    handlers = EntitlementHandlers(
+        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
+    )
     routes = [Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event)]
     return Worker(NAME, routes, settings=settings, db=db, tracer_provider=tracer_provider)

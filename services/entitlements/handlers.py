@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from services.entitlements.domain.entitlements import entitlements_for
 from shared.catalog import Catalog
@@ -27,7 +28,7 @@ class EntitlementHandlers:
         event = incoming.cloud_event()
         if event.type != ev.SUBSCRIPTION_STATE_CHANGED:
             return
-        change = event.payload(ev.SubscriptionStateChanged)
+        change: ev.SubscriptionStateChanged = event.payload(ev.SubscriptionStateChanged)
         snap = change.snapshot
         current = await uow.conn.fetchrow(
             "SELECT version, lifecycle_version, body FROM entitlements.entitlement_sets "
@@ -44,7 +45,7 @@ class EntitlementHandlers:
             addons=[(a.plan_id, a.quantity) for a in snap.addons],
             status=snap.status,
         )
-        body = {
+        body: dict[str, Any] = {
             "status": snap.status,
             "plan_id": snap.plan_id,
             "features": list(ent.features),
@@ -55,7 +56,8 @@ class EntitlementHandlers:
         if current and current["body"] == body:
             await uow.conn.execute(
                 "UPDATE entitlements.entitlement_sets SET lifecycle_version = $2 WHERE subscription_id = $1",
-                change.subscription_id, change.version,
+                change.subscription_id,
+                change.version,
             )
             return
         version = (current["version"] + 1) if current else 1
@@ -63,7 +65,10 @@ class EntitlementHandlers:
             "INSERT INTO entitlements.entitlement_sets (subscription_id, version, lifecycle_version, body) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id) DO UPDATE SET version = EXCLUDED.version, "
             "lifecycle_version = EXCLUDED.lifecycle_version, body = EXCLUDED.body, updated_at = now()",
-            change.subscription_id, version, change.version, body,
+            change.subscription_id,
+            version,
+            change.version,
+            body,
         )
         data = ev.EntitlementsChanged(
             subscription_id=change.subscription_id,

@@ -23,13 +23,13 @@ from services.lifecycle.domain import (
     plan_ref,
 )
 from services.lifecycle.domain.timers import TimerKind
+from shared import timekeeping
 from shared.catalog import Catalog, CatalogError
 from shared.contracts import events as ev
 from shared.contracts.envelope import CloudEvent, make_event
 from shared.db.uow import UnitOfWork
 from shared.messaging import topics
 from shared.messaging.runtime import Incoming
-from shared import timekeeping
 
 log = logging.getLogger("som.lifecycle")
 SOURCE = "som/lifecycle"
@@ -64,17 +64,19 @@ class LifecycleHandlers:
     async def on_command(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Apply one command, once per idempotency key, however late it comes again."""
         event = incoming.cloud_event()
-        cmd = event.payload(ev.SubscriptionCommand)
+        cmd: ev.SubscriptionCommand = event.payload(ev.SubscriptionCommand)
         first = await uow.conn.fetchval(
             "INSERT INTO lifecycle.command_keys (idempotency_key, subscription_id, outcome) "
             "VALUES ($1, $2, 'pending') ON CONFLICT DO NOTHING RETURNING 1",
-            cmd.idempotency_key, cmd.subscription_id,
+            cmd.idempotency_key,
+            cmd.subscription_id,
         )
         if not first:
             log.info("command %s already applied: no second effect", cmd.idempotency_key)
             return
         row = await uow.conn.fetchrow(
-            "SELECT state FROM lifecycle.subscriptions WHERE subscription_id = $1 FOR UPDATE", cmd.subscription_id
+            "SELECT state FROM lifecycle.subscriptions WHERE subscription_id = $1 FOR UPDATE",
+            cmd.subscription_id,
         )
         current = SubscriptionState.model_validate(row["state"]["domain"]) if row else None
         commercial: dict[str, Any] = dict(row["state"]["commercial"]) if row else self._commercial(cmd)
@@ -97,7 +99,9 @@ class LifecycleHandlers:
                     await self._reject(uow, event, cmd, current, result.code.value, result.message)
                 outcome = "rejected"
         await uow.conn.execute(
-            "UPDATE lifecycle.command_keys SET outcome = $2 WHERE idempotency_key = $1", cmd.idempotency_key, outcome
+            "UPDATE lifecycle.command_keys SET outcome = $2 WHERE idempotency_key = $1",
+            cmd.idempotency_key,
+            outcome,
         )
 
     def _commercial(self, cmd: ev.SubscriptionCommand) -> dict[str, Any]:
@@ -131,14 +135,20 @@ class LifecycleHandlers:
             plan = self.catalog.plan(cmd.plan_id)
             account = cmd.customer.account_id if cmd.customer else None
             mode = p.get("approval") or approval_mode(
-                self.approval_policy, channel=cmd.channel, plan_id=plan.id, account_id=account,
+                self.approval_policy,
+                channel=cmd.channel,
+                plan_id=plan.id,
+                account_id=account,
                 on=cmd.effective_at.date(),
             )
             data.update(
-                channel=cmd.channel, account_id=account,
+                channel=cmd.channel,
+                account_id=account,
                 customer_id=cmd.customer.customer_id if cmd.customer else None,
-                plan=plan_ref(plan), quantity=cmd.quantity if cmd.quantity is not None else plan.quantity.min,
-                billing_interval=cmd.billing_interval or "P1M", approval=mode,
+                plan=plan_ref(plan),
+                quantity=cmd.quantity if cmd.quantity is not None else plan.quantity.min,
+                billing_interval=cmd.billing_interval or "P1M",
+                approval=mode,
                 trial_days=p.get("trial_days", None if cmd.trial else 0),
             )
         elif kind == "change_plan":
@@ -146,7 +156,9 @@ class LifecycleHandlers:
                 raise CommandNotUnderstood("change_plan needs a plan")
             target = self.catalog.plan(cmd.plan_id)
             timing = p.get("timing")
-            if timing is None and current is not None:  # the plan-change rule: upgrades now, the rest at period end
+            if (
+                timing is None and current is not None
+            ):  # the plan-change rule: upgrades now, the rest at period end
                 timing = "immediate" if plan_ref(target).tier >= current.plan.tier else "period_end"
             data.update(plan=plan_ref(target), timing=timing or "immediate", quantity=cmd.quantity)
         elif kind == "change_quantity":
@@ -171,7 +183,11 @@ class LifecycleHandlers:
         return parse_command({k: v for k, v in data.items() if v is not None})
 
     async def _apply(
-        self, uow: UnitOfWork, cause: CloudEvent, cmd: ev.SubscriptionCommand, decision: Decision,
+        self,
+        uow: UnitOfWork,
+        cause: CloudEvent,
+        cmd: ev.SubscriptionCommand,
+        decision: Decision,
         commercial: dict[str, Any],
     ) -> None:
         state = decision.state
@@ -180,7 +196,11 @@ class LifecycleHandlers:
             await uow.conn.execute(
                 "INSERT INTO lifecycle.subscriptions (subscription_id, status, version, channel, customer_id, "
                 "plan_id, state) VALUES ($1, $2, 0, $3, $4, $5, $6)",
-                state.subscription_id, state.status.value, state.channel, state.customer_id or "", state.plan.plan_id,
+                state.subscription_id,
+                state.status.value,
+                state.channel,
+                state.customer_id or "",
+                state.plan.plan_id,
                 stored,
             )
             customer = commercial.get("customer") or {}
@@ -188,34 +208,57 @@ class LifecycleHandlers:
                 await uow.conn.execute(
                     "INSERT INTO lifecycle.subscription_users (subscription_id, user_id, email, role) "
                     "VALUES ($1, $2, $3, 'owner') ON CONFLICT DO NOTHING",
-                    state.subscription_id, customer["customer_id"], customer.get("email"),
+                    state.subscription_id,
+                    customer["customer_id"],
+                    customer.get("email"),
                 )
         version = await uow.conn.fetchval(
             "UPDATE lifecycle.subscriptions SET status = $2, plan_id = $3, state = $4, version = version + 1, "
             "updated_at = now() WHERE subscription_id = $1 RETURNING version",
-            state.subscription_id, state.status.value, state.plan.plan_id, stored,
+            state.subscription_id,
+            state.status.value,
+            state.plan.plan_id,
+            stored,
         )
         audit = decision.audit
         await uow.conn.execute(
             "INSERT INTO lifecycle.audit_trail (subscription_id, from_status, to_status, command, actor, reason, "
             "channel, effective_at, correlation_id, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            state.subscription_id, audit.from_status.value if audit.from_status else None, audit.to_status.value,
-            audit.command.value, audit.actor, audit.reason, state.channel, audit.effective_at,
-            cause.correlationid, current_trace_id(),
+            state.subscription_id,
+            audit.from_status.value if audit.from_status else None,
+            audit.to_status.value,
+            audit.command.value,
+            audit.actor,
+            audit.reason,
+            state.channel,
+            audit.effective_at,
+            cause.correlationid,
+            current_trace_id(),
         )
         clock = commercial.get("clock", timekeeping.SYSTEM_CLOCK)
-        kinds = sorted({k.value for k in decision.timers_to_cancel} | {t.kind.value for t in decision.timers_to_set})
+        kinds = sorted(
+            {k.value for k in decision.timers_to_cancel} | {t.kind.value for t in decision.timers_to_set}
+        )
         if kinds:
             await timekeeping.cancel_timers(uow, state.subscription_id, kinds)
         for timer in decision.timers_to_set:
             command = timer.command.value if timer.command is not None else TIMER_NOTICES[timer.kind.value]
             await timekeeping.schedule(
-                uow, subscription_id=state.subscription_id, kind=timer.kind.value, due_at=timer.due_at, clock=clock,
-                topic=topics.SUBSCRIPTIONS_COMMANDS, event_type=ev.SUBSCRIPTION_COMMAND,
+                uow,
+                subscription_id=state.subscription_id,
+                kind=timer.kind.value,
+                due_at=timer.due_at,
+                clock=clock,
+                topic=topics.SUBSCRIPTIONS_COMMANDS,
+                event_type=ev.SUBSCRIPTION_COMMAND,
                 payload=ev.SubscriptionCommand(
-                    command=command, subscription_id=state.subscription_id,
-                    idempotency_key=timer.idempotency_key, channel=state.channel, effective_at=timer.due_at,
-                    actor="system:scheduler", params={"timer": timer.kind.value},
+                    command=command,
+                    subscription_id=state.subscription_id,
+                    idempotency_key=timer.idempotency_key,
+                    channel=state.channel,
+                    effective_at=timer.due_at,
+                    actor="system:scheduler",
+                    params={"timer": timer.kind.value},
                 ),
             )
         events = [e.model_dump(mode="json") for e in decision.events]
@@ -234,8 +277,13 @@ class LifecycleHandlers:
         uow.emit(
             topics.SUBSCRIPTIONS_EVENTS,
             make_event(
-                type=ev.SUBSCRIPTION_STATE_CHANGED, source=SOURCE, subject=state.subscription_id, data=data,
-                correlation_id=cause.correlationid, causation_id=cause.id, discriminator=str(version),
+                type=ev.SUBSCRIPTION_STATE_CHANGED,
+                source=SOURCE,
+                subject=state.subscription_id,
+                data=data,
+                correlation_id=cause.correlationid,
+                causation_id=cause.id,
+                discriminator=str(version),
                 time=audit.effective_at,
             ),
         )
@@ -264,7 +312,11 @@ class LifecycleHandlers:
         )
 
     async def _notice(
-        self, uow: UnitOfWork, cause: CloudEvent, cmd: ev.SubscriptionCommand, current: SubscriptionState | None,
+        self,
+        uow: UnitOfWork,
+        cause: CloudEvent,
+        cmd: ev.SubscriptionCommand,
+        current: SubscriptionState | None,
         commercial: dict[str, Any],
     ) -> str:
         """A timer that is not a state change: tell the customer, or tell provisioning to clean up."""
@@ -276,25 +328,52 @@ class LifecycleHandlers:
         else:
             topic, type_ = topics.SUBSCRIPTIONS_EVENTS, DATA_CLEANUP_DUE
         notice = ev.SubscriptionNotice(
-            subscription_id=current.subscription_id, kind=cmd.command, due_at=cmd.effective_at, snapshot=snapshot
+            subscription_id=current.subscription_id,
+            kind=cmd.command,
+            due_at=cmd.effective_at,
+            snapshot=snapshot,
         )
-        uow.emit(topic, make_event(type=type_, source=SOURCE, subject=current.subscription_id, data=notice,
-                                   correlation_id=cause.correlationid, causation_id=cause.id))
+        uow.emit(
+            topic,
+            make_event(
+                type=type_,
+                source=SOURCE,
+                subject=current.subscription_id,
+                data=notice,
+                correlation_id=cause.correlationid,
+                causation_id=cause.id,
+            ),
+        )
         return "notified"
 
     async def _reject(
-        self, uow: UnitOfWork, cause: CloudEvent, cmd: ev.SubscriptionCommand, current: SubscriptionState | None,
-        code: str, message: str,
+        self,
+        uow: UnitOfWork,
+        cause: CloudEvent,
+        cmd: ev.SubscriptionCommand,
+        current: SubscriptionState | None,
+        code: str,
+        message: str,
     ) -> None:
         data = ev.SubscriptionCommandRejected(
-            subscription_id=cmd.subscription_id, command=cmd.command, idempotency_key=cmd.idempotency_key,
-            status=current.status.value if current else None, reason_code=code, message=message,
+            subscription_id=cmd.subscription_id,
+            command=cmd.command,
+            idempotency_key=cmd.idempotency_key,
+            status=current.status.value if current else None,
+            reason_code=code,
+            message=message,
         )
         log.info("command %s rejected: %s %s", cmd.command, code, message)
         uow.emit(
             topics.SUBSCRIPTIONS_COMMAND_REJECTIONS,
-            make_event(type=ev.SUBSCRIPTION_COMMAND_REJECTED, source=SOURCE, subject=cmd.subscription_id, data=data,
-                       correlation_id=cause.correlationid, causation_id=cause.id),
+            make_event(
+                type=ev.SUBSCRIPTION_COMMAND_REJECTED,
+                source=SOURCE,
+                subject=cmd.subscription_id,
+                data=data,
+                correlation_id=cause.correlationid,
+                causation_id=cause.id,
+            ),
         )
 
     # -- instances reported by provisioning -----------------------------------------------------
@@ -302,12 +381,14 @@ class LifecycleHandlers:
     async def on_instance_report(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Record an instance of a subscription as provisioning reports it."""
         event = incoming.cloud_event()
-        report = event.payload(ev.InstanceReported)
+        report: ev.InstanceReported = event.payload(ev.InstanceReported)
         await uow.conn.execute(
             "INSERT INTO lifecycle.instances (subscription_id, instance_id, status, reported_at) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id, instance_id) DO UPDATE SET "
             "status = EXCLUDED.status, reported_at = EXCLUDED.reported_at "
             "WHERE lifecycle.instances.reported_at <= EXCLUDED.reported_at",
-            report.subscription_id, report.instance_id, report.status, report.reported_at,
+            report.subscription_id,
+            report.instance_id,
+            report.status,
+            report.reported_at,
         )
-

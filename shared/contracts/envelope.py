@@ -7,6 +7,7 @@ the same ids and downstream inboxes drop the second copy.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -40,7 +41,7 @@ class CloudEvent(BaseModel):
     causationid: str | None = None
     data: dict[str, Any]
 
-    def payload(self, model: type[T]) -> T:
+    def payload(self, model: builtins.type[T]) -> T:
         """The ``data`` member validated as ``model``."""
         return model.model_validate(self.data)
 

@@ -27,8 +27,12 @@ async def ensure_topics(
             if missing:
                 try:
                     await admin.create_topics(
-                        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication_factor)
-                         for s in missing]
+                        [
+                            NewTopic(
+                                s.name, num_partitions=s.partitions, replication_factor=replication_factor
+                            )
+                            for s in missing
+                        ]
                     )
                 except TopicAlreadyExistsError:
                     pass  # created concurrently by another worker

@@ -21,10 +21,10 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -61,8 +61,18 @@ H_LAST_FAILURE = "x-last-failure-at"
 H_DLQ_REASON = "x-dlq-reason"
 RUNTIME_HEADERS = frozenset(
     {
-        H_ATTEMPT, H_NOT_BEFORE, H_PARKED, H_ORIG_TOPIC, H_ORIG_PARTITION, H_ORIG_OFFSET,
-        H_ORIG_TIMESTAMP, H_GROUP, H_EXC_TYPE, H_EXC_MESSAGE, H_FIRST_FAILURE, H_LAST_FAILURE,
+        H_ATTEMPT,
+        H_NOT_BEFORE,
+        H_PARKED,
+        H_ORIG_TOPIC,
+        H_ORIG_PARTITION,
+        H_ORIG_OFFSET,
+        H_ORIG_TIMESTAMP,
+        H_GROUP,
+        H_EXC_TYPE,
+        H_EXC_MESSAGE,
+        H_FIRST_FAILURE,
+        H_LAST_FAILURE,
         H_DLQ_REASON,
     }
 )
@@ -139,7 +149,9 @@ class ParkedKeys:
                 "INSERT INTO messaging.parked_keys (consumer_group, topic, key, outstanding) "
                 "VALUES ($1, $2, $3, 1) ON CONFLICT (consumer_group, topic, key) "
                 "DO UPDATE SET outstanding = messaging.parked_keys.outstanding + 1",
-                self.group, topic, key,
+                self.group,
+                topic,
+                key,
             )
         except Exception:
             log.warning("could not persist parked key %s", key)
@@ -157,12 +169,16 @@ class ParkedKeys:
             status = await self.pool.execute(
                 "UPDATE messaging.parked_keys SET outstanding = outstanding - 1 "
                 "WHERE consumer_group = $1 AND topic = $2 AND key = $3 AND outstanding > 1",
-                self.group, topic, key,
+                self.group,
+                topic,
+                key,
             )
             if status == "UPDATE 0":
                 await self.pool.execute(
                     "DELETE FROM messaging.parked_keys WHERE consumer_group = $1 AND topic = $2 AND key = $3",
-                    self.group, topic, key,
+                    self.group,
+                    topic,
+                    key,
                 )
         except Exception:
             log.warning("could not persist unparking of %s", key)
@@ -195,7 +211,7 @@ class Worker:
         settings: Settings,
         db: Database,
         tracer_provider: TracerProvider | None = None,
-        background: list[Callable[[], Awaitable[None]]] | None = None,
+        background: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -258,11 +274,11 @@ class Worker:
         }
 
         async def consume_main(msg: KafkaMessage) -> None:
-            rec = msg.raw_message
+            rec = cast(ConsumerRecord, msg.raw_message)
             await self._guard(self._on_main(by_main[rec.topic], rec, msg))
 
         async def consume_retry(msg: KafkaMessage) -> None:
-            rec = msg.raw_message
+            rec = cast(ConsumerRecord, msg.raw_message)
             await self._guard(self._on_retry(by_retry[rec.topic], rec))
 
         consume_main.__name__ = f"{self.name}_main"
@@ -370,12 +386,15 @@ class Worker:
                     metrics.RETRIES.labels(self.name, route.topic).inc()
                     log.warning(
                         "attempt %d of %s failed (%s); retrying in place",
-                        incoming.attempt, route.topic, type(exc).__name__,
+                        incoming.attempt,
+                        route.topic,
+                        type(exc).__name__,
                     )
                     await asyncio.sleep(self._backoff(incoming.attempt))
                     incoming = replace(
-                        incoming, attempt=incoming.attempt + 1, first_failure_at=incoming.first_failure_at
-                        or _now_iso()
+                        incoming,
+                        attempt=incoming.attempt + 1,
+                        first_failure_at=incoming.first_failure_at or _now_iso(),
                     )
         finally:
             await self.parked.release(route.topic, incoming.key)
@@ -434,7 +453,9 @@ class Worker:
             timeout=30,
         )
 
-    async def _to_retry(self, route: Route, incoming: Incoming, exc: Exception | None, *, parked: bool) -> None:
+    async def _to_retry(
+        self, route: Route, incoming: Incoming, exc: Exception | None, *, parked: bool
+    ) -> None:
         headers = self._failure_headers(incoming, exc)
         if parked:
             headers[H_ATTEMPT] = str(incoming.attempt - 1)  # not failed yet: its first attempt is still due
@@ -453,7 +474,12 @@ class Worker:
         metrics.DEAD_LETTERS.labels(self.name, route.topic).inc()
         log.error(
             "dead-lettered %s[%d]@%d after %d attempt(s): %s: %s",
-            route.topic, incoming.partition, incoming.offset, incoming.attempt, type(exc).__name__, exc,
+            route.topic,
+            incoming.partition,
+            incoming.offset,
+            incoming.attempt,
+            type(exc).__name__,
+            exc,
         )
 
     # -- health ------------------------------------------------------------------------

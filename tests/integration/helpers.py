@@ -85,7 +85,11 @@ async def running_workers(
 
 
 async def publish(
-    settings: Settings, topic: str, value: bytes | dict[str, Any], *, key: str | None = None,
+    settings: Settings,
+    topic: str,
+    value: bytes | dict[str, Any],
+    *,
+    key: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> None:
     """Publish one record to ``topic`` inside the test's namespace."""

@@ -28,8 +28,21 @@ def _env(data_dir: Path) -> dict[str, str]:
 def test_som_up_demo_turns_orders_into_invoices_and_ctrl_c_leaves_nothing_behind() -> None:
     data = Path(tempfile.mkdtemp(prefix="som-up-"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "som", "up", "--demo", "--demo-rate", "4", "--health-port-base", str(free_port())],
-        env=_env(data), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "som",
+            "up",
+            "--demo",
+            "--demo-rate",
+            "4",
+            "--health-port-base",
+            str(free_port()),
+        ],
+        env=_env(data),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     seen: list[str] = []
     descendants: set[int] = set()
@@ -64,20 +77,29 @@ def test_som_up_demo_turns_orders_into_invoices_and_ctrl_c_leaves_nothing_behind
             proc.wait(10)
     time.sleep(0.5)
     left = [pid for pid in descendants if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
-    postgres = [p.pid for p in psutil.process_iter(["cmdline"]) if str(data) in " ".join(p.info["cmdline"] or [])]
+    postgres = [
+        p.pid for p in psutil.process_iter(["cmdline"]) if str(data) in " ".join(p.info["cmdline"] or [])
+    ]
     assert left == [] and postgres == [], (left, postgres, seen[-20:])
 
 
 def test_user_mistakes_get_messages_and_exit_codes_not_tracebacks() -> None:
     env = _env(Path(tempfile.mkdtemp(prefix="som-cli-")))
-    no_system = subprocess.run([sys.executable, "-m", "som", "dlq", "list"], env=env, capture_output=True,
-                               text=True, timeout=60)
+    no_system = subprocess.run(
+        [sys.executable, "-m", "som", "dlq", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert no_system.returncode == 4 and "som up" in no_system.stderr and "Traceback" not in no_system.stderr
-    bad_worker = subprocess.run([sys.executable, "-m", "som", "worker", "nope"], env=env, capture_output=True,
-                                text=True, timeout=60)
+    bad_worker = subprocess.run(
+        [sys.executable, "-m", "som", "worker", "nope"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert bad_worker.returncode == 2 and "unknown worker" in bad_worker.stderr
     bad_scenario = Path(tempfile.mkstemp(suffix=".yaml")[1])
     bad_scenario.write_text("name: x\nplan: pro\n")  # no start date
-    sim = subprocess.run([sys.executable, "-m", "som", "simulate", str(bad_scenario)], env=env,
-                         capture_output=True, text=True, timeout=60)
+    sim = subprocess.run(
+        [sys.executable, "-m", "som", "simulate", str(bad_scenario)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert sim.returncode == 2 and "start" in sim.stderr and "Traceback" not in sim.stderr

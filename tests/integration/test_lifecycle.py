@@ -31,31 +31,62 @@ LIFECYCLE_ONLY = ("lifecycle",)
 
 
 async def send(
-    settings: Settings, command: str, subscription_id: str, *, effective_at: datetime, clock: str | None = None,
-    plan_id: str | None = None, quantity: int | None = None, trial: bool = False, **params: Any,
+    settings: Settings,
+    command: str,
+    subscription_id: str,
+    *,
+    effective_at: datetime,
+    clock: str | None = None,
+    plan_id: str | None = None,
+    quantity: int | None = None,
+    trial: bool = False,
+    **params: Any,
 ) -> None:
     """Publish one lifecycle command, as intake or an operator does."""
     if clock:
         params["clock"] = clock
     cmd = ev.SubscriptionCommand(
-        command=command, subscription_id=subscription_id, idempotency_key=f"test:{uuid.uuid4()}",
-        channel="direct", customer=ev.Customer(customer_id="cus-test", email="t@customer.example"),
-        plan_id=plan_id, quantity=quantity, billing_interval="P1M", currency="USD", effective_at=effective_at,
-        trial=trial, actor="user:test", params=params,
+        command=command,
+        subscription_id=subscription_id,
+        idempotency_key=f"test:{uuid.uuid4()}",
+        channel="direct",
+        customer=ev.Customer(customer_id="cus-test", email="t@customer.example"),
+        plan_id=plan_id,
+        quantity=quantity,
+        billing_interval="P1M",
+        currency="USD",
+        effective_at=effective_at,
+        trial=trial,
+        actor="user:test",
+        params=params,
     )
     corr = derived_id("test", cmd.idempotency_key)
-    event = make_event(type=ev.SUBSCRIPTION_COMMAND, source="tests", subject=subscription_id, data=cmd,
-                       correlation_id=corr, causation_id=corr)
-    await publish(settings, topics.SUBSCRIPTIONS_COMMANDS, event.model_dump_json().encode(), key=subscription_id,
-                  headers={"ce_id": event.id})
+    event = make_event(
+        type=ev.SUBSCRIPTION_COMMAND,
+        source="tests",
+        subject=subscription_id,
+        data=cmd,
+        correlation_id=corr,
+        causation_id=corr,
+    )
+    await publish(
+        settings,
+        topics.SUBSCRIPTIONS_COMMANDS,
+        event.model_dump_json().encode(),
+        key=subscription_id,
+        headers={"ce_id": event.id},
+    )
 
 
-async def status_of(db: Database, subscription_id: str, timeout: float = 15.0, want: str | None = None) -> str | None:
+async def status_of(
+    db: Database, subscription_id: str, timeout: float = 15.0, want: str | None = None
+) -> str | None:
     """Current status (waits for the subscription, or for ``want``)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         status = await db.pool.fetchval(
-            "SELECT status FROM lifecycle.subscriptions WHERE subscription_id = $1", subscription_id)
+            "SELECT status FROM lifecycle.subscriptions WHERE subscription_id = $1", subscription_id
+        )
         if (status is not None and want is None) or (want is not None and status == want):
             return str(status)
         if asyncio.get_running_loop().time() > deadline:
@@ -86,28 +117,53 @@ async def test_monthly_from_jan_31_renews_twelve_times_once_each_with_two_schedu
     sub = f"sub-{uuid.uuid4().hex[:8]}"
     bootstrap = str(settings.kafka_bootstrap)
     async with running_workers(settings, db, names=LIFECYCLE_ONLY) as first:
-        async with running_workers(settings, db, names=LIFECYCLE_ONLY) as second:  # a second scheduler process
+        async with running_workers(
+            settings, db, names=LIFECYCLE_ONLY
+        ) as second:  # a second scheduler process
             assert first["lifecycle"] is not second["lifecycle"]
-            async with TopicReader(bootstrap, f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_EVENTS}") as out:
-                await send(settings, "create", sub, effective_at=start, clock=clock, plan_id="pro", quantity=1)
+            async with TopicReader(
+                bootstrap, f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_EVENTS}"
+            ) as out:
+                await send(
+                    settings, "create", sub, effective_at=start, clock=clock, plan_id="pro", quantity=1
+                )
                 assert await status_of(db, sub) == "active"
-                fired = await advance_clock(db.pool, bootstrap, settings.topic_namespace, clock,
-                                            datetime(2025, 1, 31, 12, tzinfo=UTC), services=LIFECYCLE_ONLY)
+                fired = await advance_clock(
+                    db.pool,
+                    bootstrap,
+                    settings.topic_namespace,
+                    clock,
+                    datetime(2025, 1, 31, 12, tzinfo=UTC),
+                    services=LIFECYCLE_ONLY,
+                )
                 await out.settle(0.5)
     changes = _events_of(out.records, sub)
     renewals = [c for c in changes if "SubscriptionRenewed" in c["change"]["event_types"]]
     starts = [c["snapshot"]["current_period_start"] for c in renewals]
     assert starts == [
-        "2024-02-29", "2024-03-31", "2024-04-30", "2024-05-31", "2024-06-30", "2024-07-31",
-        "2024-08-31", "2024-09-30", "2024-10-31", "2024-11-30", "2024-12-31", "2025-01-31",
+        "2024-02-29",
+        "2024-03-31",
+        "2024-04-30",
+        "2024-05-31",
+        "2024-06-30",
+        "2024-07-31",
+        "2024-08-31",
+        "2024-09-30",
+        "2024-10-31",
+        "2024-11-30",
+        "2024-12-31",
+        "2025-01-31",
     ]
     assert len({c["version"] for c in changes}) == len(changes)  # each change emitted once
     renew_timers = await db.pool.fetchval(
         "SELECT count(*) FROM timekeeping.timers WHERE subscription_id = $1 AND kind = 'renewal_due' "
-        "AND fired_at IS NOT NULL", sub)
+        "AND fired_at IS NOT NULL",
+        sub,
+    )
     assert renew_timers == 12 and fired >= 12
     audit = await db.pool.fetchval(
-        "SELECT count(*) FROM lifecycle.audit_trail WHERE subscription_id = $1 AND command = 'renew'", sub)
+        "SELECT count(*) FROM lifecycle.audit_trail WHERE subscription_id = $1 AND command = 'renew'", sub
+    )
     assert audit == 12
 
 
@@ -118,17 +174,37 @@ async def test_pause_with_resume_date_resumes_on_that_date(settings: Settings, d
     async with running_workers(settings, db, names=LIFECYCLE_ONLY):
         await send(settings, "create", sub, effective_at=start, clock=clock, plan_id="starter")
         assert await status_of(db, sub) == "active"
-        await send(settings, "pause", sub, effective_at=datetime(2025, 3, 10, tzinfo=UTC), clock=clock,
-                   resume_on="2025-03-20")
+        await send(
+            settings,
+            "pause",
+            sub,
+            effective_at=datetime(2025, 3, 10, tzinfo=UTC),
+            clock=clock,
+            resume_on="2025-03-20",
+        )
         assert await status_of(db, sub, want="paused") == "paused"
-        await advance_clock(db.pool, str(settings.kafka_bootstrap), settings.topic_namespace, clock,
-                            datetime(2025, 3, 19, 23, tzinfo=UTC), services=LIFECYCLE_ONLY)
+        await advance_clock(
+            db.pool,
+            str(settings.kafka_bootstrap),
+            settings.topic_namespace,
+            clock,
+            datetime(2025, 3, 19, 23, tzinfo=UTC),
+            services=LIFECYCLE_ONLY,
+        )
         assert await status_of(db, sub) == "paused"  # not a day early
-        await advance_clock(db.pool, str(settings.kafka_bootstrap), settings.topic_namespace, clock,
-                            datetime(2025, 3, 20, 1, tzinfo=UTC), services=LIFECYCLE_ONLY)
+        await advance_clock(
+            db.pool,
+            str(settings.kafka_bootstrap),
+            settings.topic_namespace,
+            clock,
+            datetime(2025, 3, 20, 1, tzinfo=UTC),
+            services=LIFECYCLE_ONLY,
+        )
         assert await status_of(db, sub, want="active") == "active"
     resumed = await db.pool.fetchrow(
-        "SELECT effective_at, actor FROM lifecycle.audit_trail WHERE subscription_id = $1 AND command = 'resume'", sub)
+        "SELECT effective_at, actor FROM lifecycle.audit_trail WHERE subscription_id = $1 AND command = 'resume'",
+        sub,
+    )
     assert resumed["effective_at"].date() == date(2025, 3, 20) and resumed["actor"] == "system:scheduler"
 
 
@@ -139,11 +215,21 @@ async def test_trial_converts_at_its_end(settings: Settings, db: Database) -> No
     async with running_workers(settings, db, names=LIFECYCLE_ONLY):
         await send(settings, "create", sub, effective_at=start, clock=clock, plan_id="pro", trial=True)
         assert await status_of(db, sub) == "trial"  # pro has a 14-day trial
-        await advance_clock(db.pool, str(settings.kafka_bootstrap), settings.topic_namespace, clock,
-                            datetime(2025, 5, 16, tzinfo=UTC), services=LIFECYCLE_ONLY)
+        await advance_clock(
+            db.pool,
+            str(settings.kafka_bootstrap),
+            settings.topic_namespace,
+            clock,
+            datetime(2025, 5, 16, tzinfo=UTC),
+            services=LIFECYCLE_ONLY,
+        )
         assert await status_of(db, sub, want="active") == "active"
-    state = await db.pool.fetchval("SELECT state FROM lifecycle.subscriptions WHERE subscription_id = $1", sub)
-    assert state["domain"]["current_period_start"] == "2025-05-15"  # the first paid period starts at trial end
+    state = await db.pool.fetchval(
+        "SELECT state FROM lifecycle.subscriptions WHERE subscription_id = $1", sub
+    )
+    assert (
+        state["domain"]["current_period_start"] == "2025-05-15"
+    )  # the first paid period starts at trial end
 
 
 async def test_non_renewing_becomes_cancelled_at_period_end_and_grace_end_fires_cleanup(
@@ -157,24 +243,44 @@ async def test_non_renewing_becomes_cancelled_at_period_end_and_grace_end_fires_
         async with TopicReader(bootstrap, f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_EVENTS}") as out:
             await send(settings, "create", sub, effective_at=start, clock=clock, plan_id="starter")
             assert await status_of(db, sub) == "active"
-            await send(settings, "cancel", sub, effective_at=datetime(2025, 6, 20, tzinfo=UTC), clock=clock,
-                       timing="end_of_term")
+            await send(
+                settings,
+                "cancel",
+                sub,
+                effective_at=datetime(2025, 6, 20, tzinfo=UTC),
+                clock=clock,
+                timing="end_of_term",
+            )
             assert await status_of(db, sub, want="non_renewing") == "non_renewing"
-            await advance_clock(db.pool, bootstrap, settings.topic_namespace, clock,
-                                datetime(2025, 7, 15, 1, tzinfo=UTC), services=LIFECYCLE_ONLY)
+            await advance_clock(
+                db.pool,
+                bootstrap,
+                settings.topic_namespace,
+                clock,
+                datetime(2025, 7, 15, 1, tzinfo=UTC),
+                services=LIFECYCLE_ONLY,
+            )
             assert await status_of(db, sub, want="cancelled") == "cancelled"
             # Terminate: the end is final, and the grace period's end tells provisioning to clean up.
-            await send(settings, "terminate", sub, effective_at=datetime(2025, 7, 16, tzinfo=UTC), clock=clock)
+            await send(
+                settings, "terminate", sub, effective_at=datetime(2025, 7, 16, tzinfo=UTC), clock=clock
+            )
             assert await status_of(db, sub, want="terminated") == "terminated"
             grace_end = await db.pool.fetchval(
                 "SELECT due_at FROM timekeeping.timers WHERE subscription_id = $1 AND kind = 'grace_period_end' "
-                "AND fired_at IS NULL AND cancelled_at IS NULL", sub)
+                "AND fired_at IS NULL AND cancelled_at IS NULL",
+                sub,
+            )
             assert grace_end is not None
-            await advance_clock(db.pool, bootstrap, settings.topic_namespace, clock, grace_end,
-                                services=LIFECYCLE_ONLY)
+            await advance_clock(
+                db.pool, bootstrap, settings.topic_namespace, clock, grace_end, services=LIFECYCLE_ONLY
+            )
             await out.settle(0.5)
-    cleanup = [json.loads(r.value) for r in out.records if json.loads(r.value)["type"] ==
-               "som.subscription.data_cleanup_due"]
+    cleanup = [
+        json.loads(r.value)
+        for r in out.records
+        if json.loads(r.value)["type"] == "som.subscription.data_cleanup_due"
+    ]
     assert len(cleanup) == 1 and cleanup[0]["subject"] == sub
     assert cleanup[0]["data"]["snapshot"]["status"] == "terminated"
 
@@ -185,27 +291,43 @@ async def test_manual_approval_holds_until_som_approve(settings: Settings, db: D
     sub = f"sub-{uuid.uuid4().hex[:8]}"
     async with running_workers(settings, db, names=LIFECYCLE_ONLY):
         # Enterprise plans are on manual approval in the packaged approval policy.
-        await send(settings, "create", sub, effective_at=start, clock=clock, plan_id="enterprise", quantity=20)
+        await send(
+            settings, "create", sub, effective_at=start, clock=clock, plan_id="enterprise", quantity=20
+        )
         assert await status_of(db, sub) == "pending_approval"
         await asyncio.sleep(1.0)
         assert await status_of(db, sub) == "pending_approval"  # it stays held
         env = child_env(settings)
         done = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "som", "approve", sub, "--actor", "alice", "--reason", "checked"],
-            env=env, capture_output=True, text=True, timeout=60,
+            subprocess.run,
+            [sys.executable, "-m", "som", "approve", sub, "--actor", "alice", "--reason", "checked"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 0, done.stderr
         assert await status_of(db, sub, want="active") == "active"
         missing = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "som", "approve", "no-such-subscription"],
-            env=env, capture_output=True, text=True, timeout=60,
+            subprocess.run,
+            [sys.executable, "-m", "som", "approve", "no-such-subscription"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert missing.returncode == 3 and "Traceback" not in missing.stderr
     row = await db.pool.fetchrow(
         "SELECT from_status, to_status, actor, reason FROM lifecycle.audit_trail WHERE subscription_id = $1 "
-        "AND command = 'approve'", sub)
+        "AND command = 'approve'",
+        sub,
+    )
     assert (row["from_status"], row["to_status"], row["actor"], row["reason"]) == (
-        "pending_approval", "active", "user:alice", "checked")
+        "pending_approval",
+        "active",
+        "user:alice",
+        "checked",
+    )
 
 
 async def test_audit_trail_refuses_updates_and_deletes(settings: Settings, db: Database) -> None:
@@ -213,8 +335,11 @@ async def test_audit_trail_refuses_updates_and_deletes(settings: Settings, db: D
 
     await db.pool.execute(
         "INSERT INTO lifecycle.audit_trail (subscription_id, to_status, command, actor, channel, effective_at) "
-        "VALUES ('x', 'active', 'create', 'test', 'direct', now())")
+        "VALUES ('x', 'active', 'create', 'test', 'direct', now())"
+    )
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
-        await db.pool.execute("UPDATE lifecycle.audit_trail SET reason = 'edited' WHERE subscription_id = 'x'")
+        await db.pool.execute(
+            "UPDATE lifecycle.audit_trail SET reason = 'edited' WHERE subscription_id = 'x'"
+        )
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
         await db.pool.execute("DELETE FROM lifecycle.audit_trail WHERE subscription_id = 'x'")

@@ -38,7 +38,9 @@ async def probe_handler(incoming: Incoming, uow: UnitOfWork) -> None:
         raise ValueError("not a probe message")
     await uow.conn.execute(
         "INSERT INTO public.probe_effects (namespace, message_id, key) VALUES ($1, $2, $3)",
-        uow.namespace, doc["id"], incoming.key,
+        uow.namespace,
+        doc["id"],
+        incoming.key,
     )
     from pydantic import BaseModel
 
@@ -47,8 +49,14 @@ async def probe_handler(incoming: Incoming, uow: UnitOfWork) -> None:
 
     uow.emit(
         PROBE_OUT,
-        make_event(type="som.probe", source="tests", subject=incoming.key, data=Probe(id=doc["id"]),
-                   correlation_id=doc["id"], causation_id=doc["id"]),
+        make_event(
+            type="som.probe",
+            source="tests",
+            subject=incoming.key,
+            data=Probe(id=doc["id"]),
+            correlation_id=doc["id"],
+            causation_id=doc["id"],
+        ),
     )
 
 
@@ -58,8 +66,12 @@ async def _probe_worker(settings: Settings, db: Database) -> Worker:
     main = f"{ns}{PROBE_IN}"
     await ensure_topics(
         str(settings.kafka_bootstrap),
-        [TopicSpec(main, 3), TopicSpec(retry_topic(main, group), 3), TopicSpec(dlq_topic(main, group), 1),
-         TopicSpec(f"{ns}{PROBE_OUT}", 3)],
+        [
+            TopicSpec(main, 3),
+            TopicSpec(retry_topic(main, group), 3),
+            TopicSpec(dlq_topic(main, group), 1),
+            TopicSpec(f"{ns}{PROBE_OUT}", 3),
+        ],
     )
     await db.pool.execute(
         "CREATE TABLE IF NOT EXISTS public.probe_effects (id bigserial PRIMARY KEY, namespace text, "
@@ -72,7 +84,8 @@ async def _probe_worker(settings: Settings, db: Database) -> Worker:
 
 async def _effects(db: Database, settings: Settings) -> list[str]:
     rows = await db.pool.fetch(
-        "SELECT message_id FROM public.probe_effects WHERE namespace = $1 ORDER BY id", settings.topic_namespace
+        "SELECT message_id FROM public.probe_effects WHERE namespace = $1 ORDER BY id",
+        settings.topic_namespace,
     )
     return [r["message_id"] for r in rows]
 
@@ -92,7 +105,9 @@ async def test_redelivered_message_has_one_effect(settings: Settings, db: Databa
         body = {"id": "m1"}
         await publish(settings, PROBE_IN, body, key="k1")
         await publish(settings, PROBE_IN, body, key="k1")  # the same record delivered again
-        async with TopicReader(str(settings.kafka_bootstrap), f"{settings.topic_namespace}{PROBE_OUT}") as out:
+        async with TopicReader(
+            str(settings.kafka_bootstrap), f"{settings.topic_namespace}{PROBE_OUT}"
+        ) as out:
             await out.wait_for(1)
             await out.settle(1.5)
             assert len(out.records) == 1
@@ -157,9 +172,10 @@ async def test_unparseable_goes_to_dlq_and_worker_keeps_serving(settings: Settin
             h = {k: v.decode() for k, v in rec.headers}
             assert h["x-original-topic"] == f"{ns}{PROBE_IN}"
             assert h["x-original-partition"].isdigit() and h["x-original-offset"].isdigit()
-            assert h["x-exception-type"].endswith("UnicodeDecodeError") or "JSONDecodeError" in h[
-                "x-exception-type"
-            ]
+            assert (
+                h["x-exception-type"].endswith("UnicodeDecodeError")
+                or "JSONDecodeError" in h["x-exception-type"]
+            )
             assert h["x-retry-attempt"] == "1"
             assert h["x-first-failure-at"] and h["x-last-failure-at"]
             assert h["x-dlq-reason"] == "permanent"
@@ -182,19 +198,34 @@ async def test_orphaned_outbox_row_is_published_by_the_relay(settings: Settings,
         class Probe(BaseModel):
             id: str
 
-        uow.emit(PROBE_OUT, make_event(type="som.probe", source="tests", subject="k", data=Probe(id="x"),
-                                       correlation_id=str(uuid.uuid4()), causation_id=None))
-    await ensure_topics(str(settings.kafka_bootstrap), [TopicSpec(f"{settings.topic_namespace}{PROBE_OUT}", 3)])
+        uow.emit(
+            PROBE_OUT,
+            make_event(
+                type="som.probe",
+                source="tests",
+                subject="k",
+                data=Probe(id="x"),
+                correlation_id=str(uuid.uuid4()),
+                causation_id=None,
+            ),
+        )
+    await ensure_topics(
+        str(settings.kafka_bootstrap), [TopicSpec(f"{settings.topic_namespace}{PROBE_OUT}", 3)]
+    )
     assert await db.pool.fetchval("SELECT count(*) FROM messaging.outbox WHERE service = $1", service) == 1
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     relay = OutboxRelay(db.pool, producer, service, poll_seconds=0.2)
     relay.start()  # never signalled: only its poll finds the row
     try:
-        async with TopicReader(str(settings.kafka_bootstrap), f"{settings.topic_namespace}{PROBE_OUT}") as out:
+        async with TopicReader(
+            str(settings.kafka_bootstrap), f"{settings.topic_namespace}{PROBE_OUT}"
+        ) as out:
             await out.wait_for(1, timeout=5)
             assert len(out.records) == 1
-        assert await db.pool.fetchval("SELECT count(*) FROM messaging.outbox WHERE service = $1", service) == 0
+        assert (
+            await db.pool.fetchval("SELECT count(*) FROM messaging.outbox WHERE service = $1", service) == 0
+        )
     finally:
         await relay.stop()
         await producer.stop()

@@ -17,12 +17,12 @@ from decimal import Decimal
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.timekeeping import create_clock
 from shared.db.uow import Database
 from shared.messaging import topics
 from shared.messaging.faults import faults
 from shared.messaging.topics import dlq_topic
 from shared.settings import Settings
+from shared.timekeeping import create_clock
 from som.dlq import AlreadyReplayed, read_dead_letters, replay
 from som.orders import direct_order, subscription_id_of
 from som.runner import child_env
@@ -49,11 +49,17 @@ async def test_direct_order_yields_one_invoice_and_one_entitlement_set_in_one_tr
     clock = f"{settings.topic_namespace}clock"  # business time stands still: no renewal catches up
     await create_clock(db.pool, clock, datetime(2025, 1, 31, 10, tzinfo=UTC))
     async with running_workers(settings, db):
-        async with TopicReader(bootstrap, _t(settings, topics.BILLING_INVOICES)) as invoices, TopicReader(
-            bootstrap, _t(settings, topics.ENTITLEMENTS_CHANGED)
-        ) as ents:
-            await publish(settings, topics.inbound("direct"), order, key=order["order_id"],
-                          headers={"som-test-clock": clock})
+        async with (
+            TopicReader(bootstrap, _t(settings, topics.BILLING_INVOICES)) as invoices,
+            TopicReader(bootstrap, _t(settings, topics.ENTITLEMENTS_CHANGED)) as ents,
+        ):
+            await publish(
+                settings,
+                topics.inbound("direct"),
+                order,
+                key=order["order_id"],
+                headers={"som-test-clock": clock},
+            )
             await invoices.wait_for(1)
             await ents.wait_for(1)
             await invoices.settle(1.0)
@@ -61,7 +67,16 @@ async def test_direct_order_yields_one_invoice_and_one_entitlement_set_in_one_tr
     assert len(invoices.records) == 1 and len(ents.records) == 1
     inv = invoices.values()[0]
     assert inv["specversion"] == "1.0" and inv["subject"] == sub_id
-    assert {"id", "source", "type", "time", "datacontenttype", "dataschema", "correlationid", "causationid"} <= set(inv)
+    assert {
+        "id",
+        "source",
+        "type",
+        "time",
+        "datacontenttype",
+        "dataschema",
+        "correlationid",
+        "causationid",
+    } <= set(inv)
     data = inv["data"]
     # Pro is 49.00 USD a month; 3 seats billed in advance for the first full period.
     assert Decimal(data["total"]) == Decimal("147.00")
@@ -70,18 +85,26 @@ async def test_direct_order_yields_one_invoice_and_one_entitlement_set_in_one_tr
     assert data["issue_date"] == "2025-01-31"  # business dates come from the event, not the clock
     ent = ents.values()[0]["data"]
     assert ent["version"] == 1 and ent["status"] == "active" and "sso" in ent["features"]
-    assert await _count(db, "SELECT count(*) FROM lifecycle.audit_trail WHERE subscription_id = $1", sub_id) == 1
+    assert (
+        await _count(db, "SELECT count(*) FROM lifecycle.audit_trail WHERE subscription_id = $1", sub_id) == 1
+    )
 
     # One trace across the four services: every process span of this namespace shares one trace id.
     ns = settings.topic_namespace
     process_spans = [s for s in spans.get_finished_spans() if ns in s.name and "process" in s.name]
     processed_topics = {s.name.split(" ")[0] for s in process_spans}
-    assert {_t(settings, topics.inbound("direct")), _t(settings, topics.SUBSCRIPTIONS_COMMANDS),
-            _t(settings, topics.SUBSCRIPTIONS_EVENTS)} <= processed_topics
+    assert {
+        _t(settings, topics.inbound("direct")),
+        _t(settings, topics.SUBSCRIPTIONS_COMMANDS),
+        _t(settings, topics.SUBSCRIPTIONS_EVENTS),
+    } <= processed_topics
     trace_ids = {s.context.trace_id for s in process_spans}
     assert len(trace_ids) == 1
-    db_spans = [s for s in spans.get_finished_spans() if s.context.trace_id in trace_ids
-                and s.attributes and s.attributes.get("db.system") == "postgresql"]
+    db_spans = [
+        s
+        for s in spans.get_finished_spans()
+        if s.context.trace_id in trace_ids and s.attributes and s.attributes.get("db.system") == "postgresql"
+    ]
     assert db_spans, "database calls are spans of the order's trace"
 
 
@@ -90,9 +113,10 @@ async def test_same_inbound_message_twice_has_one_effect(settings: Settings, db:
     sub_id = subscription_id_of(order)
     bootstrap = str(settings.kafka_bootstrap)
     async with running_workers(settings, db):
-        async with TopicReader(bootstrap, _t(settings, topics.BILLING_INVOICES)) as invoices, TopicReader(
-            bootstrap, _t(settings, topics.ENTITLEMENTS_CHANGED)
-        ) as ents:
+        async with (
+            TopicReader(bootstrap, _t(settings, topics.BILLING_INVOICES)) as invoices,
+            TopicReader(bootstrap, _t(settings, topics.ENTITLEMENTS_CHANGED)) as ents,
+        ):
             await publish(settings, topics.inbound("direct"), order, key=order["order_id"])
             await publish(settings, topics.inbound("direct"), order, key=order["order_id"])
             await invoices.wait_for(1)
@@ -100,10 +124,17 @@ async def test_same_inbound_message_twice_has_one_effect(settings: Settings, db:
             await ents.settle(0.5)
     assert len(invoices.records) == 1
     assert len(ents.records) == 1
-    assert await _count(db, "SELECT count(*) FROM lifecycle.subscriptions WHERE subscription_id = $1", sub_id) == 1
+    assert (
+        await _count(db, "SELECT count(*) FROM lifecycle.subscriptions WHERE subscription_id = $1", sub_id)
+        == 1
+    )
     assert await _count(db, "SELECT count(*) FROM billing.documents WHERE subscription_id = $1", sub_id) == 1
-    assert await _count(db, "SELECT version FROM entitlements.entitlement_sets WHERE subscription_id = $1",
-                        sub_id) == 1
+    assert (
+        await _count(
+            db, "SELECT version FROM entitlements.entitlement_sets WHERE subscription_id = $1", sub_id
+        )
+        == 1
+    )
 
 
 async def test_unknown_plan_is_rejected_with_reason(settings: Settings, db: Database) -> None:
@@ -124,7 +155,9 @@ async def test_database_unavailable_twice_then_exactly_once(settings: Settings, 
     async with running_workers(settings, db):
         faults.arm("db_unavailable:billing", times=2)
         try:
-            async with TopicReader(str(settings.kafka_bootstrap), _t(settings, topics.BILLING_INVOICES)) as inv:
+            async with TopicReader(
+                str(settings.kafka_bootstrap), _t(settings, topics.BILLING_INVOICES)
+            ) as inv:
                 await publish(settings, topics.inbound("direct"), order, key=order["order_id"])
                 await inv.wait_for(1, timeout=30)
                 await inv.settle(1.5)
@@ -134,7 +167,9 @@ async def test_database_unavailable_twice_then_exactly_once(settings: Settings, 
     assert await _count(db, "SELECT count(*) FROM billing.documents WHERE subscription_id = $1", sub_id) == 1
 
 
-async def test_unparseable_order_goes_to_dlq_and_fixed_replay_applies_once(settings: Settings, db: Database) -> None:
+async def test_unparseable_order_goes_to_dlq_and_fixed_replay_applies_once(
+    settings: Settings, db: Database
+) -> None:
     bootstrap = str(settings.kafka_bootstrap)
     good = direct_order(plan="starter")
     fixed = direct_order(plan="pro", quantity=2)
@@ -169,7 +204,7 @@ async def test_unparseable_order_goes_to_dlq_and_fixed_replay_applies_once(setti
     assert len(subjects) == 2
 
 
-def _write_tmp(data: bytes) -> "os.PathLike[str]":
+def _write_tmp(data: bytes) -> os.PathLike[str]:
     import tempfile
     from pathlib import Path
 
@@ -178,13 +213,19 @@ def _write_tmp(data: bytes) -> "os.PathLike[str]":
     return f
 
 
-async def test_worker_killed_between_commit_and_publish_loses_nothing(settings: Settings, db: Database) -> None:
+async def test_worker_killed_between_commit_and_publish_loses_nothing(
+    settings: Settings, db: Database
+) -> None:
     """The billing worker process dies right after its commit; a restarted one publishes the invoice."""
     order = direct_order(plan="pro", quantity=1)
     sub_id = subscription_id_of(order)
     env = child_env(settings, SOM_FAULTS="crash_after_commit", SOM_LOG_JSON="false")
-    billing = subprocess.Popen([sys.executable, "-m", "som", "worker", "billing"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    billing = subprocess.Popen(
+        [sys.executable, "-m", "som", "worker", "billing"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         async with running_workers(settings, db, names=("intake", "lifecycle", "entitlements")):
             await publish(settings, topics.inbound("direct"), order, key=order["order_id"])
@@ -194,16 +235,30 @@ async def test_worker_killed_between_commit_and_publish_loses_nothing(settings: 
                 await asyncio.sleep(0.1)
             assert billing.returncode == 137, "the billing worker should have died after its commit"
             # Its state committed, its event did not leave: the row waits in the outbox.
-            assert await _count(db, "SELECT count(*) FROM billing.documents WHERE subscription_id = $1", sub_id) == 1
-            assert await _count(db, "SELECT count(*) FROM messaging.outbox WHERE service = $1",
-                                f"{settings.topic_namespace}billing") == 1
-            async with TopicReader(str(settings.kafka_bootstrap), _t(settings, topics.BILLING_INVOICES)) as inv:
+            assert (
+                await _count(db, "SELECT count(*) FROM billing.documents WHERE subscription_id = $1", sub_id)
+                == 1
+            )
+            assert (
+                await _count(
+                    db,
+                    "SELECT count(*) FROM messaging.outbox WHERE service = $1",
+                    f"{settings.topic_namespace}billing",
+                )
+                == 1
+            )
+            async with TopicReader(
+                str(settings.kafka_bootstrap), _t(settings, topics.BILLING_INVOICES)
+            ) as inv:
                 assert await inv.settle(0.5) == []
                 async with running_workers(settings, db, names=("billing",)):
                     await inv.wait_for(1, timeout=20)
                     await inv.settle(2.0)
             assert len(inv.records) == 1
-            assert await _count(db, "SELECT count(*) FROM billing.documents WHERE subscription_id = $1", sub_id) == 1
+            assert (
+                await _count(db, "SELECT count(*) FROM billing.documents WHERE subscription_id = $1", sub_id)
+                == 1
+            )
     finally:
         if billing.poll() is None:
             billing.send_signal(signal.SIGKILL)
