@@ -41,6 +41,16 @@ class Settings(BaseSettings):
         default=10_000, description="group session timeout; the embedded broker delays a join by about half"
     )
     consumer_heartbeat_ms: int = 3_000
+    consumer_concurrency: int = Field(
+        default=1,
+        description=(
+            "consumers per worker in its group (partitions in parallel, each in order); on the embedded "
+            "broker 3 measured slower than 1 (group churn), so 1 is the default"
+        ),
+    )
+    consumer_fetch_max_wait_ms: int = Field(
+        default=20, description="longest a fetch waits for data; bounds the latency added per hop"
+    )
 
     scheduler_poll_seconds: float = Field(default=0.25, description="how often due timers are looked for")
 
@@ -57,6 +67,24 @@ class Settings(BaseSettings):
     # Domain configuration
     catalog_path: Path | None = None
     business_clock: str = Field(default="system", description="'system' or the name of a test clock")
+
+    # Intake: webhook signatures (several secrets, comma-separated, are accepted during a rotation)
+    stripe_webhook_secret: str | None = Field(
+        default=None, description="Stripe endpoint secret(s) (whsec_...); set = unsigned or forged events are rejected"
+    )
+    shopify_webhook_secret: str | None = Field(
+        default=None, description="Shopify app secret(s); set = X-Shopify-Hmac-Sha256 is required and checked"
+    )
+
+    # Intake: STACKIT Marketplace poller (STACKIT has no webhooks)
+    stackit_base_url: str | None = Field(
+        default=None, description="vendor API base URL; set = the intake worker polls it in the background"
+    )
+    stackit_token: str | None = Field(default=None, description="bearer token for the STACKIT vendor API")
+    stackit_project_id: str | None = Field(default=None, description="the vendor's STACKIT project id")
+    stackit_poll_seconds: float = Field(default=60.0, description="pause between two polls of the vendor API")
+    stackit_page_size: int = Field(default=100, description="subscriptions per list request (cursor paging)")
+    stackit_timeout_seconds: float = Field(default=10.0, description="HTTP timeout of one vendor API request")
 
     def group(self, service: str) -> str:
         """Consumer group of a service, inside the namespace."""

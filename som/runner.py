@@ -113,6 +113,10 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
             "SOM_HEALTH_PORT_BASE": str(settings.health_port_base),
             "SOM_CONSUMER_SESSION_TIMEOUT_MS": str(settings.consumer_session_timeout_ms),
             "SOM_CONSUMER_HEARTBEAT_MS": str(settings.consumer_heartbeat_ms),
+            "SOM_SCHEDULER_POLL_SECONDS": str(settings.scheduler_poll_seconds),
+            "SOM_LOG_LEVEL": settings.log_level,
+            "SOM_CONSUMER_CONCURRENCY": str(settings.consumer_concurrency),
+            "SOM_CONSUMER_FETCH_MAX_WAIT_MS": str(settings.consumer_fetch_max_wait_ms),
         }
     )
     env.update(extra)

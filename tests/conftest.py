@@ -98,6 +98,7 @@ def make_settings(infra: Infra, **overrides: Any) -> Settings:
         "consumer_session_timeout_ms": 2_000,
         "consumer_heartbeat_ms": 500,
         "scheduler_poll_seconds": 0.1,
+        "consumer_concurrency": 1,
         "log_json": False,
     }
     values.update(overrides)

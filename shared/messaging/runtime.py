@@ -200,6 +200,17 @@ class WorkerStatus:
     subscribers: list[Any] = field(default_factory=list)
 
 
+def _faststream_logger(name: str) -> logging.Logger:
+    """FastStream logs every message received and processed at INFO: hot-path noise that costs CPU.
+
+    Our handlers log what matters; FastStream's per-message lines show only when debugging.
+    """
+    logger = logging.getLogger(f"som.{name}.faststream")
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logger.setLevel(logging.WARNING)
+    return logger
+
+
 class Worker:
     """A FastStream Kafka app with the delivery guarantees of this project built in."""
 
@@ -230,7 +241,7 @@ class Worker:
             client_id=f"som-{name}",
             middlewares=(KafkaTelemetryMiddleware(tracer_provider=tracer_provider),),
             graceful_timeout=15.0,
-            logger=logging.getLogger(f"som.{name}.faststream"),
+            logger=_faststream_logger(name),
         )
         self.app = FastStream(self.broker, logger=logging.getLogger(f"som.{name}"))
         self.app.on_startup(self._on_startup)
@@ -271,6 +282,7 @@ class Worker:
             "max_poll_interval_ms": 300_000,
             "session_timeout_ms": self.settings.consumer_session_timeout_ms,
             "heartbeat_interval_ms": self.settings.consumer_heartbeat_ms,
+            "fetch_max_wait_ms": self.settings.consumer_fetch_max_wait_ms,
         }
 
         async def consume_main(msg: KafkaMessage) -> None:
@@ -281,13 +293,21 @@ class Worker:
             rec = cast(ConsumerRecord, msg.raw_message)
             await self._guard(self._on_retry(by_retry[rec.topic], rec))
 
-        consume_main.__name__ = f"{self.name}_main"
+        # Several members in one group: each owns some partitions and processes them in order, so
+        # different subscriptions go in parallel while one subscription's messages never overtake.
+        for i in range(max(1, self.settings.consumer_concurrency)):
+
+            async def consume(msg: KafkaMessage) -> None:
+                await consume_main(msg)
+
+            consume.__name__ = f"{self.name}_main_{i}"
+            sub = self.broker.subscriber(*by_main, group_id=self.group, **common)
+            sub(consume)
+            self.status.subscribers.append(sub)
         consume_retry.__name__ = f"{self.name}_retry"
-        s1 = self.broker.subscriber(*by_main, group_id=self.group, **common)
-        s1(consume_main)
         s2 = self.broker.subscriber(*by_retry, group_id=f"{self.group}.retry", **common)
         s2(consume_retry)
-        self.status.subscribers.extend([s1, s2])
+        self.status.subscribers.append(s2)
 
     async def _guard(self, work: Awaitable[None]) -> None:
         """Runtime failures (cannot even reach the retry topic) leave the offset uncommitted."""

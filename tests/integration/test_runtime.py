@@ -229,3 +229,20 @@ async def test_orphaned_outbox_row_is_published_by_the_relay(settings: Settings,
     finally:
         await relay.stop()
         await producer.stop()
+
+
+async def test_two_members_per_group_keep_per_key_order_and_single_effects(settings: Settings, db: Database) -> None:
+    concurrent = settings.model_copy(update={"consumer_concurrency": 2})
+    worker = await _probe_worker(concurrent, db)
+    try:
+        keys = ["sub-1", "sub-2", "sub-3", "sub-4"]
+        for n in range(10):
+            for k in keys:
+                await publish(concurrent, PROBE_IN, {"id": f"{k}:{n:02d}"}, key=k)
+        got = await _wait_effects(db, concurrent, 40, timeout=40)
+        assert len(got) == 40 and len(set(got)) == 40
+        for k in keys:
+            mine = [g for g in got if g.startswith(f"{k}:")]
+            assert mine == sorted(mine), mine  # each subscription in its own order
+    finally:
+        await worker.stop()
