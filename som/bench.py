@@ -51,7 +51,10 @@ async def run_bench(
     """Publish ``orders`` direct orders (all at once, or ``rate`` per second) and time their invoices."""
     assert settings.kafka_bootstrap
     invoice_topic = f"{settings.topic_namespace}{topics.BILLING_INVOICES}"
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    # A short fetch wait: the reader must not add its own latency to what it measures.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+    )
     await consumer.start()
     parts = consumer.partitions_for_topic(invoice_topic)
     if not parts:
