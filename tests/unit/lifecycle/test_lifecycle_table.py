@@ -152,3 +152,8 @@ def test_no_op_commands_are_refused_not_silent() -> None:
 def test_docs_show_the_table_from_the_code() -> None:
     docs = Path(__file__).resolve().parents[3] / "docs" / "lifecycle.md"
     assert render_markdown() in docs.read_text(), "docs/lifecycle.md is out of date: paste render_markdown()"
+
+
+def test_readme_has_the_current_transition_table() -> None:
+    readme = Path(__file__).resolve().parents[3] / "README.md"
+    assert render_markdown() in readme.read_text(), "README.md is out of date: paste render_markdown()"
