@@ -72,7 +72,7 @@ def subscriptions_list(
         async with db_pool(settings) as pool:
             rows = await pool.fetch(
                 "SELECT subscription_id, status, channel, customer_id, plan_id, version, updated_at, "
-                "state->>'quantity' AS quantity, state->>'current_period_end' AS next_renewal "
+                "state->'domain'->>'quantity' AS quantity, state->'domain'->>'current_period_end' AS next_renewal "
                 "FROM lifecycle.subscriptions WHERE ($1::text IS NULL OR status = $1) "
                 "AND ($2::text IS NULL OR channel = $2) AND ($3::text IS NULL OR customer_id = $3) "
                 "AND ($4::text IS NULL OR plan_id = $4) ORDER BY updated_at DESC LIMIT $5",
@@ -152,20 +152,21 @@ def subscriptions_show(
     if as_json:
         console.print_json(data=doc)
         return
-    sub, state = doc["subscription"], doc["subscription"]["state"]
+    sub, state = doc["subscription"], doc["subscription"]["state"]["domain"]
+    commercial = doc["subscription"]["state"]["commercial"]
+    scheduled = state.get("scheduled_change")
     head = Table(show_header=False, title=f"subscription {subscription_id}")
     for label, value in (
         ("status", sub["status"]),
         ("channel", sub["channel"]),
         ("customer", sub["customer_id"]),
-        ("plan", f"{state.get('plan_id')} x {state.get('quantity')} ({state.get('billing_interval')})"),
-        ("add-ons", ", ".join(f"{a['plan_id']} x {a['quantity']}" for a in state.get("addons", []))),
-        ("current period", f"{state.get('current_period_start')} .. {state.get('current_period_end')}"),
+        ("plan", f"{state['plan']['plan_id']} x {state['quantity']} ({state['billing_interval']}, "
+                 f"{commercial.get('currency')})"),
+        ("add-ons", ", ".join(f"{a['plan']['plan_id']} x {a['quantity']}" for a in state.get("addons", []))),
+        ("current period", f"{state.get('current_period_start') or ''} .. {state.get('current_period_end') or ''}"),
         ("next renewal", str(state.get("current_period_end") or "")),
-        (
-            "scheduled",
-            json.dumps(state.get("scheduled_changes", [])) if state.get("scheduled_changes") else "",
-        ),
+        ("scheduled change", f"{scheduled['plan']['plan_id']} on {scheduled['effective_on']}" if scheduled else ""),
+        ("clock", str(commercial.get("clock", "system"))),
     ):
         head.add_row(label, str(value))
     console.print(head)
@@ -200,18 +201,22 @@ async def send_command(
     """Publish an operator command on subscriptions.commands; returns its idempotency key."""
     settings = resolved_settings()
     key = f"operator:{uuid.uuid4()}"
+    from shared.timekeeping import SYSTEM_CLOCK, clock_now
+
     async with db_pool(settings) as pool:
         row = await pool.fetchrow(
             "SELECT channel, state FROM lifecycle.subscriptions WHERE subscription_id = $1", subscription_id
         )
-    if row is None:
-        raise UserError(f"no subscription {subscription_id}", EXIT_NOT_FOUND)
+        if row is None:
+            raise UserError(f"no subscription {subscription_id}", EXIT_NOT_FOUND)
+        # An operator acts "now" in the subscription's business time (its test clock, if it has one).
+        now = await clock_now(pool, row["state"].get("commercial", {}).get("clock", SYSTEM_CLOCK))
     cmd = ev.SubscriptionCommand(
         command=command,
         subscription_id=subscription_id,
         idempotency_key=key,
         channel=row["channel"],
-        effective_at=effective_at or datetime.now(UTC),
+        effective_at=effective_at or now,
         actor=actor,
         reason=reason,
         params=params or {},
