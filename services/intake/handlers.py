@@ -1,17 +1,21 @@
 """Intake handlers: channel payload in, canonical subscription command or rejection out.
 
-The business rules live in ``services.intake.domain``; this module reads and writes
-Postgres through the unit of work and emits events through the outbox.
+The business rules live in ``services.intake.domain`` and are strung together, without I/O,
+in ``services.intake.pipeline``; this module reads and writes Postgres through the unit of
+work and emits events through the outbox.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from services.intake.pipeline import COMMANDS, Verdict, check_signature, evaluate
 from shared.catalog import Catalog
 from shared.contracts import events as ev
 from shared.contracts.canonical import CanonicalOrderChange, NormalizedPayload
@@ -25,30 +29,8 @@ log = logging.getLogger("som.intake")
 SOURCE = "som/intake"
 TEST_CLOCK_HEADER = "som-test-clock"
 
-# Canonical (action, phase) -> lifecycle command and its params. ``None`` = recorded, no command.
-_COMMANDS: dict[tuple[str, str], tuple[str, dict[str, Any]] | None] = {
-    ("create", "effective"): ("create", {}),
-    ("create", "requested"): ("create", {"awaiting_channel_activation": True}),
-    ("create", "scheduled"): ("create", {}),
-    ("activate", "effective"): ("approve", {}),
-    ("activate", "requested"): ("approve", {}),
-    ("change_plan", "effective"): ("change_plan", {"timing": "immediate"}),
-    ("change_plan", "scheduled"): ("change_plan", {"timing": "period_end"}),
-    ("change_plan", "requested"): ("change_plan", {"timing": "immediate"}),
-    ("change_quantity", "effective"): ("change_quantity", {"timing": "immediate"}),
-    ("change_quantity", "scheduled"): ("change_quantity", {"timing": "period_end"}),
-    ("change_quantity", "requested"): ("change_quantity", {"timing": "immediate"}),
-    ("suspend", "effective"): ("suspend", {}),
-    ("reinstate", "effective"): ("reactivate", {}),
-    ("cancel", "effective"): ("cancel", {"timing": "immediate"}),
-    ("cancel", "scheduled"): ("cancel", {"timing": "end_of_term"}),
-    ("cancel", "requested"): ("cancel", {"timing": "end_of_term"}),
-    ("cancel", "withdrawn"): ("undo_scheduled_change", {"what": "cancellation"}),
-    ("uncancel", "effective"): ("undo_scheduled_change", {"what": "cancellation"}),
-    ("renew", "effective"): ("renew", {}),
-    ("create_failed", "failed"): ("reject", {"reason": "channel provisioning failed"}),
-    ("refresh", "effective"): None,
-}
+# Kept under its old name for callers of this module; the table lives in the pipeline.
+_COMMANDS = COMMANDS
 
 
 def transport_from_headers(headers: dict[str, str]) -> dict[str, Any]:
@@ -63,6 +45,21 @@ def transport_from_headers(headers: dict[str, str]) -> dict[str, Any]:
     return transport
 
 
+def inbound_event_id(incoming: Incoming) -> str:
+    """Inbox key of a channel payload: a hash of topic and bytes, plus the poll context if any.
+
+    A polled snapshot (STACKIT) can come back with the very same bytes after another state
+    (ACTIVE -> INACTIVE -> ACTIVE): its ``poll.*`` headers (the previous state) tell the two
+    observations apart, while a redelivery of one publication keeps the same key.
+    """
+    poll = sorted((k, v) for k, v in incoming.headers.items() if k.startswith("poll.") and k != "poll.poll")
+    if not poll:
+        return content_id(incoming)
+    digest = hashlib.sha256(incoming.topic.encode() + b"\0" + incoming.value)
+    digest.update(json.dumps(poll).encode())
+    return digest.hexdigest()
+
+
 def parse_effective_at(value: str | None, fallback_ms: int) -> datetime:
     """Effective time of the change; the record's timestamp when the channel does not carry one."""
     if value:
@@ -73,18 +70,30 @@ def parse_effective_at(value: str | None, fallback_ms: int) -> datetime:
 class IntakeHandlers:
     """Handlers of the ``orders.inbound.<channel>`` topics."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, secrets: Mapping[str, Sequence[str]] | None = None) -> None:
         self.catalog = catalog
+        self.secrets: dict[str, list[str]] = {k: list(v) for k, v in (secrets or {}).items() if v}
 
     async def on_inbound(self, incoming: Incoming, uow: UnitOfWork) -> None:
-        """Normalize, validate and route one channel payload."""
+        """Verify, normalize, validate and route one channel payload."""
         from services.intake.domain import errors as intake_errors
         from services.intake.domain.normalizers import normalize, region_hint
 
         channel = incoming.topic.removeprefix(topics.INBOUND_PREFIX)
         transport = transport_from_headers(incoming.headers)
+        # Before anything else: a forged payload must not even be parsed into an order. The
+        # receipt time is the record's timestamp, so a replay of the topic decides the same.
+        finding = check_signature(
+            channel, incoming.value, transport, self.secrets, now=incoming.timestamp_ms / 1000
+        )
+        if finding is not None:
+            log.warning("%s payload refused: %s", channel, finding.code)
+            await self._reject(uow, incoming, channel, None, [finding], None, None)
+            return
         try:
-            normalized: NormalizedPayload = normalize(channel, incoming.value, transport, catalog=self.catalog)
+            normalized: NormalizedPayload = normalize(
+                channel, incoming.value, transport, catalog=self.catalog
+            )
         except intake_errors.UnparseableInput as exc:
             raise PermanentError(str(exc), code=getattr(exc, "reason_code", "UNPARSEABLE")) from exc
         except intake_errors.InvalidOrder as exc:
@@ -110,25 +119,15 @@ class IntakeHandlers:
         index: int,
         region: str | None,
     ) -> None:
-        from services.intake.domain.mapping import resolve_plan
-        from services.intake.domain.policy import effective_policy
-        from services.intake.domain.pricing import order_value
-        from services.intake.domain.validation import CustomerCredit, validate
+        from services.intake.domain.validation import CustomerCredit
 
-        order_key = change.channel_event_id or f"{content_id(incoming)}:{index}"
+        order_key = change.channel_event_id or f"{inbound_event_id(incoming)}:{index}"
         if await uow.conn.fetchval(
             "SELECT 1 FROM intake.orders WHERE channel = $1 AND order_key = $2", channel, order_key
         ):
             log.info("order %s/%s seen before: no second effect", channel, order_key)
             return
-        policy = effective_policy(channel, change.account.channel_account_id)
-        plan_id = resolve_plan(channel, change)
-        customer_id = await self._customer_id(uow, channel, change)
-        credit_row = await uow.conn.fetchrow(
-            "SELECT credit_hold, credit_limit, currency, country, tax_exempt FROM intake.customers "
-            "WHERE customer_id = $1",
-            customer_id,
-        )
+        customer_id, credit_row = await self._customer(uow, channel, change)
         credit = (
             CustomerCredit(
                 customer_id=customer_id,
@@ -139,43 +138,81 @@ class IntakeHandlers:
             if credit_row
             else None
         )
-        value = order_value(change, self.catalog, plan_id)
-        reasons = validate(
-            change,
-            catalog=self.catalog,
-            plan_id=plan_id,
-            customer=credit,
-            policy=policy,
-            region=region,
-            order_value=value,
+        verdict = evaluate(
+            channel, change, index=index, catalog=self.catalog, region=region, customer=credit
         )
-        if reasons:
-            await self._reject(uow, incoming, channel, change, reasons, value, policy)
+        if not verdict.accepted:
+            await self._reject(
+                uow, incoming, channel, change, list(verdict.reasons), verdict.order_value, verdict.policy,
+                index=index,
+            )
             return
-        subscription_id = await self._subscription_id(uow, channel, change)
+        subscription_id, replaced_by, undo_cancellation = await self._subscription_id(uow, channel, change)
         await uow.conn.execute(
             "INSERT INTO intake.orders (channel, order_key, subscription_id, action, canonical) "
             "VALUES ($1, $2, $3, $4, $5)",
             channel, order_key, subscription_id, change.action, change.model_dump(mode="json"),
         )
-        mapped = _COMMANDS.get((change.action, change.phase))
-        if mapped is None:
+        if verdict.command is None:
             return
-        command, params = mapped
-        params = dict(params)
-        if change.replaces_channel_subscription_id:
-            params["replaces_channel_subscription_id"] = change.replaces_channel_subscription_id
-        if policy.approval == "manual":
-            params["approval"] = "manual"
+        if replaced_by is not None:
+            # The channel replaced this id (STACKIT plan change, AWS renewal): the subscription lives
+            # on under the new id, so what happens to the old one (its end) is no command of ours.
+            log.info(
+                "%s %s of %s recorded only: superseded by %s",
+                channel, change.action, change.channel_subscription_id, replaced_by,
+            )
+            return
+        correlation = derived_id("order", channel, order_key)
+        if undo_cancellation and verdict.command in ("change_plan", "change_quantity"):
+            # The replaced id was cancelling (STACKIT: cancel the old plan, buy the new one); the
+            # subscription continues, so its scheduled end goes first.
+            self._emit_command(
+                uow, incoming, channel, change, verdict, subscription_id, customer_id, credit_row, region,
+                command="undo_scheduled_change", params={"what": "cancellation"},
+                idempotency_key=f"{channel}:{order_key}:undo-cancellation", correlation=correlation,
+                discriminator="undo-cancellation",
+                # now (when the channel told us), not when the new plan starts: by then the old term is over
+                effective_at=datetime.fromtimestamp(incoming.timestamp_ms / 1000, UTC),
+            )
+        params = dict(verdict.params)
         if incoming.headers.get(TEST_CLOCK_HEADER):
             # Test mode: the subscription lives on a named test clock (som clock / som simulate).
             params["clock"] = incoming.headers[TEST_CLOCK_HEADER]
+        self._emit_command(
+            uow, incoming, channel, change, verdict, subscription_id, customer_id, credit_row, region,
+            command=verdict.command, params=params, idempotency_key=f"{channel}:{order_key}",
+            correlation=correlation, discriminator="",
+        )
+
+    def _emit_command(
+        self,
+        uow: UnitOfWork,
+        incoming: Incoming,
+        channel: str,
+        change: CanonicalOrderChange,
+        verdict: Verdict,
+        subscription_id: str,
+        customer_id: str,
+        credit_row: Mapping[str, Any] | None,
+        region: str | None,
+        *,
+        command: str,
+        params: dict[str, Any],
+        idempotency_key: str,
+        correlation: str,
+        discriminator: str,
+        effective_at: datetime | None = None,
+    ) -> None:
+        plan_id = verdict.plan_id
         plan = self.catalog.find(plan_id) if plan_id else None
-        currency = change.currency or (sorted(plan.currencies)[0] if plan and "USD" not in plan.currencies else "USD")
+        currency = change.currency or (
+            sorted(plan.currencies)[0] if plan and "USD" not in plan.currencies else "USD"
+        )
         cmd = ev.SubscriptionCommand(
             command=command,
             subscription_id=subscription_id,
-            idempotency_key=f"{channel}:{order_key}",
+            idempotency_key=idempotency_key,
             channel=channel,
             channel_subscription_id=change.channel_subscription_id,
             customer=ev.Customer(
@@ -195,13 +232,12 @@ class IntakeHandlers:
             # the catalog, so it stays unset and catalog price versions apply at renewal.
             unit_amount=Decimal(change.unit_amount)
             if change.unit_amount and change.currency and channel != "direct" else None,
-            effective_at=parse_effective_at(change.effective_at, incoming.timestamp_ms),
+            effective_at=effective_at or parse_effective_at(change.effective_at, incoming.timestamp_ms),
             trial=bool(change.trial),
             test=change.test,
             actor=f"channel:{channel}",
             params=params,
         )
-        correlation = derived_id("order", channel, order_key)
         uow.emit(
             topics.SUBSCRIPTIONS_COMMANDS,
             make_event(
@@ -211,36 +247,75 @@ class IntakeHandlers:
                 data=cmd,
                 correlation_id=correlation,
                 causation_id=correlation,
+                discriminator=discriminator,
             ),
         )
 
-    async def _customer_id(self, uow: UnitOfWork, channel: str, change: CanonicalOrderChange) -> str:
+    async def _customer(
+        self, uow: UnitOfWork, channel: str, change: CanonicalOrderChange
+    ) -> tuple[str, Mapping[str, Any]]:
+        """The internal customer (created on first sight) and its credit standing, in one round trip."""
         ext = change.customer.channel_customer_id or change.account.channel_account_id or "anonymous"
         customer_id = derived_id("customer", channel, ext)
-        await uow.conn.execute(
+        row = await uow.conn.fetchrow(
             "INSERT INTO intake.customers (customer_id, channel, channel_customer_id, email, name) "
             "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id) DO UPDATE SET "
             "email = COALESCE(EXCLUDED.email, intake.customers.email), "
-            "name = COALESCE(EXCLUDED.name, intake.customers.name)",
+            "name = COALESCE(EXCLUDED.name, intake.customers.name) "
+            "RETURNING credit_hold, credit_limit, currency, country, tax_exempt",
             customer_id, channel, ext, change.customer.email, change.customer.name,
         )
-        return customer_id
+        assert row is not None  # an upsert always returns its row
+        return customer_id, row
 
-    async def _subscription_id(self, uow: UnitOfWork, channel: str, change: CanonicalOrderChange) -> str:
-        """Internal id for the channel subscription; a replacing id inherits the replaced one's."""
-        existing = await uow.conn.fetchval(
-            "SELECT subscription_id FROM intake.channel_subscriptions "
-            "WHERE channel = $1 AND channel_subscription_id = $2",
-            channel, change.channel_subscription_id,
+    async def _subscription_id(
+        self, uow: UnitOfWork, channel: str, change: CanonicalOrderChange
+    ) -> tuple[str, str | None, bool]:
+        """Internal id for the channel subscription; a replacing id inherits the replaced one's.
+
+        Returns ``(subscription_id, replaced_by, undo_cancellation)``: ``replaced_by`` is the
+        channel id that superseded this one (its changes are then recorded only), and
+        ``undo_cancellation`` is true when this change takes over a subscription whose replaced
+        channel id had a cancellation scheduled.
+        """
+        replaced = change.replaces_channel_subscription_id
+        lookup = (
+            "SELECT subscription_id, replaced_by FROM intake.channel_subscriptions "
+            "WHERE channel = $1 AND channel_subscription_id = $2"
         )
+        if not replaced:
+            # Known id: its row; new id: inserted with its derived internal id (one round trip either way).
+            row = await uow.conn.fetchrow(
+                "WITH new AS (INSERT INTO intake.channel_subscriptions "
+                "(channel, channel_subscription_id, subscription_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING RETURNING subscription_id, replaced_by) "
+                f"SELECT subscription_id, replaced_by FROM new UNION ALL {lookup} LIMIT 1",
+                channel, change.channel_subscription_id,
+                derived_id("subscription", channel, change.channel_subscription_id),
+            )
+            if row is None:  # inserted meanwhile by another transaction: invisible to this statement
+                row = await uow.conn.fetchrow(lookup, channel, change.channel_subscription_id)
+            if row is None:
+                raise RuntimeError(f"no mapping row for {channel} {change.channel_subscription_id}")
+            return str(row["subscription_id"]), row["replaced_by"], False
+        existing = await uow.conn.fetchrow(lookup, channel, change.channel_subscription_id)
         if existing:
-            return str(existing)
-        subscription_id: str | None = None
-        if change.replaces_channel_subscription_id:
-            subscription_id = await uow.conn.fetchval(
-                "UPDATE intake.channel_subscriptions SET replaced_by = $3 "
-                "WHERE channel = $1 AND channel_subscription_id = $2 RETURNING subscription_id",
-                channel, change.replaces_channel_subscription_id, change.channel_subscription_id,
+            return str(existing["subscription_id"]), existing["replaced_by"], False
+        undo_cancellation = False
+        subscription_id: str | None = await uow.conn.fetchval(
+            "UPDATE intake.channel_subscriptions SET replaced_by = $3 "
+            "WHERE channel = $1 AND channel_subscription_id = $2 RETURNING subscription_id",
+            channel, replaced, change.channel_subscription_id,
+        )
+        if subscription_id is not None:
+            last = await uow.conn.fetchrow(
+                "SELECT action, canonical->>'phase' AS phase FROM intake.orders "
+                "WHERE channel = $1 AND canonical->>'channel_subscription_id' = $2 "
+                "AND action IN ('cancel', 'uncancel') ORDER BY received_at DESC, order_key DESC LIMIT 1",
+                channel, replaced,
+            )
+            undo_cancellation = bool(
+                last and last["action"] == "cancel" and last["phase"] in ("scheduled", "requested")
             )
         if subscription_id is None:
             subscription_id = derived_id("subscription", channel, change.channel_subscription_id)
@@ -249,7 +324,7 @@ class IntakeHandlers:
             "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             channel, change.channel_subscription_id, subscription_id,
         )
-        return subscription_id
+        return subscription_id, None, undo_cancellation
 
     async def _reject(
         self,
@@ -260,9 +335,11 @@ class IntakeHandlers:
         reasons: list[Any],
         value: Decimal | None,
         policy: Any,
+        *,
+        index: int = 0,
     ) -> None:
-        from services.intake.domain.policy import effective_policy
         from services.intake.domain.impact import impact_score
+        from services.intake.domain.policy import effective_policy
 
         if policy is None:
             policy = effective_policy(channel, change.account.channel_account_id if change else None)
@@ -293,6 +370,7 @@ class IntakeHandlers:
                 data=rejected,
                 correlation_id=correlation,
                 causation_id=correlation,
+                discriminator=str(index) if index else "",  # several changes of one payload
             ),
             key=rejected.channel_subscription_id or channel,
         )

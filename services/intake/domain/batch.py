@@ -95,13 +95,16 @@ def _field_path(path: str | None) -> str | None:
 
 
 def _document(
-    cells: dict[str, str], mappings: ChannelMappings | None
+    cells: dict[str, str], mappings: ChannelMappings | None, default_source: str | None = None
 ) -> tuple[dict[str, Any], list[RejectionReason]]:
-    """The DirectOrder document of a row, and the problems found on the way."""
+    """The DirectOrder document of a row, and the problems found on the way.
+
+    ``default_source`` is the channel of ``channel_plan_id`` when the row has no ``source_channel``.
+    """
     reasons = [reason("MISSING_FIELD", f"column {c} is required", c) for c in REQUIRED if c not in cells]
     plan = cells.get("plan")
     if plan is None and "channel_plan_id" in cells:
-        source = cells.get("source_channel", "")
+        source = cells.get("source_channel", default_source or "")
         if source not in CHANNELS:
             message = f"source_channel {source!r} is not a channel"
             reasons.append(reason("INVALID_VALUE", message, "source_channel"))
@@ -150,11 +153,16 @@ def parse_row(
     row_number: int,
     catalog: Catalog | None = None,
     mappings: ChannelMappings | None = None,
+    default_source_channel: str | None = None,
 ) -> BatchRow:
-    """One CSV row (column -> cell) as a direct order and its canonical change, or reasons."""
+    """One CSV row (column -> cell) as a direct order and its canonical change, or reasons.
+
+    ``default_source_channel``: the channel whose plan ids ``channel_plan_id`` holds when the
+    row has no ``source_channel`` cell (``som intake batch --channel``).
+    """
     try:
         cells = _clean(row)
-        doc, reasons = _document(cells, mappings)
+        doc, reasons = _document(cells, mappings, default_source_channel)
         order_id = cells.get("order_id")
         if reasons:
             return BatchRow(row_number=row_number, order_id=order_id, reasons=tuple(reasons))
@@ -176,6 +184,7 @@ def parse_csv(
     *,
     catalog: Catalog | None = None,
     mappings: ChannelMappings | None = None,
+    default_source_channel: str | None = None,
 ) -> list[BatchRow]:
     """Every data row of a partner CSV file; file-level problems are reported as row 0.
 
@@ -203,14 +212,17 @@ def parse_csv(
         if missing:
             message = f"required columns missing: {', '.join(missing)}"
             return [BatchRow(row_number=0, reasons=(reason("CSV_MISSING_COLUMNS", message),))]
-        out.extend(_rows(reader, catalog, mappings))
+        out.extend(_rows(reader, catalog, mappings, default_source_channel))
     except csv.Error as exc:
         out.append(BatchRow(row_number=reader.line_num, reasons=(reason("CSV_MALFORMED", str(exc)),)))
     return out
 
 
 def _rows(
-    reader: csv.DictReader[str], catalog: Catalog | None, mappings: ChannelMappings | None
+    reader: csv.DictReader[str],
+    catalog: Catalog | None,
+    mappings: ChannelMappings | None,
+    default_source_channel: str | None = None,
 ) -> list[BatchRow]:
     out: list[BatchRow] = []
     seen: set[str] = set()
@@ -218,7 +230,10 @@ def _rows(
         number = reader.line_num
         if not _clean(row):
             continue  # a blank line is not an order
-        parsed = parse_row(row, row_number=number, catalog=catalog, mappings=mappings)
+        parsed = parse_row(
+            row, row_number=number, catalog=catalog, mappings=mappings,
+            default_source_channel=default_source_channel,
+        )
         if parsed.order_id and parsed.order_id in seen:
             message = f"order {parsed.order_id} appears more than once in the file"
             duplicate = reason("DUPLICATE_ORDER", message, "order_id")
