@@ -152,7 +152,11 @@ def test_packaged_mappings_point_at_catalog_plans() -> None:
     )
     assert resolve_plan("stripe", probe("stripe", plan="price_1QxR2aKf3ZpL9eWmTeamUSD")) == "pro"
     assert resolve_plan("aws_marketplace", probe("aws_marketplace", offer_id="offer-2wn6qzk4hbt7e")) == "pro"
-    assert resolve_plan("shopify", probe("shopify")) is None
+    # A channel that never sends a plan falls back to its configured default (one-plan listings).
+    assert resolve_plan("shopify", probe("shopify")) == "pro"
+    assert resolve_plan("gcp_marketplace", probe("gcp_marketplace", plan="scale-monthly")) == "enterprise"
+    assert resolve_plan("gcp_marketplace", probe("gcp_marketplace")) == "pro"
+    assert resolve_plan("omnistrate", probe("omnistrate", plan="no-such-plan")) is None  # no default: unresolved
 
 
 def test_check_mappings_finds_targets_outside_the_catalog() -> None:
