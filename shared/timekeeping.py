@@ -88,6 +88,13 @@ async def cancel_timers(uow: UnitOfWork, subscription_id: str, kinds: list[str] 
 
 async def fire_due(db: Database, service: str, *, batch: int = 100) -> int:
     """Fire the due timers of ``service`` (oldest first) in one transaction; returns how many."""
+    # A cheap look first: an idle scheduler polls often and should not open empty transactions.
+    if not await db.pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM timekeeping.timers WHERE service = $1 AND fired_at IS NULL "
+        "AND cancelled_at IS NULL AND due_at <= timekeeping.clock_now(clock))",
+        f"{db.namespace}{service}",
+    ):
+        return 0
     async with db.unit_of_work(service) as uow:
         rows = await uow.conn.fetch(
             "SELECT id, subscription_id, kind, due_at, topic, event_type, payload FROM timekeeping.timers "

@@ -1,1 +1,162 @@
-"""``som billing`` and ``som revenue``: invoice previews and revenue schedules."""
+"""``som billing`` and ``som revenue``: invoice previews, documents and revenue schedules."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from som.cli import EXIT_NOT_FOUND, EXIT_USAGE, UserError, app, console, db_pool, resolved_settings, run
+
+billing_app = typer.Typer(help="Billing: preview what a change would invoice, list documents.", no_args_is_help=True)
+revenue_app = typer.Typer(help="Revenue recognition (IFRS 15): schedules by month end.", no_args_is_help=True)
+app.add_typer(billing_app, name="billing")
+app.add_typer(revenue_app, name="revenue")
+
+
+def _context() -> Any:
+    from services.billing.app import billing_context
+    from shared.catalog import cached_catalog
+
+    settings = resolved_settings(require=False)
+    return billing_context(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError as exc:
+        raise UserError(f"--on wants an ISO date (2025-03-11), not {value!r}", EXIT_USAGE) from exc
+
+
+@billing_app.command("preview")
+def billing_preview(
+    subscription_id: Annotated[str, typer.Argument(help="Internal subscription id.")],
+    change: Annotated[str, typer.Option(
+        "--change", help="change_plan, change_quantity, add_addon, remove_addon, cancel, pause, resume, renew, "
+        "invoice_pending")],
+    on: Annotated[str, typer.Option("--on", help="Business date the change takes effect (ISO date).")],
+    plan: Annotated[str | None, typer.Option("--plan", help="Target plan (change_plan) or add-on plan.")] = None,
+    quantity: Annotated[int | None, typer.Option("--quantity", min=1, help="New quantity.")] = None,
+    timing: Annotated[str | None, typer.Option(
+        "--timing", help="immediate or end_of_term (period_end); default: the billing policy")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show the documents a change would produce on a date, without changing anything."""
+    from services.billing.preview import Preview, PreviewError, command_for, preview_change
+    from shared.messaging.errors import PermanentError
+
+    settings = resolved_settings()
+    try:
+        command = command_for(change, _date(on), plan=plan, quantity=quantity, timing=timing)
+    except PreviewError as exc:
+        raise UserError(str(exc), EXIT_USAGE) from exc
+
+    async def go() -> Preview:
+        async with db_pool(settings) as pool:
+            try:
+                return await preview_change(pool, _context(), subscription_id, command)
+            except PreviewError as exc:
+                raise UserError(str(exc), EXIT_NOT_FOUND if exc.not_found else EXIT_USAGE) from exc
+            except PermanentError as exc:  # the domain refuses the change in this state
+                raise UserError(str(exc), EXIT_NOT_FOUND) from exc
+
+    result = run(go())
+    if as_json:
+        console.print_json(data=result.as_json())
+        return
+    console.print(f"[bold]{change}[/bold] of {subscription_id} on {command.on}"
+                  + (f" ({result.timing}, effective {result.effective_on})" if result.timing else ""))
+    if not result.documents:
+        console.print("no document now")
+    for doc in result.documents:
+        t = Table("kind", "description", "service period", "amount", "tax",
+                  title=f"{doc['document_type']} {doc['issue_date']} (due {doc['due_date']})")
+        for line in doc["lines"]:
+            period = (f"{line['service_period_start']} .. {line['service_period_end']}"
+                      if line.get("service_period_start") else "")
+            t.add_row(line["kind"], line["description"], period, line["amount"], line["tax_amount"])
+        t.add_section()
+        t.add_row("", "subtotal", "", doc["subtotal"], doc["tax"])
+        t.add_row("", "total", "", doc["total"], doc["currency"])
+        if doc["document_type"] == "invoice":
+            t.add_row("", "credits applied", "", doc["credits_applied"], "")
+            t.add_row("", "amount due", "", doc["amount_due"], "")
+        console.print(t)
+    if result.pending_lines:
+        t = Table("kind", "description", "amount", title="pending adjustments (on the next invoice)")
+        for line in result.pending_lines:
+            t.add_row(line["kind"], line["description"], line["amount"])
+        console.print(t)
+    console.print(f"account credit {result.account_credit_before} -> {result.account_credit_after}")
+    for note in result.notes:
+        console.print(f"note: {note}")
+
+
+@billing_app.command("documents")
+def billing_documents(
+    subscription_id: Annotated[str, typer.Argument(help="Internal subscription id.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Invoices and credit notes of a subscription, with their collection status."""
+    settings = resolved_settings()
+
+    async def go() -> list[dict[str, Any]]:
+        async with db_pool(settings) as pool:
+            rows = await pool.fetch(
+                "SELECT document_number, document_type, reason, issue_date, due_date, total, amount_due, currency, "
+                "status, attempts, dunning, paid_on FROM billing.documents WHERE subscription_id = $1 "
+                "ORDER BY issue_date, created_at, document_number", subscription_id)
+        if not rows:
+            raise UserError(f"no documents for subscription {subscription_id}", EXIT_NOT_FOUND)
+        return [{k: (str(v) if v is not None and not isinstance(v, dict | int) else v) for k, v in dict(r).items()}
+                for r in rows]
+
+    rows = run(go())
+    if as_json:
+        console.print_json(data=rows)
+        return
+    t = Table("number", "type", "reason", "issued", "due", "total", "amount due", "status", "attempts", "paid")
+    for r in rows:
+        t.add_row(r["document_number"], r["document_type"], r["reason"] or "", r["issue_date"], r["due_date"],
+                  f"{r['total']} {r['currency']}", r["amount_due"], r["status"], str(r["attempts"]),
+                  r["paid_on"] or "")
+    console.print(t)
+
+
+@revenue_app.command("schedule")
+def revenue_schedule(
+    subscription_id: Annotated[str, typer.Argument(help="Internal subscription id.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Month-end revenue recognition of every document of a subscription, and what is posted."""
+    from services.billing.preview import PreviewError, revenue_rows
+
+    settings = resolved_settings()
+
+    async def go() -> dict[str, Any]:
+        async with db_pool(settings) as pool:
+            try:
+                return await revenue_rows(pool, subscription_id)
+            except PreviewError as exc:
+                raise UserError(str(exc), EXIT_NOT_FOUND) from exc
+
+    doc = run(go())
+    if as_json:
+        console.print_json(data=doc)
+        return
+    t = Table("month end", "document", "line", "service days", "days", "amount", "posted",
+              title=f"revenue schedule of {subscription_id} ({doc['currency']})")
+    by_month: dict[str, list[dict[str, Any]]] = {}
+    for p in doc["pieces"]:
+        by_month.setdefault(p["month_end"], []).append(p)
+    months = {m["month_end"]: m for m in doc["months"]}
+    for month, pieces in by_month.items():
+        for p in pieces:
+            t.add_row(month, p["document_number"], str(p["line"]), f"{p['service_start']} to {p['service_end']}",
+                      str(p["days"]), p["amount"], "yes" if p["posted"] else "no")
+        t.add_row("", "", "", "month total", "", months[month]["amount"], "", end_section=True)
+    t.add_row("total", "", "", "", "", doc["total"], "")
+    console.print(t)

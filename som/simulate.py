@@ -276,7 +276,12 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         )
 
     async def command(
-        name: str, day: date, *, plan_id: str | None = None, quantity: int | None = None, **params: Any
+        name: str,
+        day: date,
+        *,
+        plan_id: str | None = None,
+        quantity: int | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
         cmd = ev.SubscriptionCommand(
             command=name,
@@ -287,7 +292,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             quantity=quantity,
             effective_at=_at(day),
             actor="user:simulator",
-            params=params,
+            params=params or {},
         )
         corr = derived_id("simulation", sub_id)
         event = make_event(
@@ -331,7 +336,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                     step.at,
                     plan_id=step.change_plan["plan"],
                     quantity=step.change_plan.get("quantity"),
-                    **({"timing": step.change_plan["timing"]} if "timing" in step.change_plan else {}),
+                    params={"timing": step.change_plan["timing"]} if "timing" in step.change_plan else None,
                 )
             elif a == "change_quantity":
                 await command("change_quantity", step.at, quantity=step.change_quantity)
@@ -341,7 +346,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                     "add_addon",
                     step.at,
                     quantity=step.add_addon.get("quantity", 1),
-                    addon_plan_id=step.add_addon["plan"],
+                    params={"addon_plan_id": step.add_addon["plan"]},
                 )
             elif a == "remove_addon":
                 await command("remove_addon", step.at, params={"addon_plan_id": step.remove_addon})

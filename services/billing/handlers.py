@@ -1,133 +1,209 @@
-"""Billing handlers: lifecycle changes in, invoices and credit notes out (through the outbox)."""
+"""Billing handlers: lifecycle changes in, invoices and credit notes out (through the outbox).
+
+Thin I/O around the pure domain (``services/billing/domain``): per subscription, billing keeps
+the domain's ``BillingState`` as JSON with the last lifecycle version applied (a stale or
+duplicate version changes nothing), maps each lifecycle change to domain commands
+(:mod:`services.billing.lifecycle_map`), applies them with the change's business dates, numbers
+the documents gapless per series (INV / CN), stores them and publishes ``InvoiceIssued`` on
+``billing.invoices``. Journal entries and payment requests of a document are billing timers
+written in the same transaction (:mod:`services.billing.journal`, :mod:`services.billing.payments`).
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
 from decimal import Decimal
 
-from shared.catalog import Catalog
+import asyncpg
+from pydantic import ValidationError
+
+from services.billing import journal, store
+from services.billing.domain import (
+    Activate,
+    BillingContext,
+    BillingError,
+    BillingOutcome,
+    BillingState,
+    Document,
+    apply,
+    state_from_snapshot,
+    to_invoice_issued,
+)
+from services.billing.domain.tax import TaxError
+from services.billing.lifecycle_map import (
+    Align,
+    Run,
+    Start,
+    Step,
+    align,
+    is_live,
+    lifecycle_events,
+    steps_for,
+)
+from services.billing.payments import Payments, payment_request, schedule_request
+from shared.catalog import CatalogError
 from shared.contracts import events as ev
 from shared.contracts.envelope import CloudEvent, make_event
 from shared.db.uow import UnitOfWork
-from shared.messaging import topics
+from shared.messaging import metrics, topics
+from shared.messaging.errors import PermanentError
 from shared.messaging.runtime import Incoming
-from shared.money import Money
 
 log = logging.getLogger("som.billing")
 SOURCE = "som/billing"
 
-_SERIES = {"invoice": "INV", "credit_note": "CN"}
-
 
 async def next_document_number(uow: UnitOfWork, document_type: str) -> str:
     """Gapless number in the document type's series (locked until the transaction ends)."""
-    series = _SERIES[document_type]
-    value = await uow.conn.fetchval(
-        "UPDATE billing.document_sequences SET next_value = next_value + 1 WHERE series = $1 "
-        "RETURNING next_value - 1",
-        series,
-    )
-    return f"{series}-{value:08d}"
+    return await store.next_document_number(uow.conn, document_type)
+
+
+def _benign(exc: BillingError) -> bool:
+    # Billing already has these terms (e.g. a seat decrease it scheduled for the term end was
+    # undone in the lifecycle): nothing to bill now; the renewal aligns the items.
+    return "nothing changes" in str(exc)
 
 
 class BillingHandlers:
-    """Handlers of ``subscriptions.events``."""
+    """Handlers of ``subscriptions.events`` and ``payments.results``."""
 
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+    def __init__(self, ctx: BillingContext) -> None:
+        self.ctx = ctx
+        self.payments = Payments(ctx)
+
+    # -- lifecycle changes ----------------------------------------------------------------------
 
     async def on_subscription_event(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Bill what the lifecycle change implies."""
         event = incoming.cloud_event()
         if event.type != ev.SUBSCRIPTION_STATE_CHANGED:
             return
-        change = event.payload(ev.SubscriptionStateChanged)
-        snap = change.snapshot
-        known = await uow.conn.fetchrow(
-            "SELECT lifecycle_version FROM billing.subscriptions WHERE subscription_id = $1 FOR UPDATE",
-            change.subscription_id,
-        )
-        if known and known["lifecycle_version"] >= change.version:
+        try:
+            change = event.payload(ev.SubscriptionStateChanged)
+            events = lifecycle_events(change)
+        except ValidationError as exc:
+            raise PermanentError(f"not a lifecycle change billing can read: {exc.errors()[0]['msg']}") from exc
+        rec = await store.load(uow.conn, change.subscription_id, lock=True)
+        if rec is not None and rec.lifecycle_version >= change.version:
             log.info("stale lifecycle version %d for %s ignored", change.version, change.subscription_id)
             return
-        charged_through: date | None = None
-        if change.to_status == "active" and change.from_status in (None, "pending_approval"):
-            assert snap.current_period_start and snap.current_period_end
-            await self.issue_invoice(
-                uow, event, snap, issue_date=snap.current_period_start,
-                lines=[self.recurring_line(snap, snap.current_period_start, snap.current_period_end)],
-            )
-            charged_through = snap.current_period_end
-        await uow.conn.execute(
-            "INSERT INTO billing.subscriptions (subscription_id, lifecycle_version, snapshot, charged_through) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id) DO UPDATE SET "
-            "lifecycle_version = EXCLUDED.lifecycle_version, snapshot = EXCLUDED.snapshot, "
-            "charged_through = COALESCE(EXCLUDED.charged_through, billing.subscriptions.charged_through), "
-            "updated_at = now()",
-            change.subscription_id, change.version, snap.model_dump(mode="json"), charged_through,
-        )
+        if rec is None:
+            rec = store.BillingRecord(change.subscription_id, 0, change.snapshot, None, Decimal(0), None, None)
+        elif change.version > rec.lifecycle_version + 1:
+            log.warning("lifecycle version %d of %s follows %d: a change was skipped", change.version,
+                        change.subscription_id, rec.lifecycle_version)
+        if rec.state is None and rec.charged_through is not None:
+            rec.state = self.legacy_state(rec)
+        rec.snapshot = change.snapshot
+        rec.lifecycle_version = change.version
+        rec.clock = change.snapshot.clock or rec.clock or await store.resolve_clock(uow.conn, change.snapshot)
+        for lifecycle_event in events:
+            for step in steps_for(lifecycle_event):
+                done = self.step(rec, step)
+                if done is None:
+                    continue
+                outcome, reason = done
+                rec.state = outcome.state
+                rec.account_credit = outcome.account_credit_after
+                for doc in outcome.documents:
+                    await self.issue(uow, event, rec, doc, reason=reason)
+        await store.save(uow.conn, rec)
 
-    def recurring_line(self, snap: ev.SubscriptionSnapshot, start: date, end: date) -> ev.InvoiceLine:
-        """The base plan billed in advance for one full period."""
-        plan = self.catalog.plan(snap.plan_id)
-        unit = snap.unit_amount if snap.unit_amount is not None else plan.price_on(
-            snap.currency, snap.billing_interval, start
-        ).unit_amount
-        amount = Money(unit, snap.currency).multiply(snap.quantity)
-        return ev.InvoiceLine(
-            kind="recurring",
-            description=f"{plan.name} ({snap.billing_interval}) x {snap.quantity}",
-            service_period_start=start,
-            service_period_end=end,
-            quantity=snap.quantity,
-            unit_amount=unit,
-            amount=amount.amount,
-        )
+    def legacy_state(self, rec: store.BillingRecord) -> BillingState | None:
+        """A state for a subscription the walking skeleton billed (no domain state stored yet).
 
-    async def issue_invoice(
-        self, uow: UnitOfWork, cause: CloudEvent, snap: ev.SubscriptionSnapshot, *, issue_date: date,
-        lines: list[ev.InvoiceLine],
+        It bills on from what was charged; the skeleton kept no ledger, so an immediate change
+        in that first period credits nothing for it.
+        """
+        snap, charged_through = rec.snapshot, rec.charged_through
+        assert charged_through is not None
+        try:
+            state = state_from_snapshot(snap, started_on=snap.current_period_start or charged_through)
+        except BillingError:
+            return None
+        return state.model_copy(update={"charged_through": charged_through})
+
+    def step(self, rec: store.BillingRecord, step: Step) -> tuple[BillingOutcome, str] | None:
+        """Apply one step to the record's state (pure); the outcome and the documents' reason, if any."""
+        state = rec.state
+        try:
+            if isinstance(step, Start):
+                if is_live(state):
+                    log.warning("%s: activation of a subscription billing already bills; ignored", rec.subscription_id)
+                    return None
+                fresh = state_from_snapshot(rec.snapshot, started_on=step.on)
+                if state is not None:  # restarted (reactivation, trial after a paid period): ledger ids go on
+                    fresh = fresh.model_copy(update={"next_charge_seq": state.next_charge_seq})
+                rec.started_on = step.on
+                return apply(fresh, Activate(on=step.on), self.ctx, account_credit=rec.account_credit), "activation"
+            if not is_live(state):
+                log.info("%s: %s while billing is not running: nothing billed", rec.subscription_id, step)
+                return None
+            assert state is not None
+            if isinstance(step, Align):
+                rec.state, note = align(state, rec.snapshot, step.on)
+                if note:
+                    log.info("%s: %s", rec.subscription_id, note)
+                return None
+            assert isinstance(step, Run)
+            return apply(state, step.command, self.ctx, account_credit=rec.account_credit), step.reason
+        except BillingError as exc:
+            if _benign(exc):
+                log.info("%s: %s", rec.subscription_id, exc)
+                return None
+            raise PermanentError(f"billing cannot apply {step} to {rec.subscription_id}: {exc}") from exc
+        except (TaxError, CatalogError) as exc:
+            raise PermanentError(f"{rec.subscription_id}: {exc}") from exc
+
+    async def issue(
+        self, uow: UnitOfWork, cause: CloudEvent, rec: store.BillingRecord, doc: Document, *, reason: str
     ) -> ev.InvoiceIssued:
-        """Number, store and publish an invoice."""
-        number = await next_document_number(uow, "invoice")
-        zero = Money.zero(snap.currency)
-        subtotal = sum((Money(line.amount, snap.currency) for line in lines), zero)
-        tax = sum((Money(line.tax_amount, snap.currency) for line in lines), zero)
-        total = subtotal + tax
-        invoice = ev.InvoiceIssued(
-            document_number=number,
-            subscription_id=snap.subscription_id,
-            customer=snap.customer,
-            currency=snap.currency,
-            issue_date=issue_date,
-            due_date=issue_date + timedelta(days=snap.payment_terms_days),
-            lines=lines,
-            subtotal=subtotal.amount,
-            tax=tax.amount,
-            total=total.amount,
-            credits_applied=Decimal(0),
-            amount_due=total.amount,
-            test=snap.test,
-        )
-        await uow.conn.execute(
-            "INSERT INTO billing.documents (document_number, document_type, subscription_id, customer_id, "
-            "currency, issue_date, due_date, subtotal, tax, total, amount_due, body, cause_event_id) "
-            "VALUES ($1, 'invoice', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            number, snap.subscription_id, snap.customer.customer_id, snap.currency, issue_date,
-            invoice.due_date, subtotal.amount, tax.amount, total.amount, invoice.amount_due,
-            invoice.model_dump(mode="json"), cause.id,
+        """Number, store and publish a document; schedule its journal entries and its first payment attempt."""
+        number = await store.next_document_number(uow.conn, doc.document_type)
+        numbered = doc.model_copy(update={"document_number": number})
+        snap = rec.snapshot
+        contract = to_invoice_issued(numbered, document_number=number, customer=snap.customer, test=snap.test)
+        invoice = doc.document_type == "invoice"
+        status = "issued" if not invoice else ("open" if doc.amount_due > 0 else "paid")
+        await store.insert_document(
+            uow.conn, numbered, contract, customer_id=snap.customer.customer_id, status=status, reason=reason,
+            cause_event_id=cause.id, lifecycle_version=rec.lifecycle_version, attempts=1 if status == "open" else 0,
         )
         uow.emit(
             topics.BILLING_INVOICES,
             make_event(
-                type=ev.INVOICE_ISSUED,
-                source=SOURCE,
-                subject=snap.subscription_id,
-                data=invoice,
-                correlation_id=cause.correlationid,
-                causation_id=cause.id,
-                discriminator=number,
+                type=ev.INVOICE_ISSUED if invoice else ev.CREDIT_NOTE_ISSUED, source=SOURCE,
+                subject=snap.subscription_id, data=contract, correlation_id=cause.correlationid,
+                causation_id=cause.id, discriminator=number, time=cause.time,
             ),
         )
-        return invoice
+        metrics.DOCUMENTS_ISSUED.labels(doc.document_type).inc()
+        await journal.schedule_entries(uow, numbered, clock=rec.business_clock, test=snap.test)
+        if status == "open":
+            stored = await store.document(uow.conn, number)
+            assert stored is not None
+            request = payment_request(stored, customer_id=snap.customer.customer_id, attempt=1, reason="invoice",
+                                      test=snap.test)
+            await schedule_request(uow, request, due_at=journal.start_of(doc.due_date), clock=rec.business_clock)
+        log.info("%s %s issued for %s: total %s %s (%s)", doc.document_type, number, snap.subscription_id,
+                 doc.total, doc.currency, reason)
+        return contract
+
+    # -- payments --------------------------------------------------------------------------------
+
+    async def on_payment_event(self, incoming: Incoming, uow: UnitOfWork) -> None:
+        """Payment results and payment-method updates (``payments.results``)."""
+        event = incoming.cloud_event()
+        try:
+            await self.payments.on_result(event, uow)
+        except ValidationError as exc:
+            raise PermanentError(f"not a payment event billing can read: {exc.errors()[0]['msg']}") from exc
+
+
+async def load_state(conn: asyncpg.Connection | asyncpg.Pool, subscription_id: str
+                     ) -> tuple[BillingState | None, Decimal, store.BillingRecord | None]:
+    """The stored billing state and account credit of a subscription (as the worker sees them)."""
+    rec = await store.load(conn, subscription_id)
+    if rec is None:
+        return None, Decimal(0), None
+    return rec.state, rec.account_credit, rec

@@ -86,5 +86,6 @@ class EntitlementHandlers:
                 correlation_id=event.correlationid,
                 causation_id=event.id,
                 discriminator=str(version),
+                time=change.effective_at,
             ),
         )

@@ -309,6 +309,7 @@ class LifecycleHandlers:
             grace_period_ends_at=state.grace_period_ends_at,
             payment_terms_days=int(commercial.get("payment_terms_days", 0)),
             test=bool(commercial.get("test", False)),
+            clock=commercial.get("clock"),
         )
 
     async def _notice(
@@ -342,6 +343,7 @@ class LifecycleHandlers:
                 data=notice,
                 correlation_id=cause.correlationid,
                 causation_id=cause.id,
+                time=cmd.effective_at,
             ),
         )
         return "notified"

@@ -26,6 +26,7 @@ CREDIT_NOTE_ISSUED = "som.billing.credit_note_issued"
 ENTITLEMENTS_CHANGED = "som.entitlements.changed"
 PAYMENT_REQUESTED = "som.payment.requested"
 PAYMENT_RESULT = "som.payment.result"
+PAYMENT_METHOD_UPDATED = "som.payment.method_updated"
 JOURNAL_ENTRY_POSTED = "som.accounting.journal_entry_posted"
 UPCOMING_CHARGE_NOTICE = "som.notification.upcoming_charge"
 
@@ -94,6 +95,9 @@ class SubscriptionSnapshot(BaseModel):
     grace_period_ends_at: datetime | None = None
     payment_terms_days: int = 0
     test: bool = False
+    clock: str | None = Field(
+        default=None, description="business clock of the subscription: 'system' or a test clock name"
+    )
 
 
 class SubscriptionStateChanged(BaseModel):
@@ -207,3 +211,64 @@ class InstanceReported(BaseModel):
     instance_id: str
     status: str
     reported_at: datetime
+
+
+class PaymentRequested(BaseModel):
+    """Billing asks the payment provider to collect an invoice (attempt 1, then dunning retries)."""
+
+    payment_id: str = Field(description="<document number>/<attempt>: the provider's idempotency key")
+    document_number: str
+    subscription_id: str
+    customer_id: str
+    amount: DecimalString
+    currency: str
+    attempt: int = Field(ge=1, description="1 for the first collection, 2.. for retries")
+    due_date: date
+    reason: Literal["invoice", "retry", "payment_method_updated"] = "invoice"
+    test: bool = False
+
+
+class PaymentResult(BaseModel):
+    """What the payment provider reports for one attempt (on ``payments.results``)."""
+
+    document_number: str
+    subscription_id: str
+    attempt: int = Field(ge=1)
+    outcome: Literal["succeeded", "failed"]
+    failure_reason: str | None = Field(default=None, description="card_declined, insufficient_funds ...")
+    payment_id: str | None = None
+    amount: DecimalString | None = None
+    currency: str | None = None
+    processed_at: datetime | None = Field(default=None, description="provider time, recorded only")
+
+
+class PaymentMethodUpdated(BaseModel):
+    """The customer gave a new payment method (on ``payments.results``): retry what is unpaid at once."""
+
+    subscription_id: str
+    customer_id: str | None = None
+    updated_at: datetime | None = None
+
+
+class JournalLine(BaseModel):
+    """One posting: a non-negative debit or a non-negative credit on an account."""
+
+    account: str = Field(description="accounts_receivable, deferred_revenue, revenue, tax_payable, customer_credit")
+    debit: DecimalString = Decimal(0)
+    credit: DecimalString = Decimal(0)
+
+
+class JournalEntryPosted(BaseModel):
+    """A balanced journal entry (IFRS 15): on issue of a document, or revenue recognised at a month end."""
+
+    entry_id: str
+    subscription_id: str
+    kind: Literal["issue", "account_credit", "recognition"]
+    entry_date: date
+    currency: str
+    description: str
+    source_document: str | None = Field(default=None, description="document number the entry comes from")
+    lines: list[JournalLine]
+    total_debit: DecimalString
+    total_credit: DecimalString
+    test: bool = False

@@ -101,7 +101,7 @@ class Database:
             async with conn.transaction():
                 yield uow
                 await uow.flush()
-        if faults.fires("crash_after_commit"):
+        if uow.pending and faults.fires("crash_after_commit"):
             # Simulates a worker killed between its commit and its publish: no cleanup, no offset commit.
             os._exit(137)
         if uow.pending:

@@ -19,6 +19,27 @@ from som.embedded import free_port
 pytestmark = pytest.mark.integration
 
 
+def _free_ports(n: int) -> int:
+    """A base port with ``n`` consecutive free ports (one health server per worker)."""
+    import socket
+
+    for _ in range(50):
+        base = free_port()
+        socks: list[socket.socket] = []
+        try:
+            for p in range(base, base + n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no run of free ports")
+
+
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOM_")}
     env.update({"SOM_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
@@ -37,7 +58,7 @@ def test_som_up_demo_turns_orders_into_invoices_and_ctrl_c_leaves_nothing_behind
             "--demo-rate",
             "4",
             "--health-port-base",
-            str(free_port()),
+            str(_free_ports(4)),
         ],
         env=_env(data),
         stdout=subprocess.PIPE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -68,6 +69,10 @@ class TaxTable(BaseModel):
 
     default_rate: Decimal | None = None
     countries: dict[str, CountryRates]
+    missing_country: Literal["error", "untaxed"] = Field(
+        default="error",
+        description="a customer without any country: an error (default) or not taxed (rate 0)",
+    )
 
     @field_validator("default_rate", mode="before")
     @classmethod
@@ -88,6 +93,8 @@ class TaxTable(BaseModel):
         A region rate (``US-CA``, or ``CA`` with country ``US``) replaces the country rate.
         """
         if profile.tax_exempt:
+            return Decimal(0)
+        if not profile.country and self.missing_country == "untaxed":
             return Decimal(0)
         country = (profile.country or "").upper()
         entry = self.countries.get(country)

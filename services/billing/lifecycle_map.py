@@ -1,0 +1,214 @@
+"""From lifecycle changes to billing steps. Pure: no I/O, no clock.
+
+The lifecycle publishes every change as ``SubscriptionStateChanged`` with the domain events
+of the decision in ``change.events``. Billing reads only those events (never the status
+alone) and turns each into steps on the subscription's :class:`BillingState`:
+
+* :class:`Start` - (re)build the billing state from the snapshot and bill the first period
+  (``SubscriptionActivated``: creation, approval, trial conversion; ``SubscriptionReactivated``
+  with a new billing anchor).
+* :class:`Align` - make the items billed from a period start (renewal, resume) those of the
+  lifecycle's snapshot. The lifecycle owns the terms; billing's own end-of-term scheduling
+  (downgrades, seat decreases, add-on removals by billing policy) normally agrees already,
+  and a plan change the lifecycle applies at the period end arrives here.
+* :class:`Run` - one domain command (``apply``) at the event's business date.
+
+Which lifecycle event maps to which command (dates are the event's effective date in UTC):
+
+==========================  ==========================================================
+SubscriptionActivated       Start(period_start)  -> first invoice (a trial is free: the
+                            activation comes at conversion)
+SubscriptionReactivated     Start(period_start) when ``new_billing_anchor`` (restored after
+                            an end); lifting a suspension bills nothing
+SubscriptionRenewed         Align + Renew(period_start): billed in advance
+PlanChanged immediate       ChangePlan(timing=immediate): proration per billing policy
+PlanChanged period_end      nothing (the Align of the renewal/resume it comes with)
+QuantityChanged             ChangeQuantity (billing policy: increase now, decrease at term end)
+AddOnAdded / AddOnRemoved   AddAddon / RemoveAddon
+SubscriptionPaused          Pause: unused paid days credited (pending), no invoices while paused
+SubscriptionResumed         Align + Resume: the rest of the period invoiced at once
+SubscriptionCancelled       Cancel(immediate): unused time credited -> credit note. At the
+                            end of the term (``timing=end_of_term``) nothing is unused:
+                            only leftover pending adjustments are invoiced
+SubscriptionExpired /       Cancel(immediate, credit=none): billing ends without a credit
+SubscriptionTerminated
+TrialStarted                Cancel(immediate) if a paid period runs (start_trial on an
+                            active subscription stops it; conversion starts a new one)
+everything else             nothing (PlanChangeScheduled, CancellationScheduled/Revoked,
+                            past_due/suspended/recovered come from billing itself ...)
+==========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from services.billing.domain import (
+    BASE_ITEM,
+    AddAddon,
+    BillingCommand,
+    BillingState,
+    Cancel,
+    ChangePlan,
+    ChangeQuantity,
+    Item,
+    Pause,
+    RemoveAddon,
+    Renew,
+    Resume,
+)
+from services.billing.domain.model import ScheduledChange
+from shared.contracts import events as ev
+
+
+class LifecycleEvent(BaseModel):
+    """The fields of a lifecycle domain event (``change.events[i]``) that billing reads."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: str
+    effective_at: datetime
+    from_status: str | None = None
+    period_start: date | None = None
+    period_end: date | None = None
+    timing: str | None = None
+    to_plan_id: str | None = None
+    to_quantity: int | None = None
+    addon_plan_id: str | None = None
+    quantity: int | None = None
+    new_billing_anchor: bool | None = None
+    ended_at: datetime | None = None
+
+    @property
+    def on(self) -> date:
+        """The business date of the event (UTC)."""
+        return _day(self.effective_at)
+
+
+def _day(moment: datetime) -> date:
+    return moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
+
+
+@dataclass(frozen=True)
+class Start:
+    """Build the billing state from the snapshot and activate it on ``on`` (first invoice)."""
+
+    on: date
+
+
+@dataclass(frozen=True)
+class Align:
+    """Bill the snapshot's items from ``on`` (a period start)."""
+
+    on: date
+
+
+@dataclass(frozen=True)
+class Run:
+    """Apply one domain command; ``reason`` labels the documents it produces."""
+
+    command: BillingCommand
+    reason: str
+
+
+Step = Start | Align | Run
+
+
+def lifecycle_events(change: ev.SubscriptionStateChanged) -> list[LifecycleEvent]:
+    """The domain events of a lifecycle change, in the order the decision produced them."""
+    raw: list[dict[str, Any]] = list(change.change.get("events") or [])
+    return [LifecycleEvent.model_validate(e) for e in raw]
+
+
+def steps_for(event: LifecycleEvent) -> list[Step]:
+    """What one lifecycle event means for billing (see the module docstring)."""
+    t, on = event.type, event.on
+    if t == "SubscriptionActivated":
+        return [Start(event.period_start or on)]
+    if t == "SubscriptionReactivated":
+        return [Start(event.period_start or on)] if event.new_billing_anchor else []
+    if t == "SubscriptionRenewed":
+        start = event.period_start or on
+        return [Align(start), Run(Renew(on=start), "renewal")]
+    if t == "PlanChanged":
+        if event.timing != "immediate" or not event.to_plan_id:
+            return []
+        return [Run(ChangePlan(on=on, plan_id=event.to_plan_id, quantity=event.to_quantity,
+                               timing="immediate"), "change")]
+    if t == "QuantityChanged" and event.to_quantity is not None:
+        return [Run(ChangeQuantity(on=on, quantity=event.to_quantity), "change")]
+    if t == "AddOnAdded" and event.addon_plan_id:
+        return [Run(AddAddon(on=on, plan_id=event.addon_plan_id, quantity=event.quantity or 1), "change")]
+    if t == "AddOnRemoved" and event.addon_plan_id:
+        return [Run(RemoveAddon(on=on, item_id=event.addon_plan_id), "change")]
+    if t == "SubscriptionPaused":
+        return [Run(Pause(on=on), "pause")]
+    if t == "SubscriptionResumed":
+        return [Align(on), Run(Resume(on=on), "resume")]
+    if t == "SubscriptionCancelled":
+        ended = _day(event.ended_at) if event.ended_at else on
+        return [Run(Cancel(on=ended, timing="immediate"), "cancellation")]
+    if t in ("SubscriptionExpired", "SubscriptionTerminated"):
+        ended = _day(event.ended_at) if event.ended_at else on
+        return [Run(Cancel(on=ended, timing="immediate", credit="none"), "cancellation")]
+    if t == "TrialStarted":
+        return [Run(Cancel(on=on, timing="immediate"), "trial")]
+    return []
+
+
+def is_live(state: BillingState | None) -> bool:
+    """Billing runs: activated (something charged) and not ended."""
+    return state is not None and state.cancelled_on is None and state.charged_through is not None
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+def _terms(items: Sequence[Item]) -> list[tuple[str, str, int]]:
+    return sorted((i.item_id, i.plan_id, i.quantity) for i in items)
+
+
+def snapshot_items(snapshot: ev.SubscriptionSnapshot, *, previous: Sequence[Item], on: date) -> tuple[Item, ...]:
+    """The snapshot's items; an item that keeps its plan keeps its price date and price override.
+
+    A new plan bills its catalog price from ``on`` (an override of the old plan does not
+    carry over, as with ``ChangePlan``).
+    """
+    prev = {i.item_id: i for i in previous}
+
+    def item(item_id: str, plan_id: str, quantity: int, override: Any) -> Item:
+        old = prev.get(item_id)
+        if old is not None and old.plan_id == plan_id:
+            return old.model_copy(update={"quantity": quantity})
+        return Item(item_id=item_id, plan_id=plan_id, quantity=quantity, unit_amount=override, price_date=on)
+
+    items = [item(BASE_ITEM, snapshot.plan_id, snapshot.quantity, None)]
+    items += [item(a.plan_id, a.plan_id, a.quantity, a.unit_amount) for a in snapshot.addons]
+    return tuple(items)
+
+
+def align(state: BillingState, snapshot: ev.SubscriptionSnapshot, on: date) -> tuple[BillingState, str | None]:
+    """The state whose items billed from the period start ``on`` are the snapshot's (and a note).
+
+    Only when nothing is charged from ``on`` (a renewal boundary, or a paused subscription
+    resuming): the items then change without any proration.
+    """
+    sc = state.scheduled_change
+    due = sc is not None and sc.effective_on <= on
+    upcoming = sc.items if sc is not None and due else state.items
+    desired = snapshot_items(snapshot, previous=upcoming, on=on)
+    if _terms(upcoming) == _terms(desired):
+        return state, None
+    charged_from_on = state.paused_since is None and state.charged_through is not None and state.charged_through > on
+    if charged_from_on:
+        return state, f"items differ from the lifecycle on {on} but {on} is already charged: kept"
+    if state.paused_since is not None:
+        return state.model_copy(update={"items": desired, "scheduled_change": None if due else sc}), (
+            f"items aligned with the lifecycle on resume {on}")
+    change = ScheduledChange(effective_on=on, items=desired, reason="lifecycle terms for the new period")
+    return state.model_copy(update={"scheduled_change": change}), f"items aligned with the lifecycle on {on}"

@@ -1,0 +1,221 @@
+"""What the billing worker keeps in PostgreSQL (schema ``billing``), and how it reads it back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from services.billing.domain import BillingState, Document, DunningState
+from shared.contracts import events as ev
+from shared.timekeeping import SYSTEM_CLOCK
+
+_SERIES = {"invoice": "INV", "credit_note": "CN"}
+
+
+def _json(value: Any) -> Any:
+    # jsonb may come back as text, depending on the pool's codecs.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass
+class BillingRecord:
+    """One subscription as billing knows it."""
+
+    subscription_id: str
+    lifecycle_version: int
+    snapshot: ev.SubscriptionSnapshot
+    state: BillingState | None
+    account_credit: Decimal
+    clock: str | None
+    started_on: date | None
+    charged_through: date | None = None
+
+    @property
+    def business_clock(self) -> str:
+        """The clock the subscription's timers run on."""
+        return self.clock or SYSTEM_CLOCK
+
+
+async def load(conn: asyncpg.Connection | asyncpg.Pool, subscription_id: str, *, lock: bool = False
+               ) -> BillingRecord | None:
+    """The subscription's billing record (locked for the transaction with ``lock``)."""
+    sql = ("SELECT subscription_id, lifecycle_version, snapshot, state, account_credit, clock, started_on, "
+           "charged_through FROM billing.subscriptions WHERE subscription_id = $1")
+    row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), subscription_id)
+    if row is None:
+        return None
+    state = _json(row["state"])
+    return BillingRecord(
+        subscription_id=row["subscription_id"],
+        lifecycle_version=row["lifecycle_version"],
+        snapshot=ev.SubscriptionSnapshot.model_validate(_json(row["snapshot"])),
+        state=BillingState.model_validate(state) if state else None,
+        account_credit=Decimal(row["account_credit"]),
+        clock=row["clock"],
+        started_on=row["started_on"],
+        charged_through=row["charged_through"],
+    )
+
+
+async def save(conn: asyncpg.Connection, rec: BillingRecord) -> None:
+    """Insert or update the record."""
+    await conn.execute(
+        "INSERT INTO billing.subscriptions (subscription_id, lifecycle_version, snapshot, state, account_credit, "
+        "clock, started_on, charged_through) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+        "ON CONFLICT (subscription_id) DO UPDATE SET lifecycle_version = EXCLUDED.lifecycle_version, "
+        "snapshot = EXCLUDED.snapshot, state = EXCLUDED.state, account_credit = EXCLUDED.account_credit, "
+        "clock = EXCLUDED.clock, started_on = EXCLUDED.started_on, charged_through = EXCLUDED.charged_through, "
+        "updated_at = now()",
+        rec.subscription_id, rec.lifecycle_version, rec.snapshot.model_dump(mode="json"),
+        rec.state.model_dump(mode="json") if rec.state else None, rec.account_credit, rec.clock, rec.started_on,
+        rec.state.charged_through if rec.state else None,
+    )
+
+
+async def resolve_clock(conn: asyncpg.Connection, snapshot: ev.SubscriptionSnapshot) -> str | None:
+    """The subscription's business clock: the snapshot's, else the clock of its lifecycle timers.
+
+    The fallback reads the shared ``timekeeping.timers`` table (the lifecycle sets a renewal
+    timer on the subscription's clock before it publishes the activation). None while unknown.
+    """
+    if snapshot.clock:
+        return snapshot.clock
+    found = await conn.fetchval(
+        "SELECT clock FROM timekeeping.timers WHERE subscription_id = $1 ORDER BY id DESC LIMIT 1",
+        snapshot.subscription_id,
+    )
+    return str(found) if found is not None else None
+
+
+async def next_document_number(conn: asyncpg.Connection, document_type: str) -> str:
+    """Gapless number in the document type's series (the counter row stays locked until commit)."""
+    series = _SERIES[document_type]
+    value = await conn.fetchval(
+        "UPDATE billing.document_sequences SET next_value = next_value + 1 WHERE series = $1 "
+        "RETURNING next_value - 1",
+        series,
+    )
+    return f"{series}-{value:08d}"
+
+
+# --------------------------------------------------------------------------- documents
+
+
+@dataclass
+class StoredDocument:
+    """A numbered document with its collection state."""
+
+    document_number: str
+    document_type: str
+    subscription_id: str
+    status: str
+    reason: str | None
+    amount_due: Decimal
+    currency: str
+    due_date: date
+    issue_date: date
+    attempts: int
+    dunning: DunningState | None
+    suspended: bool
+    document: Document | None
+    body: dict[str, Any]
+
+
+def dunning_to_json(state: DunningState | None, *, suspended: bool) -> dict[str, Any] | None:
+    """The dunning run as JSON (plus whether billing suspended the subscription for it)."""
+    if state is None:
+        return None
+    return {
+        "failure_count": state.failure_count,
+        "first_failed_on": state.first_failed_on.isoformat(),
+        "last_failed_on": state.last_failed_on.isoformat(),
+        "next_retry_on": state.next_retry_on.isoformat() if state.next_retry_on else None,
+        "exhausted": state.exhausted,
+        "suspended": suspended,
+    }
+
+
+def _dunning(raw: Any) -> tuple[DunningState | None, bool]:
+    data = _json(raw)
+    if not data:
+        return None, False
+    return DunningState(
+        failure_count=int(data["failure_count"]),
+        first_failed_on=date.fromisoformat(data["first_failed_on"]),
+        last_failed_on=date.fromisoformat(data["last_failed_on"]),
+        next_retry_on=date.fromisoformat(data["next_retry_on"]) if data.get("next_retry_on") else None,
+        exhausted=bool(data.get("exhausted")),
+    ), bool(data.get("suspended"))
+
+
+_DOC_COLUMNS = ("document_number, document_type, subscription_id, status, reason, amount_due, currency, due_date, "
+                "issue_date, attempts, dunning, document, body")
+
+
+def _stored(row: asyncpg.Record) -> StoredDocument:
+    dunning, suspended = _dunning(row["dunning"])
+    doc = _json(row["document"])
+    return StoredDocument(
+        document_number=row["document_number"], document_type=row["document_type"],
+        subscription_id=row["subscription_id"], status=row["status"], reason=row["reason"],
+        amount_due=Decimal(row["amount_due"]), currency=row["currency"], due_date=row["due_date"],
+        issue_date=row["issue_date"], attempts=row["attempts"], dunning=dunning, suspended=suspended,
+        document=Document.model_validate(doc) if doc else None, body=_json(row["body"]),
+    )
+
+
+async def document(conn: asyncpg.Connection, number: str, *, lock: bool = False) -> StoredDocument | None:
+    """One document by number."""
+    row = await conn.fetchrow(
+        f"SELECT {_DOC_COLUMNS} FROM billing.documents WHERE document_number = $1" + (" FOR UPDATE" if lock else ""),
+        number,
+    )
+    return _stored(row) if row else None
+
+
+async def documents_of(conn: asyncpg.Connection | asyncpg.Pool, subscription_id: str, *,
+                       open_only: bool = False, lock: bool = False) -> list[StoredDocument]:
+    """The subscription's documents in issue order (only open invoices with ``open_only``)."""
+    rows = await conn.fetch(
+        f"SELECT {_DOC_COLUMNS} FROM billing.documents WHERE subscription_id = $1 "
+        "AND (NOT $2 OR status = 'open') ORDER BY issue_date, created_at, document_number"
+        + (" FOR UPDATE" if lock else ""),
+        subscription_id, open_only,
+    )
+    return [_stored(r) for r in rows]
+
+
+async def insert_document(
+    conn: asyncpg.Connection, doc: Document, contract: ev.InvoiceIssued, *, customer_id: str, status: str,
+    reason: str, cause_event_id: str, lifecycle_version: int | None, attempts: int,
+) -> None:
+    """Store a numbered document: the published contract and the domain document."""
+    await conn.execute(
+        "INSERT INTO billing.documents (document_number, document_type, subscription_id, customer_id, currency, "
+        "issue_date, due_date, subtotal, tax, total, amount_due, status, body, cause_event_id, reason, document, "
+        "lifecycle_version, attempts, paid_on) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+        "$15, $16, $17, $18, $19)",
+        contract.document_number, doc.document_type, doc.subscription_id, customer_id, doc.currency,
+        doc.issue_date, doc.due_date, doc.subtotal, doc.tax, doc.total, doc.amount_due, status,
+        contract.model_dump(mode="json"), cause_event_id, reason, doc.model_dump(mode="json"), lifecycle_version,
+        attempts, doc.issue_date if status == "paid" else None,
+    )
+
+
+async def update_collection(
+    conn: asyncpg.Connection, number: str, *, status: str | None = None, attempts: int | None = None,
+    dunning: DunningState | None = None, suspended: bool = False, clear_dunning: bool = False,
+    paid_on: date | None = None,
+) -> None:
+    """Record a payment attempt's consequences on the document."""
+    await conn.execute(
+        "UPDATE billing.documents SET status = COALESCE($2, status), attempts = COALESCE($3, attempts), "
+        "dunning = CASE WHEN $4 THEN NULL WHEN $5::jsonb IS NULL THEN dunning ELSE $5::jsonb END, "
+        "paid_on = COALESCE($6, paid_on) WHERE document_number = $1",
+        number, status, attempts, clear_dunning, dunning_to_json(dunning, suspended=suspended), paid_on,
+    )
