@@ -43,7 +43,7 @@ from services.billing.lifecycle_map import (
 from services.billing.payments import Payments, payment_request, schedule_request
 from shared.catalog import CatalogError
 from shared.contracts import events as ev
-from shared.contracts.envelope import CloudEvent, make_event
+from shared.contracts.envelope import CloudEvent, caused_by
 from shared.db.uow import UnitOfWork
 from shared.messaging import metrics, topics
 from shared.messaging.errors import PermanentError
@@ -171,10 +171,9 @@ class BillingHandlers:
         )
         uow.emit(
             topics.BILLING_INVOICES,
-            make_event(
+            caused_by(cause,
                 type=ev.INVOICE_ISSUED if invoice else ev.CREDIT_NOTE_ISSUED, source=SOURCE,
-                subject=snap.subscription_id, data=contract, correlation_id=cause.correlationid,
-                causation_id=cause.id, discriminator=number, time=cause.time,
+                subject=snap.subscription_id, data=contract, discriminator=number, time=cause.time,
             ),
         )
         metrics.DOCUMENTS_ISSUED.labels(doc.document_type).inc()

@@ -34,7 +34,7 @@ from services.billing.domain import (
 from services.billing.journal import start_of
 from shared import timekeeping
 from shared.contracts import events as ev
-from shared.contracts.envelope import CloudEvent, make_event
+from shared.contracts.envelope import CloudEvent, caused_by
 from shared.db.uow import UnitOfWork
 from shared.messaging import metrics, topics
 from shared.messaging.errors import PermanentError
@@ -81,9 +81,9 @@ async def send_command(
         command=command, subscription_id=snapshot.subscription_id, idempotency_key=key, channel=snapshot.channel,
         effective_at=at, actor="system:billing", reason=reason, test=snapshot.test,
     )
-    uow.emit(topics.SUBSCRIPTIONS_COMMANDS, make_event(
+    uow.emit(topics.SUBSCRIPTIONS_COMMANDS, caused_by(cause,
         type=ev.SUBSCRIPTION_COMMAND, source=SOURCE, subject=snapshot.subscription_id, data=cmd,
-        correlation_id=cause.correlationid, causation_id=cause.id, discriminator=command, time=at,
+        discriminator=command, time=at,
     ))
 
 
@@ -198,9 +198,8 @@ class Payments:
             attempt = doc.attempts + 1 if doc.dunning.next_retry_on is None else doc.attempts
             request = payment_request(doc, customer_id=rec.snapshot.customer.customer_id, attempt=attempt,
                                       reason="payment_method_updated", test=rec.snapshot.test)
-            uow.emit(topics.PAYMENTS_REQUESTS, make_event(
+            uow.emit(topics.PAYMENTS_REQUESTS, caused_by(cause,
                 type=ev.PAYMENT_REQUESTED, source=SOURCE, subject=doc.subscription_id, data=request,
-                correlation_id=cause.correlationid, causation_id=cause.id,
                 discriminator=f"{doc.document_number}/{attempt}", time=now,
             ))
             await store.update_collection(uow.conn, doc.document_number, attempts=attempt, dunning=decision.state,

@@ -8,7 +8,7 @@ from typing import Any
 from services.entitlements.domain.entitlements import entitlements_for
 from shared.catalog import Catalog
 from shared.contracts import events as ev
-from shared.contracts.envelope import make_event
+from shared.contracts.envelope import caused_by
 from shared.db.uow import UnitOfWork
 from shared.messaging import topics
 from shared.messaging.runtime import Incoming
@@ -78,13 +78,12 @@ class EntitlementHandlers:
         )
         uow.emit(
             topics.ENTITLEMENTS_CHANGED,
-            make_event(
+            caused_by(
+                event,
                 type=ev.ENTITLEMENTS_CHANGED,
                 source=SOURCE,
                 subject=change.subscription_id,
                 data=data,
-                correlation_id=event.correlationid,
-                causation_id=event.id,
                 discriminator=str(version),
                 time=change.effective_at,
             ),

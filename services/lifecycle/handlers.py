@@ -26,7 +26,7 @@ from services.lifecycle.domain.timers import TimerKind
 from shared import timekeeping
 from shared.catalog import Catalog, CatalogError
 from shared.contracts import events as ev
-from shared.contracts.envelope import CloudEvent, make_event
+from shared.contracts.envelope import CloudEvent, caused_by
 from shared.db.uow import UnitOfWork
 from shared.messaging import topics
 from shared.messaging.runtime import Incoming
@@ -276,13 +276,12 @@ class LifecycleHandlers:
         )
         uow.emit(
             topics.SUBSCRIPTIONS_EVENTS,
-            make_event(
+            caused_by(
+                cause,
                 type=ev.SUBSCRIPTION_STATE_CHANGED,
                 source=SOURCE,
                 subject=state.subscription_id,
                 data=data,
-                correlation_id=cause.correlationid,
-                causation_id=cause.id,
                 discriminator=str(version),
                 time=audit.effective_at,
             ),
@@ -336,13 +335,12 @@ class LifecycleHandlers:
         )
         uow.emit(
             topic,
-            make_event(
+            caused_by(
+                cause,
                 type=type_,
                 source=SOURCE,
                 subject=current.subscription_id,
                 data=notice,
-                correlation_id=cause.correlationid,
-                causation_id=cause.id,
                 time=cmd.effective_at,
             ),
         )
@@ -368,13 +366,12 @@ class LifecycleHandlers:
         log.info("command %s rejected: %s %s", cmd.command, code, message)
         uow.emit(
             topics.SUBSCRIPTIONS_COMMAND_REJECTIONS,
-            make_event(
+            caused_by(
+                cause,
                 type=ev.SUBSCRIPTION_COMMAND_REJECTED,
                 source=SOURCE,
                 subject=cmd.subscription_id,
                 data=data,
-                correlation_id=cause.correlationid,
-                causation_id=cause.id,
             ),
         )
 

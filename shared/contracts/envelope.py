@@ -74,3 +74,26 @@ def make_event(
         causationid=causation_id,
         data=data.model_dump(mode="json"),
     )
+
+
+def caused_by(
+    cause: CloudEvent,
+    *,
+    type: str,
+    source: str,
+    subject: str | None,
+    data: BaseModel,
+    discriminator: str = "",
+    time: datetime | None = None,
+) -> CloudEvent:
+    """An event caused by ``cause``: same correlation id, ``cause`` as causation, id derived from it."""
+    return make_event(
+        type=type,
+        source=source,
+        subject=subject,
+        data=data,
+        correlation_id=cause.correlationid,
+        causation_id=cause.id,
+        discriminator=discriminator,
+        time=time,
+    )
