@@ -33,9 +33,6 @@ class Settings(BaseSettings):
     retry_backoff_seconds: tuple[float, ...] = (0.5, 2.0, 8.0)
     relay_poll_seconds: float = Field(default=1.0, description="outbox safety-net poll interval")
     relay_batch_size: int = 500
-    relay_orphan_after_seconds: float = Field(
-        default=2.0, description="rows older than this are published by the poller even if unsignalled"
-    )
 
     consumer_session_timeout_ms: int = Field(
         default=10_000, description="group session timeout; the embedded broker delays a join by about half"
@@ -66,7 +63,6 @@ class Settings(BaseSettings):
 
     # Domain configuration
     catalog_path: Path | None = None
-    business_clock: str = Field(default="system", description="'system' or the name of a test clock")
 
     # Intake: webhook signatures (several secrets, comma-separated, are accepted during a rotation)
     stripe_webhook_secret: str | None = Field(

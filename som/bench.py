@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,8 +121,3 @@ async def run_bench(
         max_ms=lat[-1] if lat else float("nan"),
         rate=rate,
     )
-
-
-def median(values: list[float]) -> float:
-    """Median, for summaries."""
-    return statistics.median(values) if values else float("nan")

@@ -147,7 +147,7 @@ def up(
     from som.runner import prepare, worker_set
 
     settings = get_settings().model_copy(update={"health_port_base": health_port_base})
-    if not (settings.kafka_bootstrap and settings.database_url) and settings.kafka_bootstrap is None:
+    if settings.kafka_bootstrap is None:
         # The embedded broker joins groups after about half the session timeout: keep starts quick.
         settings = settings.model_copy(
             update={"consumer_session_timeout_ms": 6_000, "consumer_heartbeat_ms": 1_000}

@@ -196,7 +196,6 @@ class WorkerStatus:
     """What the readiness probe reports."""
 
     started: bool = False
-    broker_connected: bool = False
     subscribers: list[Any] = field(default_factory=list)
 
 
@@ -325,7 +324,6 @@ class Worker:
 
     async def _after_startup(self) -> None:
         self.status.started = True
-        self.status.broker_connected = True
         for factory in self.background_factories:
             self._background.append(asyncio.create_task(factory()))
 

@@ -1,2 +1,0 @@
--- (Timers and business clocks live in the shared timekeeping schema; see shared/db/migrations.)
-SELECT 1;
