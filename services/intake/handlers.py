@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from services.intake.pipeline import COMMANDS, Verdict, check_signature, evaluate
+from services.intake.pipeline import Verdict, check_signature, evaluate
 from shared.catalog import Catalog
 from shared.contracts import events as ev
 from shared.contracts.canonical import CanonicalOrderChange, NormalizedPayload
@@ -28,9 +28,6 @@ from shared.messaging.runtime import Incoming, content_id
 log = logging.getLogger("som.intake")
 SOURCE = "som/intake"
 TEST_CLOCK_HEADER = "som-test-clock"
-
-# Kept under its old name for callers of this module; the table lives in the pipeline.
-_COMMANDS = COMMANDS
 
 
 def transport_from_headers(headers: dict[str, str]) -> dict[str, Any]:
