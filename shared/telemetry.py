@@ -10,29 +10,61 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import Sampler
 
 from shared.db.pool import instrument_asyncpg
 
 
+def _exporting() -> bool:
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+def traces_sampler() -> Sampler:
+    """The sampler: the standard ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` when set.
+
+    Unset, it is parent-based always-on when spans are exported, and always-off when nothing
+    would receive them: recording a span per statement that nobody reads costs a third of a
+    worker's CPU. Trace context still travels (unsampled), so logs keep their trace ids.
+    """
+    if os.environ.get("OTEL_TRACES_SAMPLER"):
+        sampler = sampling._get_from_env_or_default()
+        assert sampler is not None
+        return sampler
+    return sampling.ParentBased(sampling.ALWAYS_ON) if _exporting() else sampling.ALWAYS_OFF
+
+
+def records_spans(sampler: Sampler) -> bool:
+    """False for a sampler that never records (then statement spans are not even created)."""
+    return sampler is not sampling.ALWAYS_OFF and not (
+        isinstance(sampler, sampling.TraceIdRatioBased) and sampler.rate == 0
+    )
+
+
 def setup_tracing(service_name: str, provider: TracerProvider | None = None) -> TracerProvider:
-    """Install a global tracer provider; spans go to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
+    """Install a global tracer provider; spans go to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+
+    A provider given by the caller (tests) records everything; otherwise sampling follows
+    ``traces_sampler``, and database statements become spans only when spans are recorded.
+    """
     current = trace.get_tracer_provider()
     if provider is None and isinstance(current, TracerProvider):
         return current  # already set up in this process (several workers in one process)
+    record = True
     if provider is None:
         # OTEL_SERVICE_NAME wins when the deployment sets it.
         name = os.environ.get("OTEL_SERVICE_NAME") or service_name
-        provider = TracerProvider(resource=Resource.create({"service.name": name}))
-        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-        ):
+        sampler = traces_sampler()
+        record = records_spans(sampler)
+        provider = TracerProvider(resource=Resource.create({"service.name": name}), sampler=sampler)
+        if _exporting():
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    instrument_asyncpg()
+    if record:
+        instrument_asyncpg()
     return provider
 
 

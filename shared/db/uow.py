@@ -75,12 +75,23 @@ class UnitOfWork:
 
     async def flush(self) -> None:
         """Write the queued events into the outbox (inside the transaction)."""
-        if not self.pending:
-            return
-        await self.conn.executemany(
-            "INSERT INTO messaging.outbox (service, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5)",
-            [(self.service, m.topic, m.key, m.value, m.headers) for m in self.pending],
-        )
+        await write_outbox(self.conn, self.service, self.pending)
+
+
+async def write_outbox(conn: asyncpg.Connection, service: str, messages: list[OutboxMessage]) -> None:
+    """Insert ``messages`` into the outbox in one statement, in order (ids follow list order)."""
+    if not messages:
+        return
+    await conn.execute(
+        "INSERT INTO messaging.outbox (service, topic, key, value, headers) "
+        "SELECT $1, t, k, v, h FROM unnest($2::text[], $3::text[], $4::bytea[], $5::jsonb[]) "
+        "WITH ORDINALITY AS m(t, k, v, h, n) ORDER BY n",
+        service,
+        [m.topic for m in messages],
+        [m.key for m in messages],
+        [m.value for m in messages],
+        [m.headers for m in messages],
+    )
 
 
 class Database:

@@ -1,9 +1,11 @@
-"""Which failures are worth retrying.
+"""Which failures are worth retrying, and which are not the message's fault at all.
 
 Permanent: the input can never succeed (cannot be parsed, breaks the contract) -> DLQ at once.
-Transient: the world may heal (database down, timeout, broker hiccup) -> retry with backoff.
-Anything unknown (a bug) is retried a bounded number of times and then dead-lettered,
-so a poison message never crash-loops a worker.
+Outage: a dependency (PostgreSQL, the broker) is unreachable -> the worker pauses consumption and
+waits; the message keeps all its retries (only what belongs to a message may use them up).
+Transient: anything else that may heal (a vendor timeout, an unknown bug) -> retry topic with
+backoff, a bounded number of times, then dead-lettered, so a poison message never crash-loops a
+worker.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 
 import asyncpg
 import pydantic
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 
 
 class PermanentError(Exception):
@@ -32,21 +35,53 @@ class UnparseableMessage(PermanentError):
 
 
 class TransientError(Exception):
-    """A failure that may succeed on a later attempt."""
+    """A failure of this message that may succeed on a later attempt (uses up one retry)."""
 
 
-_TRANSIENT = (
-    TransientError,
+# Failures of the connection, not of the statement: the database or the broker is unreachable,
+# restarting, refusing connections, or the pool could not hand out a connection in time.
+_OUTAGE: tuple[type[BaseException], ...] = (
     ConnectionError,
-    TimeoutError,
     OSError,
+    TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown (57P*)
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+_BROKER_OUTAGE: tuple[type[BaseException], ...] = (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+)
+# Two transactions got in each other's way: re-running the work helps, the message is innocent.
+_CONTENTION: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.LockNotAvailableError,
 )
+
+
+class DependencyOutage(Exception):
+    """A dependency is unreachable; raised by the runtime to pause instead of failing a message."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when the failure is the environment's (database or broker unreachable), not the message's."""
+    return isinstance(exc, (DependencyOutage, *_OUTAGE, *_BROKER_OUTAGE))
+
+
+def is_contention(exc: BaseException) -> bool:
+    """True for a serialization failure or deadlock: re-run the work, do not blame the message."""
+    return isinstance(exc, _CONTENTION)
+
 
 _PERMANENT = (PermanentError, pydantic.ValidationError, json.JSONDecodeError, UnicodeDecodeError)
 
@@ -54,8 +89,3 @@ _PERMANENT = (PermanentError, pydantic.ValidationError, json.JSONDecodeError, Un
 def is_permanent(exc: BaseException) -> bool:
     """True when retrying cannot help."""
     return isinstance(exc, _PERMANENT)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for failures of the environment rather than of the message."""
-    return isinstance(exc, _TRANSIENT)

@@ -17,6 +17,16 @@ HANDLER_SECONDS = Histogram(
     ["service", "topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+BATCH_RECORDS = Histogram(
+    "som_batch_records",
+    "Records per partition lane transaction",
+    ["service"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+PAUSED = Gauge("som_consumer_paused", "1 while consumption waits for a dependency to come back", ["service"])
+PAUSED_SECONDS = Counter(
+    "som_consumer_paused_seconds_total", "Seconds consumption waited for PostgreSQL or the broker", ["service"]
+)
 RENEWALS = Counter("som_renewal_payments_total", "Renewal payment outcomes", ["outcome"])
 DOCUMENTS_ISSUED = Counter("som_billing_documents_total", "Invoices and credit notes issued", ["document_type"])
 PAYMENT_RESULTS = Counter("som_payment_results_total", "Payment results received by billing", ["outcome"])

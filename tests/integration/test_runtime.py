@@ -17,6 +17,7 @@ from shared.contracts.envelope import make_event
 from shared.db.uow import Database, UnitOfWork
 from shared.messaging.admin import ensure_topics
 from shared.messaging.faults import faults
+from shared.messaging.parking import parked_keys
 from shared.messaging.runtime import H_ATTEMPT, Incoming, Route, Worker, content_id
 from shared.messaging.topics import TopicSpec, dlq_topic, retry_topic
 from shared.settings import Settings
@@ -61,6 +62,13 @@ async def probe_handler(incoming: Incoming, uow: UnitOfWork) -> None:
 
 
 async def _probe_worker(settings: Settings, db: Database) -> Worker:
+    await _probe_topics(settings, db)
+    worker = Worker("probe", [Route(PROBE_IN, probe_handler, event_id=content_id)], settings=settings, db=db)
+    await worker.start()
+    return worker
+
+
+async def _probe_topics(settings: Settings, db: Database) -> None:
     ns = settings.topic_namespace
     group = settings.group("probe")
     main = f"{ns}{PROBE_IN}"
@@ -75,11 +83,8 @@ async def _probe_worker(settings: Settings, db: Database) -> Worker:
     )
     await db.pool.execute(
         "CREATE TABLE IF NOT EXISTS public.probe_effects (id bigserial PRIMARY KEY, namespace text, "
-        "message_id text, key text)"
+        "message_id text, key text, txid bigint DEFAULT txid_current())"
     )
-    worker = Worker("probe", [Route(PROBE_IN, probe_handler, event_id=content_id)], settings=settings, db=db)
-    await worker.start()
-    return worker
 
 
 async def _effects(db: Database, settings: Settings) -> list[str]:
@@ -116,20 +121,18 @@ async def test_redelivered_message_has_one_effect(settings: Settings, db: Databa
         await worker.stop()
 
 
-async def test_transient_failure_is_retried_and_applied_once(settings: Settings, db: Database) -> None:
+async def test_database_outage_pauses_and_uses_no_retry(settings: Settings, db: Database) -> None:
+    """An unreachable database is not the message's fault: consumption waits, nothing goes to retry."""
     worker = await _probe_worker(settings, db)
     try:
-        faults.arm("db_unavailable:probe", times=2)
+        faults.arm("db_unavailable:probe", times=3)
         await publish(settings, PROBE_IN, {"id": "r1"}, key="k1")
         assert await _wait_effects(db, settings, 1) == ["r1"]
         ns = settings.topic_namespace
         retry = retry_topic(f"{ns}{PROBE_IN}", settings.group("probe"))
         async with TopicReader(str(settings.kafka_bootstrap), retry) as r:
-            await r.wait_for(1)
-            assert len(r.records) == 1  # one hop to the retry topic, then retried in place
-            headers = {k: v.decode() for k, v in r.records[0].headers}
-            assert headers[H_ATTEMPT] == "1"
-            assert headers["x-exception-type"] == "builtins.ConnectionRefusedError"
+            await r.settle(1.0)
+            assert r.records == []  # no hop to the retry topic: the outage used up nothing
         async with TopicReader(str(settings.kafka_bootstrap), f"{ns}{PROBE_OUT}") as out:
             await out.wait_for(1)
             await out.settle(1.0)
@@ -139,10 +142,36 @@ async def test_transient_failure_is_retried_and_applied_once(settings: Settings,
         await worker.stop()
 
 
+async def test_message_failure_is_retried_and_applied_once(settings: Settings, db: Database) -> None:
+    """A failure of the message itself goes to the retry topic once, then is retried in place."""
+    worker = await _probe_worker(settings, db)
+    try:
+        faults.arm("handler_error:probe", times=2)  # the first try in the batch, then one retry
+        await publish(settings, PROBE_IN, {"id": "r1"}, key="k1")
+        assert await _wait_effects(db, settings, 1) == ["r1"]
+        ns = settings.topic_namespace
+        retry = retry_topic(f"{ns}{PROBE_IN}", settings.group("probe"))
+        async with TopicReader(str(settings.kafka_bootstrap), retry) as r:
+            await r.wait_for(1)
+            await r.settle(0.5)
+            assert len(r.records) == 1  # one hop to the retry topic, then retried in place
+            headers = {k: v.decode() for k, v in r.records[0].headers}
+            assert headers[H_ATTEMPT] == "1"
+            assert headers["x-exception-type"] == "builtins.RuntimeError"
+        async with TopicReader(str(settings.kafka_bootstrap), f"{ns}{PROBE_OUT}") as out:
+            await out.wait_for(1)
+            await out.settle(1.0)
+            assert len(out.records) == 1
+        assert await parked_keys(db.pool, settings.group("probe")) == {}
+    finally:
+        faults.disarm()
+        await worker.stop()
+
+
 async def test_parked_key_is_not_overtaken(settings: Settings, db: Database) -> None:
     worker = await _probe_worker(settings, db)
     try:
-        faults.arm("db_unavailable:probe", times=1)  # only the first message fails
+        faults.arm("handler_error:probe", times=1)  # only the first message fails
         await publish(settings, PROBE_IN, {"id": "a1"}, key="sub-A")
         await asyncio.sleep(0.3)
         await publish(settings, PROBE_IN, {"id": "a2"}, key="sub-A")
@@ -150,12 +179,36 @@ async def test_parked_key_is_not_overtaken(settings: Settings, db: Database) -> 
         got = await _wait_effects(db, settings, 3)
         assert sorted(got) == ["a1", "a2", "b1"]
         assert got.index("a1") < got.index("a2"), got  # a2 waited behind a1
-        assert not worker.parked.counts  # everything unparked
+        assert await parked_keys(db.pool, settings.group("probe")) == {}  # everything unparked
     finally:
         faults.disarm()
         await worker.stop()
 
 
+async def test_batch_with_a_failing_message_commits_the_rest_in_order(settings: Settings, db: Database) -> None:
+    """Many messages per batch: one fails and parks its key, its followers wait, the rest commit once."""
+    await _probe_topics(settings, db)
+    keys = [f"sub-{i}" for i in range(6)]
+    for n in range(10):
+        for k in keys:
+            await publish(settings, PROBE_IN, {"id": f"{k}:{n:02d}"}, key=k)
+    faults.arm("handler_error:probe", times=1)  # one message of the first batch fails
+    worker = await _probe_worker(settings, db)
+    try:
+        got = await _wait_effects(db, settings, 60, timeout=40)
+        assert len(got) == 60 and len(set(got)) == 60, got
+        for k in keys:
+            mine = [g for g in got if g.startswith(f"{k}:")]
+            assert mine == sorted(mine), mine  # the failed key's followers did not overtake it
+        transactions = await db.pool.fetchval(
+            "SELECT count(DISTINCT txid) FROM public.probe_effects WHERE namespace = $1",
+            settings.topic_namespace,
+        )
+        assert transactions < 60  # several messages committed per transaction
+        assert await parked_keys(db.pool, settings.group("probe")) == {}
+    finally:
+        faults.disarm()
+        await worker.stop()
 async def test_unparseable_goes_to_dlq_and_worker_keeps_serving(settings: Settings, db: Database) -> None:
     worker = await _probe_worker(settings, db)
     try:

@@ -1,0 +1,370 @@
+"""The one way a worker consumes: batches by partition lane, inbox, outbox, retry topic, dead letters.
+
+For every route (topic -> handler) a worker runs two FastStream subscribers in its group:
+- the main topics, consumed in batches (up to ``consumer_batch_max_records`` per poll). The records
+  of each partition form a lane, processed in offset order in one PostgreSQL transaction
+  (``shared.messaging.lanes``); lanes run concurrently. Offsets are committed once for the batch,
+  after every lane has committed. A database or broker outage pauses consumption
+  (``shared.messaging.outage``) and the same records are processed again when it is over.
+- the retry topics. Messages wait for their not-before time, then are retried in place with
+  backoff (which keeps their order) up to ``retry_max_attempts`` attempts in all, then
+  dead-lettered. Finishing a message unparks its key in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
+
+from shared.db.uow import Database
+from shared.messaging import metrics, parking
+from shared.messaging.errors import DependencyOutage, is_contention, is_outage, is_permanent
+from shared.messaging.failures import FailureRouter
+from shared.messaging.incoming import (
+    H_ATTEMPT,
+    H_FIRST_FAILURE,
+    H_NOT_BEFORE,
+    H_ORIG_OFFSET,
+    H_ORIG_PARTITION,
+    H_ORIG_TIMESTAMP,
+    RUNTIME_HEADERS,
+    Incoming,
+    Route,
+    now_iso,
+)
+from shared.messaging.lanes import LaneProcessor
+from shared.messaging.outage import OutageGate
+from shared.messaging.relay import OutboxRelay
+from shared.messaging.topics import retry_topic
+from shared.settings import Settings
+
+log = logging.getLogger("som.runtime")
+
+# After this many re-runs of a lane whose "outage" the probes did not confirm, the error is
+# taken to be the message's own (a handler that times out on its own, say) and uses its retries.
+UNCONFIRMED_OUTAGE_RERUNS = 3
+
+
+@dataclass
+class WorkerStatus:
+    """What the readiness probe reports."""
+
+    started: bool = False
+    subscribers: list[Any] = field(default_factory=list)
+
+
+def _faststream_logger(name: str) -> logging.Logger:
+    """FastStream logs every message received and processed at INFO: hot-path noise that costs CPU."""
+    logger = logging.getLogger(f"som.{name}.faststream")
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logger.setLevel(logging.WARNING)
+    return logger
+
+
+class Worker:
+    """A FastStream Kafka app with the delivery guarantees of this project built in."""
+
+    def __init__(
+        self,
+        name: str,
+        routes: list[Route],
+        *,
+        settings: Settings,
+        db: Database,
+        tracer_provider: TracerProvider | None = None,
+        background: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.db = db
+        self.group = settings.group(name)
+        self.namespace = settings.topic_namespace
+        self.routes = routes
+        self.status = WorkerStatus()
+        self.background_factories = background or []
+        self._background: list[asyncio.Task[None]] = []
+        assert settings.kafka_bootstrap, "kafka_bootstrap must be resolved before building a worker"
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=False,  # the embedded broker has no InitProducerId; the outbox is the guarantee
+            client_id=f"som-{name}",
+            graceful_timeout=15.0,
+            logger=_faststream_logger(name),
+        )
+        self.app = FastStream(self.broker, logger=logging.getLogger(f"som.{name}"))
+        self.app.on_startup(self._on_startup)
+        self.app.after_startup(self._after_startup)
+        self.app.on_shutdown(self._on_shutdown)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=1,
+            client_id=f"som-{name}-relay",
+        )
+        self.relay = OutboxRelay(
+            db.pool,
+            self.producer,
+            f"{self.namespace}{name}",
+            poll_seconds=settings.relay_poll_seconds,
+            batch_size=settings.relay_batch_size,
+        )
+        db.after_commit.append(self.relay.signal)
+        self.router = FailureRouter(
+            self.producer,
+            worker=name,
+            group=self.group,
+            namespace=self.namespace,
+            backoff=settings.retry_backoff_seconds,
+        )
+        self.lanes = LaneProcessor(
+            worker=name,
+            service=f"{self.namespace}{name}",
+            namespace=self.namespace,
+            group=self.group,
+            pool=db.pool,
+            router=self.router,
+            after_commit=db.after_commit,
+        )
+        self.gate = OutageGate(name, {"database": self._database_answers, "broker": self._broker_answers})
+        self._lane_slots = asyncio.Semaphore(max(1, settings.consumer_lanes))
+        self._tracer = trace.get_tracer(f"som.{name}")
+        self._subscribe_all(routes)
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def _subscribe_all(self, routes: list[Route]) -> None:
+        """One batch consumer for every main topic and one consumer for every retry topic.
+
+        One member per group (not one per topic): each extra member joining a group makes
+        every member rebalance, which on start-up costs seconds per topic.
+        """
+        by_main = {f"{self.namespace}{r.topic}": r for r in routes}
+        by_retry = {retry_topic(t, self.group): r for t, r in by_main.items()}
+        s = self.settings
+        common: dict[str, Any] = {
+            "auto_offset_reset": "earliest",
+            "ack_policy": AckPolicy.NACK_ON_ERROR,
+            # A lane waiting out a database outage holds its batch; the member must stay in the group.
+            "max_poll_interval_ms": s.consumer_max_poll_interval_ms,
+            "session_timeout_ms": s.consumer_session_timeout_ms,
+            "heartbeat_interval_ms": s.consumer_heartbeat_ms,
+            "fetch_max_wait_ms": s.consumer_fetch_max_wait_ms,
+        }
+
+        for i in range(max(1, s.consumer_concurrency)):
+
+            async def consume(msg: KafkaMessage) -> None:
+                records = cast(tuple[ConsumerRecord, ...], msg.raw_message)  # type: ignore[type-arg]
+                await self._on_batch(by_main, records, msg)
+
+            consume.__name__ = f"{self.name}_main_{i}"
+            sub = self.broker.subscriber(
+                *by_main,
+                group_id=self.group,
+                batch=True,
+                max_records=s.consumer_batch_max_records,
+                batch_timeout_ms=s.consumer_batch_timeout_ms,
+                **common,
+            )
+            sub(consume)
+            self.status.subscribers.append(sub)
+
+        async def consume_retry(msg: KafkaMessage) -> None:
+            rec = cast(ConsumerRecord, msg.raw_message)  # type: ignore[type-arg]
+            await self._on_retry(by_retry[rec.topic], rec)
+
+        consume_retry.__name__ = f"{self.name}_retry"
+        # Retries wait seconds anyway: a long fetch wait keeps an idle retry consumer from costing CPU.
+        retry_common = dict(common, fetch_max_wait_ms=max(s.consumer_fetch_max_wait_ms, 250))
+        s2 = self.broker.subscriber(*by_retry, group_id=f"{self.group}.retry", **retry_common)
+        s2(consume_retry)
+        self.status.subscribers.append(s2)
+
+    async def _on_startup(self) -> None:
+        await self.producer.start()
+        self.relay.start()
+
+    async def _after_startup(self) -> None:
+        self.status.started = True
+        for factory in self.background_factories:
+            self._background.append(asyncio.create_task(factory()))
+
+    async def _on_shutdown(self) -> None:
+        self.status.started = False
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.relay.stop()
+        await self.producer.stop()
+
+    async def start(self) -> None:
+        """Start in the current event loop (tests and ``som up`` in-process use)."""
+        await self._on_startup()
+        await self.broker.start()
+        await self._after_startup()
+
+    async def stop(self) -> None:
+        """Stop consuming (members leave their groups), drain the outbox, close clients."""
+        await self.broker.stop()
+        await self._on_shutdown()
+
+    # -- dependencies --------------------------------------------------------------------
+
+    async def _database_answers(self) -> bool:
+        return bool(await self.db.pool.fetchval("SELECT 1") == 1)
+
+    async def _broker_answers(self) -> bool:
+        return bool(await self.broker.ping(timeout=2.0))
+
+    # -- main topics: batches by partition lane ------------------------------------------
+
+    async def _on_batch(
+        self, by_main: dict[str, Route], records: tuple[ConsumerRecord, ...], msg: Any  # type: ignore[type-arg]
+    ) -> None:
+        lanes: dict[tuple[str, int], list[ConsumerRecord]] = {}  # type: ignore[type-arg]
+        for rec in records:
+            lanes.setdefault((rec.topic, rec.partition), []).append(rec)
+        consumer = getattr(msg, "consumer", None)
+        await asyncio.gather(
+            *(self._lane(by_main[topic], recs, consumer) for (topic, _), recs in lanes.items())
+        )
+
+    async def _lane(self, route: Route, recs: list[ConsumerRecord], consumer: Any) -> None:  # type: ignore[type-arg]
+        incoming = [Incoming.from_record(route.topic, r) for r in recs]
+        unconfirmed = 0
+        while True:
+            try:
+                async with self._lane_slots:
+                    await self.lanes.run(
+                        route, incoming, blame_messages=unconfirmed >= UNCONFIRMED_OUTAGE_RERUNS
+                    )
+                break
+            except DependencyOutage as exc:
+                confirmed = await self.gate.wait(exc.cause)
+                unconfirmed = 0 if confirmed else unconfirmed + 1
+        with contextlib.suppress(Exception):  # a metric read must never fail a batch
+            last = recs[-1]
+            high = consumer.highwater(TopicPartition(last.topic, last.partition)) if consumer else None
+            if high is not None:
+                metrics.CONSUMER_LAG.labels(self.name, route.topic, str(last.partition)).set(
+                    max(0, high - last.offset - 1)
+                )
+
+    # -- retry topics: one message at a time, in place ------------------------------------
+
+    async def _on_retry(self, route: Route, rec: ConsumerRecord) -> None:  # type: ignore[type-arg]
+        raw = Incoming.from_record(route.topic, rec)
+        h = raw.headers
+        incoming = replace(
+            raw,
+            headers={k: v for k, v in h.items() if k not in RUNTIME_HEADERS},
+            partition=int(h.get(H_ORIG_PARTITION, raw.partition)),
+            offset=int(h.get(H_ORIG_OFFSET, raw.offset)),
+            timestamp_ms=int(h.get(H_ORIG_TIMESTAMP, raw.timestamp_ms)),
+            attempt=int(h.get(H_ATTEMPT, "0")) + 1,
+            first_failure_at=h.get(H_FIRST_FAILURE),
+        )
+        delay = int(h.get(H_NOT_BEFORE, "0")) / 1000 - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        unconfirmed = 0
+        while True:
+            try:
+                await self._process_retry(route, incoming)
+                return
+            except Exception as exc:
+                if (is_outage(exc) or is_contention(exc)) and unconfirmed < UNCONFIRMED_OUTAGE_RERUNS:
+                    confirmed = await self.gate.wait(exc)
+                    unconfirmed = 0 if confirmed else unconfirmed + 1
+                    continue
+                unconfirmed = 0
+                metrics.FAILURES.labels(self.name, route.topic, type(exc).__name__).inc()
+                if is_permanent(exc) or incoming.attempt >= self.settings.retry_max_attempts:
+                    await self._give_up(route, incoming, exc)
+                    return
+                metrics.RETRIES.labels(self.name, route.topic).inc()
+                log.warning(
+                    "attempt %d of %s failed (%s); retrying in place",
+                    incoming.attempt,
+                    route.topic,
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(self.router.backoff(incoming.attempt))
+                incoming = replace(
+                    incoming,
+                    attempt=incoming.attempt + 1,
+                    first_failure_at=incoming.first_failure_at or now_iso(),
+                )
+
+    async def _give_up(self, route: Route, incoming: Incoming, exc: Exception) -> None:
+        """Dead-letter the message and unpark its key; outages on the way only pause."""
+        await self._until_done(lambda: self.router.dead_letter(incoming, exc))
+        await self._until_done(lambda: self._release(route, incoming))
+
+    async def _until_done(self, step: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``step`` until it succeeds, pausing through outages (it is never the message's fault)."""
+        while True:
+            try:
+                await step()
+                return
+            except Exception as exc:
+                if not (is_outage(exc) or is_contention(exc)):
+                    raise
+                await self.gate.wait(exc)
+
+    async def _release(self, route: Route, incoming: Incoming) -> None:
+        if incoming.key is not None:
+            async with self.db.pool.acquire() as conn:
+                await parking.release(conn, self.group, route.topic, incoming.key)
+
+    async def _process_retry(self, route: Route, incoming: Incoming) -> None:
+        started = time.perf_counter()
+        event_id = route.event_id(incoming)
+        with self._tracer.start_as_current_span(
+            f"{route.topic} process",
+            context=propagate.extract(incoming.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": route.topic,
+                        "messaging.som.attempt": incoming.attempt},
+        ):
+            async with self.db.unit_of_work(self.name) as uow:
+                fresh = await uow.claim(self.group, event_id, route.topic)
+                if fresh:
+                    await route.handler(incoming, uow)
+                if incoming.key is not None:  # unpark in the same transaction as the effect
+                    await parking.release(uow.conn, self.group, route.topic, incoming.key)
+        outcome = "ok" if fresh else "duplicate"
+        metrics.PROCESSED.labels(self.name, route.topic, outcome).inc()
+        metrics.HANDLER_SECONDS.labels(self.name, route.topic).observe(time.perf_counter() - started)
+
+    # -- health ------------------------------------------------------------------------
+
+    async def readiness(self) -> dict[str, bool]:
+        """Broker connected, database reachable, partitions assigned, not paused by an outage."""
+        checks = {"started": self.status.started, "consuming": not self.gate.paused}
+        checks.update(await self.gate.answering())
+        assigned = False
+        for sub in self.status.subscribers:
+            consumer = getattr(sub, "consumer", None)
+            if consumer is not None and consumer.assignment():
+                assigned = True
+        checks["partitions_assigned"] = assigned
+        return checks
+
+
+__all__ = ["DependencyOutage", "Incoming", "Route", "Worker"]
