@@ -249,7 +249,7 @@ async def test_non_renewing_becomes_cancelled_at_period_end_and_grace_end_fires_
                 sub,
                 effective_at=datetime(2025, 6, 20, tzinfo=UTC),
                 clock=clock,
-                timing="end_of_term",
+                timing="period_end",
             )
             assert await status_of(db, sub, want="non_renewing") == "non_renewing"
             await advance_clock(

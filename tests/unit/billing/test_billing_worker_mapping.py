@@ -123,7 +123,7 @@ def test_renewal_aligns_items_with_a_plan_change_the_lifecycle_applied_at_the_pe
     assert none is None and same == renewal.state
 
 
-def test_billing_own_end_of_term_change_agrees_with_the_lifecycle(wctx: BillingContext) -> None:
+def test_billing_own_period_end_change_agrees_with_the_lifecycle(wctx: BillingContext) -> None:
     state = apply(state_from_snapshot(snapshot(quantity=3), started_on=date(2025, 1, 1)),
                   Activate(on=date(2025, 3, 1)), wctx).state
     decreased = apply(state, ChangeQuantity(on=date(2025, 3, 11), quantity=2), wctx)  # policy: at the term end
@@ -182,7 +182,7 @@ def test_preview_commands_match_the_worker_mapping() -> None:
     day = date(2025, 3, 11)
     assert command_for("change_plan", day, plan="pro") == ChangePlan(on=day, plan_id="pro")
     assert command_for("change_plan", day, plan="starter", timing="period_end") == ChangePlan(
-        on=day, plan_id="starter", timing="end_of_term")
+        on=day, plan_id="starter", timing="period_end")
     assert command_for("cancel", day, timing="immediate") == Cancel(on=day, timing="immediate")
     with pytest.raises(PreviewError):
         command_for("change_plan", day)
