@@ -97,7 +97,7 @@ def decode_command(
             customer_id=p.customer.customer_id if p.customer else None,
             plan=plan_ref(plan),
             quantity=p.quantity if p.quantity is not None else plan.quantity.min,
-            billing_interval=p.billing_interval or "P1M",  # validated by Create (P1W, P1M, P3M, P1Y)
+            billing_interval=p.billing_interval or "P1M",  # type: ignore[arg-type]  # Create validates it
             approval=mode,
             trial_days=None if p.trial else 0,  # None: the plan's trial
         )

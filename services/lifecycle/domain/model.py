@@ -14,11 +14,10 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.catalog import BillingInterval, Plan
-from shared.contracts.commands import Timing
-# Statuses, command kinds and timing are the shared contract's vocabulary, one for all services.
-from shared.contracts.lifecycle import ApprovalMode, ChangeDirection, CommandKind, Status
 
-
+# Statuses and command kinds are the shared contract's vocabulary, one for all services.
+from shared.contracts.lifecycle import ApprovalMode, ChangeDirection, Status
+from shared.contracts.lifecycle import CommandKind as CommandKind
 
 # Terminal ("ended") states: entitlements are off and a grace period runs before customer data is
 # deleted. Only the transitions the table lists leave them (reactivate within the grace period,
