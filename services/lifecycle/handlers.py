@@ -19,7 +19,7 @@ from services.lifecycle.domain import (
     decide,
     load_approval_policy,
 )
-from services.lifecycle.domain.decode import CommandNotUnderstood, decode_command
+from services.lifecycle.domain.decode import CommandNotUnderstood, commercial_terms, decode_command
 from services.lifecycle.domain.timers import TimerKind
 from shared import timekeeping
 from shared.catalog import Catalog, CatalogError
@@ -75,7 +75,7 @@ class LifecycleHandlers:
             cmd.subscription_id,
         )
         current = SubscriptionState.model_validate(row["state"]["domain"]) if row else None
-        commercial: dict[str, Any] = dict(row["state"]["commercial"]) if row else self._commercial(cmd)
+        commercial: dict[str, Any] = dict(row["state"]["commercial"]) if row else commercial_terms(cmd)
         if cmd.command in NOTICE_COMMANDS:
             outcome = await self._notice(uow, event, cmd, current, commercial)
         else:
@@ -101,19 +101,6 @@ class LifecycleHandlers:
             cmd.idempotency_key,
             outcome,
         )
-
-    def _commercial(self, cmd: ev.SubscriptionCommand) -> dict[str, Any]:
-        """What the lifecycle keeps beside the domain state for billing: customer, currency, price."""
-        p = cmd.params
-        if not isinstance(p, wire.CreateParams):  # no subscription yet and no create: nothing is kept
-            return {"clock": timekeeping.SYSTEM_CLOCK}
-        return {
-            "customer": p.customer.model_dump(mode="json") if p.customer else None,
-            "currency": (p.currency or "USD").upper(),
-            "unit_amount": str(p.unit_amount) if p.unit_amount is not None else None,
-            "test": p.test,
-            "clock": p.clock or timekeeping.SYSTEM_CLOCK,
-        }
 
     async def _apply(
         self,

@@ -10,6 +10,8 @@ that for every command and timing intake sends.
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.lifecycle.domain.approval import ApprovalPolicy, approval_mode
 from services.lifecycle.domain.commands import (
     AddAddon,
@@ -39,6 +41,22 @@ from shared.catalog import Catalog
 from shared.contracts import commands as wire
 from shared.contracts.commands import Timing
 from shared.contracts.events import SubscriptionCommand
+
+SYSTEM_CLOCK = "system"  # the wall clock (shared.timekeeping's name for it; the domain does no I/O)
+
+
+def commercial_terms(cmd: SubscriptionCommand) -> dict[str, Any]:
+    """What the lifecycle keeps beside the domain state for billing: customer, currency, price, clock."""
+    p = cmd.params
+    if not isinstance(p, wire.CreateParams):  # no subscription yet and no create: nothing is kept
+        return {"clock": SYSTEM_CLOCK}
+    return {
+        "customer": p.customer.model_dump(mode="json") if p.customer else None,
+        "currency": (p.currency or "USD").upper(),
+        "unit_amount": str(p.unit_amount) if p.unit_amount is not None else None,
+        "test": p.test,
+        "clock": p.clock or SYSTEM_CLOCK,
+    }
 
 
 class CommandNotUnderstood(ValueError):
