@@ -54,8 +54,9 @@ async def command(
 ) -> None:
     """Publish a lifecycle command as intake or an operator would (``fields``: the command's own)."""
     if name == "create":
-        fields.update(customer=customer or ev.Customer(customer_id=f"cus-{subscription_id}"), plan_id=plan_id,
-                      quantity=quantity, billing_interval="P1M", currency="USD", clock=clock)
+        fields.update(customer=customer or ev.Customer(customer_id=f"cus-{subscription_id}"),
+                      billing_interval="P1M", currency="USD", clock=clock)
+    fields.update({k: v for k, v in (("plan_id", plan_id), ("quantity", quantity)) if v is not None})
     cmd = ev.SubscriptionCommand(
         subscription_id=subscription_id, idempotency_key=f"test:{uuid.uuid4()}", channel="direct",
         effective_at=at, actor="user:test", params=params_for(name, **fields),
