@@ -41,7 +41,7 @@ def billing_preview(
     plan: Annotated[str | None, typer.Option("--plan", help="Target plan (change_plan) or add-on plan.")] = None,
     quantity: Annotated[int | None, typer.Option("--quantity", min=1, help="New quantity.")] = None,
     timing: Annotated[str | None, typer.Option(
-        "--timing", help="immediate or end_of_term (period_end); default: the billing policy")] = None,
+        "--timing", help="immediate or period_end (end_of_term accepted); default: the billing policy")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show the documents a change would produce on a date, without changing anything."""

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from rich.table import Table
 
 from shared.contracts import events as ev
+from shared.contracts.commands import CommandParams, params_for
 from shared.contracts.envelope import derived_id, make_event
 from shared.messaging import topics
 from som.cli import (
@@ -195,10 +196,13 @@ async def send_command(
     *,
     actor: str,
     reason: str | None,
-    params: dict[str, Any] | None = None,
+    params: CommandParams | None = None,
     effective_at: datetime | None = None,
 ) -> str:
-    """Publish an operator command on subscriptions.commands; returns its idempotency key."""
+    """Publish an operator command on subscriptions.commands; returns its idempotency key.
+
+    ``params``: the typed command; without it, ``command`` must be one without parameters.
+    """
     settings = resolved_settings()
     key = f"operator:{uuid.uuid4()}"
     from shared.timekeeping import SYSTEM_CLOCK, clock_now
@@ -212,14 +216,13 @@ async def send_command(
         # An operator acts "now" in the subscription's business time (its test clock, if it has one).
         now = await clock_now(pool, row["state"].get("commercial", {}).get("clock", SYSTEM_CLOCK))
     cmd = ev.SubscriptionCommand(
-        command=command,
         subscription_id=subscription_id,
         idempotency_key=key,
         channel=row["channel"],
         effective_at=effective_at or now,
         actor=actor,
         reason=reason,
-        params=params or {},
+        params=params or params_for(command),
     )
     correlation = derived_id("operator", key)
     event = make_event(

@@ -22,7 +22,9 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.contracts import commands as wire
 from shared.contracts import events as ev
+from shared.contracts.commands import CommandParams, Timing, TimingInput
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.pool import create_pool
 from shared.messaging import topics
@@ -44,20 +46,65 @@ class ScenarioCustomer(BaseModel):
     region: str = "eu"
 
 
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChangePlanAction(_Action):
+    """``change_plan: {plan, timing?, quantity?}``; without timing the plan-change rule decides."""
+
+    plan: str
+    timing: TimingInput | None = None
+    quantity: int | None = None
+
+
+class ChangeQuantityAction(_Action):
+    """``change_quantity: {quantity, timing?}`` (or just ``change_quantity: N``, immediate)."""
+
+    quantity: int
+    timing: TimingInput = Timing.IMMEDIATE
+
+
+class AddAddonAction(_Action):
+    """``add_addon: {plan, quantity?}``."""
+
+    plan: str
+    quantity: int = 1
+
+
+class PauseAction(_Action):
+    """``pause: {resume_on?}``."""
+
+    resume_on: date | None = None
+
+
+class CancelAction(_Action):
+    """``cancel: {timing?}``: ``immediate`` or ``period_end`` (the old ``end_of_term`` is read as that)."""
+
+    timing: TimingInput = Timing.PERIOD_END
+
+
+class PaymentFailureAction(_Action):
+    """``payment_failure: {times?, reason?}``: the next payment attempts fail."""
+
+    times: int = 1
+    reason: str = "card_declined"
+
+
 class Step(BaseModel):
     """One dated step. Exactly one action key besides ``at``."""
 
     model_config = ConfigDict(extra="forbid")
     at: date
-    change_plan: dict[str, Any] | None = None  # {plan, timing?: immediate|period_end, quantity?}
-    change_quantity: int | None = None
-    add_addon: dict[str, Any] | None = None  # {plan, quantity?}
+    change_plan: ChangePlanAction | None = None
+    change_quantity: int | ChangeQuantityAction | None = None
+    add_addon: AddAddonAction | None = None
     remove_addon: str | None = None
-    pause: dict[str, Any] | None = None  # {resume_on?}
+    pause: PauseAction | None = None
     resume: bool | None = None
-    cancel: dict[str, Any] | None = None  # {timing: immediate|end_of_term}
+    cancel: CancelAction | None = None
     undo_cancel: bool | None = None
-    payment_failure: dict[str, Any] | None = None  # {times?: 1, reason?}
+    payment_failure: PaymentFailureAction | None = None
     payment_method_updated: bool | None = None
     advance: bool | None = None  # only move the clock
 
@@ -108,6 +155,31 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"{path}: {where}: {first['msg']}") from exc
 
 
+def step_command(step: Step) -> CommandParams | None:
+    """The lifecycle command a step sends; ``None`` for steps that are no command (payments, advance)."""
+    if step.change_plan is not None:
+        c = step.change_plan
+        return wire.ChangePlanParams(plan_id=c.plan, quantity=c.quantity, timing=c.timing)
+    if step.change_quantity is not None:
+        q = step.change_quantity
+        if isinstance(q, int):
+            q = ChangeQuantityAction(quantity=q)
+        return wire.ChangeQuantityParams(quantity=q.quantity, timing=q.timing)
+    if step.add_addon is not None:
+        return wire.AddAddonParams(addon_plan_id=step.add_addon.plan, quantity=step.add_addon.quantity)
+    if step.remove_addon is not None:
+        return wire.RemoveAddonParams(addon_plan_id=step.remove_addon)
+    if step.pause is not None:
+        return wire.PauseParams(resume_on=step.pause.resume_on)
+    if step.resume:
+        return wire.ResumeParams()
+    if step.cancel is not None:
+        return wire.CancelParams(timing=step.cancel.timing)
+    if step.undo_cancel:
+        return wire.UndoScheduledChangeParams()
+    return None
+
+
 def _at(day: date) -> datetime:
     # Steps happen at noon on their day: after that day's midnight renewals, as a person would act.
     return datetime.combine(day, time(12), tzinfo=UTC)
@@ -142,7 +214,7 @@ class Timeline:
                 plan=snap["plan_id"],
                 quantity=snap["quantity"],
                 period=f"{snap.get('current_period_start') or ''}..{snap.get('current_period_end') or ''}",
-                events=data["change"].get("event_types", []),
+                events=[e["type"] for e in data["events"]],
             )
         elif event["type"] in (ev.INVOICE_ISSUED, ev.CREDIT_NOTE_ISSUED):
             entry.update(
@@ -275,24 +347,14 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             headers=[("ce_id", event.id.encode())],
         )
 
-    async def command(
-        name: str,
-        day: date,
-        *,
-        plan_id: str | None = None,
-        quantity: int | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> None:
+    async def command(day: date, params: CommandParams) -> None:
         cmd = ev.SubscriptionCommand(
-            command=name,
             subscription_id=sub_id,
-            idempotency_key=f"sim:{sub_id}:{day}:{name}",
+            idempotency_key=f"sim:{sub_id}:{day}:{params.command}",
             channel="direct",
-            plan_id=plan_id,
-            quantity=quantity,
             effective_at=_at(day),
             actor="user:simulator",
-            params=params or {},
+            params=params,
         )
         corr = derived_id("simulation", sub_id)
         event = make_event(
@@ -329,38 +391,13 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         for step in scenario.steps:
             await advance_clock(pool, bootstrap, ns, clock, _at(step.at))
             a = step.action
-            if a == "change_plan":
-                assert step.change_plan is not None
-                await command(
-                    "change_plan",
-                    step.at,
-                    plan_id=step.change_plan["plan"],
-                    quantity=step.change_plan.get("quantity"),
-                    params={"timing": step.change_plan["timing"]} if "timing" in step.change_plan else None,
-                )
-            elif a == "change_quantity":
-                await command("change_quantity", step.at, quantity=step.change_quantity)
-            elif a == "add_addon":
-                assert step.add_addon is not None
-                await command(
-                    "add_addon",
-                    step.at,
-                    quantity=step.add_addon.get("quantity", 1),
-                    params={"addon_plan_id": step.add_addon["plan"]},
-                )
-            elif a == "remove_addon":
-                await command("remove_addon", step.at, params={"addon_plan_id": step.remove_addon})
-            elif a == "pause":
-                await command("pause", step.at, params={k: str(v) for k, v in (step.pause or {}).items()})
-            elif a == "resume":
-                await command("resume", step.at)
-            elif a == "cancel":
-                await command("cancel", step.at, params={"timing": (step.cancel or {}).get("timing", "end_of_term")})
-            elif a == "undo_cancel":
-                await command("undo_scheduled_change", step.at)
+            params = step_command(step)
+            if params is not None:
+                await command(step.at, params)
             elif a == "payment_failure":
-                failures.left += int((step.payment_failure or {}).get("times", 1))
-                failures.reason = str((step.payment_failure or {}).get("reason", "card_declined"))
+                assert step.payment_failure is not None
+                failures.left += step.payment_failure.times
+                failures.reason = step.payment_failure.reason
             elif a == "payment_method_updated":
                 update = ev.PaymentMethodUpdated(  # type: ignore[attr-defined]
                     subscription_id=sub_id, updated_at=_at(step.at)

@@ -25,6 +25,7 @@ from services.billing.domain import (
     BillingOutcome,
     BillingState,
     Document,
+    NoChange,
     apply,
     state_from_snapshot,
     to_invoice_issued,
@@ -37,7 +38,6 @@ from services.billing.lifecycle_map import (
     Step,
     align,
     is_live,
-    lifecycle_events,
     steps_for,
 )
 from services.billing.payments import Payments, payment_request, schedule_request
@@ -58,12 +58,6 @@ async def next_document_number(uow: UnitOfWork, document_type: str) -> str:
     return await store.next_document_number(uow.conn, document_type)
 
 
-def _benign(exc: BillingError) -> bool:
-    # Billing already has these terms (e.g. a seat decrease it scheduled for the term end was
-    # undone in the lifecycle): nothing to bill now; the renewal aligns the items.
-    return "nothing changes" in str(exc)
-
-
 class BillingHandlers:
     """Handlers of ``subscriptions.events`` and ``payments.results``."""
 
@@ -80,7 +74,6 @@ class BillingHandlers:
             return
         try:
             change = event.payload(ev.SubscriptionStateChanged)
-            events = lifecycle_events(change)
         except ValidationError as exc:
             raise PermanentError(f"not a lifecycle change billing can read: {exc.errors()[0]['msg']}") from exc
         rec = await store.load(uow.conn, change.subscription_id, lock=True)
@@ -92,12 +85,10 @@ class BillingHandlers:
         elif change.version > rec.lifecycle_version + 1:
             log.warning("lifecycle version %d of %s follows %d: a change was skipped", change.version,
                         change.subscription_id, rec.lifecycle_version)
-        if rec.state is None and rec.charged_through is not None:
-            rec.state = self.legacy_state(rec)
         rec.snapshot = change.snapshot
         rec.lifecycle_version = change.version
         rec.clock = change.snapshot.clock or rec.clock or await store.resolve_clock(uow.conn, change.snapshot)
-        for lifecycle_event in events:
+        for lifecycle_event in change.events:
             for step in steps_for(lifecycle_event):
                 done = self.step(rec, step)
                 if done is None:
@@ -108,20 +99,6 @@ class BillingHandlers:
                 for doc in outcome.documents:
                     await self.issue(uow, event, rec, doc, reason=reason)
         await store.save(uow.conn, rec)
-
-    def legacy_state(self, rec: store.BillingRecord) -> BillingState | None:
-        """A state for a subscription the walking skeleton billed (no domain state stored yet).
-
-        It bills on from what was charged; the skeleton kept no ledger, so an immediate change
-        in that first period credits nothing for it.
-        """
-        snap, charged_through = rec.snapshot, rec.charged_through
-        assert charged_through is not None
-        try:
-            state = state_from_snapshot(snap, started_on=snap.current_period_start or charged_through)
-        except BillingError:
-            return None
-        return state.model_copy(update={"charged_through": charged_through})
 
     def step(self, rec: store.BillingRecord, step: Step) -> tuple[BillingOutcome, str] | None:
         """Apply one step to the record's state (pure); the outcome and the documents' reason, if any."""
@@ -147,10 +124,12 @@ class BillingHandlers:
                 return None
             assert isinstance(step, Run)
             return apply(state, step.command, self.ctx, account_credit=rec.account_credit), step.reason
+        except NoChange as exc:
+            # Billing already has these terms (e.g. a seat decrease it scheduled for the period end
+            # was undone in the lifecycle): nothing to bill now; the renewal aligns the items.
+            log.info("%s: %s", rec.subscription_id, exc)
+            return None
         except BillingError as exc:
-            if _benign(exc):
-                log.info("%s: %s", rec.subscription_id, exc)
-                return None
             raise PermanentError(f"billing cannot apply {step} to {rec.subscription_id}: {exc}") from exc
         except (TaxError, CatalogError) as exc:
             raise PermanentError(f"{rec.subscription_id}: {exc}") from exc

@@ -1,8 +1,8 @@
 """From lifecycle changes to billing steps. Pure: no I/O, no clock.
 
 The lifecycle publishes every change as ``SubscriptionStateChanged`` with the domain events
-of the decision in ``change.events``. Billing reads only those events (never the status
-alone) and turns each into steps on the subscription's :class:`BillingState`:
+of the decision in ``events`` (typed: :mod:`shared.contracts.lifecycle`). Billing reads only
+those events (never the status alone) and turns each into steps on the subscription's :class:`BillingState`:
 
 * :class:`Start` - (re)build the billing state from the snapshot and bill the first period
   (``SubscriptionActivated``: creation, approval, trial conversion; ``SubscriptionReactivated``
@@ -23,12 +23,13 @@ SubscriptionReactivated     Start(period_start) when ``new_billing_anchor`` (res
 SubscriptionRenewed         Align + Renew(period_start): billed in advance
 PlanChanged immediate       ChangePlan(timing=immediate): proration per billing policy
 PlanChanged period_end      nothing (the Align of the renewal/resume it comes with)
-QuantityChanged             ChangeQuantity (billing policy: increase now, decrease at term end)
+QuantityChanged immediate   ChangeQuantity (billing policy: increase now, decrease at period end)
+QuantityChanged period_end  nothing (a scheduled seat change: the Align of its renewal)
 AddOnAdded / AddOnRemoved   AddAddon / RemoveAddon
 SubscriptionPaused          Pause: unused paid days credited (pending), no invoices while paused
 SubscriptionResumed         Align + Resume: the rest of the period invoiced at once
 SubscriptionCancelled       Cancel(immediate): unused time credited -> credit note. At the
-                            end of the term (``timing=end_of_term``) nothing is unused:
+                            end of the period (``timing=period_end``) nothing is unused:
                             only leftover pending adjustments are invoiced
 SubscriptionExpired /       Cancel(immediate, credit=none): billing ends without a credit
 SubscriptionTerminated
@@ -46,8 +47,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from services.billing.domain import (
     BASE_ITEM,
     AddAddon,
@@ -64,30 +63,8 @@ from services.billing.domain import (
 )
 from services.billing.domain.model import ScheduledChange
 from shared.contracts import events as ev
-
-
-class LifecycleEvent(BaseModel):
-    """The fields of a lifecycle domain event (``change.events[i]``) that billing reads."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    type: str
-    effective_at: datetime
-    from_status: str | None = None
-    period_start: date | None = None
-    period_end: date | None = None
-    timing: str | None = None
-    to_plan_id: str | None = None
-    to_quantity: int | None = None
-    addon_plan_id: str | None = None
-    quantity: int | None = None
-    new_billing_anchor: bool | None = None
-    ended_at: datetime | None = None
-
-    @property
-    def on(self) -> date:
-        """The business date of the event (UTC)."""
-        return _day(self.effective_at)
+from shared.contracts import lifecycle as lc
+from shared.contracts.commands import Timing
 
 
 def _day(moment: datetime) -> date:
@@ -119,45 +96,38 @@ class Run:
 Step = Start | Align | Run
 
 
-def lifecycle_events(change: ev.SubscriptionStateChanged) -> list[LifecycleEvent]:
-    """The domain events of a lifecycle change, in the order the decision produced them."""
-    raw: list[dict[str, Any]] = list(change.change.get("events") or [])
-    return [LifecycleEvent.model_validate(e) for e in raw]
-
-
-def steps_for(event: LifecycleEvent) -> list[Step]:
+def steps_for(event: lc.DomainEvent) -> list[Step]:
     """What one lifecycle event means for billing (see the module docstring)."""
-    t, on = event.type, event.on
-    if t == "SubscriptionActivated":
-        return [Start(event.period_start or on)]
-    if t == "SubscriptionReactivated":
-        return [Start(event.period_start or on)] if event.new_billing_anchor else []
-    if t == "SubscriptionRenewed":
-        start = event.period_start or on
-        return [Align(start), Run(Renew(on=start), "renewal")]
-    if t == "PlanChanged":
-        if event.timing != "immediate" or not event.to_plan_id:
+    on = _day(event.effective_at)
+    if isinstance(event, lc.SubscriptionActivated):
+        return [Start(event.period_start)]
+    if isinstance(event, lc.SubscriptionReactivated):
+        return [Start(event.period_start)] if event.new_billing_anchor else []
+    if isinstance(event, lc.SubscriptionRenewed):
+        return [Align(event.period_start), Run(Renew(on=event.period_start), "renewal")]
+    if isinstance(event, lc.PlanChanged):
+        if event.timing is not Timing.IMMEDIATE:
             return []
         return [Run(ChangePlan(on=on, plan_id=event.to_plan_id, quantity=event.to_quantity,
-                               timing="immediate"), "change")]
-    if t == "QuantityChanged" and event.to_quantity is not None:
+                               timing=Timing.IMMEDIATE), "change")]
+    if isinstance(event, lc.QuantityChanged):
+        if event.timing is not Timing.IMMEDIATE:  # applied at a period boundary: the Align carries it
+            return []
         return [Run(ChangeQuantity(on=on, quantity=event.to_quantity), "change")]
-    if t == "AddOnAdded" and event.addon_plan_id:
-        return [Run(AddAddon(on=on, plan_id=event.addon_plan_id, quantity=event.quantity or 1), "change")]
-    if t == "AddOnRemoved" and event.addon_plan_id:
+    if isinstance(event, lc.AddOnAdded):
+        return [Run(AddAddon(on=on, plan_id=event.addon_plan_id, quantity=event.quantity), "change")]
+    if isinstance(event, lc.AddOnRemoved):
         return [Run(RemoveAddon(on=on, item_id=event.addon_plan_id), "change")]
-    if t == "SubscriptionPaused":
+    if isinstance(event, lc.SubscriptionPaused):
         return [Run(Pause(on=on), "pause")]
-    if t == "SubscriptionResumed":
+    if isinstance(event, lc.SubscriptionResumed):
         return [Align(on), Run(Resume(on=on), "resume")]
-    if t == "SubscriptionCancelled":
-        ended = _day(event.ended_at) if event.ended_at else on
-        return [Run(Cancel(on=ended, timing="immediate"), "cancellation")]
-    if t in ("SubscriptionExpired", "SubscriptionTerminated"):
-        ended = _day(event.ended_at) if event.ended_at else on
-        return [Run(Cancel(on=ended, timing="immediate", credit="none"), "cancellation")]
-    if t == "TrialStarted":
-        return [Run(Cancel(on=on, timing="immediate"), "trial")]
+    if isinstance(event, lc.SubscriptionCancelled):
+        return [Run(Cancel(on=_day(event.ended_at), timing=Timing.IMMEDIATE), "cancellation")]
+    if isinstance(event, lc.SubscriptionExpired | lc.SubscriptionTerminated):
+        return [Run(Cancel(on=_day(event.ended_at), timing=Timing.IMMEDIATE, credit="none"), "cancellation")]
+    if isinstance(event, lc.TrialStarted):
+        return [Run(Cancel(on=on, timing=Timing.IMMEDIATE), "trial")]
     return []
 
 

@@ -34,6 +34,7 @@ from services.billing.domain import (
 from services.billing.journal import start_of
 from shared import timekeeping
 from shared.contracts import events as ev
+from shared.contracts.commands import params_for
 from shared.contracts.envelope import CloudEvent, caused_by
 from shared.db.uow import UnitOfWork
 from shared.messaging import metrics, topics
@@ -78,8 +79,8 @@ async def send_command(
     """A command to the lifecycle (``mark_past_due``, ``suspend``, ``payment_recovered``, ``reactivate``)."""
     key = f"billing:{cause.id}:{command}"
     cmd = ev.SubscriptionCommand(
-        command=command, subscription_id=snapshot.subscription_id, idempotency_key=key, channel=snapshot.channel,
-        effective_at=at, actor="system:billing", reason=reason, test=snapshot.test,
+        subscription_id=snapshot.subscription_id, idempotency_key=key, channel=snapshot.channel,
+        effective_at=at, actor="system:billing", reason=reason, params=params_for(command),
     )
     uow.emit(topics.SUBSCRIPTIONS_COMMANDS, caused_by(cause,
         type=ev.SUBSCRIPTION_COMMAND, source=SOURCE, subject=snapshot.subscription_id, data=cmd,

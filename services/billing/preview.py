@@ -36,6 +36,7 @@ from services.billing.domain.model import Timing
 from services.billing.handlers import BillingHandlers
 from services.billing.journal import RECOGNITION_KIND
 from services.billing.lifecycle_map import Run
+from shared.contracts.commands import parse_timing
 
 CHANGES = ("change_plan", "change_quantity", "add_addon", "remove_addon", "cancel", "pause", "resume", "renew",
            "invoice_pending")
@@ -53,10 +54,10 @@ class PreviewError(ValueError):
 def _timing(value: str | None) -> Timing | None:
     if value is None:
         return None
-    normalized = {"period_end": "end_of_term", "end_of_term": "end_of_term", "immediate": "immediate"}.get(value)
-    if normalized is None:
-        raise PreviewError(f"timing must be immediate or end_of_term (period_end), not {value!r}")
-    return normalized  # type: ignore[return-value]
+    try:
+        return Timing(parse_timing(value))
+    except ValueError:
+        raise PreviewError(f"timing must be immediate or period_end (end_of_term), not {value!r}") from None
 
 
 def command_for(change: str, on: date, *, plan: str | None = None, quantity: int | None = None,

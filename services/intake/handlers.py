@@ -15,10 +15,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from services.intake.pipeline import Verdict, check_signature, evaluate
+from services.intake.domain import errors as intake_errors
+from services.intake.domain.impact import impact_score
+from services.intake.domain.normalizers import normalize, region_hint
+from services.intake.domain.policy import effective_policy
+from services.intake.domain.validation import CustomerCredit
+from services.intake.pipeline import COMMAND_REASONS, check_signature, evaluate
 from shared.catalog import Catalog
 from shared.contracts import events as ev
 from shared.contracts.canonical import CanonicalOrderChange, NormalizedPayload
+from shared.contracts.commands import CommandParams, CreateParams, UndoScheduledChangeParams
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.uow import UnitOfWork
 from shared.messaging import topics
@@ -73,9 +79,6 @@ class IntakeHandlers:
 
     async def on_inbound(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Verify, normalize, validate and route one channel payload."""
-        from services.intake.domain import errors as intake_errors
-        from services.intake.domain.normalizers import normalize, region_hint
-
         channel = incoming.topic.removeprefix(topics.INBOUND_PREFIX)
         transport = transport_from_headers(incoming.headers)
         # Before anything else: a forged payload must not even be parsed into an order. The
@@ -116,8 +119,6 @@ class IntakeHandlers:
         index: int,
         region: str | None,
     ) -> None:
-        from services.intake.domain.validation import CustomerCredit
-
         order_key = change.channel_event_id or f"{inbound_event_id(incoming)}:{index}"
         if await uow.conn.fetchval(
             "SELECT 1 FROM intake.orders WHERE channel = $1 AND order_key = $2", channel, order_key
@@ -150,7 +151,7 @@ class IntakeHandlers:
             "VALUES ($1, $2, $3, $4, $5)",
             channel, order_key, subscription_id, change.action, change.model_dump(mode="json"),
         )
-        if verdict.command is None:
+        if verdict.params is None:
             return
         if replaced_by is not None:
             # The channel replaced this id (STACKIT plan change, AWS renewal): the subscription lives
@@ -165,54 +166,16 @@ class IntakeHandlers:
             # The replaced id was cancelling (STACKIT: cancel the old plan, buy the new one); the
             # subscription continues, so its scheduled end goes first.
             self._emit_command(
-                uow, incoming, channel, change, verdict, subscription_id, customer_id, credit_row, region,
-                command="undo_scheduled_change", params={"what": "cancellation"},
+                uow, incoming, change, subscription_id,
+                params=UndoScheduledChangeParams(),
                 idempotency_key=f"{channel}:{order_key}:undo-cancellation", correlation=correlation,
                 discriminator="undo-cancellation",
                 # now (when the channel told us), not when the new plan starts: by then the old term is over
                 effective_at=datetime.fromtimestamp(incoming.timestamp_ms / 1000, UTC),
             )
-        params = dict(verdict.params)
-        if incoming.headers.get(TEST_CLOCK_HEADER):
-            # Test mode: the subscription lives on a named test clock (som clock / som simulate).
-            params["clock"] = incoming.headers[TEST_CLOCK_HEADER]
-        self._emit_command(
-            uow, incoming, channel, change, verdict, subscription_id, customer_id, credit_row, region,
-            command=verdict.command, params=params, idempotency_key=f"{channel}:{order_key}",
-            correlation=correlation, discriminator="",
-        )
-
-    def _emit_command(
-        self,
-        uow: UnitOfWork,
-        incoming: Incoming,
-        channel: str,
-        change: CanonicalOrderChange,
-        verdict: Verdict,
-        subscription_id: str,
-        customer_id: str,
-        credit_row: Mapping[str, Any] | None,
-        region: str | None,
-        *,
-        command: str,
-        params: dict[str, Any],
-        idempotency_key: str,
-        correlation: str,
-        discriminator: str,
-        effective_at: datetime | None = None,
-    ) -> None:
-        plan_id = verdict.plan_id
-        plan = self.catalog.find(plan_id) if plan_id else None
-        currency = change.currency or (
-            sorted(plan.currencies)[0] if plan and "USD" not in plan.currencies else "USD"
-        )
-        cmd = ev.SubscriptionCommand(
-            command=command,
-            subscription_id=subscription_id,
-            idempotency_key=idempotency_key,
-            channel=channel,
-            channel_subscription_id=change.channel_subscription_id,
-            customer=ev.Customer(
+        params = verdict.params
+        if isinstance(params, CreateParams):
+            customer = ev.Customer(
                 customer_id=customer_id,
                 email=change.customer.email,
                 name=change.customer.name,
@@ -220,19 +183,36 @@ class IntakeHandlers:
                 region=region,
                 account_id=change.account.channel_account_id,
                 tax_exempt=bool(credit_row["tax_exempt"]) if credit_row else False,
-            ),
-            plan_id=plan_id,
-            quantity=change.quantity,
-            billing_interval=change.billing_interval,
-            currency=currency,
-            # A price the channel charged is the subscription's price; the direct channel's comes from
-            # the catalog, so it stays unset and catalog price versions apply at renewal.
-            unit_amount=Decimal(change.unit_amount)
-            if change.unit_amount and change.currency and channel != "direct" else None,
+            )
+            # Test mode: the subscription lives on a named test clock (som clock / som simulate).
+            clock = incoming.headers.get(TEST_CLOCK_HEADER) or None
+            params = params.model_copy(update={"customer": customer, "clock": clock})
+        self._emit_command(
+            uow, incoming, change, subscription_id, params=params, idempotency_key=f"{channel}:{order_key}",
+            correlation=correlation, discriminator="", reason=COMMAND_REASONS.get((change.action, change.phase)),
+        )
+
+    def _emit_command(
+        self,
+        uow: UnitOfWork,
+        incoming: Incoming,
+        change: CanonicalOrderChange,
+        subscription_id: str,
+        *,
+        params: CommandParams,
+        idempotency_key: str,
+        correlation: str,
+        discriminator: str,
+        effective_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> None:
+        cmd = ev.SubscriptionCommand(
+            subscription_id=subscription_id,
+            idempotency_key=idempotency_key,
+            channel=change.channel,
             effective_at=effective_at or parse_effective_at(change.effective_at, incoming.timestamp_ms),
-            trial=bool(change.trial),
-            test=change.test,
-            actor=f"channel:{channel}",
+            actor=f"channel:{change.channel}",
+            reason=reason,
             params=params,
         )
         uow.emit(
@@ -335,9 +315,6 @@ class IntakeHandlers:
         *,
         index: int = 0,
     ) -> None:
-        from services.intake.domain.impact import impact_score
-        from services.intake.domain.policy import effective_policy
-
         if policy is None:
             policy = effective_policy(channel, change.account.channel_account_id if change else None)
         impact = impact_score(value, policy.impact_weight)

@@ -10,10 +10,12 @@ the three agree by construction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from pydantic import ValidationError
 
 from services.intake.domain.errors import InvalidOrder, UnparseableInput
 from services.intake.domain.impact import impact_score
@@ -25,34 +27,37 @@ from services.intake.domain.signatures import verify_signature
 from services.intake.domain.validation import CustomerCredit, validate
 from shared.catalog import Catalog
 from shared.contracts.canonical import CanonicalOrderChange, RejectionReason
+from shared.contracts.commands import CommandParams, Timing, params_for
 
 # Channels whose deliveries carry a signature this worker can check (with a configured secret).
 SIGNED_CHANNELS: tuple[str, ...] = ("stripe", "shopify")
 
-# Canonical (action, phase) -> lifecycle command and its params. ``None`` = recorded, no command.
-COMMANDS: dict[tuple[str, str], tuple[str, dict[str, Any]] | None] = {
-    ("create", "effective"): ("create", {}),
-    ("create", "requested"): ("create", {"awaiting_channel_activation": True}),
-    ("create", "scheduled"): ("create", {}),
-    ("activate", "effective"): ("approve", {}),
-    ("activate", "requested"): ("approve", {}),
-    ("change_plan", "effective"): ("change_plan", {"timing": "immediate"}),
-    ("change_plan", "scheduled"): ("change_plan", {"timing": "period_end"}),
-    ("change_plan", "requested"): ("change_plan", {"timing": "immediate"}),
-    ("change_quantity", "effective"): ("change_quantity", {"timing": "immediate"}),
-    ("change_quantity", "scheduled"): ("change_quantity", {"timing": "period_end"}),
-    ("change_quantity", "requested"): ("change_quantity", {"timing": "immediate"}),
-    ("suspend", "effective"): ("suspend", {}),
-    ("reinstate", "effective"): ("reactivate", {}),
-    ("cancel", "effective"): ("cancel", {"timing": "immediate"}),
-    ("cancel", "scheduled"): ("cancel", {"timing": "end_of_term"}),
-    ("cancel", "requested"): ("cancel", {"timing": "end_of_term"}),
-    ("cancel", "withdrawn"): ("undo_scheduled_change", {"what": "cancellation"}),
-    ("uncancel", "effective"): ("undo_scheduled_change", {"what": "cancellation"}),
-    ("renew", "effective"): ("renew", {}),
-    ("create_failed", "failed"): ("reject", {"reason": "channel provisioning failed"}),
+# Canonical (action, phase) -> lifecycle command and the timing it carries. ``None`` = recorded, no command.
+COMMANDS: dict[tuple[str, str], tuple[str, Timing | None] | None] = {
+    ("create", "effective"): ("create", None),
+    ("create", "requested"): ("create", None),
+    ("create", "scheduled"): ("create", None),
+    ("activate", "effective"): ("approve", None),
+    ("activate", "requested"): ("approve", None),
+    ("change_plan", "effective"): ("change_plan", Timing.IMMEDIATE),
+    ("change_plan", "scheduled"): ("change_plan", Timing.PERIOD_END),
+    ("change_plan", "requested"): ("change_plan", Timing.IMMEDIATE),
+    ("change_quantity", "effective"): ("change_quantity", Timing.IMMEDIATE),
+    ("change_quantity", "scheduled"): ("change_quantity", Timing.PERIOD_END),
+    ("change_quantity", "requested"): ("change_quantity", Timing.IMMEDIATE),
+    ("suspend", "effective"): ("suspend", None),
+    ("reinstate", "effective"): ("reactivate", None),
+    ("cancel", "effective"): ("cancel", Timing.IMMEDIATE),
+    ("cancel", "scheduled"): ("cancel", Timing.PERIOD_END),
+    ("cancel", "requested"): ("cancel", Timing.PERIOD_END),
+    ("cancel", "withdrawn"): ("undo_scheduled_change", None),
+    ("uncancel", "effective"): ("undo_scheduled_change", None),
+    ("renew", "effective"): ("renew", None),
+    ("create_failed", "failed"): ("reject", None),
     ("refresh", "effective"): None,
 }
+# The reason a command carries when the channel's event implies one.
+COMMAND_REASONS: dict[tuple[str, str], str] = {("create_failed", "failed"): "channel provisioning failed"}
 
 
 def parse_secrets(value: str | None) -> list[str]:
@@ -89,17 +94,49 @@ def check_signature(
     )
 
 
-def command_for(change: CanonicalOrderChange, policy: EffectivePolicy) -> tuple[str, dict[str, Any]] | None:
-    """The lifecycle command (name, params) an accepted change becomes; ``None``: record only."""
+def command_for(
+    change: CanonicalOrderChange, policy: EffectivePolicy, *, plan_id: str | None, catalog: Catalog
+) -> CommandParams | None:
+    """The typed lifecycle command an accepted change becomes; ``None``: record only.
+
+    Raises pydantic's ``ValidationError`` when the change lacks what the command needs (a
+    plan change without a plan): the sender refuses what the lifecycle could not honour.
+    The customer of a creation is added by the worker (it comes from the database).
+    """
     mapped = COMMANDS.get((change.action, change.phase))
     if mapped is None:
         return None
-    command, params = mapped[0], dict(mapped[1])
-    if change.replaces_channel_subscription_id:
-        params["replaces_channel_subscription_id"] = change.replaces_channel_subscription_id
-    if policy.approval == "manual":
-        params["approval"] = "manual"
-    return command, params
+    command, timing = mapped
+    fields: dict[str, Any] = {}
+    if command == "create":
+        plan = catalog.find(plan_id) if plan_id else None
+        fields = {
+            "plan_id": plan_id,
+            "quantity": change.quantity,
+            "billing_interval": change.billing_interval,
+            "currency": change.currency
+            or (sorted(plan.currencies)[0] if plan and "USD" not in plan.currencies else "USD"),
+            # A price the channel charged is the subscription's price; the direct channel's comes
+            # from the catalog, so it stays unset and catalog price versions apply at renewal.
+            "unit_amount": change.unit_amount
+            if change.unit_amount and change.currency and change.channel != "direct" else None,
+            "trial": bool(change.trial),
+            "test": change.test,
+            "approval": "manual" if policy.approval == "manual" else None,
+        }
+    elif command == "change_plan":
+        fields = {"plan_id": plan_id, "quantity": change.quantity, "timing": timing}
+    elif command == "change_quantity":
+        fields = {"quantity": change.quantity, "timing": timing}
+    elif command == "cancel":
+        fields = {"timing": timing}
+    return params_for(command, **fields)
+
+
+def _invalid_command(exc: ValidationError) -> RejectionReason:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"][1:]) or None  # [0] is the command's name
+    return RejectionReason(code="INVALID_COMMAND", field=where, message=f"the lifecycle command: {first['msg']}")
 
 
 @dataclass(frozen=True)
@@ -114,8 +151,12 @@ class Verdict:
     order_value: Decimal | None
     reasons: tuple[RejectionReason, ...]
     impact_score: Decimal
-    command: str | None = None  # None: accepted but only recorded (or rejected)
-    params: dict[str, Any] = field(default_factory=dict)
+    params: CommandParams | None = None  # None: accepted but only recorded (or rejected)
+
+    @property
+    def command(self) -> str | None:
+        """The lifecycle command's name, if the change becomes one."""
+        return self.params.command if self.params is not None else None
 
     @property
     def accepted(self) -> bool:
@@ -135,7 +176,7 @@ class Verdict:
             "approval": self.policy.approval,
             "policy_sources": list(self.policy.sources),
             "command": self.command,
-            "params": self.params,
+            "params": self.params.model_dump(mode="json") if self.params is not None else None,
             "change": self.change.model_dump(mode="json"),
         }
 
@@ -162,7 +203,12 @@ def evaluate(
         region=region,
         order_value=value,
     )
-    routed = None if reasons else command_for(change, policy)
+    routed = None
+    if not reasons:
+        try:
+            routed = command_for(change, policy, plan_id=plan_id, catalog=catalog)
+        except ValidationError as exc:
+            reasons = [_invalid_command(exc)]
     return Verdict(
         index=index,
         change=change,
@@ -172,8 +218,7 @@ def evaluate(
         order_value=value,
         reasons=tuple(reasons),
         impact_score=impact_score(value, policy.impact_weight),
-        command=routed[0] if routed else None,
-        params=routed[1] if routed else {},
+        params=routed,
     )
 
 

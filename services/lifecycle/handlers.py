@@ -16,16 +16,16 @@ from services.lifecycle.domain import (
     Decision,
     Rejection,
     SubscriptionState,
-    approval_mode,
     decide,
     load_approval_policy,
-    parse_command,
-    plan_ref,
 )
+from services.lifecycle.domain.decode import CommandNotUnderstood, commercial_terms, decode_command
 from services.lifecycle.domain.timers import TimerKind
 from shared import timekeeping
 from shared.catalog import Catalog, CatalogError
+from shared.contracts import commands as wire
 from shared.contracts import events as ev
+from shared.contracts.commands import NOTICE_COMMANDS
 from shared.contracts.envelope import CloudEvent, caused_by
 from shared.db.uow import UnitOfWork
 from shared.messaging import topics
@@ -46,10 +46,6 @@ def current_trace_id() -> str | None:
     """Hex trace id of the current span, for the audit trail."""
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
-
-
-class CommandNotUnderstood(ValueError):
-    """The wire command does not make a domain command (missing plan, bad timing ...)."""
 
 
 class LifecycleHandlers:
@@ -79,14 +75,16 @@ class LifecycleHandlers:
             cmd.subscription_id,
         )
         current = SubscriptionState.model_validate(row["state"]["domain"]) if row else None
-        commercial: dict[str, Any] = dict(row["state"]["commercial"]) if row else self._commercial(cmd)
-        if cmd.command in TIMER_NOTICES.values():
+        commercial: dict[str, Any] = dict(row["state"]["commercial"]) if row else commercial_terms(cmd)
+        if cmd.command in NOTICE_COMMANDS:
             outcome = await self._notice(uow, event, cmd, current, commercial)
         else:
             try:
                 now = await timekeeping.clock_now(uow.conn, commercial.get("clock", timekeeping.SYSTEM_CLOCK))
-                domain_cmd = self._domain_command(cmd, current, commercial)
-            except (CommandNotUnderstood, CatalogError, ValidationError, KeyError) as exc:
+                domain_cmd = decode_command(
+                    cmd, current, catalog=self.catalog, approval_policy=self.approval_policy
+                )
+            except (CommandNotUnderstood, CatalogError, ValidationError) as exc:
                 result: Decision | Rejection | None = None
                 await self._reject(uow, event, cmd, current, "INVALID_COMMAND", str(exc).splitlines()[0])
             else:
@@ -103,84 +101,6 @@ class LifecycleHandlers:
             cmd.idempotency_key,
             outcome,
         )
-
-    def _commercial(self, cmd: ev.SubscriptionCommand) -> dict[str, Any]:
-        """What the lifecycle keeps beside the domain state for billing: customer, currency, price."""
-        return {
-            "customer": cmd.customer.model_dump(mode="json") if cmd.customer else None,
-            "currency": (cmd.currency or "USD").upper(),
-            "unit_amount": str(cmd.unit_amount) if cmd.unit_amount is not None else None,
-            "payment_terms_days": int(cmd.params.get("payment_terms_days", 0)),
-            "test": cmd.test,
-            "clock": str(cmd.params.get("clock", timekeeping.SYSTEM_CLOCK)),
-            "channel_subscription_id": cmd.channel_subscription_id,
-        }
-
-    def _domain_command(
-        self, cmd: ev.SubscriptionCommand, current: SubscriptionState | None, commercial: dict[str, Any]
-    ) -> Any:
-        p = cmd.params
-        data: dict[str, Any] = {
-            "kind": cmd.command,
-            "subscription_id": cmd.subscription_id,
-            "idempotency_key": cmd.idempotency_key,
-            "actor": cmd.actor,
-            "reason": cmd.reason or p.get("reason"),
-            "effective_at": cmd.effective_at,
-        }
-        kind = cmd.command
-        if kind == "create":
-            if not cmd.plan_id:
-                raise CommandNotUnderstood("create needs a plan")
-            plan = self.catalog.plan(cmd.plan_id)
-            account = cmd.customer.account_id if cmd.customer else None
-            mode = p.get("approval") or approval_mode(
-                self.approval_policy,
-                channel=cmd.channel,
-                plan_id=plan.id,
-                account_id=account,
-                on=cmd.effective_at.date(),
-            )
-            data.update(
-                channel=cmd.channel,
-                account_id=account,
-                customer_id=cmd.customer.customer_id if cmd.customer else None,
-                plan=plan_ref(plan),
-                quantity=cmd.quantity if cmd.quantity is not None else plan.quantity.min,
-                billing_interval=cmd.billing_interval or "P1M",
-                approval=mode,
-                trial_days=p.get("trial_days", None if cmd.trial else 0),
-            )
-        elif kind == "change_plan":
-            if not cmd.plan_id:
-                raise CommandNotUnderstood("change_plan needs a plan")
-            target = self.catalog.plan(cmd.plan_id)
-            timing = p.get("timing")
-            if (
-                timing is None and current is not None
-            ):  # the plan-change rule: upgrades now, the rest at period end
-                timing = "immediate" if plan_ref(target).tier >= current.plan.tier else "period_end"
-            data.update(plan=plan_ref(target), timing=timing or "immediate", quantity=cmd.quantity)
-        elif kind == "change_quantity":
-            if cmd.quantity is None:
-                raise CommandNotUnderstood("change_quantity needs a quantity")
-            data.update(quantity=cmd.quantity)
-        elif kind == "add_addon":
-            addon_id = p.get("addon_plan_id") or cmd.plan_id
-            if not addon_id:
-                raise CommandNotUnderstood("add_addon needs params.addon_plan_id")
-            data.update(addon=plan_ref(self.catalog.plan(addon_id)), quantity=cmd.quantity or 1)
-        elif kind == "remove_addon":
-            data.update(addon_plan_id=p.get("addon_plan_id") or cmd.plan_id)
-        elif kind == "pause":
-            data.update(resume_on=p.get("resume_on"))
-        elif kind == "cancel":
-            data.update(timing=p.get("timing", "end_of_term"))
-        elif kind == "start_trial":
-            data.update(trial_days=p.get("trial_days"))
-        elif kind == "terminate":
-            data.update(grace_period_days=p.get("grace_period_days"))
-        return parse_command({k: v for k, v in data.items() if v is not None})
 
     async def _apply(
         self,
@@ -252,16 +172,14 @@ class LifecycleHandlers:
                 topic=topics.SUBSCRIPTIONS_COMMANDS,
                 event_type=ev.SUBSCRIPTION_COMMAND,
                 payload=ev.SubscriptionCommand(
-                    command=command,
                     subscription_id=state.subscription_id,
                     idempotency_key=timer.idempotency_key,
                     channel=state.channel,
                     effective_at=timer.due_at,
                     actor="system:scheduler",
-                    params={"timer": timer.kind.value},
+                    params=wire.params_for(command),
                 ),
             )
-        events = [e.model_dump(mode="json") for e in decision.events]
         data = ev.SubscriptionStateChanged(
             subscription_id=state.subscription_id,
             version=version,
@@ -271,7 +189,7 @@ class LifecycleHandlers:
             effective_at=audit.effective_at,
             actor=audit.actor,
             reason=audit.reason,
-            change={"events": events, "event_types": [e["type"] for e in events]},
+            events=list(decision.events),  # type: ignore[arg-type]  # the domain's events are the contract's
             snapshot=self.snapshot(state, commercial),
         )
         uow.emit(
@@ -306,7 +224,6 @@ class LifecycleHandlers:
             current_period_end=state.current_period_end,
             trial_ends_at=state.trial_ends_at,
             grace_period_ends_at=state.grace_period_ends_at,
-            payment_terms_days=int(commercial.get("payment_terms_days", 0)),
             test=bool(commercial.get("test", False)),
             clock=commercial.get("clock"),
         )

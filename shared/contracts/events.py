@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.contracts.commands import CommandParams, Customer
+from shared.contracts.lifecycle import LifecycleEvent
 from shared.money import DecimalString
 
 # CloudEvent types
@@ -31,40 +33,28 @@ JOURNAL_ENTRY_POSTED = "som.accounting.journal_entry_posted"
 UPCOMING_CHARGE_NOTICE = "som.notification.upcoming_charge"
 
 
-class Customer(BaseModel):
-    """The buyer, with the internal customer id intake resolved."""
-
-    model_config = ConfigDict(frozen=True)
-
-    customer_id: str
-    email: str | None = None
-    name: str | None = None
-    country: str | None = Field(default=None, description="ISO 3166-1 alpha-2, for tax")
-    region: str | None = Field(default=None, description="availability region / tax region")
-    account_id: str | None = None
-    tax_exempt: bool = False
-
-
 class SubscriptionCommand(BaseModel):
-    """A command to the lifecycle worker. ``idempotency_key`` makes a repeat a no-op, however late."""
+    """A command to the lifecycle. ``idempotency_key`` makes a repeat a no-op, however late.
 
-    command: str = Field(description="create, approve, change_plan, cancel, ... (see the lifecycle table)")
+    ``params`` is the typed command (:data:`shared.contracts.commands.CommandParams`, discriminated
+    by ``params.command``); what only some commands need (plan, quantity, timing, customer ...)
+    lives there, so a sender cannot send a field the receiver does not read.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     subscription_id: str
     idempotency_key: str
     channel: str
-    channel_subscription_id: str | None = None
-    customer: Customer | None = None
-    plan_id: str | None = None
-    quantity: int | None = None
-    billing_interval: str | None = None
-    currency: str | None = None
-    unit_amount: DecimalString | None = None
     effective_at: datetime
-    trial: bool = False
-    test: bool = False
     actor: str = "system"
     reason: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict, description="command-specific: timing, resume_date ...")
+    params: CommandParams
+
+    @property
+    def command(self) -> str:
+        """The command's name (``create``, ``change_plan`` ...)."""
+        return self.params.command
 
 
 class SubscriptionItem(BaseModel):
@@ -111,7 +101,9 @@ class SubscriptionStateChanged(BaseModel):
     effective_at: datetime
     actor: str
     reason: str | None = None
-    change: dict[str, Any] = Field(default_factory=dict, description="what changed: plan, quantity, timing")
+    events: list[LifecycleEvent] = Field(
+        default_factory=list, description="what happened, in the order the lifecycle decided it"
+    )
     snapshot: SubscriptionSnapshot
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from shared.contracts import events as ev
+from shared.contracts.commands import params_for
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.uow import Database
 from shared.messaging import metrics, topics
@@ -49,16 +50,16 @@ async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 15
 async def command(
     settings: Settings, name: str, subscription_id: str, *, at: datetime, clock: str | None = None,
     plan_id: str | None = None, quantity: int | None = None, customer: ev.Customer | None = None,
-    **params: Any,
+    **fields: Any,
 ) -> None:
-    """Publish a lifecycle command as intake or an operator would."""
-    if clock:
-        params["clock"] = clock
+    """Publish a lifecycle command as intake or an operator would (``fields``: the command's own)."""
+    if name == "create":
+        fields.update(customer=customer or ev.Customer(customer_id=f"cus-{subscription_id}"),
+                      billing_interval="P1M", currency="USD", clock=clock)
+    fields.update({k: v for k, v in (("plan_id", plan_id), ("quantity", quantity)) if v is not None})
     cmd = ev.SubscriptionCommand(
-        command=name, subscription_id=subscription_id, idempotency_key=f"test:{uuid.uuid4()}", channel="direct",
-        customer=customer or ev.Customer(customer_id=f"cus-{subscription_id}"), plan_id=plan_id,
-        quantity=quantity, billing_interval="P1M", currency="USD", effective_at=at, actor="user:test",
-        params=params,
+        subscription_id=subscription_id, idempotency_key=f"test:{uuid.uuid4()}", channel="direct",
+        effective_at=at, actor="user:test", params=params_for(name, **fields),
     )
     corr = derived_id("test", cmd.idempotency_key)
     event = make_event(type=ev.SUBSCRIPTION_COMMAND, source="tests", subject=subscription_id, data=cmd,

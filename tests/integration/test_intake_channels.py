@@ -198,7 +198,8 @@ async def test_forged_or_unsigned_stripe_payload_is_rejected_before_anything_els
         assert v["data"]["channel"] == "stripe"
         assert v["data"]["channel_subscription_id"] is None  # nothing of a forged payload is trusted
     [command] = commands.values()
-    assert command["data"]["channel_subscription_id"] == f"sub_good{suffix}"  # the rotated secret still verifies
+    # the rotated secret still verifies: the good payload's subscription gets its command
+    assert command["data"]["subscription_id"] == derived_id("subscription", "stripe", f"sub_good{suffix}")
     stored = await db.pool.fetchval(
         "SELECT count(*) FROM intake.rejections WHERE channel = 'stripe' AND reasons->0->>'code' LIKE 'SIGNATURE_%' "
         "AND received_at > now() - interval '5 minutes'")

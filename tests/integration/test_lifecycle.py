@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from shared.contracts import events as ev
+from shared.contracts.commands import params_for
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.uow import Database
 from shared.messaging import topics
@@ -40,25 +41,26 @@ async def send(
     plan_id: str | None = None,
     quantity: int | None = None,
     trial: bool = False,
-    **params: Any,
+    **fields: Any,
 ) -> None:
-    """Publish one lifecycle command, as intake or an operator does."""
-    if clock:
-        params["clock"] = clock
+    """Publish one lifecycle command, as intake or an operator does (``fields``: the command's own)."""
+    if command == "create":
+        fields.update(
+            customer=ev.Customer(customer_id="cus-test", email="t@customer.example"),
+            plan_id=plan_id,
+            quantity=quantity,
+            billing_interval="P1M",
+            currency="USD",
+            trial=trial,
+            clock=clock,
+        )
     cmd = ev.SubscriptionCommand(
-        command=command,
         subscription_id=subscription_id,
         idempotency_key=f"test:{uuid.uuid4()}",
         channel="direct",
-        customer=ev.Customer(customer_id="cus-test", email="t@customer.example"),
-        plan_id=plan_id,
-        quantity=quantity,
-        billing_interval="P1M",
-        currency="USD",
         effective_at=effective_at,
-        trial=trial,
         actor="user:test",
-        params=params,
+        params=params_for(command, **fields),
     )
     corr = derived_id("test", cmd.idempotency_key)
     event = make_event(
@@ -138,7 +140,7 @@ async def test_monthly_from_jan_31_renews_twelve_times_once_each_with_two_schedu
                 )
                 await out.settle(0.5)
     changes = _events_of(out.records, sub)
-    renewals = [c for c in changes if "SubscriptionRenewed" in c["change"]["event_types"]]
+    renewals = [c for c in changes if "SubscriptionRenewed" in [e["type"] for e in c["events"]]]
     starts = [c["snapshot"]["current_period_start"] for c in renewals]
     assert starts == [
         "2024-02-29",
@@ -249,7 +251,7 @@ async def test_non_renewing_becomes_cancelled_at_period_end_and_grace_end_fires_
                 sub,
                 effective_at=datetime(2025, 6, 20, tzinfo=UTC),
                 clock=clock,
-                timing="end_of_term",
+                timing="period_end",
             )
             assert await status_of(db, sub, want="non_renewing") == "non_renewing"
             await advance_clock(

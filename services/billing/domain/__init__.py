@@ -53,6 +53,7 @@ from services.billing.domain.model import (
     Document,
     Item,
     Line,
+    NoChange,
     TaxProfile,
 )
 from services.billing.domain.policy import BillingPolicy, load_billing_policy
@@ -105,6 +106,7 @@ __all__ = [
     "Item",
     "JournalEntry",
     "Line",
+    "NoChange",
     "Pause",
     "ProrationFraction",
     "RemoveAddon",

@@ -31,6 +31,7 @@ from services.billing.domain.model import (
     Invoicing,
     Item,
     Line,
+    NoChange,
     PauseInterval,
     ScheduledChange,
     Settlement,
@@ -381,7 +382,7 @@ def _change_items(
     """Apply an item change now (with proration) or schedule it for the end of the term."""
     _require_live(state)
     draft = _Draft(state, [], [])
-    if rule.timing == "end_of_term":
+    if rule.timing is Timing.PERIOD_END:
         effective = _term_end(state, on)
         base = state.scheduled_change.items if state.scheduled_change else state.items
         interval = new_interval or (
@@ -390,7 +391,7 @@ def _change_items(
             effective_on=effective, items=mutate(base, effective), billing_interval=interval, reason=reason,
         ))
         draft.notes.append(f"{reason} scheduled for {effective}, no proration")
-        return _outcome(draft, [], [], account_credit, effective, "end_of_term")
+        return _outcome(draft, [], [], account_credit, effective, Timing.PERIOD_END)
 
     new_items = mutate(state.items, on)
     old_by_id = {i.item_id: i for i in state.items}
@@ -422,7 +423,7 @@ def _change_items(
     else:
         affected = {i for i in old_by_id.keys() | new_by_id.keys() if old_by_id.get(i) != new_by_id.get(i)}
         if not affected:
-            raise BillingError(f"{reason}: nothing changes")
+            raise NoChange(f"{reason}: nothing changes")
         draft.update(items=new_items, scheduled_change=scheduled)
         if charged_now:
             _credit_unused(draft, ctx, affected, on)
@@ -433,7 +434,7 @@ def _change_items(
     if not charged_now:
         draft.notes.append("current period not charged: items changed without proration")
     docs, pending, credit = _settle(draft, ctx, on, rule.invoicing, account_credit)
-    return _outcome(draft, docs, pending, credit, on, "immediate")
+    return _outcome(draft, docs, pending, credit, on, Timing.IMMEDIATE)
 
 
 def _change_plan(
@@ -450,7 +451,7 @@ def _change_plan(
     if current.plan_id == cmd.plan_id and interval == state.billing_interval and cmd.quantity in (
         None, current.quantity
     ) and cmd.unit_amount == current.unit_amount:
-        raise BillingError("change_plan: nothing changes")
+        raise NoChange("change_plan: nothing changes")
 
     def mutate(items: tuple[Item, ...], effective: date) -> tuple[Item, ...]:
         out = []
@@ -473,7 +474,7 @@ def _change_quantity(
 ) -> BillingOutcome:
     current = state.item(cmd.item_id)
     if cmd.quantity == current.quantity:
-        raise BillingError("change_quantity: nothing changes")
+        raise NoChange("change_quantity: nothing changes")
     rules = ctx.policy.quantity_change
     rule = (rules.increase if cmd.quantity > current.quantity else rules.decrease).overridden(
         cmd.timing, cmd.invoicing)
@@ -580,11 +581,11 @@ def _cancel(state: BillingState, cmd: Cancel, ctx: BillingContext, credit: Decim
     policy = ctx.policy.cancellation
     timing = cmd.timing or policy.timing
     draft = _Draft(state, [], [])
-    if timing == "end_of_term":
+    if timing is Timing.PERIOD_END:
         end = _term_end(state, cmd.on)
         draft.update(cancel_at=end, scheduled_change=None)
         draft.notes.append(f"cancels at the end of the term, {end}: no credit")
-        return _outcome(draft, [], [], credit, end, "end_of_term")
+        return _outcome(draft, [], [], credit, end, Timing.PERIOD_END)
     mode = cmd.credit or policy.immediate_credit
     if mode != "none":
         # Half-open periods: the cancellation day itself is credited, not charged.
@@ -592,7 +593,7 @@ def _cancel(state: BillingState, cmd: Cancel, ctx: BillingContext, credit: Decim
     settlement: Settlement = "refund" if mode == "refund" else "account_credit"
     draft.update(cancelled_on=cmd.on, cancel_at=cmd.on, scheduled_change=None)
     docs, pending, credit = _settle(draft, ctx, cmd.on, "invoice_immediately", credit, settlement)
-    return _outcome(draft, docs, pending, credit, cmd.on, "immediate")
+    return _outcome(draft, docs, pending, credit, cmd.on, Timing.IMMEDIATE)
 
 
 def _pause(state: BillingState, cmd: Pause, ctx: BillingContext, credit: Decimal) -> BillingOutcome:

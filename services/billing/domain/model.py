@@ -13,11 +13,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.contracts.commands import Timing as SharedTiming
 from shared.money import DecimalString, is_exact, normalize_currency
 
 LineKind = Literal["recurring", "proration_credit", "proration_charge", "one_off", "setup_credit"]
 DocumentType = Literal["invoice", "credit_note"]
-Timing = Literal["immediate", "end_of_term"]
+# When a change takes effect: the one vocabulary of all services (immediate | period_end).
+Timing = SharedTiming
 Invoicing = Literal["pending", "invoice_immediately"]
 Settlement = Literal["refund", "account_credit"]
 
@@ -29,6 +31,10 @@ ZERO = Decimal(0)
 
 class BillingError(ValueError):
     """A billing command that cannot be applied to the subscription's billing state."""
+
+
+class NoChange(BillingError):
+    """The command asks for terms billing already has: nothing to bill."""
 
 
 class _Frozen(BaseModel):

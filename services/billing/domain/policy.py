@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.billing.domain.model import Invoicing, Timing
 from shared.catalog import Catalog
+from shared.contracts.commands import TimingInput
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "config" / "billing_policy.yaml"
 
@@ -27,7 +28,7 @@ class _Frozen(BaseModel):
 class ChangeRule(_Frozen):
     """When a change takes effect and how its proration is invoiced."""
 
-    timing: Timing
+    timing: TimingInput  # policy files written before may still say end_of_term
     invoicing: Invoicing = "pending"
 
     def overridden(self, timing: Timing | None, invoicing: Invoicing | None) -> ChangeRule:
@@ -50,23 +51,23 @@ class PlanChangePolicy(_Frozen):
     """Pair rules first, then the rule for the change's class (by catalog tier)."""
 
     pairs: tuple[PairRule, ...] = ()
-    upgrade: ChangeRule = ChangeRule(timing="immediate")
-    downgrade: ChangeRule = ChangeRule(timing="end_of_term")
-    sidegrade: ChangeRule = ChangeRule(timing="immediate")
+    upgrade: ChangeRule = ChangeRule(timing=Timing.IMMEDIATE)
+    downgrade: ChangeRule = ChangeRule(timing=Timing.PERIOD_END)
+    sidegrade: ChangeRule = ChangeRule(timing=Timing.IMMEDIATE)
 
 
 class QuantityChangePolicy(_Frozen):
     """Rules for raising and lowering a quantity."""
 
-    increase: ChangeRule = ChangeRule(timing="immediate")
-    decrease: ChangeRule = ChangeRule(timing="end_of_term")
+    increase: ChangeRule = ChangeRule(timing=Timing.IMMEDIATE)
+    decrease: ChangeRule = ChangeRule(timing=Timing.PERIOD_END)
 
 
 class AddonPolicy(_Frozen):
     """Rules for adding and removing add-ons."""
 
-    add: ChangeRule = ChangeRule(timing="immediate")
-    remove: ChangeRule = ChangeRule(timing="end_of_term")
+    add: ChangeRule = ChangeRule(timing=Timing.IMMEDIATE)
+    remove: ChangeRule = ChangeRule(timing=Timing.PERIOD_END)
 
 
 class OneOffPolicy(_Frozen):
@@ -78,7 +79,7 @@ class OneOffPolicy(_Frozen):
 class CancellationPolicy(_Frozen):
     """Default cancellation timing and what an immediate cancellation does with unused time."""
 
-    timing: Timing = "end_of_term"
+    timing: TimingInput = Timing.PERIOD_END
     immediate_credit: Literal["account_credit", "refund", "none"] = "account_credit"
 
 

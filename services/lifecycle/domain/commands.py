@@ -16,12 +16,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from services.lifecycle.domain.model import (
     ApprovalMode,
-    CancelTiming,
     CommandKind,
-    PlanChangeTiming,
     PlanRef,
 )
 from shared.catalog import BillingInterval
+from shared.contracts.commands import Timing
 
 
 class CommandBase(BaseModel):
@@ -90,15 +89,16 @@ class ChangePlan(CommandBase):
 
     kind: Literal["change_plan"] = "change_plan"
     plan: PlanRef
-    timing: PlanChangeTiming = "immediate"
+    timing: Timing = Timing.IMMEDIATE
     quantity: int | None = None  # None: keep the current quantity
 
 
 class ChangeQuantity(CommandBase):
-    """Change the quantity (seats) of the base plan, immediately."""
+    """Change the quantity (seats) of the base plan, now or at the end of the current period."""
 
     kind: Literal["change_quantity"] = "change_quantity"
     quantity: int
+    timing: Timing = Timing.IMMEDIATE
 
 
 class AddAddon(CommandBase):
@@ -157,7 +157,7 @@ class Cancel(CommandBase):
     """Cancel now or at the end of the current term."""
 
     kind: Literal["cancel"] = "cancel"
-    timing: CancelTiming = "end_of_term"
+    timing: Timing = Timing.PERIOD_END
 
 
 class UndoScheduledChange(CommandBase):

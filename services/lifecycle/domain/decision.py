@@ -43,6 +43,7 @@ from services.lifecycle.domain.model import (
 )
 from services.lifecycle.domain.table import Deny, lookup, variant_of
 from services.lifecycle.domain.timers import Timer, TimerKind, timer_changes
+from shared.contracts.commands import Timing
 from shared.periods import add_interval, period_containing
 
 
@@ -239,7 +240,7 @@ def _plan_changed(
     change: ScheduledPlanChange | ChangePlan,
     state: SubscriptionState,
     to_quantity: int,
-    timing: str,
+    timing: Timing,
     period: tuple[date | None, date | None],
 ) -> ev.PlanChanged:
     return ctx.event(
@@ -265,8 +266,27 @@ def _apply_due_change(
     if change is None or change.effective_on > period[0]:
         return {}, []
     quantity = state.quantity if change.quantity is None else change.quantity
-    event = _plan_changed(ctx, change, state, quantity, "period_end", period)
+    event: ev.DomainEvent
+    if change.plan.plan_id == state.plan.plan_id:  # a scheduled seat change
+        event = ctx.event(
+            ev.QuantityChanged,
+            plan_id=state.plan.plan_id,
+            from_quantity=state.quantity,
+            to_quantity=quantity,
+            timing=Timing.PERIOD_END,
+        )
+    else:
+        event = _plan_changed(ctx, change, state, quantity, Timing.PERIOD_END, period)
     return {"plan": change.plan, "quantity": quantity, "scheduled_change": None}, [event]
+
+
+def _dropped(ctx: _Ctx, change: ScheduledPlanChange) -> ev.ScheduledPlanChangeDropped:
+    return ctx.event(
+        ev.ScheduledPlanChangeDropped,
+        plan_id=change.plan.plan_id,
+        quantity=change.quantity,
+        effective_on=change.effective_on,
+    )
 
 
 # --- handlers, one per command -------------------------------------------------------------------
@@ -383,14 +403,14 @@ def _change_plan(ctx: _Ctx) -> _Outcome:
     quantity = cur.quantity if cmd.quantity is None else cmd.quantity
     if problem := _quantity_problem(cmd.plan, quantity):
         return problem
-    if cmd.timing == "immediate":
+    if cmd.timing is Timing.IMMEDIATE:
         # An immediate change supersedes a scheduled one.
         state = ctx.moved(plan=cmd.plan, quantity=quantity, scheduled_change=None)
         events: list[ev.DomainEvent] = []
         if cur.scheduled_change is not None:
-            events.append(ctx.event(ev.ScheduledPlanChangeDropped, dropped=cur.scheduled_change))
+            events.append(_dropped(ctx, cur.scheduled_change))
         period = (cur.current_period_start, cur.current_period_end)
-        events.append(_plan_changed(ctx, cmd, cur, quantity, "immediate", period))
+        events.append(_plan_changed(ctx, cmd, cur, quantity, Timing.IMMEDIATE, period))
         return state, events
     assert cur.current_period_end is not None  # the table allows period_end only with a running period
     change = ScheduledPlanChange(
@@ -422,6 +442,8 @@ def _change_plan(ctx: _Ctx) -> _Outcome:
 def _change_quantity(ctx: _Ctx) -> _Outcome:
     cmd, cur = ctx.command, ctx.cur
     assert isinstance(cmd, ChangeQuantity)
+    if cmd.timing is Timing.PERIOD_END:
+        return _schedule_quantity(ctx, cmd, cur)
     if cmd.quantity == cur.quantity:
         return Deny(Reason.NO_CHANGE, f"the quantity is already {cur.quantity}")
     if problem := _quantity_problem(cur.plan, cmd.quantity):
@@ -437,6 +459,40 @@ def _change_quantity(ctx: _Ctx) -> _Outcome:
     return ctx.moved(quantity=cmd.quantity), [
         ctx.event(
             ev.QuantityChanged, plan_id=cur.plan.plan_id, from_quantity=cur.quantity, to_quantity=cmd.quantity
+        )
+    ]
+
+
+def _schedule_quantity(ctx: _Ctx, cmd: ChangeQuantity, cur: SubscriptionState) -> _Outcome:
+    """A seat change at the period end: stored as a scheduled change (onto a scheduled plan change, if any)."""
+    assert cur.current_period_end is not None  # the table allows period_end only with a running period
+    old = cur.scheduled_change
+    plan = old.plan if old is not None else cur.plan
+    if old is None and cmd.quantity == cur.quantity:
+        return Deny(Reason.NO_CHANGE, f"the quantity is already {cur.quantity}")
+    if old is not None and old.quantity == cmd.quantity:
+        return Deny(Reason.NO_CHANGE, "this quantity is already scheduled")
+    if problem := _quantity_problem(plan, cmd.quantity):
+        return problem
+    change = ScheduledPlanChange(
+        plan=plan,
+        quantity=cmd.quantity,
+        effective_on=cur.current_period_end,
+        requested_at=ctx.at,
+        actor=cmd.actor,
+        reason=cmd.reason,
+    )
+    return ctx.moved(scheduled_change=change), [
+        ctx.event(
+            ev.PlanChangeScheduled,
+            from_plan_id=cur.plan.plan_id,
+            from_tier=cur.plan.tier,
+            to_plan_id=plan.plan_id,
+            to_tier=plan.tier,
+            direction=cur.plan.direction_to(plan),
+            from_quantity=cur.quantity,
+            to_quantity=cmd.quantity,
+            effective_on=change.effective_on,
         )
     ]
 
@@ -550,7 +606,7 @@ def _cancel(ctx: _Ctx) -> _Outcome:
     return state, [
         ctx.event(
             ev.SubscriptionCancelled,
-            timing="immediate",
+            timing=Timing.IMMEDIATE,
             ended_at=state.ended_at,
             grace_period_ends_at=state.grace_period_ends_at,
         )
@@ -566,9 +622,7 @@ def _undo_scheduled_change(ctx: _Ctx) -> _Outcome:
         return ctx.moved(), [ctx.event(ev.CancellationRevoked)]
     if cur.scheduled_change is None:
         return Deny(Reason.NOTHING_SCHEDULED, "no plan change is scheduled")
-    return ctx.moved(scheduled_change=None), [
-        ctx.event(ev.ScheduledPlanChangeDropped, dropped=cur.scheduled_change)
-    ]
+    return ctx.moved(scheduled_change=None), [_dropped(ctx, cur.scheduled_change)]
 
 
 def _renew(ctx: _Ctx) -> _Outcome:
@@ -582,7 +636,7 @@ def _renew(ctx: _Ctx) -> _Outcome:
         return state, [
             ctx.event(
                 ev.SubscriptionCancelled,
-                timing="end_of_term",
+                timing=Timing.PERIOD_END,
                 ended_at=state.ended_at,
                 grace_period_ends_at=state.grace_period_ends_at,
             )

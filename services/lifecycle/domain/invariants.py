@@ -73,8 +73,9 @@ def invariant_violations(state: SubscriptionState) -> list[str]:
                 "a scheduled plan change applies at the current period end",
             )
         check(
-            state.scheduled_change.plan.plan_id != state.plan.plan_id,
-            "a scheduled plan change goes to another plan",
+            state.scheduled_change.plan.plan_id != state.plan.plan_id
+            or state.scheduled_change.quantity is not None,
+            "a scheduled change goes to another plan or sets the quantity",
         )
     check(state.plan.kind == "base", "the subscription's plan is a base plan")
     check(state.plan.allows_quantity(state.quantity), "the quantity is within the plan's bounds")

@@ -15,26 +15,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.catalog import BillingInterval, Plan
 
-ApprovalMode = Literal["auto", "manual"]
-PlanChangeTiming = Literal["immediate", "period_end"]
-CancelTiming = Literal["immediate", "end_of_term"]
-ChangeDirection = Literal["upgrade", "downgrade", "sidegrade"]
-
-
-class Status(StrEnum):
-    """Where a subscription is in its life. One status, shared by billing, entitlements and people."""
-
-    PENDING_APPROVAL = "pending_approval"
-    TRIAL = "trial"
-    ACTIVE = "active"
-    PAUSED = "paused"
-    PAST_DUE = "past_due"
-    SUSPENDED = "suspended"
-    NON_RENEWING = "non_renewing"  # cancellation scheduled at the end of the current period
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    TERMINATED = "terminated"
-
+# Statuses and command kinds are the shared contract's vocabulary, one for all services.
+from shared.contracts.lifecycle import ApprovalMode, ChangeDirection, Status
+from shared.contracts.lifecycle import CommandKind as CommandKind
 
 # Terminal ("ended") states: entitlements are off and a grace period runs before customer data is
 # deleted. Only the transitions the table lists leave them (reactivate within the grace period,
@@ -49,31 +32,6 @@ PERIOD_STATUSES: frozenset[Status] = RENEWING_STATUSES | {Status.NON_RENEWING, S
 INSTANCE_CREATION_STATUSES: frozenset[Status] = frozenset(
     {Status.TRIAL, Status.ACTIVE, Status.PAST_DUE, Status.NON_RENEWING}
 )
-
-
-class CommandKind(StrEnum):
-    """Every command the lifecycle understands."""
-
-    CREATE = "create"
-    APPROVE = "approve"
-    REJECT = "reject"
-    START_TRIAL = "start_trial"
-    CONVERT_TRIAL = "convert_trial"
-    CHANGE_PLAN = "change_plan"
-    CHANGE_QUANTITY = "change_quantity"
-    ADD_ADDON = "add_addon"
-    REMOVE_ADDON = "remove_addon"
-    PAUSE = "pause"
-    RESUME = "resume"
-    MARK_PAST_DUE = "mark_past_due"
-    PAYMENT_RECOVERED = "payment_recovered"
-    SUSPEND = "suspend"
-    REACTIVATE = "reactivate"
-    CANCEL = "cancel"
-    UNDO_SCHEDULED_CHANGE = "undo_scheduled_change"
-    RENEW = "renew"
-    EXPIRE = "expire"
-    TERMINATE = "terminate"
 
 
 class Reason(StrEnum):
@@ -155,7 +113,9 @@ class AddOn(BaseModel):
 
 
 class ScheduledPlanChange(BaseModel):
-    """A plan change waiting for a period boundary (``timing=period_end``)."""
+    """A plan or seat change waiting for a period boundary (``timing=period_end``).
+
+    A seat change keeps the current plan and sets ``quantity``."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from services.lifecycle.domain.commands import Approve, Cancel, ChangePlan, Command, Create
+from services.lifecycle.domain.commands import Approve, Cancel, ChangePlan, ChangeQuantity, Command, Create
 from services.lifecycle.domain.model import ENDED_STATUSES, CommandKind, Reason, Status, SubscriptionState
 
 
@@ -42,7 +42,8 @@ VARIANTS: Final[Mapping[CommandKind, tuple[str, ...]]] = MappingProxyType(
         CommandKind.CREATE: ("manual", "trial", "auto"),
         CommandKind.APPROVE: ("trial", "no_trial"),
         CommandKind.CHANGE_PLAN: ("immediate", "period_end"),
-        CommandKind.CANCEL: ("immediate", "end_of_term"),
+        CommandKind.CHANGE_QUANTITY: ("immediate", "period_end"),
+        CommandKind.CANCEL: ("immediate", "period_end"),
     }
 )
 
@@ -109,9 +110,15 @@ _RULES: dict[CommandKind, dict[RowKey, Cell]] = {
         S.SUSPENDED: _SUSPENDED,
     },
     CommandKind.CHANGE_QUANTITY: {
-        S.TRIAL: S.TRIAL,
-        S.ACTIVE: S.ACTIVE,
-        S.NON_RENEWING: S.NON_RENEWING,
+        S.TRIAL: {
+            "immediate": S.TRIAL,
+            "period_end": Deny(Reason.INVALID_TIMING, "a trial has no period end: change immediately"),
+        },
+        S.ACTIVE: {"immediate": S.ACTIVE, "period_end": S.ACTIVE},
+        S.NON_RENEWING: {
+            "immediate": S.NON_RENEWING,
+            "period_end": Deny(Reason.INVALID_TIMING, "the subscription ends at period end: nothing renews"),
+        },
         S.PAUSED: _PAUSED,
         S.PAST_DUE: _OUTSTANDING,
         S.SUSPENDED: _SUSPENDED,
@@ -186,20 +193,20 @@ _RULES: dict[CommandKind, dict[RowKey, Cell]] = {
     CommandKind.CANCEL: {
         S.PENDING_APPROVAL: {
             "immediate": S.CANCELLED,
-            "end_of_term": Deny(Reason.INVALID_TIMING, "no term has started: cancel immediately"),
+            "period_end": Deny(Reason.INVALID_TIMING, "no term has started: cancel immediately"),
         },
         S.TRIAL: {
             "immediate": S.CANCELLED,
-            "end_of_term": Deny(Reason.INVALID_TIMING, "a trial has no term: cancel immediately"),
+            "period_end": Deny(Reason.INVALID_TIMING, "a trial has no term: cancel immediately"),
         },
-        S.ACTIVE: {"immediate": S.CANCELLED, "end_of_term": S.NON_RENEWING},
+        S.ACTIVE: {"immediate": S.CANCELLED, "period_end": S.NON_RENEWING},
         S.PAUSED: {
             "immediate": S.CANCELLED,
-            "end_of_term": Deny(Reason.INVALID_TIMING, "no term runs while paused: cancel immediately"),
+            "period_end": Deny(Reason.INVALID_TIMING, "no term runs while paused: cancel immediately"),
         },
-        S.PAST_DUE: {"immediate": S.CANCELLED, "end_of_term": _OUTSTANDING},
-        S.SUSPENDED: {"immediate": S.CANCELLED, "end_of_term": _SUSPENDED},
-        S.NON_RENEWING: {"immediate": S.CANCELLED, "end_of_term": _already(S.NON_RENEWING)},
+        S.PAST_DUE: {"immediate": S.CANCELLED, "period_end": _OUTSTANDING},
+        S.SUSPENDED: {"immediate": S.CANCELLED, "period_end": _SUSPENDED},
+        S.NON_RENEWING: {"immediate": S.CANCELLED, "period_end": _already(S.NON_RENEWING)},
         S.CANCELLED: _already(S.CANCELLED),
     },
     CommandKind.UNDO_SCHEDULED_CHANGE: {
@@ -271,8 +278,8 @@ def variant_of(state: SubscriptionState | None, command: Command) -> str | None:
         return "trial" if command.effective_trial_days > 0 else "auto"
     if isinstance(command, Approve):
         return "trial" if state is not None and state.requested_trial_days > 0 else "no_trial"
-    if isinstance(command, ChangePlan | Cancel):
-        return command.timing
+    if isinstance(command, ChangePlan | ChangeQuantity | Cancel):
+        return command.timing.value
     return None
 
 

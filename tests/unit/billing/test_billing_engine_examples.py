@@ -130,12 +130,12 @@ def test_upgrade_invoiced_immediately_by_pair_rule(ctx: BillingContext, make_sta
     assert invoice.total == D("502.24") and invoice.due_date == date(2024, 2, 15)
 
 
-def test_downgrade_at_end_of_term(ctx: BillingContext, make_state: StateFactory) -> None:
+def test_downgrade_at_period_end(ctx: BillingContext, make_state: StateFactory) -> None:
     """Pro -> starter on 2024-02-10: downgrade -> end of term: no proration, starter billed from Mar 1."""
     state = make_state(plan_id="pro", anchor=date(2024, 1, 1))
     _, _, down, renewal = run(state, ctx, Activate(on=date(2024, 1, 1)), Renew(on=date(2024, 2, 1)),
                               ChangePlan(on=date(2024, 2, 10), plan_id="starter"), Renew(on=date(2024, 3, 1)))
-    assert down.timing == "end_of_term" and down.effective_on == date(2024, 3, 1)
+    assert down.timing == "period_end" and down.effective_on == date(2024, 3, 1)
     assert down.documents == () and down.new_pending == ()
     assert down.state.item("base").plan_id == "pro"
     assert amounts(renewal) == [("recurring", D("19.00"))]
@@ -167,7 +167,7 @@ def test_quantity_change(ctx: BillingContext, make_state: StateFactory) -> None:
     assert [(line.kind, line.amount) for line in up.new_pending] == [
         ("proration_credit", D("-49.00")), ("proration_charge", D("122.50"))]
     assert sum(line.amount for line in up.new_pending) == D("73.50")
-    assert down.timing == "end_of_term" and down.new_pending == ()
+    assert down.timing == "period_end" and down.new_pending == ()
     # May 1: 3 seats x 49.00 = 147.00, plus the April adjustments.
     assert amounts(renewal) == [("proration_credit", D("-49.00")), ("proration_charge", D("122.50")),
                                 ("recurring", D("147.00"))]
@@ -184,7 +184,7 @@ def test_addon_added_and_removed(ctx: BillingContext, make_state: StateFactory) 
                                   RemoveAddon(on=date(2024, 4, 20), item_id="extra-storage"),
                                   Renew(on=date(2024, 5, 1)))
     assert [(line.kind, line.amount) for line in add.new_pending] == [("proration_charge", D("6.67"))]
-    assert remove.timing == "end_of_term"
+    assert remove.timing == "period_end"
     assert amounts(renewal) == [("proration_charge", D("6.67")), ("recurring", D("49.00"))]
 
 
@@ -236,7 +236,7 @@ def test_cancellation_on_the_period_start_credits_the_whole_period(
     assert amounts(cancel) == [("proration_credit", D("-49.00"))]
 
 
-def test_end_of_term_cancellation(ctx: BillingContext, make_state: StateFactory) -> None:
+def test_period_end_cancellation(ctx: BillingContext, make_state: StateFactory) -> None:
     """Default cancellation is end of term: no credit; the renewal on May 1 bills nothing and ends it.
 
     Pending adjustments still outstanding at that point are invoiced on the final date.
@@ -247,7 +247,7 @@ def test_end_of_term_cancellation(ctx: BillingContext, make_state: StateFactory)
         AddOneOff(on=date(2024, 4, 5), description="Onboarding workshop", unit_amount=D("150.00")),
         Cancel(on=date(2024, 4, 10)), Renew(on=date(2024, 5, 1)))
     assert oneoff.documents == ()
-    assert cancel.timing == "end_of_term" and cancel.effective_on == date(2024, 5, 1)
+    assert cancel.timing == "period_end" and cancel.effective_on == date(2024, 5, 1)
     assert cancel.documents == ()
     assert amounts(end) == [("one_off", D("150.00"))]
     assert end.state.cancelled_on == date(2024, 5, 1)

@@ -60,7 +60,7 @@ PROPS = settings(max_examples=200, deadline=None)
 CURRENCY_COUNTRY = st.sampled_from([("USD", "US", None), ("USD", "US", "US-CA"), ("EUR", "DE", None),
                                     ("JPY", "JP", None), ("BHD", "BH", None), ("GBP", "GB", None)])
 INTERVALS = st.sampled_from(["P1W", "P1M", "P3M", "P1Y"])
-TIMINGS: st.SearchStrategy[Timing | None] = st.sampled_from([None, "immediate", "end_of_term"])
+TIMINGS: st.SearchStrategy[Timing | None] = st.sampled_from([None, "immediate", "period_end"])
 INVOICING: st.SearchStrategy[Invoicing | None] = st.sampled_from([None, "pending", "invoice_immediately"])
 
 

@@ -40,7 +40,7 @@ def test_plan_change_classes_by_tier() -> None:
 
 def test_rules_pairs_first_then_class_then_command_override() -> None:
     assert plan_change_rule(POLICY, CATALOG, "starter", "pro").timing == "immediate"
-    assert plan_change_rule(POLICY, CATALOG, "pro", "starter").timing == "end_of_term"
+    assert plan_change_rule(POLICY, CATALOG, "pro", "starter").timing == "period_end"
     pair = plan_change_rule(POLICY, CATALOG, "starter", "enterprise")
     assert (pair.timing, pair.invoicing) == ("immediate", "invoice_immediately")
     forced = plan_change_rule(POLICY, CATALOG, "pro", "starter", timing="immediate",
@@ -50,10 +50,10 @@ def test_rules_pairs_first_then_class_then_command_override() -> None:
 
 def test_policy_file_is_validated(tmp_path: Path) -> None:
     p = tmp_path / "policy.yaml"
-    p.write_text("plan_change:\n  pairs:\n    - {from: '*', to: starter, timing: end_of_term}\n"
-                 "  sidegrade: {timing: end_of_term, invoicing: invoice_immediately}\n")
+    p.write_text("plan_change:\n  pairs:\n    - {from: '*', to: starter, timing: period_end}\n"
+                 "  sidegrade: {timing: period_end, invoicing: invoice_immediately}\n")
     policy = load_billing_policy(p)
-    assert plan_change_rule(policy, CATALOG, "enterprise", "starter").timing == "end_of_term"
+    assert plan_change_rule(policy, CATALOG, "enterprise", "starter").timing == "period_end"
     assert plan_change_rule(policy, CATALOG, "pro", "pro").invoicing == "invoice_immediately"
     assert policy.dunning == DunningPolicy()  # defaults for what the file omits
     p.write_text("plan_change: {upgrade: {timing: sometimes}}\n")

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from services.billing.app import billing_context
 from services.billing.domain import (
@@ -28,17 +29,16 @@ from services.billing.domain.tax import TaxError, load_tax_table
 from services.billing.journal import ISSUE_KIND, RECOGNITION_KIND, entries_for
 from services.billing.lifecycle_map import (
     Align,
-    LifecycleEvent,
     Run,
     Start,
     align,
     is_live,
-    lifecycle_events,
     steps_for,
 )
 from services.billing.preview import PreviewError, command_for
 from shared.catalog import load_catalog
 from shared.contracts import events as ev
+from shared.contracts.lifecycle import LifecycleEvent
 
 D = Decimal
 AT = datetime(2025, 3, 11, 12, tzinfo=UTC)
@@ -49,8 +49,35 @@ def wctx() -> BillingContext:
     return billing_context(load_catalog())
 
 
-def event(type_: str, **fields: Any) -> LifecycleEvent:
-    return LifecycleEvent.model_validate({"type": type_, "effective_at": AT, **fields})
+_LIFECYCLE_EVENT: TypeAdapter[LifecycleEvent] = TypeAdapter(LifecycleEvent)
+_COMMON = {"subscription_id": "sub-1", "command": "renew", "idempotency_key": "k-1", "from_status": "active",
+           "to_status": "active", "effective_at": AT, "actor": "system"}
+_PERIOD = {"period_start": "2025-03-01", "period_end": "2025-04-01"}
+_ENDED = {"ended_at": AT, "grace_period_ends_at": AT}
+_PLAN = {"from_plan_id": "starter", "from_tier": 1, "to_plan_id": "pro", "to_tier": 2, "direction": "upgrade",
+         "from_quantity": 2, "to_quantity": 2}
+# What each event type needs besides the common fields, so a test names only what it is about.
+_REQUIRED: dict[str, dict[str, Any]] = {
+    "SubscriptionCreated": {"plan_id": "pro", "tier": 2, "quantity": 1, "billing_interval": "P1M",
+                            "approval_mode": "auto", "trial_days": 0},
+    "SubscriptionActivated": _PERIOD, "TrialConverted": _PERIOD, "SubscriptionRenewed": {
+        **_PERIOD, "plan_id": "pro", "quantity": 1},
+    "SubscriptionResumed": {**_PERIOD, "paused_at": AT},
+    "SubscriptionReactivated": {**_PERIOD, "new_billing_anchor": False},
+    "PlanChanged": {**_PLAN, "timing": "immediate", **_PERIOD},
+    "PlanChangeScheduled": {**_PLAN, "effective_on": "2025-04-01"},
+    "QuantityChanged": {"plan_id": "pro", "from_quantity": 2, "to_quantity": 5},
+    "AddOnAdded": {"addon_plan_id": "extra-storage", "quantity": 1},
+    "AddOnRemoved": {"addon_plan_id": "extra-storage", "quantity": 1},
+    "SubscriptionPaused": {"resume_on": None}, "CancellationScheduled": {"effective_on": "2025-04-01"},
+    "SubscriptionCancelled": {"timing": "immediate", **_ENDED}, "SubscriptionExpired": _ENDED,
+    "SubscriptionTerminated": _ENDED,
+}
+
+
+def event(type_: str, **fields: Any) -> Any:
+    """A lifecycle event of the shared contract, validated as billing receives it."""
+    return _LIFECYCLE_EVENT.validate_python({**_COMMON, **_REQUIRED.get(type_, {}), "type": type_, **fields})
 
 
 def snapshot(**changes: Any) -> ev.SubscriptionSnapshot:
@@ -72,6 +99,8 @@ def test_each_lifecycle_event_maps_to_its_billing_step() -> None:
         Run(ChangePlan(on=day, plan_id="pro", quantity=2, timing="immediate"), "change")]
     assert steps_for(event("PlanChanged", timing="period_end", to_plan_id="starter")) == []
     assert steps_for(event("QuantityChanged", to_quantity=5)) == [Run(ChangeQuantity(on=day, quantity=5), "change")]
+    # a seat change the lifecycle applied at a period boundary: the renewal's Align carries it
+    assert steps_for(event("QuantityChanged", to_quantity=5, timing="period_end")) == []
     assert steps_for(event("AddOnAdded", addon_plan_id="extra-storage", quantity=2)) == [
         Run(AddAddon(on=day, plan_id="extra-storage", quantity=2), "change")]
     assert steps_for(event("AddOnRemoved", addon_plan_id="extra-storage", quantity=2)) == [
@@ -92,21 +121,25 @@ def test_each_lifecycle_event_maps_to_its_billing_step() -> None:
 
 
 def test_effective_dates_are_utc_business_days() -> None:
-    late = LifecycleEvent.model_validate({"type": "SubscriptionPaused",
-                                          "effective_at": "2025-03-11T23:30:00-05:00"})
-    assert late.on == date(2025, 3, 12)
+    late = event("SubscriptionPaused", effective_at="2025-03-11T23:30:00-05:00")
+    assert steps_for(late) == [Run(Pause(on=date(2025, 3, 12)), "pause")]
 
 
 def test_change_events_are_read_from_the_contract() -> None:
+    events = [event("PlanChanged", timing="period_end", to_plan_id="starter"),
+              event("SubscriptionRenewed", period_start="2025-04-01")]
     change = ev.SubscriptionStateChanged(
         subscription_id="sub-1", version=3, command="renew", from_status="active", to_status="active",
-        effective_at=AT, actor="system", snapshot=snapshot(),
-        change={"events": [{"type": "PlanChanged", "effective_at": AT.isoformat(), "timing": "period_end",
-                            "to_plan_id": "starter", "extra": 1},
-                           {"type": "SubscriptionRenewed", "effective_at": AT.isoformat(),
-                            "period_start": "2025-04-01"}]},
+        effective_at=AT, actor="system", snapshot=snapshot(), events=events,
     )
-    assert [e.type for e in lifecycle_events(change)] == ["PlanChanged", "SubscriptionRenewed"]
+    again = ev.SubscriptionStateChanged.model_validate_json(change.model_dump_json())
+    assert [type(e).__name__ for e in again.events] == ["PlanChanged", "SubscriptionRenewed"]
+    assert again.events == events
+    # an event the contract does not know is refused, not skipped
+    bad = change.model_dump(mode="json")
+    bad["events"][0]["type"] = "PlanChangd"
+    with pytest.raises(ValidationError):
+        ev.SubscriptionStateChanged.model_validate(bad)
 
 
 def test_renewal_aligns_items_with_a_plan_change_the_lifecycle_applied_at_the_period_end(
@@ -123,7 +156,7 @@ def test_renewal_aligns_items_with_a_plan_change_the_lifecycle_applied_at_the_pe
     assert none is None and same == renewal.state
 
 
-def test_billing_own_end_of_term_change_agrees_with_the_lifecycle(wctx: BillingContext) -> None:
+def test_billing_own_period_end_change_agrees_with_the_lifecycle(wctx: BillingContext) -> None:
     state = apply(state_from_snapshot(snapshot(quantity=3), started_on=date(2025, 1, 1)),
                   Activate(on=date(2025, 3, 1)), wctx).state
     decreased = apply(state, ChangeQuantity(on=date(2025, 3, 11), quantity=2), wctx)  # policy: at the term end
@@ -182,7 +215,7 @@ def test_preview_commands_match_the_worker_mapping() -> None:
     day = date(2025, 3, 11)
     assert command_for("change_plan", day, plan="pro") == ChangePlan(on=day, plan_id="pro")
     assert command_for("change_plan", day, plan="starter", timing="period_end") == ChangePlan(
-        on=day, plan_id="starter", timing="end_of_term")
+        on=day, plan_id="starter", timing="period_end")
     assert command_for("cancel", day, timing="immediate") == Cancel(on=day, timing="immediate")
     with pytest.raises(PreviewError):
         command_for("change_plan", day)
@@ -199,15 +232,3 @@ def test_price_override_and_payment_terms_from_the_snapshot(wctx: BillingContext
     (doc,) = out.documents
     assert doc.lines[0].unit_amount == D("80.00") and doc.total == D("800.00")  # not the catalog's 99.00
     assert doc.due_date == date(2025, 3, 31)  # net 30
-
-
-def test_a_subscription_the_skeleton_billed_renews_on_the_engine(wctx: BillingContext) -> None:
-    from services.billing.handlers import BillingHandlers
-    from services.billing.store import BillingRecord
-
-    rec = BillingRecord("sub-1", 1, snapshot(), None, D(0), None, None, charged_through=date(2025, 4, 1))
-    handlers = BillingHandlers(wctx)
-    rec.state = handlers.legacy_state(rec)
-    assert rec.state is not None and is_live(rec.state)
-    done = handlers.step(rec, Run(Renew(on=date(2025, 4, 1)), "renewal"))
-    assert done is not None and done[0].documents[0].total == D("38.00")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from som.simulate import ScenarioError, load_scenario
+from som.simulate import ScenarioError, load_scenario, step_command
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -34,4 +34,48 @@ def test_malformed_scenarios_name_the_problem(tmp_path: Path, text: str, message
     f = tmp_path / "s.yaml"
     f.write_text(text)
     with pytest.raises(ScenarioError, match=message):
+        load_scenario(f)
+
+
+OLD_SCENARIO = """\
+name: written before the timing vocabulary was unified
+plan: pro
+start: 2025-03-01
+steps:
+  - at: 2025-03-10
+    change_plan: {plan: starter, timing: end_of_term}
+  - at: 2025-03-11
+    change_quantity: {quantity: 4, timing: period_end}
+  - at: 2025-03-12
+    change_quantity: 5
+  - at: 2025-03-15
+    cancel: {timing: end_of_term}
+  - at: 2025-03-16
+    pause: {resume_on: 2025-04-01}
+  - at: 2025-03-17
+    add_addon: {plan: extra-storage}
+"""
+
+
+def test_old_scenarios_stay_valid_and_each_step_sends_a_typed_command(tmp_path: Path) -> None:
+    f = tmp_path / "old.yaml"
+    f.write_text(OLD_SCENARIO)
+    commands = [step_command(s) for s in load_scenario(f).steps]
+    assert [c.model_dump(mode="json", exclude_defaults=False) if c else None for c in commands] == [
+        {"command": "change_plan", "plan_id": "starter", "quantity": None, "timing": "period_end"},
+        {"command": "change_quantity", "quantity": 4, "timing": "period_end"},
+        {"command": "change_quantity", "quantity": 5, "timing": "immediate"},
+        {"command": "cancel", "timing": "period_end"},
+        {"command": "pause", "resume_on": "2025-04-01"},
+        {"command": "add_addon", "addon_plan_id": "extra-storage", "quantity": 1},
+    ]
+
+
+def test_a_step_with_an_unknown_timing_or_key_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text("name: x\nplan: pro\nstart: 2025-01-01\nsteps:\n  - at: 2025-02-01\n    cancel: {timing: later}\n")
+    with pytest.raises(ScenarioError, match="timing"):
+        load_scenario(f)
+    f.write_text("name: x\nplan: pro\nstart: 2025-01-01\nsteps:\n  - at: 2025-02-01\n    cancel: {timming: immediate}\n")
+    with pytest.raises(ScenarioError, match="timming"):
         load_scenario(f)

@@ -20,6 +20,7 @@ from services.intake.pipeline import (
     parse_secrets,
 )
 from shared.catalog import cached_catalog
+from shared.contracts.commands import CreateParams
 from som.cli import app
 
 CATALOG = cached_catalog(None)
@@ -70,7 +71,7 @@ def test_domain_rejections_by_design_and_manual_approval() -> None:
     body, expected = _sample("omnistrate/01-create")
     [verdict] = interpret("omnistrate", body, expected.get("transport"), catalog=CATALOG).verdicts
     assert verdict.accepted and verdict.command == "create"
-    assert verdict.params == {"awaiting_channel_activation": True, "approval": "manual"}
+    assert isinstance(verdict.params, CreateParams) and verdict.params.approval == "manual"
 
 
 def test_stackit_plan_change_carries_the_replaced_id_into_the_command() -> None:
@@ -79,9 +80,10 @@ def test_stackit_plan_change_carries_the_replaced_id_into_the_command() -> None:
     transport = {**expected["transport"], "replaces_subscription": {
         "subscriptionId": old["subscriptionId"], "terminatesAt": old["terminatesAt"]}}
     [verdict] = interpret("stackit_marketplace", body, transport, catalog=CATALOG).verdicts
-    assert (verdict.command, verdict.params["replaces_channel_subscription_id"]) == (
-        "change_plan", old["subscriptionId"])
-    assert command_for(verdict.change, verdict.policy) == (verdict.command, verdict.params)
+    # the replaced id is the worker's business (it maps it onto the same subscription), not the command's
+    assert verdict.change.replaces_channel_subscription_id == old["subscriptionId"]
+    assert verdict.command == "change_plan"
+    assert command_for(verdict.change, verdict.policy, plan_id=verdict.plan_id, catalog=CATALOG) == verdict.params
 
 
 def test_unparseable_and_invalid_payloads() -> None:

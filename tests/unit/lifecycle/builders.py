@@ -128,7 +128,7 @@ def state_in(
         Status.PAUSED: cmd("pause", resume_on=(t + timedelta(days=20)).date().isoformat()),
         Status.PAST_DUE: cmd("mark_past_due"),
         Status.SUSPENDED: cmd("suspend"),
-        Status.NON_RENEWING: cmd("cancel", timing="end_of_term"),
+        Status.NON_RENEWING: cmd("cancel", timing="period_end"),
         Status.CANCELLED: cmd("cancel", timing="immediate"),
         Status.TERMINATED: cmd("terminate"),
     }
@@ -159,7 +159,7 @@ def arrange(row: RowKey, kind: CommandKind, variant: str | None) -> Arranged:
         CommandKind.REJECT: {"actor": "ops:alice", "reason": "fraud check"},
         CommandKind.START_TRIAL: {"trial_days": 7},
         CommandKind.CHANGE_PLAN: {"plan": ENTERPRISE.model_dump(), "quantity": 10, "timing": variant},
-        CommandKind.CHANGE_QUANTITY: {"quantity": 5},
+        CommandKind.CHANGE_QUANTITY: {"quantity": 5, "timing": variant},
         CommandKind.ADD_ADDON: {"addon": BACKUP.model_dump(), "quantity": 1},
         CommandKind.REMOVE_ADDON: {"addon_plan_id": STORAGE.plan_id},
         CommandKind.PAUSE: {"resume_on": (at + timedelta(days=10)).date()},

@@ -90,7 +90,7 @@ def _command_fields(kind: CommandKind, data: st.DataObject, now: datetime) -> di
             offset = draw(st.none() | st.integers(min_value=-3, max_value=60))
             return {"resume_on": None if offset is None else (now + timedelta(days=offset)).date()}
         case CommandKind.CANCEL:
-            return {"timing": draw(st.sampled_from(["immediate", "end_of_term"]))}
+            return {"timing": draw(st.sampled_from(["immediate", "period_end"]))}
         case CommandKind.TERMINATE:
             return {"grace_period_days": draw(st.none() | st.integers(min_value=0, max_value=90))}
         case _:

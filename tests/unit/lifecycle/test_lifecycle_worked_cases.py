@@ -408,7 +408,7 @@ def test_suspension_keeps_existing_instances_but_blocks_new_ones() -> None:
 def test_non_renewing_becomes_cancelled_at_period_end() -> None:
     state = step(None, create(), datetime(2024, 1, 10, tzinfo=UTC))
     scheduled = apply(
-        state, cmd("cancel", timing="end_of_term", reason="too expensive"), datetime(2024, 1, 25, tzinfo=UTC)
+        state, cmd("cancel", timing="period_end", reason="too expensive"), datetime(2024, 1, 25, tzinfo=UTC)
     )
     assert scheduled.state.status is Status.NON_RENEWING
     assert set(scheduled.timers_to_cancel) == {TimerKind.RENEWAL_DUE, TimerKind.UPCOMING_CHARGE_NOTICE}
@@ -420,14 +420,14 @@ def test_non_renewing_becomes_cancelled_at_period_end() -> None:
     s = cancelled.state
     assert s.status is Status.CANCELLED and s.ended_at == datetime(2024, 2, 10, tzinfo=UTC)
     (event,) = cancelled.events
-    assert isinstance(event, ev.SubscriptionCancelled) and event.timing == "end_of_term"
+    assert isinstance(event, ev.SubscriptionCancelled) and event.timing == "period_end"
     assert timer(cancelled, TimerKind.GRACE_PERIOD_END).due_at == datetime(2024, 3, 11, tzinfo=UTC)
     assert cancelled.timers_to_cancel == (TimerKind.SCHEDULED_CANCELLATION,)
 
 
 def test_uncancel_before_the_period_end_restores_renewal() -> None:
     state = step(None, create(), datetime(2024, 1, 10, tzinfo=UTC))
-    state = step(state, cmd("cancel", timing="end_of_term"), datetime(2024, 1, 25, tzinfo=UTC))
+    state = step(state, cmd("cancel", timing="period_end"), datetime(2024, 1, 25, tzinfo=UTC))
     assert (
         refuse(state, cmd("undo_scheduled_change"), datetime(2024, 2, 10, 1, tzinfo=UTC)).code
         is Reason.TOO_LATE
