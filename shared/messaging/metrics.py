@@ -1,4 +1,5 @@
-"""Prometheus metrics of every worker (labelled by service, so several workers share a process)."""
+"""Prometheus metrics of the delivery runtime, common to every worker (labelled by service, so several
+workers share a process). A service's own metrics live in that service and are named in its spec."""
 
 from __future__ import annotations
 
@@ -16,11 +17,4 @@ HANDLER_SECONDS = Histogram(
     "Handler latency including its transaction",
     ["service", "topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-)
-RENEWALS = Counter("som_renewal_payments_total", "Renewal payment outcomes", ["outcome"])
-DOCUMENTS_ISSUED = Counter("som_billing_documents_total", "Invoices and credit notes issued", ["document_type"])
-PAYMENT_RESULTS = Counter("som_payment_results_total", "Payment results received by billing", ["outcome"])
-DUNNING_ACTIONS = Counter(
-    "som_dunning_actions_total", "Dunning steps: retry_scheduled, past_due, suspended, recovered, immediate_retry",
-    ["action"],
 )
