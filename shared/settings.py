@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     # Domain configuration
     catalog_path: Path | None = None
 
-    # Intake: webhook signatures (several secrets, comma-separated, are accepted during a rotation)
+    # Channel webhook signatures (several secrets, comma-separated, are accepted during a rotation)
     stripe_webhook_secret: str | None = Field(
         default=None, description="Stripe endpoint secret(s) (whsec_...); set = unsigned or forged events are rejected"
     )
@@ -85,9 +85,9 @@ class Settings(BaseSettings):
         default=None, description="Shopify app secret(s); set = X-Shopify-Hmac-Sha256 is required and checked"
     )
 
-    # Intake: STACKIT Marketplace poller (STACKIT has no webhooks)
+    # STACKIT Marketplace poller (STACKIT has no webhooks)
     stackit_base_url: str | None = Field(
-        default=None, description="vendor API base URL; set = the intake worker polls it in the background"
+        default=None, description="vendor API base URL; set = the vendor API is polled in the background"
     )
     stackit_token: str | None = Field(default=None, description="bearer token for the STACKIT vendor API")
     stackit_project_id: str | None = Field(default=None, description="the vendor's STACKIT project id")

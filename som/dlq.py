@@ -10,8 +10,10 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.messaging.kafka_util import topic_partitions
 from shared.messaging.runtime import RUNTIME_HEADERS
 from shared.messaging.topics import is_dlq
+from shared.messaging.views import record_replay, replayed_dead_letters
 
 
 @dataclass
@@ -72,11 +74,8 @@ async def read_dead_letters(bootstrap: str, topics: list[str], pool: asyncpg.Poo
     try:
         tps: list[TopicPartition] = []
         for t in topics:
-            parts = consumer.partitions_for_topic(t)
-            if not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(t) or set()
-            tps.extend(TopicPartition(t, p) for p in parts)
+            # One metadata refresh at most: these topics exist or were named by hand.
+            tps.extend(await topic_partitions(consumer, t, refreshes=1, pause=0))
         if not tps:
             return []
         consumer.assign(tps)
@@ -104,8 +103,7 @@ async def read_dead_letters(bootstrap: str, topics: list[str], pool: asyncpg.Poo
     finally:
         await consumer.stop()
     if pool is not None and letters:
-        rows = await pool.fetch("SELECT dlq_topic, dlq_partition, dlq_offset FROM messaging.dlq_replays")
-        done = {(r["dlq_topic"], r["dlq_partition"], r["dlq_offset"]) for r in rows}
+        done = await replayed_dead_letters(pool)
         for letter in letters:
             letter.replayed = (letter.dlq_topic, letter.partition, letter.offset) in done
     return letters
@@ -138,14 +136,7 @@ async def replay(
     headers = {k: v for k, v in letter.headers.items() if k not in RUNTIME_HEADERS}
     headers["x-replayed-from"] = f"{letter.dlq_topic}/{letter.partition}/{letter.offset}"
     async with pool.acquire() as conn, conn.transaction():
-        inserted = await conn.fetchval(
-            "INSERT INTO messaging.dlq_replays (dlq_topic, dlq_partition, dlq_offset, replayed_to) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
-            letter.dlq_topic,
-            letter.partition,
-            letter.offset,
-            target,
-        )
+        inserted = await record_replay(conn, letter.dlq_topic, letter.partition, letter.offset, target)
         if not inserted and not force:
             raise AlreadyReplayed(
                 f"{letter.dlq_topic}[{letter.partition}]@{letter.offset} was replayed before"

@@ -22,6 +22,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from services.lifecycle import views as lifecycle_views
 from shared.contracts import commands as wire
 from shared.contracts import events as ev
 from shared.contracts.commands import CommandParams, Timing, TimingInput
@@ -420,9 +421,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         if scenario.until:
             await advance_clock(pool, bootstrap, ns, clock, _at(scenario.until))
             await settle()
-        status = await pool.fetchval(
-            "SELECT status FROM lifecycle.subscriptions WHERE subscription_id = $1", sub_id
-        )
+        status = await lifecycle_views.status(pool, sub_id)
     finally:
         pumping.cancel()
         await asyncio.gather(pumping, return_exceptions=True)

@@ -24,11 +24,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.db.migrations import migrate_dsn
+from services.registry import all_topics, migrate_dsn
 from shared.db.pool import create_pool
 from shared.db.uow import Database
 from shared.messaging.admin import ensure_topics
-from shared.messaging.topics import all_topics
 from shared.settings import Settings
 from shared.telemetry import setup_tracing
 from som.embedded import infrastructure

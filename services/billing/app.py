@@ -1,17 +1,19 @@
-"""Wiring of the billing worker."""
+"""Declaration of the billing worker: lifecycle changes and payment results in, its scheduler beside."""
 
 from __future__ import annotations
 
-from opentelemetry.sdk.trace import TracerProvider
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from services.billing.domain import BillingContext, load_context
-from services.billing.handlers import BillingHandlers
-from shared.catalog import Catalog, cached_catalog
+from services.billing import metrics
 from shared.db.uow import Database
 from shared.messaging import topics
-from shared.messaging.runtime import Route, Worker
+from shared.service import ServiceSpec, Wiring
 from shared.settings import Settings
-from shared.timekeeping import run_scheduler
+
+if TYPE_CHECKING:
+    from services.billing.domain import BillingContext
+    from shared.catalog import Catalog
 
 NAME = "billing"
 
@@ -22,18 +24,42 @@ def billing_context(catalog: Catalog) -> BillingContext:
     A customer without a country (the direct channel's orders carry only a region) is not
     taxed: the documents carry a 0 rate. An unknown country stays an error (dead letter).
     """
+    from services.billing.domain import BillingContext, load_context
+
     ctx = load_context(catalog)
     tax = ctx.tax_table.model_copy(update={"missing_country": "untaxed"})
     return BillingContext(catalog=ctx.catalog, policy=ctx.policy, tax_table=tax)
 
 
-def build(settings: Settings, db: Database, *, tracer_provider: TracerProvider | None = None) -> Worker:
-    """The billing worker: lifecycle changes and payment results in; its scheduler beside."""
+def wire(settings: Settings, db: Database) -> Wiring:
+    """The billing handlers and the scheduler of its timers (renewals, dunning retries)."""
+    # Imported here: the registry reads every spec, a worker process builds only its own.
+    from services.billing.handlers import BillingHandlers
+    from shared.catalog import cached_catalog
+    from shared.messaging.runtime import Route
+    from shared.timekeeping import run_scheduler
+
     ctx = billing_context(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
     handlers = BillingHandlers(ctx)
     routes = [
         Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event),
         Route(topics.PAYMENTS_RESULTS, handlers.on_payment_event),
     ]
-    return Worker(NAME, routes, settings=settings, db=db, tracer_provider=tracer_provider,
-                  background=[lambda: run_scheduler(db, NAME, poll_seconds=settings.scheduler_poll_seconds)])
+    return Wiring(routes, [lambda: run_scheduler(db, NAME, poll_seconds=settings.scheduler_poll_seconds)])
+
+
+SPEC = ServiceSpec(
+    name=NAME,
+    consumes=(topics.SUBSCRIPTIONS_EVENTS, topics.PAYMENTS_RESULTS),
+    produces=(
+        topics.BILLING_INVOICES,
+        topics.PAYMENTS_REQUESTS,
+        topics.ACCOUNTING_JOURNAL,
+        topics.SUBSCRIPTIONS_COMMANDS,
+    ),
+    migrations=Path(__file__).resolve().parent / "migrations",
+    wire=wire,
+    background=("scheduler",),
+    metrics=metrics.ALL,
+)
+build = SPEC.build

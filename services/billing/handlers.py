@@ -17,7 +17,7 @@ from decimal import Decimal
 import asyncpg
 from pydantic import ValidationError
 
-from services.billing import journal, store
+from services.billing import journal, metrics, store
 from services.billing.domain import (
     Activate,
     BillingContext,
@@ -45,7 +45,7 @@ from shared.catalog import CatalogError
 from shared.contracts import events as ev
 from shared.contracts.envelope import CloudEvent, caused_by
 from shared.db.uow import UnitOfWork
-from shared.messaging import metrics, topics
+from shared.messaging import topics
 from shared.messaging.errors import PermanentError
 from shared.messaging.runtime import Incoming
 

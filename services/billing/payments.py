@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from services.billing import store
+from services.billing import metrics, store
 from services.billing.domain import (
     BillingContext,
     payment_method_updated,
@@ -37,7 +37,7 @@ from shared.contracts import events as ev
 from shared.contracts.commands import params_for
 from shared.contracts.envelope import CloudEvent, caused_by
 from shared.db.uow import UnitOfWork
-from shared.messaging import metrics, topics
+from shared.messaging import topics
 from shared.messaging.errors import PermanentError
 
 log = logging.getLogger("som.billing.payments")

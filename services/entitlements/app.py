@@ -1,23 +1,33 @@
-"""Wiring of the entitlements worker."""
+"""Declaration of the entitlements worker."""
 
 from __future__ import annotations
 
-from opentelemetry.sdk.trace import TracerProvider
+from pathlib import Path
 
-from services.entitlements.handlers import EntitlementHandlers
-from shared.catalog import cached_catalog
 from shared.db.uow import Database
 from shared.messaging import topics
-from shared.messaging.runtime import Route, Worker
+from shared.service import ServiceSpec, Wiring
 from shared.settings import Settings
 
 NAME = "entitlements"
 
 
-def build(settings: Settings, db: Database, *, tracer_provider: TracerProvider | None = None) -> Worker:
-    """The entitlements worker."""
-    handlers = EntitlementHandlers(
-        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
-    )
-    routes = [Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event)]
-    return Worker(NAME, routes, settings=settings, db=db, tracer_provider=tracer_provider)
+def wire(settings: Settings, db: Database) -> Wiring:
+    """The entitlement handlers (no background task)."""
+    # Imported here: the registry reads every spec, a worker process builds only its own.
+    from services.entitlements.handlers import EntitlementHandlers
+    from shared.catalog import cached_catalog
+    from shared.messaging.runtime import Route
+
+    handlers = EntitlementHandlers(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
+    return Wiring([Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event)])
+
+
+SPEC = ServiceSpec(
+    name=NAME,
+    consumes=(topics.SUBSCRIPTIONS_EVENTS,),
+    produces=(topics.ENTITLEMENTS_CHANGED,),
+    migrations=Path(__file__).resolve().parent / "migrations",
+    wire=wire,
+)
+build = SPEC.build

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from services.entitlements.domain.entitlements import entitlements_for
+from services.entitlements.store import EntitlementStore, PgEntitlementStore
 from shared.catalog import Catalog
 from shared.contracts import events as ev
 from shared.contracts.envelope import caused_by
@@ -20,8 +21,9 @@ SOURCE = "som/entitlements"
 class EntitlementHandlers:
     """Handlers of ``subscriptions.events``."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, store: EntitlementStore | None = None) -> None:
         self.catalog = catalog
+        self.store: EntitlementStore = store or PgEntitlementStore()
 
     async def on_subscription_event(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Publish the new entitlement set when it differs from the last one."""
@@ -30,12 +32,8 @@ class EntitlementHandlers:
             return
         change: ev.SubscriptionStateChanged = event.payload(ev.SubscriptionStateChanged)
         snap = change.snapshot
-        current = await uow.conn.fetchrow(
-            "SELECT version, lifecycle_version, body FROM entitlements.entitlement_sets "
-            "WHERE subscription_id = $1 FOR UPDATE",
-            change.subscription_id,
-        )
-        if current and current["lifecycle_version"] >= change.version:
+        current = await self.store.load(uow.conn, change.subscription_id)
+        if current and current.lifecycle_version >= change.version:
             log.info("stale lifecycle version %d for %s ignored", change.version, change.subscription_id)
             return
         ent = entitlements_for(
@@ -53,23 +51,11 @@ class EntitlementHandlers:
             "instances": ent.instances,
             "can_create_instances": ent.can_create_instances,
         }
-        if current and current["body"] == body:
-            await uow.conn.execute(
-                "UPDATE entitlements.entitlement_sets SET lifecycle_version = $2 WHERE subscription_id = $1",
-                change.subscription_id,
-                change.version,
-            )
+        if current and current.body == body:
+            await self.store.touch(uow.conn, change.subscription_id, change.version)
             return
-        version = (current["version"] + 1) if current else 1
-        await uow.conn.execute(
-            "INSERT INTO entitlements.entitlement_sets (subscription_id, version, lifecycle_version, body) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id) DO UPDATE SET version = EXCLUDED.version, "
-            "lifecycle_version = EXCLUDED.lifecycle_version, body = EXCLUDED.body, updated_at = now()",
-            change.subscription_id,
-            version,
-            change.version,
-            body,
-        )
+        version = (current.version + 1) if current else 1
+        await self.store.save(uow.conn, change.subscription_id, version, change.version, body)
         data = ev.EntitlementsChanged(
             subscription_id=change.subscription_id,
             version=version,

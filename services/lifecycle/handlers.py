@@ -21,6 +21,7 @@ from services.lifecycle.domain import (
 )
 from services.lifecycle.domain.decode import CommandNotUnderstood, commercial_terms, decode_command
 from services.lifecycle.domain.timers import TimerKind
+from services.lifecycle.store import LifecycleStore
 from shared import timekeeping
 from shared.catalog import Catalog, CatalogError
 from shared.contracts import commands as wire
@@ -51,8 +52,9 @@ def current_trace_id() -> str | None:
 class LifecycleHandlers:
     """Handlers of ``subscriptions.commands`` and ``provisioning.instances``."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, store: LifecycleStore | None = None) -> None:
         self.catalog = catalog
+        self.store = store or LifecycleStore()
         self.approval_policy = load_approval_policy()
 
     # -- commands ------------------------------------------------------------------------------
@@ -61,21 +63,12 @@ class LifecycleHandlers:
         """Apply one command, once per idempotency key, however late it comes again."""
         event = incoming.cloud_event()
         cmd: ev.SubscriptionCommand = event.payload(ev.SubscriptionCommand)
-        first = await uow.conn.fetchval(
-            "INSERT INTO lifecycle.command_keys (idempotency_key, subscription_id, outcome) "
-            "VALUES ($1, $2, 'pending') ON CONFLICT DO NOTHING RETURNING 1",
-            cmd.idempotency_key,
-            cmd.subscription_id,
-        )
-        if not first:
+        if not await self.store.claim_command(uow.conn, cmd.idempotency_key, cmd.subscription_id):
             log.info("command %s already applied: no second effect", cmd.idempotency_key)
             return
-        row = await uow.conn.fetchrow(
-            "SELECT state FROM lifecycle.subscriptions WHERE subscription_id = $1 FOR UPDATE",
-            cmd.subscription_id,
-        )
-        current = SubscriptionState.model_validate(row["state"]["domain"]) if row else None
-        commercial: dict[str, Any] = dict(row["state"]["commercial"]) if row else commercial_terms(cmd)
+        stored = await self.store.load_state(uow.conn, cmd.subscription_id)
+        current = SubscriptionState.model_validate(stored["domain"]) if stored else None
+        commercial: dict[str, Any] = dict(stored["commercial"]) if stored else commercial_terms(cmd)
         if cmd.command in NOTICE_COMMANDS:
             outcome = await self._notice(uow, event, cmd, current, commercial)
         else:
@@ -96,11 +89,7 @@ class LifecycleHandlers:
                 if isinstance(result, Rejection):
                     await self._reject(uow, event, cmd, current, result.code.value, result.message)
                 outcome = "rejected"
-        await uow.conn.execute(
-            "UPDATE lifecycle.command_keys SET outcome = $2 WHERE idempotency_key = $1",
-            cmd.idempotency_key,
-            outcome,
-        )
+        await self.store.set_command_outcome(uow.conn, cmd.idempotency_key, outcome)
 
     async def _apply(
         self,
@@ -113,47 +102,36 @@ class LifecycleHandlers:
         state = decision.state
         stored = {"domain": state.model_dump(mode="json"), "commercial": commercial}
         if decision.previous is None:
-            await uow.conn.execute(
-                "INSERT INTO lifecycle.subscriptions (subscription_id, status, version, channel, customer_id, "
-                "plan_id, state) VALUES ($1, $2, 0, $3, $4, $5, $6)",
+            await self.store.create(
+                uow.conn,
                 state.subscription_id,
-                state.status.value,
-                state.channel,
-                state.customer_id or "",
-                state.plan.plan_id,
-                stored,
+                status=state.status.value,
+                channel=state.channel,
+                customer_id=state.customer_id or "",
+                plan_id=state.plan.plan_id,
+                state=stored,
             )
             customer = commercial.get("customer") or {}
             if customer.get("customer_id"):
-                await uow.conn.execute(
-                    "INSERT INTO lifecycle.subscription_users (subscription_id, user_id, email, role) "
-                    "VALUES ($1, $2, $3, 'owner') ON CONFLICT DO NOTHING",
-                    state.subscription_id,
-                    customer["customer_id"],
-                    customer.get("email"),
+                await self.store.add_owner(
+                    uow.conn, state.subscription_id, customer["customer_id"], customer.get("email")
                 )
-        version = await uow.conn.fetchval(
-            "UPDATE lifecycle.subscriptions SET status = $2, plan_id = $3, state = $4, version = version + 1, "
-            "updated_at = now() WHERE subscription_id = $1 RETURNING version",
-            state.subscription_id,
-            state.status.value,
-            state.plan.plan_id,
-            stored,
+        version = await self.store.update(
+            uow.conn, state.subscription_id, status=state.status.value, plan_id=state.plan.plan_id, state=stored
         )
         audit = decision.audit
-        await uow.conn.execute(
-            "INSERT INTO lifecycle.audit_trail (subscription_id, from_status, to_status, command, actor, reason, "
-            "channel, effective_at, correlation_id, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        await self.store.append_audit(
+            uow.conn,
             state.subscription_id,
-            audit.from_status.value if audit.from_status else None,
-            audit.to_status.value,
-            audit.command.value,
-            audit.actor,
-            audit.reason,
-            state.channel,
-            audit.effective_at,
-            cause.correlationid,
-            current_trace_id(),
+            from_status=audit.from_status.value if audit.from_status else None,
+            to_status=audit.to_status.value,
+            command=audit.command.value,
+            actor=audit.actor,
+            reason=audit.reason,
+            channel=state.channel,
+            effective_at=audit.effective_at,
+            correlation_id=cause.correlationid,
+            trace_id=current_trace_id(),
         )
         clock = commercial.get("clock", timekeeping.SYSTEM_CLOCK)
         kinds = sorted(
@@ -298,13 +276,6 @@ class LifecycleHandlers:
         """Record an instance of a subscription as provisioning reports it."""
         event = incoming.cloud_event()
         report: ev.InstanceReported = event.payload(ev.InstanceReported)
-        await uow.conn.execute(
-            "INSERT INTO lifecycle.instances (subscription_id, instance_id, status, reported_at) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id, instance_id) DO UPDATE SET "
-            "status = EXCLUDED.status, reported_at = EXCLUDED.reported_at "
-            "WHERE lifecycle.instances.reported_at <= EXCLUDED.reported_at",
-            report.subscription_id,
-            report.instance_id,
-            report.status,
-            report.reported_at,
+        await self.store.record_instance(
+            uow.conn, report.subscription_id, report.instance_id, report.status, report.reported_at
         )

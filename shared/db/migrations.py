@@ -1,4 +1,5 @@
-"""Forward-only SQL migrations: ``shared/db/migrations`` first, then each service's ``migrations/``.
+"""Forward-only SQL migrations: ``shared/db/migrations`` first, then each service's ``migrations/``
+(the folders its spec names; ``services/registry.py`` registers them).
 
 Applied under an advisory lock, each file in its own transaction, recorded in
 ``public.som_schema_migrations`` so that running them again is a no-op.
@@ -6,20 +7,22 @@ Applied under an advisory lock, each file in its own transaction, recorded in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-_ROOT = Path(__file__).resolve().parents[2]
 _LOCK_ID = 7_311_977_001
-COMPONENTS: tuple[tuple[str, Path], ...] = (
-    ("shared", _ROOT / "shared" / "db" / "migrations"),
-    ("intake", _ROOT / "services" / "intake" / "migrations"),
-    ("lifecycle", _ROOT / "services" / "lifecycle" / "migrations"),
-    ("billing", _ROOT / "services" / "billing" / "migrations"),
-    ("entitlements", _ROOT / "services" / "entitlements" / "migrations"),
-)
+SHARED_COMPONENT: tuple[str, Path] = ("shared", Path(__file__).resolve().parent / "migrations")
+# (component, folder) in the order they run: the shared schema first, then every registered service.
+COMPONENTS: list[tuple[str, Path]] = [SHARED_COMPONENT]
+
+
+def register(component: str, folder: Path) -> None:
+    """Add a component's migrations folder (once; later registrations of the same name are ignored)."""
+    if all(name != component for name, _ in COMPONENTS):
+        COMPONENTS.append((component, folder))
 
 
 @dataclass(frozen=True)
@@ -31,17 +34,22 @@ class Migration:
     path: Path
 
 
-def discover() -> list[Migration]:
-    """All migration files in the order they must run."""
+def discover(components: Sequence[tuple[str, Path]] | None = None) -> list[Migration]:
+    """All migration files in the order they must run (of ``components``, default :data:`COMPONENTS`)."""
+    if components is None and len(COMPONENTS) == 1:
+        # Only the shared schema known: a silent partial migration would pass for a full one.
+        raise RuntimeError("no service migrations registered: pass them, or import services.registry first")
     found: list[Migration] = []
-    for component, folder in COMPONENTS:
+    for component, folder in COMPONENTS if components is None else components:
         if folder.is_dir():
             for f in sorted(folder.glob("*.sql")):
                 found.append(Migration(component, f.stem, f))
     return found
 
 
-async def migrate(conn: asyncpg.Connection) -> list[Migration]:
+async def migrate(
+    conn: asyncpg.Connection, components: Sequence[tuple[str, Path]] | None = None
+) -> list[Migration]:
     """Apply every migration not applied yet; returns what was applied now."""
     await conn.execute(
         """CREATE TABLE IF NOT EXISTS public.som_schema_migrations (
@@ -55,7 +63,7 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
             (r["component"], r["version"])
             for r in await conn.fetch("SELECT component, version FROM public.som_schema_migrations")
         }
-        for m in discover():
+        for m in discover(components):
             if (m.component, m.version) in done:
                 continue
             async with conn.transaction():
@@ -71,10 +79,10 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
     return applied_now
 
 
-async def migrate_dsn(dsn: str) -> list[Migration]:
+async def migrate_dsn(dsn: str, components: Sequence[tuple[str, Path]] | None = None) -> list[Migration]:
     """Connect, migrate, disconnect."""
     conn = await asyncpg.connect(dsn)
     try:
-        return await migrate(conn)
+        return await migrate(conn, components)
     finally:
         await conn.close()

@@ -1,4 +1,5 @@
-"""Prometheus metrics of every worker (labelled by service, so several workers share a process)."""
+"""Prometheus metrics of the delivery runtime, common to every worker (labelled by service, so several
+workers share a process). A service's own metrics live in that service and are named in its spec."""
 
 from __future__ import annotations
 
@@ -26,11 +27,4 @@ BATCH_RECORDS = Histogram(
 PAUSED = Gauge("som_consumer_paused", "1 while consumption waits for a dependency to come back", ["service"])
 PAUSED_SECONDS = Counter(
     "som_consumer_paused_seconds_total", "Seconds consumption waited for PostgreSQL or the broker", ["service"]
-)
-RENEWALS = Counter("som_renewal_payments_total", "Renewal payment outcomes", ["outcome"])
-DOCUMENTS_ISSUED = Counter("som_billing_documents_total", "Invoices and credit notes issued", ["document_type"])
-PAYMENT_RESULTS = Counter("som_payment_results_total", "Payment results received by billing", ["outcome"])
-DUNNING_ACTIONS = Counter(
-    "som_dunning_actions_total", "Dunning steps: retry_scheduled, past_due, suspended, recovered, immediate_retry",
-    ["action"],
 )

@@ -8,7 +8,7 @@ The group is in the name so that a retry or a dead letter never reaches other gr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.contracts.canonical import CHANNELS
@@ -81,21 +81,29 @@ def main_topics(default_partitions: int) -> list[TopicSpec]:
     return [TopicSpec(n, default_partitions) for n in names]
 
 
-# Who consumes what: the single table behind topic creation and every worker's routes.
-CONSUMERS: dict[str, tuple[str, ...]] = {
-    "intake": tuple(inbound(c) for c in CHANNELS),
-    "lifecycle": (SUBSCRIPTIONS_COMMANDS, PROVISIONING_INSTANCES),
-    "billing": (SUBSCRIPTIONS_EVENTS, PAYMENTS_RESULTS),
-    "entitlements": (SUBSCRIPTIONS_EVENTS,),
-}
+# Who consumes what, by consumer group name: filled by ``services/registry.py`` from the service specs
+# when it is imported; kept for readers that take no table of their own (``shared.timekeeping``).
+CONSUMERS: dict[str, tuple[str, ...]] = {}
 
 
-def all_topics(namespace: str, default_partitions: int, group_of: Callable[[str], str]) -> list[TopicSpec]:
-    """Main topics plus each consumer group's retry and dead-letter topics, inside ``namespace``."""
+def all_topics(
+    namespace: str,
+    default_partitions: int,
+    group_of: Callable[[str], str],
+    consumers: Mapping[str, Sequence[str]] | None = None,
+) -> list[TopicSpec]:
+    """Main topics plus each consumer group's retry and dead-letter topics, inside ``namespace``.
+
+    ``consumers`` maps a consumer (service) name to its logical topics; default: :data:`CONSUMERS`,
+    which must have been filled (import ``services.registry``) or the retry topics would be missing.
+    """
+    table = CONSUMERS if consumers is None else consumers
+    if not table:
+        raise RuntimeError("no consumers declared: pass them, or import services.registry first")
     specs = [TopicSpec(namespaced(namespace, t.name), t.partitions) for t in main_topics(default_partitions)]
-    for service, topics in CONSUMERS.items():
+    for service, names in table.items():
         group = group_of(service)
-        for t in topics:
+        for t in names:
             main = namespaced(namespace, t)
             specs.append(TopicSpec(retry_topic(main, group), default_partitions))
             specs.append(TopicSpec(dlq_topic(main, group), 1))

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from services.registry import WORKERS, build_worker
 from shared.db.uow import Database
+from shared.messaging.kafka_util import topic_partitions
 from shared.messaging.runtime import Worker
 from shared.settings import Settings
 
@@ -27,15 +28,8 @@ class TopicReader:
 
     async def __aenter__(self) -> TopicReader:
         await self.consumer.start()
-        parts = None
-        for _ in range(50):
-            parts = self.consumer.partitions_for_topic(self.topic)
-            if parts:
-                break
-            await self.consumer._client.force_metadata_update()
-            await asyncio.sleep(0.1)
-        assert parts, f"topic {self.topic} has no partitions"
-        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        tps = await topic_partitions(self.consumer, self.topic)
+        assert tps, f"topic {self.topic} has no partitions"
         self.consumer.assign(tps)
         await self.consumer.seek_to_beginning(*tps)
         return self

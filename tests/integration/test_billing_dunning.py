@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from services.billing import metrics
 from shared.contracts import events as ev
 from shared.contracts.commands import params_for
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.uow import Database
-from shared.messaging import metrics, topics
+from shared.messaging import topics
 from shared.settings import Settings
 from shared.timekeeping import advance_clock, create_clock
 from tests.integration.helpers import TopicReader, publish, running_workers

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from services.billing import metrics
 from shared.contracts import events as ev
 from shared.db.uow import Database
-from shared.messaging import metrics, topics
+from shared.messaging import topics
 from shared.settings import Settings
 from shared.timekeeping import advance_clock, create_clock
 from som.orders import direct_order, subscription_id_of

@@ -19,10 +19,10 @@ from collections import Counter
 
 import pytest
 
+from services.intake.batch_runner import run_batch
 from shared.db.uow import Database
 from shared.messaging import topics
 from shared.settings import Settings
-from som.intake_cli import run_batch
 from tests.integration.helpers import TopicReader, running_workers
 
 pytestmark = pytest.mark.integration

@@ -8,12 +8,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from som.cli import EXIT_NOT_FOUND, EXIT_USAGE, UserError, app, console, db_pool, resolved_settings, run
+from services.billing import views
+from som.common import EXIT_NOT_FOUND, EXIT_USAGE, UserError, console, db_pool, resolved_settings, run
 
-billing_app = typer.Typer(help="Billing: preview what a change would invoice, list documents.", no_args_is_help=True)
+app = typer.Typer(help="Billing: preview what a change would invoice, list documents.", no_args_is_help=True)
 revenue_app = typer.Typer(help="Revenue recognition (IFRS 15): schedules by month end.", no_args_is_help=True)
-app.add_typer(billing_app, name="billing")
-app.add_typer(revenue_app, name="revenue")
 
 
 def _context() -> Any:
@@ -31,7 +30,7 @@ def _date(value: str) -> date:
         raise UserError(f"--on wants an ISO date (2025-03-11), not {value!r}", EXIT_USAGE) from exc
 
 
-@billing_app.command("preview")
+@app.command("preview")
 def billing_preview(
     subscription_id: Annotated[str, typer.Argument(help="Internal subscription id.")],
     change: Annotated[str, typer.Option(
@@ -95,7 +94,7 @@ def billing_preview(
         console.print(f"note: {note}")
 
 
-@billing_app.command("documents")
+@app.command("documents")
 def billing_documents(
     subscription_id: Annotated[str, typer.Argument(help="Internal subscription id.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -105,13 +104,10 @@ def billing_documents(
 
     async def go() -> list[dict[str, Any]]:
         async with db_pool(settings) as pool:
-            rows = await pool.fetch(
-                "SELECT document_number, document_type, reason, issue_date, due_date, total, amount_due, currency, "
-                "status, attempts, dunning, paid_on FROM billing.documents WHERE subscription_id = $1 "
-                "ORDER BY issue_date, created_at, document_number", subscription_id)
+            rows = await views.documents(pool, subscription_id)
         if not rows:
             raise UserError(f"no documents for subscription {subscription_id}", EXIT_NOT_FOUND)
-        return [{k: (str(v) if v is not None and not isinstance(v, dict | int) else v) for k, v in dict(r).items()}
+        return [{k: (str(v) if v is not None and not isinstance(v, dict | int) else v) for k, v in r.items()}
                 for r in rows]
 
     rows = run(go())

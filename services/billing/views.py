@@ -1,0 +1,18 @@
+"""Read-only queries on the ``billing`` schema for operators' tools (``som billing documents``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+
+async def documents(pool: asyncpg.Pool, subscription_id: str) -> list[dict[str, Any]]:
+    """Invoices and credit notes of a subscription with their collection status, in issue order."""
+    rows = await pool.fetch(
+        "SELECT document_number, document_type, reason, issue_date, due_date, total, amount_due, currency, "
+        "status, attempts, dunning, paid_on FROM billing.documents WHERE subscription_id = $1 "
+        "ORDER BY issue_date, created_at, document_number",
+        subscription_id,
+    )
+    return [dict(r) for r in rows]

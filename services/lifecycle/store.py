@@ -1,0 +1,112 @@
+"""What the lifecycle worker keeps in PostgreSQL (schema ``lifecycle``). Every call runs on the
+handler's connection, inside its transaction (inbox, state, audit and outbox commit together)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+
+class LifecycleStore:
+    """Subscriptions, their audit trail, users, instances and the command keys already seen."""
+
+    async def claim_command(self, conn: asyncpg.Connection, idempotency_key: str, subscription_id: str) -> bool:
+        """True the first time a command key is seen; False for a repeat (it has no second effect)."""
+        first = await conn.fetchval(
+            "INSERT INTO lifecycle.command_keys (idempotency_key, subscription_id, outcome) "
+            "VALUES ($1, $2, 'pending') ON CONFLICT DO NOTHING RETURNING 1",
+            idempotency_key,
+            subscription_id,
+        )
+        return bool(first)
+
+    async def set_command_outcome(self, conn: asyncpg.Connection, idempotency_key: str, outcome: str) -> None:
+        """Record how a command ended (applied, rejected, ...)."""
+        await conn.execute(
+            "UPDATE lifecycle.command_keys SET outcome = $2 WHERE idempotency_key = $1", idempotency_key, outcome
+        )
+
+    async def load_state(self, conn: asyncpg.Connection, subscription_id: str) -> dict[str, Any] | None:
+        """The stored state (``domain`` and ``commercial``), locked for the transaction; None if new."""
+        row = await conn.fetchrow(
+            "SELECT state FROM lifecycle.subscriptions WHERE subscription_id = $1 FOR UPDATE", subscription_id
+        )
+        return dict(row["state"]) if row else None
+
+    async def create(
+        self, conn: asyncpg.Connection, subscription_id: str, *, status: str, channel: str, customer_id: str,
+        plan_id: str, state: dict[str, Any],
+    ) -> None:
+        """Insert a new subscription at version 0 (the update that follows makes it 1)."""
+        await conn.execute(
+            "INSERT INTO lifecycle.subscriptions (subscription_id, status, version, channel, customer_id, "
+            "plan_id, state) VALUES ($1, $2, 0, $3, $4, $5, $6)",
+            subscription_id,
+            status,
+            channel,
+            customer_id,
+            plan_id,
+            state,
+        )
+
+    async def add_owner(self, conn: asyncpg.Connection, subscription_id: str, user_id: str, email: str | None) -> None:
+        """The buyer as the subscription's owner (once)."""
+        await conn.execute(
+            "INSERT INTO lifecycle.subscription_users (subscription_id, user_id, email, role) "
+            "VALUES ($1, $2, $3, 'owner') ON CONFLICT DO NOTHING",
+            subscription_id,
+            user_id,
+            email,
+        )
+
+    async def update(
+        self, conn: asyncpg.Connection, subscription_id: str, *, status: str, plan_id: str, state: dict[str, Any]
+    ) -> int:
+        """Store the new state; returns the subscription's new version."""
+        version = await conn.fetchval(
+            "UPDATE lifecycle.subscriptions SET status = $2, plan_id = $3, state = $4, version = version + 1, "
+            "updated_at = now() WHERE subscription_id = $1 RETURNING version",
+            subscription_id,
+            status,
+            plan_id,
+            state,
+        )
+        return int(version)
+
+    async def append_audit(
+        self, conn: asyncpg.Connection, subscription_id: str, *, from_status: str | None, to_status: str,
+        command: str, actor: str | None, reason: str | None, channel: str, effective_at: datetime,
+        correlation_id: str | None, trace_id: str | None,
+    ) -> None:
+        """One row of the append-only audit trail."""
+        await conn.execute(
+            "INSERT INTO lifecycle.audit_trail (subscription_id, from_status, to_status, command, actor, reason, "
+            "channel, effective_at, correlation_id, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            subscription_id,
+            from_status,
+            to_status,
+            command,
+            actor,
+            reason,
+            channel,
+            effective_at,
+            correlation_id,
+            trace_id,
+        )
+
+    async def record_instance(
+        self, conn: asyncpg.Connection, subscription_id: str, instance_id: str, status: str, reported_at: datetime
+    ) -> None:
+        """An instance as provisioning reports it; an older report never overwrites a newer one."""
+        await conn.execute(
+            "INSERT INTO lifecycle.instances (subscription_id, instance_id, status, reported_at) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id, instance_id) DO UPDATE SET "
+            "status = EXCLUDED.status, reported_at = EXCLUDED.reported_at "
+            "WHERE lifecycle.instances.reported_at <= EXCLUDED.reported_at",
+            subscription_id,
+            instance_id,
+            status,
+            reported_at,
+        )

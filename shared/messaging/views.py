@@ -1,0 +1,38 @@
+"""Queries operators' tools run on the ``messaging`` schema (inbox, DLQ replays)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+
+async def seen_event_ids(pool: asyncpg.Pool, consumer_group: str, event_ids: Sequence[str]) -> set[str]:
+    """Which of ``event_ids`` the consumer group has processed already (its inbox holds them)."""
+    rows = await pool.fetch(
+        "SELECT event_id FROM messaging.inbox WHERE consumer_group = $1 AND event_id = ANY($2::text[])",
+        consumer_group,
+        list(event_ids),
+    )
+    return {r["event_id"] for r in rows}
+
+
+async def replayed_dead_letters(pool: asyncpg.Pool) -> set[tuple[str, int, int]]:
+    """``(dlq topic, partition, offset)`` of every dead letter replayed so far."""
+    rows = await pool.fetch("SELECT dlq_topic, dlq_partition, dlq_offset FROM messaging.dlq_replays")
+    return {(r["dlq_topic"], r["dlq_partition"], r["dlq_offset"]) for r in rows}
+
+
+async def record_replay(
+    conn: asyncpg.Connection, dlq_topic: str, partition: int, offset: int, replayed_to: str
+) -> bool:
+    """Record a replay in the caller's transaction; False when the record was replayed before."""
+    inserted = await conn.fetchval(
+        "INSERT INTO messaging.dlq_replays (dlq_topic, dlq_partition, dlq_offset, replayed_to) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+        dlq_topic,
+        partition,
+        offset,
+        replayed_to,
+    )
+    return bool(inserted)

@@ -1,0 +1,1 @@
+"""One module per command group of ``som``; ``som.cli`` assembles them."""
