@@ -157,8 +157,8 @@ def up(
     def _stop(*_: object) -> None:
         stop["flag"] = True
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # all stop everything, in order
+        signal.signal(sig, _stop)
     with system_endpoints(settings, publish=True) as s:
         run(prepare(s))
         _banner(s)
@@ -436,7 +436,7 @@ def isolated_system(purpose: str) -> Iterator[Settings]:
     """The worker set in a fresh topic namespace, on the configured or an embedded broker and database."""
     import uuid
 
-    from som.runner import prepare, worker_set
+    from som.runner import prepare, terminate_on_signals, worker_set
 
     base = get_settings()
     base = base.model_copy(
@@ -451,7 +451,7 @@ def isolated_system(purpose: str) -> Iterator[Settings]:
             "data_dir": base.data_dir / purpose,
         }
     )
-    with system_endpoints(base, publish=False) as s:
+    with terminate_on_signals(), system_endpoints(base, publish=False) as s:
         run(prepare(s))
         with worker_set(s):
             run(_wait_ready(s))
