@@ -170,6 +170,7 @@ class EmbeddedPostgres:
             with contextlib.suppress(Exception):
                 if self.server.get_postmaster_info().is_running():  # type: ignore[attr-defined]
                     self._pg_ctl(["-w", "-m", "fast", "stop"])
+                    self.server._postmaster_info = None  # type: ignore[attr-defined]  # stopped: nothing for the wheel to do
             with contextlib.suppress(Exception):
                 self.server.cleanup()  # type: ignore[attr-defined]
             self.server = None
