@@ -490,7 +490,9 @@ def schemas(
 
 def _register_subcommands() -> None:
     # Operator command groups live in their own modules; importing them registers them on `app`.
-    from som import billing_cli, intake_cli, ops  # noqa: F401
+    from som import billing_cli, chaos, intake_cli, ops  # noqa: F401
+
+    app.command("chaos")(chaos.chaos)
 
 
 def main() -> None:

@@ -53,7 +53,9 @@ async def test_true_end_of_a_partition_written_in_batches(settings: Settings) ->
         await consumer.seek_to_beginning(tp)
         ends = await read_to_end(consumer, [tp], seen.append)
         assert ends[tp] == total
-        assert [r.value for r in seen] == [f"{b}-{i}".encode() for b in range(BATCHES) for i in range(PER_BATCH)]
+        assert [r.value for r in seen] == [
+            f"{b}-{i}".encode() for b in range(BATCHES) for i in range(PER_BATCH)
+        ]
     finally:
         await consumer.stop()
 
