@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.uow import Database, UnitOfWork
+from shared.messaging.offsets import end_offsets
 from shared.messaging.topics import CONSUMERS, retry_topic
 
 log = logging.getLogger("som.timekeeping")
@@ -172,7 +173,7 @@ async def consumer_lag(bootstrap: str, namespace: str, services: Iterable[str] |
                 tps = [TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or ())]
                 if not tps:
                     continue
-                ends = await consumer.end_offsets(tps)
+                ends = await end_offsets(consumer, tps)  # the true end, also on Tansu
                 for tp in tps:
                     committed = await consumer.committed(tp) or 0
                     total += max(0, ends[tp] - committed)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared.messaging import topics
+from shared.messaging.offsets import end_offsets
 from shared.settings import Settings
 from som.orders import direct_order, send_orders, subscription_id_of
 
@@ -27,6 +31,8 @@ class BenchResult:
     p99_ms: float
     max_ms: float
     rate: float | None
+    entitlements_p50_ms: float = float("nan")
+    entitlements_p99_ms: float = float("nan")
 
     def as_dict(self) -> dict[str, object]:
         return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -50,33 +56,47 @@ async def run_bench(
     """Publish ``orders`` direct orders (all at once, or ``rate`` per second) and time their invoices."""
     assert settings.kafka_bootstrap
     invoice_topic = f"{settings.topic_namespace}{topics.BILLING_INVOICES}"
+    events_topic = f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_EVENTS}"
+    ent_topic = f"{settings.topic_namespace}{topics.ENTITLEMENTS_CHANGED}"
     # A short fetch wait: the reader must not add its own latency to what it measures.
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
     )
     await consumer.start()
-    parts = consumer.partitions_for_topic(invoice_topic)
-    if not parts:
-        await consumer._client.force_metadata_update()
-        parts = consumer.partitions_for_topic(invoice_topic) or set()
-    tps = [TopicPartition(invoice_topic, p) for p in parts]
+    tps: list[TopicPartition] = []
+    for name in (invoice_topic, events_topic, ent_topic):
+        parts = consumer.partitions_for_topic(name)
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(name) or set()
+        tps.extend(TopicPartition(name, p) for p in parts)
     consumer.assign(tps)
-    await consumer.seek_to_end(*tps)
-    for tp in tps:  # resolve positions now, so nothing published from here on is missed
-        await consumer.position(tp)
+    # From the true end (Tansu's "latest offset" stops short): nothing older is counted.
+    for tp, end in (await end_offsets(consumer, tps)).items():
+        consumer.seek(tp, end)
 
     docs = [direct_order(plan="pro", quantity=1 + i % 5) for i in range(orders)]
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
+    changed_at: dict[str, float] = {}  # lifecycle change seen, per subscription
+    ent_latencies: list[float] = []
     done = asyncio.Event()
 
     async def collect() -> None:
-        while len(latencies) < orders:
+        while len(latencies) < orders or (len(ent_latencies) < orders and changed_at):
             batch = await consumer.getmany(timeout_ms=500)
             now = time.perf_counter()
-            for recs in batch.values():
+            for tp, recs in batch.items():
                 for r in recs:
                     sub = json.loads(r.value).get("subject")
+                    if tp.topic == events_topic:
+                        changed_at.setdefault(sub, now)
+                        continue
+                    if tp.topic == ent_topic:
+                        seen = changed_at.pop(sub, None)
+                        if seen is not None:
+                            ent_latencies.append((now - seen) * 1000)
+                        continue
                     started = sent_at.pop(sub, None)
                     if started is not None:
                         latencies.append((now - started) * 1000)
@@ -120,4 +140,45 @@ async def run_bench(
         p99_ms=_percentile(lat, 0.99),
         max_ms=lat[-1] if lat else float("nan"),
         rate=rate,
+        entitlements_p50_ms=_percentile(sorted(ent_latencies), 0.50),
+        entitlements_p99_ms=_percentile(sorted(ent_latencies), 0.99),
     )
+
+
+def default_baseline_script() -> Path:
+    """``../shared/bench/baseline_pipeline.py`` next to the repository root (found walking up from here)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").exists():
+            return parent.parent / "shared" / "bench" / "baseline_pipeline.py"
+    return here.parent.parent.parent / "shared" / "bench" / "baseline_pipeline.py"
+
+
+async def run_baseline(script: Path, bootstrap: str, dsn: str, orders: int) -> dict[str, Any]:
+    """Run the baseline pipeline against the same broker and database; its JSON figures."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        bootstrap,
+        dsn,
+        str(orders),
+        "0",
+        "3",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, errs = await proc.communicate()
+    lines = [line for line in out.decode().splitlines() if line.strip().startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"baseline failed (exit {proc.returncode}): {errs.decode()[-500:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def tracing_env(tracing: bool, ratio: float | None = None) -> dict[str, str]:
+    """Worker environment for the standard OpenTelemetry sampler variables."""
+    if not tracing:
+        return {"OTEL_TRACES_SAMPLER": "always_off"}
+    if ratio is not None:
+        return {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(ratio)}
+    return {}

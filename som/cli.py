@@ -14,6 +14,7 @@ import sys
 
 import typer
 
+from som import chaos
 from som.commands import (
     approvals,
     bench,
@@ -44,6 +45,7 @@ app.add_typer(clock.app, name="clock")
 app.add_typer(intake.app, name="intake")
 app.add_typer(billing.app, name="billing")
 app.add_typer(billing.revenue_app, name="revenue")
+app.command("chaos")(chaos.chaos)
 
 
 def main() -> None:

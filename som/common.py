@@ -119,11 +119,14 @@ async def db_pool(settings: Settings) -> AsyncIterator[Any]:
 
 
 @contextlib.contextmanager
-def isolated_system(purpose: str) -> Iterator[Settings]:
-    """The worker set in a fresh topic namespace, on the configured or an embedded broker and database."""
+def isolated_system(purpose: str, extra_env: dict[str, str] | None = None) -> Iterator[Settings]:
+    """The worker set in a fresh topic namespace, on the configured or an embedded broker and database.
+
+    SIGTERM and SIGHUP stop it the way Ctrl-C does: workers, broker and database.
+    """
     import uuid
 
-    from som.runner import prepare, worker_set
+    from som.runner import prepare, terminate_on_signals, worker_set
 
     base = get_settings()
     base = base.model_copy(
@@ -138,9 +141,9 @@ def isolated_system(purpose: str) -> Iterator[Settings]:
             "data_dir": base.data_dir / purpose,
         }
     )
-    with system_endpoints(base, publish=False) as s:
+    with terminate_on_signals(), system_endpoints(base, publish=False) as s:
         run(prepare(s))
-        with worker_set(s):
+        with worker_set(s, extra_env=extra_env):
             run(wait_ready(s))
             yield s
 

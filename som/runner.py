@@ -22,8 +22,69 @@ from shared.messaging.admin import ensure_topics
 from shared.messaging.topics import all_topics
 from shared.settings import Settings
 from shared.telemetry import setup_logging, setup_tracing
+from som.embedded import parent_death_preexec, set_parent_death_signal
 
 log = logging.getLogger("som.runner")
+
+PARENT_PID_ENV = "SOM_PARENT_PID"
+# How long a worker whose parent died may take to stop cleanly before it exits hard.
+ORPHAN_EXIT_SECONDS = 5.0
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM or SIGHUP, so ``with`` blocks stop what they started."""
+
+
+@contextlib.contextmanager
+def terminate_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C does: workers, broker and database are stopped.
+
+    The first signal raises :class:`Terminated` (exit code 128 + signal); later ones are ignored
+    so that the cleanup itself is not cut short.
+    """
+
+    def _handler(signum: int, _frame: object) -> None:
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        raise Terminated(128 + signum)
+
+    previous = {s: signal.signal(s, _handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _parent_gone() -> bool:
+    expected = os.environ.get(PARENT_PID_ENV)
+    return bool(expected) and os.getppid() != int(expected or 0)
+
+
+async def _watch_parent(stop: asyncio.Event, poll: float = 0.5) -> None:
+    """Stop when the process that started this worker is gone (backstop for the death signal)."""
+    while not stop.is_set():
+        if _parent_gone():
+            log.warning("parent process exited; stopping")
+            _exit_soon()
+            stop.set()
+            return
+        await asyncio.sleep(poll)
+
+
+def _on_sigterm(stop: asyncio.Event) -> None:
+    if _parent_gone():  # the parent-death signal: bound the time we take to go
+        _exit_soon()
+    stop.set()
+
+
+def _exit_soon() -> None:
+    # A clean stop may hang when the broker died with the parent: exit hard after a grace period.
+    import threading
+
+    t = threading.Timer(ORPHAN_EXIT_SECONDS, os._exit, args=(1,))
+    t.daemon = True
+    t.start()
 
 
 async def prepare(settings: Settings) -> None:
@@ -44,9 +105,16 @@ async def run_worker(name: str, settings: Settings, *, stop: asyncio.Event | Non
     setup_tracing(f"som-{name}")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    watcher: asyncio.Task[None] | None = None
+    if os.environ.get(PARENT_PID_ENV):
+        # Started by `som up`/`bench`/`chaos`: never outlive that parent, even if it was SIGKILLed.
+        set_parent_death_signal(signal.SIGTERM)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, _on_sigterm, stop)
+        watcher = asyncio.create_task(_watch_parent(stop))
     pool = await create_pool(settings.database_url, min_size=1, max_size=10)
     db = Database(pool, namespace=settings.topic_namespace)
     worker = build_worker(name, settings, db)
@@ -63,6 +131,8 @@ async def run_worker(name: str, settings: Settings, *, stop: asyncio.Event | Non
         await stop.wait()
     finally:
         log.info("worker %s stopping", name)
+        if watcher:
+            watcher.cancel()
         if health:
             await health.stop()
         await worker.stop()
@@ -71,18 +141,40 @@ async def run_worker(name: str, settings: Settings, *, stop: asyncio.Event | Non
 
 @dataclass
 class WorkerSet:
-    """The worker processes started by ``som up``."""
+    """The worker processes started by ``som up``, ``som bench`` and ``som chaos``.
+
+    Keys are worker names, with ``#2``, ``#3`` ... for further replicas of the same worker.
+    """
 
     env: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, names: tuple[str, ...] = WORKERS) -> None:
+    def start(self, names: tuple[str, ...] = WORKERS, *, replicas: int = 1) -> None:
+        """Start ``replicas`` processes of each worker (one consumer group per worker)."""
         for name in names:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "som", "worker", name],
-                env=self.env,
-                start_new_session=True,  # Ctrl-C is ours to handle: we stop children in order
-            )
+            for i in range(1, replicas + 1):
+                self.start_one(name if i == 1 else f"{name}#{i}")
+
+    def start_one(self, key: str) -> subprocess.Popen[bytes]:
+        """Start (or restart) the process ``key`` (``NAME`` or ``NAME#N``)."""
+        name = key.split("#", 1)[0]
+        env = dict(self.env)
+        env[PARENT_PID_ENV] = str(os.getpid())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "som", "worker", name],
+            env=env,
+            start_new_session=True,  # Ctrl-C is ours to handle: we stop children in order
+            preexec_fn=parent_death_preexec(signal.SIGTERM),  # and they die with us regardless
+        )
+        self.processes[key] = proc
+        return proc
+
+    def kill(self, key: str) -> None:
+        """SIGKILL one worker process (chaos) and reap it."""
+        proc = self.processes[key]
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
 
     def dead(self) -> list[str]:
         """Workers that exited on their own."""
@@ -124,11 +216,17 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def worker_set(settings: Settings, names: tuple[str, ...] = WORKERS) -> Iterator[WorkerSet]:
+def worker_set(
+    settings: Settings,
+    names: tuple[str, ...] = WORKERS,
+    *,
+    replicas: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[WorkerSet]:
     """Start the workers as child processes; always stop them."""
-    ws = WorkerSet(child_env(settings))
+    ws = WorkerSet(child_env(settings, **(extra_env or {})))
     try:
-        ws.start(names)
+        ws.start(names, replicas=replicas)
         yield ws
     finally:
         ws.stop()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,11 +20,22 @@ def bench(
     orders: Annotated[int, typer.Option(min=1, help="How many direct orders.")] = 1000,
     rate: Annotated[float | None, typer.Option(help="Orders per second; default all at once.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    baseline: Annotated[
+        bool, typer.Option("--baseline", help="Also run the baseline pipeline; report the ratio.")
+    ] = False,
+    baseline_script: Annotated[Path | None, typer.Option(help="Baseline script (default ../shared/bench/).")] = None,
+    tracing: Annotated[bool, typer.Option("--tracing/--no-tracing", help="Sample traces in the workers.")] = True,
+    trace_ratio: Annotated[float | None, typer.Option(help="Sample this share of traces (parent-based).")] = None,
 ) -> None:
     """Measure throughput and p50/p99 latency from inbound order to invoice on billing.invoices."""
-    from som.bench import run_bench
+    from som.bench import default_baseline_script, run_baseline, run_bench, tracing_env
 
-    with isolated_system("bench") as s:
+    script = baseline_script or default_baseline_script()
+    if baseline and not script.exists():
+        err.print(f"[yellow]baseline skipped:[/yellow] {script} not found")
+        baseline = False
+    extra: dict[str, Any] = {}
+    with isolated_system("bench", extra_env=tracing_env(tracing, trace_ratio)) as s:
         if as_json:
             result = run(run_bench(s, orders, rate))
         else:
@@ -34,11 +46,16 @@ def bench(
                 result = run(
                     run_bench(s, orders, rate, progress=lambda n, total: bar.update(task, completed=n))
                 )
+        if baseline:  # same broker and database, same run
+            base = run(run_baseline(script, str(s.kafka_bootstrap), str(s.database_url), orders))
+            ratio = round(result.per_second / base["per_second"], 3) if base.get("per_second") else None
+            extra = {"baseline": base, "ratio": ratio}
+    figures = {**result.as_dict(), **extra}
     if as_json:
-        print(json.dumps(result.as_dict()))
+        print(json.dumps(figures))
     else:
         table = Table("figure", "value", title="order -> invoice")
-        for k, v in result.as_dict().items():
+        for k, v in figures.items():
             table.add_row(k, str(v))
         console.print(table)
     if result.invoices < result.orders:

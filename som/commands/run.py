@@ -37,8 +37,8 @@ def up(
     def _stop(*_: object) -> None:
         stop["flag"] = True
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # all stop everything, in order
+        signal.signal(sig, _stop)
     with system_endpoints(settings, publish=True) as s:
         run(prepare(s))
         _banner(s)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import time
 import uuid
 from collections import Counter
 
@@ -76,13 +75,13 @@ async def test_batch_summary_matches_what_arrived_on_the_topics(settings: Settin
     async with running_workers(settings, db, names=("intake",)):
         async with TopicReader(bootstrap, f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_COMMANDS}") as cmds, \
                 TopicReader(bootstrap, f"{settings.topic_namespace}{topics.ORDERS_REJECTED}") as rejected:
-            started = time.perf_counter()
-            summary = await run_batch(settings, data, file_name="partner.csv", timeout=120)
-            seconds = time.perf_counter() - started
+            # No time limit here: speed is a figure (`som intake batch` prints rows per second),
+            # not a pass/fail condition; the default wait scales with the row count.
+            summary = await run_batch(settings, data, file_name="partner.csv")
             await cmds.wait_for(summary.accepted, timeout=10)
             await rejected.wait_for(summary.rejected - summary.rejected_locally, timeout=10)
             await cmds.settle(0.5)
-    print(f"\nbatch of {ROWS} rows: {seconds:.1f}s ({ROWS / seconds:.0f} rows/s), publish {summary.publish_seconds}s")
+    print(f"\nbatch of {ROWS} rows: {summary.rows_per_second} rows/s")
     assert summary.no_outcome == 0
     assert summary.rows == ROWS
     assert summary.accepted == expected["accepted"]

@@ -1,0 +1,74 @@
+"""The true end of a partition, on Apache Kafka and on Tansu alike.
+
+A "latest offset" request (aiokafka ``end_offsets``/``seek_to_end``) is not enough: Tansu answers
+the first offset of the last record batch + 1, so a reader that stops there misses the rest of
+that batch. What both brokers get right is the high watermark carried by every fetch response.
+So a partition is read to its end when a fetch for it returned no records and that fetch's high
+watermark is not beyond the position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+# Fetches that may come back empty before we decide a partition with records ahead is stuck.
+_MAX_IDLE_ROUNDS = 50
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer,
+    tps: Iterable[TopicPartition],
+    on_record: Callable[[ConsumerRecord], None] | None = None,
+    *,
+    fetch_timeout_ms: int = 200,
+) -> dict[TopicPartition, int]:
+    """Read the assigned ``tps`` from their current positions to their true ends.
+
+    Calls ``on_record`` for every record read and returns the end offset of each partition
+    (the offset the next record will get). ``consumer`` must have ``tps`` assigned.
+    """
+    pending = set(tps)
+    ends: dict[TopicPartition, int] = {}
+    idle = 0
+    while pending:
+        batch = await consumer.getmany(*pending, timeout_ms=fetch_timeout_ms)
+        for records in batch.values():
+            if on_record is not None:
+                for r in records:
+                    on_record(r)
+        progressed = any(batch.values())
+        for tp in list(pending):
+            if batch.get(tp):
+                continue
+            high = consumer.highwater(tp)
+            position = await consumer.position(tp)
+            # No fetch answered for this partition yet: high is None; keep fetching.
+            if high is not None and high <= position:
+                ends[tp] = position
+                pending.discard(tp)
+        if progressed:
+            idle = 0
+        else:
+            idle += 1
+            if idle > _MAX_IDLE_ROUNDS:
+                raise TimeoutError(f"no progress reading {sorted(map(str, pending))} to the end")
+            await asyncio.sleep(0)
+    return ends
+
+
+async def end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """The true end offset of each partition (assigns ``tps`` to ``consumer``).
+
+    Starts from the broker's "latest offset" answer, which is never past the true end, and reads
+    the few records after it, so only the last batch is fetched.
+    """
+    if not tps:
+        return {}
+    consumer.assign(tps)
+    approx = await consumer.end_offsets(tps)
+    for tp in tps:
+        consumer.seek(tp, approx[tp])
+    return await read_to_end(consumer, tps)
