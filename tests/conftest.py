@@ -4,6 +4,10 @@ Chosen in this order: ``SOM_KAFKA_BOOTSTRAP`` + ``SOM_DATABASE_URL`` if set; tes
 (Apache Kafka in KRaft mode and PostgreSQL) if a Docker engine answers; otherwise the embedded
 Tansu broker and embedded PostgreSQL. Each test gets its own topic namespace and consumer
 groups, so tests never see each other's messages.
+
+Hypothesis profiles (chosen by ``HYPOTHESIS_PROFILE``, default ``dev``): ``dev`` tries few
+examples so the local run stays fast; ``ci`` tries many and prints a reproduction blob on failure.
+Tests set ``settings(...)`` only for what truly differs per test (e.g. stateful step counts).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -31,6 +37,13 @@ from shared.messaging.admin import ensure_topics
 from shared.settings import Settings
 from shared.telemetry import setup_tracing
 from som.embedded import infrastructure
+
+# No deadline and no too_slow check: the machine is shared, so how long an example takes says nothing
+# about correctness (and the house rules forbid timed assertions).
+_UNTIMED: dict[str, Any] = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+hypothesis_settings.register_profile("dev", max_examples=30, **_UNTIMED)
+hypothesis_settings.register_profile("ci", max_examples=200, print_blob=True, **_UNTIMED)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 SPANS = InMemorySpanExporter()
 _provider = TracerProvider()

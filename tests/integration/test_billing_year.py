@@ -25,7 +25,8 @@ from som.orders import direct_order, subscription_id_of
 from tests.integration.helpers import TopicReader, publish, running_workers
 from tests.integration.test_billing_dunning import command, eventually, fast, pay, status_is
 
-pytestmark = pytest.mark.integration
+# A year of business time through all four workers, stopping at every timer.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 D = Decimal
 

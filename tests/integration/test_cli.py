@@ -46,6 +46,7 @@ def _env(data_dir: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # starts its own broker, database and four worker processes
 def test_som_up_demo_turns_orders_into_invoices_and_ctrl_c_leaves_nothing_behind() -> None:
     data = Path(tempfile.mkdtemp(prefix="som-up-"))
     proc = subprocess.Popen(

@@ -67,6 +67,7 @@ def make_batch(rows: int, prefix: str, effective_at: str = "2025-03-01T10:00:00Z
     return out.getvalue().encode(), expected
 
 
+@pytest.mark.slow  # ten thousand rows through the intake worker
 async def test_batch_summary_matches_what_arrived_on_the_topics(settings: Settings, db: Database) -> None:
     prefix = uuid.uuid4().hex[:8]
     data, expected = make_batch(ROWS, prefix)

@@ -111,6 +111,7 @@ def _events_of(records: list[Any], subscription_id: str) -> list[dict[str, Any]]
     return out
 
 
+@pytest.mark.slow  # twelve renewals, each waiting for the whole system to be quiet
 async def test_monthly_from_jan_31_renews_twelve_times_once_each_with_two_schedulers(
     settings: Settings, db: Database
 ) -> None:
@@ -287,6 +288,7 @@ async def test_non_renewing_becomes_cancelled_at_period_end_and_grace_end_fires_
     assert cleanup[0]["data"]["snapshot"]["status"] == "terminated"
 
 
+@pytest.mark.slow  # four `som` child processes, each importing the whole project
 async def test_manual_approval_holds_until_som_approve(settings: Settings, db: Database) -> None:
     start = datetime(2025, 9, 1, tzinfo=UTC)
     clock = await new_clock(db, settings, start)

@@ -17,7 +17,8 @@ import pytest
 
 from tests.conftest import Infra
 
-pytestmark = pytest.mark.integration
+# Each example runs months of a scenario through the real workers in a child process.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 

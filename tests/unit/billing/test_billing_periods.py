@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from itertools import pairwise
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.periods import (
@@ -24,7 +24,6 @@ from shared.periods import (
     periods_between,
 )
 
-PROPS = settings(max_examples=200, deadline=None)
 DATES = st.dates(min_value=date(1990, 1, 1), max_value=date(2090, 12, 31))
 INTERVALS = st.sampled_from(["P1W", "P2W", "P1M", "P3M", "P1Y", "P6M", "P10D"])
 MONTHLY = st.sampled_from(["P1M", "P3M", "P6M", "P1Y"])
@@ -111,7 +110,6 @@ def test_period_length_and_month_boundaries() -> None:
     assert month_end_boundaries(date(2024, 1, 1), date(2024, 1, 31)) == []
 
 
-@PROPS
 @given(anchor=DATES, interval=MONTHLY, k=st.integers(-60, 60))
 def test_add_interval_clamps_and_keeps_the_anchor_day(anchor: date, interval: str, k: int) -> None:
     """Boundary k is the anchor day, or the month's last day when the month is too short; never drifts."""
@@ -123,13 +121,11 @@ def test_add_interval_clamps_and_keeps_the_anchor_day(anchor: date, interval: st
     assert add_interval(d, interval, -k, anchor_day=anchor.day) == anchor
 
 
-@PROPS
 @given(anchor=DATES, interval=INTERVALS, k=st.integers(-60, 60))
 def test_boundaries_strictly_increase(anchor: date, interval: str, k: int) -> None:
     assert add_interval(anchor, interval, k) < add_interval(anchor, interval, k + 1)
 
 
-@PROPS
 @given(anchor=DATES, interval=MONTHLY, k=st.integers(-60, 60))
 def test_monthly_period_lengths_are_real_lengths(anchor: date, interval: str, k: int) -> None:
     """A month is 28-31 days, a quarter 89-92, a year 365/366."""
@@ -138,7 +134,6 @@ def test_monthly_period_lengths_are_real_lengths(anchor: date, interval: str, k:
     assert lo <= length <= hi
 
 
-@PROPS
 @given(day=DATES, anchor=DATES, interval=INTERVALS)
 def test_period_containing_contains_the_day(day: date, anchor: date, interval: str) -> None:
     start, end = period_containing(day, billing_anchor=anchor, interval=interval)
@@ -148,7 +143,6 @@ def test_period_containing_contains_the_day(day: date, anchor: date, interval: s
     assert next_period_end(day, billing_anchor=anchor, interval=interval) == end
 
 
-@PROPS
 @given(a=DATES, span=st.integers(0, 800), anchor=DATES, interval=INTERVALS)
 def test_periods_between_tile_the_window(a: date, span: int, anchor: date, interval: str) -> None:
     """The pieces are contiguous, cover the window exactly and each lies inside one period."""
@@ -164,7 +158,6 @@ def test_periods_between_tile_the_window(a: date, span: int, anchor: date, inter
         assert p_start <= s < e <= p_end
 
 
-@PROPS
 @given(a=DATES, b=DATES)
 def test_days_between_is_antisymmetric(a: date, b: date) -> None:
     assert days_between(a, b) == -days_between(b, a) == (b - a).days

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.billing.domain.dunning import (
@@ -27,7 +27,6 @@ from services.billing.domain.policy import (
 )
 from shared.catalog import load_catalog
 
-PROPS = settings(max_examples=200, deadline=None)
 CATALOG = load_catalog()
 POLICY = load_billing_policy()
 
@@ -101,7 +100,6 @@ def test_empty_schedule_suspends_at_once() -> None:
     assert decision.retry_on is None and decision.lifecycle_effect == "suspended"
 
 
-@PROPS
 @given(delays=st.lists(st.integers(0, 30), max_size=6), failed_on=st.dates(), count=st.integers(1, 10))
 def test_retries_follow_the_schedule_then_exhaust(delays: list[int], failed_on: date, count: int) -> None:
     d = DunningPolicy(retry_after_days=tuple(delays))

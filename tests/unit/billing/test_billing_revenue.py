@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.billing.domain import Activate, BillingContext, Cancel, apply
@@ -28,7 +28,6 @@ from shared.periods import add_interval
 
 from .conftest import StateFactory
 
-PROPS = settings(max_examples=200, deadline=None)
 D = Decimal
 
 
@@ -124,7 +123,6 @@ def lines(draw: st.DrawFn) -> tuple[str, Line]:
                           service_period_end=end, unit_amount=amount, amount=amount)
 
 
-@PROPS
 @given(data=lines())
 def test_recognition_sums_exactly_and_nothing_stays_deferred(data: tuple[str, Line]) -> None:
     currency, line = data
@@ -145,7 +143,6 @@ def test_recognition_sums_exactly_and_nothing_stays_deferred(data: tuple[str, Li
     assert all(p.amount * line.amount >= 0 for p in pieces)
 
 
-@PROPS
 @given(
     minors=st.lists(st.integers(-10**7, 10**7), min_size=1, max_size=6),
     country=st.sampled_from(["DE", "JP", "US"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from services.intake.domain.timefmt import (
@@ -65,7 +65,6 @@ def test_epoch_seconds() -> None:
         epoch_to_rfc3339_ms("soon")
 
 
-@settings(max_examples=150, deadline=None)
 @given(st.datetimes(timezones=st.timezones()))
 def test_any_aware_instant_round_trips_to_its_utc_millisecond(moment: object) -> None:
     from datetime import UTC, datetime
