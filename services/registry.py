@@ -57,7 +57,9 @@ def migration_components() -> list[tuple[str, Path]]:
     return [migrations.SHARED_COMPONENT, *((s.name, s.migrations) for s in SPECS)]
 
 
-def all_topics(namespace: str, default_partitions: int, group_of: Callable[[str], str]) -> list[topics.TopicSpec]:
+def all_topics(
+    namespace: str, default_partitions: int, group_of: Callable[[str], str]
+) -> list[topics.TopicSpec]:
     """Every topic the worker set needs: main topics plus each consumer's retry and dead-letter topics."""
     return topics.all_topics(namespace, default_partitions, group_of, consumers())
 

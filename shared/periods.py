@@ -102,9 +102,7 @@ def _check_anchor_day(billing_anchor: date, anchor_day: int | None) -> None:
         raise PeriodError(f"billing_anchor {billing_anchor} is not anchor day {anchor_day} (clamped)")
 
 
-def period_index(
-    day: date, *, billing_anchor: date, interval: str, anchor_day: int | None = None
-) -> int:
+def period_index(day: date, *, billing_anchor: date, interval: str, anchor_day: int | None = None) -> int:
     """The integer ``k`` such that ``day`` lies in ``[anchor + k intervals, anchor + (k+1) intervals)``.
 
     ``k`` is negative for days before the anchor (a first partial period).
@@ -142,9 +140,7 @@ def period_containing(
     )
 
 
-def next_period_end(
-    day: date, *, billing_anchor: date, interval: str, anchor_day: int | None = None
-) -> date:
+def next_period_end(day: date, *, billing_anchor: date, interval: str, anchor_day: int | None = None) -> date:
     """End (exclusive) of the period containing ``day``: the next renewal date strictly after ``day``."""
     return period_containing(day, billing_anchor=billing_anchor, interval=interval, anchor_day=anchor_day)[1]
 

@@ -45,7 +45,9 @@ class ServiceSpec:
     background: tuple[str, ...] = ()
     metrics: tuple[Any, ...] = ()
 
-    def build(self, settings: Settings, db: Database, *, tracer_provider: TracerProvider | None = None) -> Worker:
+    def build(
+        self, settings: Settings, db: Database, *, tracer_provider: TracerProvider | None = None
+    ) -> Worker:
         """The worker process's app: the wiring's routes and background tasks under this spec's name.
 
         Raises ``ValueError`` when the routes do not cover exactly the declared ``consumes``: topic
@@ -56,7 +58,9 @@ class ServiceSpec:
         wiring = self.wire(settings, db)
         routed = sorted(r.topic for r in wiring.routes)
         if routed != sorted(self.consumes):
-            raise ValueError(f"{self.name}: routes {routed} differ from the declared topics {sorted(self.consumes)}")
+            raise ValueError(
+                f"{self.name}: routes {routed} differ from the declared topics {sorted(self.consumes)}"
+            )
         return Worker(
             self.name,
             wiring.routes,

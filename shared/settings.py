@@ -46,13 +46,15 @@ class Settings(BaseSettings):
         ),
     )
     consumer_batch_max_records: int = Field(
-        default=500, description="most records one poll hands to the worker (one transaction per partition lane)"
+        default=500,
+        description="most records one poll hands to the worker (one transaction per partition lane)",
     )
     consumer_batch_timeout_ms: int = Field(
         default=20, description="longest a poll waits for records when none are buffered"
     )
     consumer_lanes: int = Field(
-        default=6, description="partition lanes of one worker processed concurrently (each in its own transaction)"
+        default=6,
+        description="partition lanes of one worker processed concurrently (each in its own transaction)",
     )
     consumer_max_poll_interval_ms: int = Field(
         default=1_800_000,
@@ -79,7 +81,8 @@ class Settings(BaseSettings):
 
     # Channel webhook signatures (several secrets, comma-separated, are accepted during a rotation)
     stripe_webhook_secret: str | None = Field(
-        default=None, description="Stripe endpoint secret(s) (whsec_...); set = unsigned or forged events are rejected"
+        default=None,
+        description="Stripe endpoint secret(s) (whsec_...); set = unsigned or forged events are rejected",
     )
     shopify_webhook_secret: str | None = Field(
         default=None, description="Shopify app secret(s); set = X-Shopify-Hmac-Sha256 is required and checked"

@@ -161,8 +161,6 @@ async def wait_ready(s: Settings, timeout: float = 60.0) -> None:
     raise UserError("workers did not become ready", EXIT_FAILED)
 
 
-
-
 def jsonable(value: Any) -> Any:
     """Rows as JSON-ready data: dates as ISO text, Decimals as strings."""
     if isinstance(value, datetime | date):

@@ -75,16 +75,24 @@ class BillingHandlers:
         try:
             change = event.payload(ev.SubscriptionStateChanged)
         except ValidationError as exc:
-            raise PermanentError(f"not a lifecycle change billing can read: {exc.errors()[0]['msg']}") from exc
+            raise PermanentError(
+                f"not a lifecycle change billing can read: {exc.errors()[0]['msg']}"
+            ) from exc
         rec = await store.load(uow.conn, change.subscription_id, lock=True)
         if rec is not None and rec.lifecycle_version >= change.version:
             log.info("stale lifecycle version %d for %s ignored", change.version, change.subscription_id)
             return
         if rec is None:
-            rec = store.BillingRecord(change.subscription_id, 0, change.snapshot, None, Decimal(0), None, None)
+            rec = store.BillingRecord(
+                change.subscription_id, 0, change.snapshot, None, Decimal(0), None, None
+            )
         elif change.version > rec.lifecycle_version + 1:
-            log.warning("lifecycle version %d of %s follows %d: a change was skipped", change.version,
-                        change.subscription_id, rec.lifecycle_version)
+            log.warning(
+                "lifecycle version %d of %s follows %d: a change was skipped",
+                change.version,
+                change.subscription_id,
+                rec.lifecycle_version,
+            )
         rec.snapshot = change.snapshot
         rec.lifecycle_version = change.version
         rec.clock = change.snapshot.clock or rec.clock or await store.resolve_clock(uow.conn, change.snapshot)
@@ -106,13 +114,17 @@ class BillingHandlers:
         try:
             if isinstance(step, Start):
                 if is_live(state):
-                    log.warning("%s: activation of a subscription billing already bills; ignored", rec.subscription_id)
+                    log.warning(
+                        "%s: activation of a subscription billing already bills; ignored", rec.subscription_id
+                    )
                     return None
                 fresh = state_from_snapshot(rec.snapshot, started_on=step.on)
                 if state is not None:  # restarted (reactivation, trial after a paid period): ledger ids go on
                     fresh = fresh.model_copy(update={"next_charge_seq": state.next_charge_seq})
                 rec.started_on = step.on
-                return apply(fresh, Activate(on=step.on), self.ctx, account_credit=rec.account_credit), "activation"
+                return apply(
+                    fresh, Activate(on=step.on), self.ctx, account_credit=rec.account_credit
+                ), "activation"
             if not is_live(state):
                 log.info("%s: %s while billing is not running: nothing billed", rec.subscription_id, step)
                 return None
@@ -145,14 +157,26 @@ class BillingHandlers:
         invoice = doc.document_type == "invoice"
         status = "issued" if not invoice else ("open" if doc.amount_due > 0 else "paid")
         await store.insert_document(
-            uow.conn, numbered, contract, customer_id=snap.customer.customer_id, status=status, reason=reason,
-            cause_event_id=cause.id, lifecycle_version=rec.lifecycle_version, attempts=1 if status == "open" else 0,
+            uow.conn,
+            numbered,
+            contract,
+            customer_id=snap.customer.customer_id,
+            status=status,
+            reason=reason,
+            cause_event_id=cause.id,
+            lifecycle_version=rec.lifecycle_version,
+            attempts=1 if status == "open" else 0,
         )
         uow.emit(
             topics.BILLING_INVOICES,
-            caused_by(cause,
-                type=ev.INVOICE_ISSUED if invoice else ev.CREDIT_NOTE_ISSUED, source=SOURCE,
-                subject=snap.subscription_id, data=contract, discriminator=number, time=cause.time,
+            caused_by(
+                cause,
+                type=ev.INVOICE_ISSUED if invoice else ev.CREDIT_NOTE_ISSUED,
+                source=SOURCE,
+                subject=snap.subscription_id,
+                data=contract,
+                discriminator=number,
+                time=cause.time,
             ),
         )
         metrics.DOCUMENTS_ISSUED.labels(doc.document_type).inc()
@@ -160,11 +184,21 @@ class BillingHandlers:
         if status == "open":
             stored = await store.document(uow.conn, number)
             assert stored is not None
-            request = payment_request(stored, customer_id=snap.customer.customer_id, attempt=1, reason="invoice",
-                                      test=snap.test)
-            await schedule_request(uow, request, due_at=journal.start_of(doc.due_date), clock=rec.business_clock)
-        log.info("%s %s issued for %s: total %s %s (%s)", doc.document_type, number, snap.subscription_id,
-                 doc.total, doc.currency, reason)
+            request = payment_request(
+                stored, customer_id=snap.customer.customer_id, attempt=1, reason="invoice", test=snap.test
+            )
+            await schedule_request(
+                uow, request, due_at=journal.start_of(doc.due_date), clock=rec.business_clock
+            )
+        log.info(
+            "%s %s issued for %s: total %s %s (%s)",
+            doc.document_type,
+            number,
+            snap.subscription_id,
+            doc.total,
+            doc.currency,
+            reason,
+        )
         return contract
 
     # -- payments --------------------------------------------------------------------------------
@@ -178,8 +212,9 @@ class BillingHandlers:
             raise PermanentError(f"not a payment event billing can read: {exc.errors()[0]['msg']}") from exc
 
 
-async def load_state(conn: asyncpg.Connection | asyncpg.Pool, subscription_id: str
-                     ) -> tuple[BillingState | None, Decimal, store.BillingRecord | None]:
+async def load_state(
+    conn: asyncpg.Connection | asyncpg.Pool, subscription_id: str
+) -> tuple[BillingState | None, Decimal, store.BillingRecord | None]:
     """The stored billing state and account credit of a subscription (as the worker sees them)."""
     rec = await store.load(conn, subscription_id)
     if rec is None:

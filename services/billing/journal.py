@@ -47,37 +47,68 @@ def _kind_of(entry: JournalEntry) -> str:
     return "issue"
 
 
-def posted(entry: JournalEntry, *, entry_id: str, subscription_id: str, kind: str, test: bool
-           ) -> ev.JournalEntryPosted:
+def posted(
+    entry: JournalEntry, *, entry_id: str, subscription_id: str, kind: str, test: bool
+) -> ev.JournalEntryPosted:
     """The published form of a domain journal entry."""
     return ev.JournalEntryPosted(
-        entry_id=entry_id, subscription_id=subscription_id, kind=kind,  # type: ignore[arg-type]
-        entry_date=entry.entry_date, currency=entry.currency, description=entry.description,
+        entry_id=entry_id,
+        subscription_id=subscription_id,
+        kind=kind,  # type: ignore[arg-type]
+        entry_date=entry.entry_date,
+        currency=entry.currency,
+        description=entry.description,
         source_document=entry.document_number,
         lines=[ev.JournalLine(account=p.account, debit=p.debit, credit=p.credit) for p in entry.postings],
-        total_debit=entry.total_debit, total_credit=entry.total_credit, test=test,
+        total_debit=entry.total_debit,
+        total_credit=entry.total_credit,
+        test=test,
     )
 
 
-def entries_for(document: Document, *, test: bool = False) -> list[tuple[datetime, str, ev.JournalEntryPosted]]:
+def entries_for(
+    document: Document, *, test: bool = False
+) -> list[tuple[datetime, str, ev.JournalEntryPosted]]:
     """(due time, timer kind, entry) of every journal entry of a numbered document."""
     number = document.document_number
     assert number, "journal entries need the document number"
     out: list[tuple[datetime, str, ev.JournalEntryPosted]] = []
     for i, entry in enumerate(journal_on_issue(document)):
         kind = _kind_of(entry)
-        out.append((start_of(entry.entry_date), ISSUE_KIND, posted(
-            entry, entry_id=derived_id("journal", number, kind, str(i)), subscription_id=document.subscription_id,
-            kind=kind, test=test)))
+        out.append(
+            (
+                start_of(entry.entry_date),
+                ISSUE_KIND,
+                posted(
+                    entry,
+                    entry_id=derived_id("journal", number, kind, str(i)),
+                    subscription_id=document.subscription_id,
+                    kind=kind,
+                    test=test,
+                ),
+            )
+        )
     pieces = revenue_schedule(document.lines, document.currency, issue_date=document.issue_date)
     for entry in recognition_entries(pieces, document.currency):
-        entry = entry.model_copy(update={
-            "document_number": number,
-            "description": f"{entry.description} ({document.document_type} {number})",
-        })
-        out.append((start_of(entry.entry_date + timedelta(days=1)), RECOGNITION_KIND, posted(
-            entry, entry_id=derived_id("journal", number, "recognition", entry.entry_date.isoformat()),
-            subscription_id=document.subscription_id, kind="recognition", test=test)))
+        entry = entry.model_copy(
+            update={
+                "document_number": number,
+                "description": f"{entry.description} ({document.document_type} {number})",
+            }
+        )
+        out.append(
+            (
+                start_of(entry.entry_date + timedelta(days=1)),
+                RECOGNITION_KIND,
+                posted(
+                    entry,
+                    entry_id=derived_id("journal", number, "recognition", entry.entry_date.isoformat()),
+                    subscription_id=document.subscription_id,
+                    kind="recognition",
+                    test=test,
+                ),
+            )
+        )
     return out
 
 
@@ -86,8 +117,13 @@ async def schedule_entries(uow: UnitOfWork, document: Document, *, clock: str, t
     count = 0
     for due_at, kind, entry in entries_for(document, test=test):
         await timekeeping.schedule(
-            uow, subscription_id=document.subscription_id, kind=f"{kind}:{document.document_number}",
-            due_at=due_at, clock=clock, topic=topics.ACCOUNTING_JOURNAL, event_type=ev.JOURNAL_ENTRY_POSTED,
+            uow,
+            subscription_id=document.subscription_id,
+            kind=f"{kind}:{document.document_number}",
+            due_at=due_at,
+            clock=clock,
+            topic=topics.ACCOUNTING_JOURNAL,
+            event_type=ev.JOURNAL_ENTRY_POSTED,
             payload=entry,
         )
         count += 1

@@ -108,8 +108,14 @@ def steps_for(event: lc.DomainEvent) -> list[Step]:
     if isinstance(event, lc.PlanChanged):
         if event.timing is not Timing.IMMEDIATE:
             return []
-        return [Run(ChangePlan(on=on, plan_id=event.to_plan_id, quantity=event.to_quantity,
-                               timing=Timing.IMMEDIATE), "change")]
+        return [
+            Run(
+                ChangePlan(
+                    on=on, plan_id=event.to_plan_id, quantity=event.to_quantity, timing=Timing.IMMEDIATE
+                ),
+                "change",
+            )
+        ]
     if isinstance(event, lc.QuantityChanged):
         if event.timing is not Timing.IMMEDIATE:  # applied at a period boundary: the Align carries it
             return []
@@ -143,7 +149,9 @@ def _terms(items: Sequence[Item]) -> list[tuple[str, str, int]]:
     return sorted((i.item_id, i.plan_id, i.quantity) for i in items)
 
 
-def snapshot_items(snapshot: ev.SubscriptionSnapshot, *, previous: Sequence[Item], on: date) -> tuple[Item, ...]:
+def snapshot_items(
+    snapshot: ev.SubscriptionSnapshot, *, previous: Sequence[Item], on: date
+) -> tuple[Item, ...]:
     """The snapshot's items; an item that keeps its plan keeps its price date and price override.
 
     A new plan bills its catalog price from ``on`` (an override of the old plan does not
@@ -162,7 +170,9 @@ def snapshot_items(snapshot: ev.SubscriptionSnapshot, *, previous: Sequence[Item
     return tuple(items)
 
 
-def align(state: BillingState, snapshot: ev.SubscriptionSnapshot, on: date) -> tuple[BillingState, str | None]:
+def align(
+    state: BillingState, snapshot: ev.SubscriptionSnapshot, on: date
+) -> tuple[BillingState, str | None]:
     """The state whose items billed from the period start ``on`` are the snapshot's (and a note).
 
     Only when nothing is charged from ``on`` (a renewal boundary, or a paused subscription
@@ -174,11 +184,14 @@ def align(state: BillingState, snapshot: ev.SubscriptionSnapshot, on: date) -> t
     desired = snapshot_items(snapshot, previous=upcoming, on=on)
     if _terms(upcoming) == _terms(desired):
         return state, None
-    charged_from_on = state.paused_since is None and state.charged_through is not None and state.charged_through > on
+    charged_from_on = (
+        state.paused_since is None and state.charged_through is not None and state.charged_through > on
+    )
     if charged_from_on:
         return state, f"items differ from the lifecycle on {on} but {on} is already charged: kept"
     if state.paused_since is not None:
         return state.model_copy(update={"items": desired, "scheduled_change": None if due else sc}), (
-            f"items aligned with the lifecycle on resume {on}")
+            f"items aligned with the lifecycle on resume {on}"
+        )
     change = ScheduledChange(effective_on=on, items=desired, reason="lifecycle terms for the new period")
     return state.model_copy(update={"scheduled_change": change}), f"items aligned with the lifecycle on {on}"

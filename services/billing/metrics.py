@@ -5,10 +5,13 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 RENEWALS = Counter("som_renewal_payments_total", "Renewal payment outcomes", ["outcome"])
-DOCUMENTS_ISSUED = Counter("som_billing_documents_total", "Invoices and credit notes issued", ["document_type"])
+DOCUMENTS_ISSUED = Counter(
+    "som_billing_documents_total", "Invoices and credit notes issued", ["document_type"]
+)
 PAYMENT_RESULTS = Counter("som_payment_results_total", "Payment results received by billing", ["outcome"])
 DUNNING_ACTIONS = Counter(
-    "som_dunning_actions_total", "Dunning steps: retry_scheduled, past_due, suspended, recovered, immediate_retry",
+    "som_dunning_actions_total",
+    "Dunning steps: retry_scheduled, past_due, suspended, recovered, immediate_retry",
     ["action"],
 )
 

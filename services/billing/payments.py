@@ -48,13 +48,20 @@ PAYMENT_KIND = "payment"
 EFFECT_COMMANDS = {"past_due": "mark_past_due", "suspended": "suspend"}
 
 
-def payment_request(doc: store.StoredDocument, *, customer_id: str, attempt: int, reason: str, test: bool
-                    ) -> ev.PaymentRequested:
+def payment_request(
+    doc: store.StoredDocument, *, customer_id: str, attempt: int, reason: str, test: bool
+) -> ev.PaymentRequested:
     """The request for one attempt at collecting ``doc``."""
     return ev.PaymentRequested(
-        payment_id=f"{doc.document_number}/{attempt}", document_number=doc.document_number,
-        subscription_id=doc.subscription_id, customer_id=customer_id, amount=doc.amount_due, currency=doc.currency,
-        attempt=attempt, due_date=doc.due_date, reason=reason,  # type: ignore[arg-type]
+        payment_id=f"{doc.document_number}/{attempt}",
+        document_number=doc.document_number,
+        subscription_id=doc.subscription_id,
+        customer_id=customer_id,
+        amount=doc.amount_due,
+        currency=doc.currency,
+        attempt=attempt,
+        due_date=doc.due_date,
+        reason=reason,  # type: ignore[arg-type]
         test=test,
     )
 
@@ -64,28 +71,54 @@ def timer_kind(document_number: str) -> str:
     return f"{PAYMENT_KIND}:{document_number}"
 
 
-async def schedule_request(uow: UnitOfWork, request: ev.PaymentRequested, *, due_at: datetime, clock: str) -> None:
+async def schedule_request(
+    uow: UnitOfWork, request: ev.PaymentRequested, *, due_at: datetime, clock: str
+) -> None:
     """A payment attempt as a billing timer."""
     await timekeeping.schedule(
-        uow, subscription_id=request.subscription_id, kind=timer_kind(request.document_number), due_at=due_at,
-        clock=clock, topic=topics.PAYMENTS_REQUESTS, event_type=ev.PAYMENT_REQUESTED, payload=request,
+        uow,
+        subscription_id=request.subscription_id,
+        kind=timer_kind(request.document_number),
+        due_at=due_at,
+        clock=clock,
+        topic=topics.PAYMENTS_REQUESTS,
+        event_type=ev.PAYMENT_REQUESTED,
+        payload=request,
     )
 
 
 async def send_command(
-    uow: UnitOfWork, cause: CloudEvent, snapshot: ev.SubscriptionSnapshot, command: str, *, at: datetime,
+    uow: UnitOfWork,
+    cause: CloudEvent,
+    snapshot: ev.SubscriptionSnapshot,
+    command: str,
+    *,
+    at: datetime,
     reason: str,
 ) -> None:
     """A command to the lifecycle (``mark_past_due``, ``suspend``, ``payment_recovered``, ``reactivate``)."""
     key = f"billing:{cause.id}:{command}"
     cmd = ev.SubscriptionCommand(
-        subscription_id=snapshot.subscription_id, idempotency_key=key, channel=snapshot.channel,
-        effective_at=at, actor="system:billing", reason=reason, params=params_for(command),
+        subscription_id=snapshot.subscription_id,
+        idempotency_key=key,
+        channel=snapshot.channel,
+        effective_at=at,
+        actor="system:billing",
+        reason=reason,
+        params=params_for(command),
     )
-    uow.emit(topics.SUBSCRIPTIONS_COMMANDS, caused_by(cause,
-        type=ev.SUBSCRIPTION_COMMAND, source=SOURCE, subject=snapshot.subscription_id, data=cmd,
-        discriminator=command, time=at,
-    ))
+    uow.emit(
+        topics.SUBSCRIPTIONS_COMMANDS,
+        caused_by(
+            cause,
+            type=ev.SUBSCRIPTION_COMMAND,
+            source=SOURCE,
+            subject=snapshot.subscription_id,
+            data=cmd,
+            discriminator=command,
+            time=at,
+        ),
+    )
 
 
 class Payments:
@@ -119,7 +152,12 @@ class Payments:
         recorded = await uow.conn.execute(
             "INSERT INTO billing.payment_attempts (document_number, attempt, outcome, failure_reason, business_date, "
             "event_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            doc.document_number, result.attempt, result.outcome, result.failure_reason, today, cause.id,
+            doc.document_number,
+            result.attempt,
+            result.outcome,
+            result.failure_reason,
+            today,
+            cause.id,
         )
         if recorded.endswith(" 0"):
             log.info("result of %s attempt %d already recorded", doc.document_number, result.attempt)
@@ -128,38 +166,69 @@ class Payments:
         if doc.reason == "renewal":
             metrics.RENEWALS.labels(result.outcome).inc()
         if doc.status != "open":
-            log.info("result of %s attempt %d: invoice is %s, nothing to do", doc.document_number, result.attempt,
-                     doc.status)
+            log.info(
+                "result of %s attempt %d: invoice is %s, nothing to do",
+                doc.document_number,
+                result.attempt,
+                doc.status,
+            )
             return
         if result.outcome == "succeeded":
             await self._paid(uow, cause, rec, doc, now)
             return
         if result.attempt < doc.attempts:
-            log.info("stale failure of %s attempt %d (attempt %d is under way)", doc.document_number,
-                     result.attempt, doc.attempts)
+            log.info(
+                "stale failure of %s attempt %d (attempt %d is under way)",
+                doc.document_number,
+                result.attempt,
+                doc.attempts,
+            )
             return
         await self._failed(uow, cause, rec, doc, now, result)
 
-    async def _paid(self, uow: UnitOfWork, cause: CloudEvent, rec: store.BillingRecord, doc: store.StoredDocument,
-                    now: datetime) -> None:
+    async def _paid(
+        self,
+        uow: UnitOfWork,
+        cause: CloudEvent,
+        rec: store.BillingRecord,
+        doc: store.StoredDocument,
+        now: datetime,
+    ) -> None:
         await timekeeping.cancel_timers(uow, doc.subscription_id, [timer_kind(doc.document_number)])
-        await store.update_collection(uow.conn, doc.document_number, status="paid", clear_dunning=True,
-                                      paid_on=now.date())
+        await store.update_collection(
+            uow.conn, doc.document_number, status="paid", clear_dunning=True, paid_on=now.date()
+        )
         decision = record_success(doc.dunning)
         if decision.lifecycle_effect is None:
             return
-        others = [d for d in await store.documents_of(uow.conn, doc.subscription_id, open_only=True)
-                  if d.document_number != doc.document_number and d.dunning is not None]
+        others = [
+            d
+            for d in await store.documents_of(uow.conn, doc.subscription_id, open_only=True)
+            if d.document_number != doc.document_number and d.dunning is not None
+        ]
         if others:
             log.info("%s paid; %s still in dunning", doc.document_number, [d.document_number for d in others])
             return
         suspended = doc.suspended
         metrics.DUNNING_ACTIONS.labels("recovered").inc()
-        await send_command(uow, cause, rec.snapshot, "reactivate" if suspended else "payment_recovered", at=now,
-                           reason=f"payment of {doc.document_number} collected")
+        await send_command(
+            uow,
+            cause,
+            rec.snapshot,
+            "reactivate" if suspended else "payment_recovered",
+            at=now,
+            reason=f"payment of {doc.document_number} collected",
+        )
 
-    async def _failed(self, uow: UnitOfWork, cause: CloudEvent, rec: store.BillingRecord, doc: store.StoredDocument,
-                      now: datetime, result: ev.PaymentResult) -> None:
+    async def _failed(
+        self,
+        uow: UnitOfWork,
+        cause: CloudEvent,
+        rec: store.BillingRecord,
+        doc: store.StoredDocument,
+        now: datetime,
+        result: ev.PaymentResult,
+    ) -> None:
         decision = record_failure(self.ctx.policy.dunning, doc.dunning, now.date())
         assert decision.state is not None
         effect = decision.lifecycle_effect
@@ -168,18 +237,26 @@ class Payments:
         attempts = doc.attempts
         if decision.retry_on is not None:
             attempts = doc.attempts + 1
-            request = payment_request(doc, customer_id=rec.snapshot.customer.customer_id, attempt=attempts,
-                                      reason="retry", test=rec.snapshot.test)
+            request = payment_request(
+                doc,
+                customer_id=rec.snapshot.customer.customer_id,
+                attempt=attempts,
+                reason="retry",
+                test=rec.snapshot.test,
+            )
             await schedule_request(uow, request, due_at=start_of(decision.retry_on), clock=rec.business_clock)
             metrics.DUNNING_ACTIONS.labels("retry_scheduled").inc()
-        await store.update_collection(uow.conn, doc.document_number, attempts=attempts, dunning=decision.state,
-                                      suspended=suspended)
+        await store.update_collection(
+            uow.conn, doc.document_number, attempts=attempts, dunning=decision.state, suspended=suspended
+        )
         why = f"payment of {doc.document_number} failed (attempt {result.attempt}: {result.failure_reason or 'unknown'})"
         if effect is not None and effect in EFFECT_COMMANDS:
             metrics.DUNNING_ACTIONS.labels(effect).inc()
             await send_command(uow, cause, rec.snapshot, EFFECT_COMMANDS[effect], at=now, reason=why)
 
-    async def _method_updated(self, cause: CloudEvent, update: ev.PaymentMethodUpdated, uow: UnitOfWork) -> None:
+    async def _method_updated(
+        self, cause: CloudEvent, update: ev.PaymentMethodUpdated, uow: UnitOfWork
+    ) -> None:
         rec, now = await self._context(uow, update.subscription_id)
         for doc in await store.documents_of(uow.conn, update.subscription_id, open_only=True, lock=True):
             if doc.dunning is None:
@@ -187,7 +264,9 @@ class Payments:
             in_flight = await uow.conn.fetchval(
                 "SELECT fired_at IS NOT NULL FROM timekeeping.timers WHERE service = $1 AND subscription_id = $2 "
                 "AND kind = $3 AND cancelled_at IS NULL ORDER BY id DESC LIMIT 1",
-                uow.service, doc.subscription_id, timer_kind(doc.document_number),
+                uow.service,
+                doc.subscription_id,
+                timer_kind(doc.document_number),
             )
             decision = payment_method_updated(doc.dunning, now.date())
             assert decision.state is not None
@@ -197,13 +276,30 @@ class Payments:
                 continue
             await timekeeping.cancel_timers(uow, doc.subscription_id, [timer_kind(doc.document_number)])
             attempt = doc.attempts + 1 if doc.dunning.next_retry_on is None else doc.attempts
-            request = payment_request(doc, customer_id=rec.snapshot.customer.customer_id, attempt=attempt,
-                                      reason="payment_method_updated", test=rec.snapshot.test)
-            uow.emit(topics.PAYMENTS_REQUESTS, caused_by(cause,
-                type=ev.PAYMENT_REQUESTED, source=SOURCE, subject=doc.subscription_id, data=request,
-                discriminator=f"{doc.document_number}/{attempt}", time=now,
-            ))
-            await store.update_collection(uow.conn, doc.document_number, attempts=attempt, dunning=decision.state,
-                                          suspended=doc.suspended)
+            request = payment_request(
+                doc,
+                customer_id=rec.snapshot.customer.customer_id,
+                attempt=attempt,
+                reason="payment_method_updated",
+                test=rec.snapshot.test,
+            )
+            uow.emit(
+                topics.PAYMENTS_REQUESTS,
+                caused_by(
+                    cause,
+                    type=ev.PAYMENT_REQUESTED,
+                    source=SOURCE,
+                    subject=doc.subscription_id,
+                    data=request,
+                    discriminator=f"{doc.document_number}/{attempt}",
+                    time=now,
+                ),
+            )
+            await store.update_collection(
+                uow.conn,
+                doc.document_number,
+                attempts=attempt,
+                dunning=decision.state,
+                suspended=doc.suspended,
+            )
             metrics.DUNNING_ACTIONS.labels("immediate_retry").inc()
-

@@ -38,8 +38,17 @@ from services.billing.journal import RECOGNITION_KIND
 from services.billing.lifecycle_map import Run
 from shared.contracts.commands import parse_timing
 
-CHANGES = ("change_plan", "change_quantity", "add_addon", "remove_addon", "cancel", "pause", "resume", "renew",
-           "invoice_pending")
+CHANGES = (
+    "change_plan",
+    "change_quantity",
+    "add_addon",
+    "remove_addon",
+    "cancel",
+    "pause",
+    "resume",
+    "renew",
+    "invoice_pending",
+)
 PREVIEW_NUMBER = "(preview)"
 
 
@@ -60,8 +69,9 @@ def _timing(value: str | None) -> Timing | None:
         raise PreviewError(f"timing must be immediate or period_end (end_of_term), not {value!r}") from None
 
 
-def command_for(change: str, on: date, *, plan: str | None = None, quantity: int | None = None,
-                timing: str | None = None) -> BillingCommand:
+def command_for(
+    change: str, on: date, *, plan: str | None = None, quantity: int | None = None, timing: str | None = None
+) -> BillingCommand:
     """The billing command of an operator's change, as the worker builds it from the lifecycle's event.
 
     Without ``timing`` the billing policy decides (upgrades now, downgrades at the term end),
@@ -126,22 +136,34 @@ class Preview:
         }
 
 
-async def preview_change(conn: asyncpg.Connection | asyncpg.Pool, ctx: BillingContext, subscription_id: str,
-                         command: BillingCommand) -> Preview:
+async def preview_change(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    ctx: BillingContext,
+    subscription_id: str,
+    command: BillingCommand,
+) -> Preview:
     """Run ``command`` through the worker's step on the stored state; nothing is persisted."""
     rec = await store.load(conn, subscription_id)
     if rec is None or rec.state is None:
         raise PreviewError(f"billing has no state for subscription {subscription_id}", not_found=True)
     done = BillingHandlers(ctx).step(copy.copy(rec), Run(command, "preview"))
-    result = Preview(subscription_id=subscription_id, command=command.model_dump(mode="json"),
-                     account_credit_before=rec.account_credit, account_credit_after=rec.account_credit)
+    result = Preview(
+        subscription_id=subscription_id,
+        command=command.model_dump(mode="json"),
+        account_credit_before=rec.account_credit,
+        account_credit_after=rec.account_credit,
+    )
     if done is None:
-        result.notes.append("billing is not running for this subscription, or nothing changes: nothing billed")
+        result.notes.append(
+            "billing is not running for this subscription, or nothing changes: nothing billed"
+        )
         return result
     outcome, _ = done
     result.documents = [
-        to_invoice_issued(d, document_number=PREVIEW_NUMBER, customer=rec.snapshot.customer, test=rec.snapshot.test)
-        .model_dump(mode="json") for d in outcome.documents
+        to_invoice_issued(
+            d, document_number=PREVIEW_NUMBER, customer=rec.snapshot.customer, test=rec.snapshot.test
+        ).model_dump(mode="json")
+        for d in outcome.documents
     ]
     result.pending_lines = [line.model_dump(mode="json") for line in outcome.new_pending]
     result.account_credit_after = outcome.account_credit_after
@@ -158,7 +180,9 @@ async def revenue_rows(conn: asyncpg.Connection | asyncpg.Pool, subscription_id:
         raise PreviewError(f"no documents for subscription {subscription_id}", not_found=True)
     timers = await conn.fetch(
         "SELECT kind, due_at, fired_at FROM timekeeping.timers WHERE subscription_id = $1 AND kind LIKE $2 "
-        "AND cancelled_at IS NULL", subscription_id, f"{RECOGNITION_KIND}:%",
+        "AND cancelled_at IS NULL",
+        subscription_id,
+        f"{RECOGNITION_KIND}:%",
     )
     posted = {(t["kind"].split(":", 1)[1], t["due_at"].date()): t["fired_at"] is not None for t in timers}
     pieces: list[dict[str, Any]] = []
@@ -167,17 +191,27 @@ async def revenue_rows(conn: asyncpg.Connection | asyncpg.Pool, subscription_id:
         if d.document is None:  # written before the engine: no domain document to schedule
             continue
         for p in revenue_schedule(d.document.lines, d.currency, issue_date=d.issue_date):
-            pieces.append({
-                "month_end": p.month_end.isoformat(), "document_number": d.document_number,
-                "document_type": d.document_type, "line": p.line_index, "description": p.description,
-                "service_start": p.service_start.isoformat(), "service_end": p.service_end.isoformat(),
-                "days": p.days, "amount": str(p.amount), "currency": d.currency,
-                "posted": posted.get((d.document_number, p.month_end + timedelta(days=1)), False),
-            })
+            pieces.append(
+                {
+                    "month_end": p.month_end.isoformat(),
+                    "document_number": d.document_number,
+                    "document_type": d.document_type,
+                    "line": p.line_index,
+                    "description": p.description,
+                    "service_start": p.service_start.isoformat(),
+                    "service_end": p.service_end.isoformat(),
+                    "days": p.days,
+                    "amount": str(p.amount),
+                    "currency": d.currency,
+                    "posted": posted.get((d.document_number, p.month_end + timedelta(days=1)), False),
+                }
+            )
     pieces.sort(key=lambda r: (r["month_end"], r["document_number"], r["line"]))
     months: dict[str, dict[str, Any]] = {}
     for r in pieces:
-        m = months.setdefault(r["month_end"], {"month_end": r["month_end"], "amount": Decimal(0), "posted": True})
+        m = months.setdefault(
+            r["month_end"], {"month_end": r["month_end"], "amount": Decimal(0), "posted": True}
+        )
         m["amount"] += Decimal(r["amount"])
         m["posted"] = m["posted"] and r["posted"]
     total = sum((Decimal(r["amount"]) for r in pieces), Decimal(0))

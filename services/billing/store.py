@@ -41,11 +41,14 @@ class BillingRecord:
         return self.clock or SYSTEM_CLOCK
 
 
-async def load(conn: asyncpg.Connection | asyncpg.Pool, subscription_id: str, *, lock: bool = False
-               ) -> BillingRecord | None:
+async def load(
+    conn: asyncpg.Connection | asyncpg.Pool, subscription_id: str, *, lock: bool = False
+) -> BillingRecord | None:
     """The subscription's billing record (locked for the transaction with ``lock``)."""
-    sql = ("SELECT subscription_id, lifecycle_version, snapshot, state, account_credit, clock, started_on, "
-           "charged_through FROM billing.subscriptions WHERE subscription_id = $1")
+    sql = (
+        "SELECT subscription_id, lifecycle_version, snapshot, state, account_credit, clock, started_on, "
+        "charged_through FROM billing.subscriptions WHERE subscription_id = $1"
+    )
     row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), subscription_id)
     if row is None:
         return None
@@ -71,8 +74,13 @@ async def save(conn: asyncpg.Connection, rec: BillingRecord) -> None:
         "snapshot = EXCLUDED.snapshot, state = EXCLUDED.state, account_credit = EXCLUDED.account_credit, "
         "clock = EXCLUDED.clock, started_on = EXCLUDED.started_on, charged_through = EXCLUDED.charged_through, "
         "updated_at = now()",
-        rec.subscription_id, rec.lifecycle_version, rec.snapshot.model_dump(mode="json"),
-        rec.state.model_dump(mode="json") if rec.state else None, rec.account_credit, rec.clock, rec.started_on,
+        rec.subscription_id,
+        rec.lifecycle_version,
+        rec.snapshot.model_dump(mode="json"),
+        rec.state.model_dump(mode="json") if rec.state else None,
+        rec.account_credit,
+        rec.clock,
+        rec.started_on,
         rec.state.charged_through if rec.state else None,
     )
 
@@ -153,46 +161,72 @@ def _dunning(raw: Any) -> tuple[DunningState | None, bool]:
     ), bool(data.get("suspended"))
 
 
-_DOC_COLUMNS = ("document_number, document_type, subscription_id, status, reason, amount_due, currency, due_date, "
-                "issue_date, attempts, dunning, document, body")
+_DOC_COLUMNS = (
+    "document_number, document_type, subscription_id, status, reason, amount_due, currency, due_date, "
+    "issue_date, attempts, dunning, document, body"
+)
 
 
 def _stored(row: asyncpg.Record) -> StoredDocument:
     dunning, suspended = _dunning(row["dunning"])
     doc = _json(row["document"])
     return StoredDocument(
-        document_number=row["document_number"], document_type=row["document_type"],
-        subscription_id=row["subscription_id"], status=row["status"], reason=row["reason"],
-        amount_due=Decimal(row["amount_due"]), currency=row["currency"], due_date=row["due_date"],
-        issue_date=row["issue_date"], attempts=row["attempts"], dunning=dunning, suspended=suspended,
-        document=Document.model_validate(doc) if doc else None, body=_json(row["body"]),
+        document_number=row["document_number"],
+        document_type=row["document_type"],
+        subscription_id=row["subscription_id"],
+        status=row["status"],
+        reason=row["reason"],
+        amount_due=Decimal(row["amount_due"]),
+        currency=row["currency"],
+        due_date=row["due_date"],
+        issue_date=row["issue_date"],
+        attempts=row["attempts"],
+        dunning=dunning,
+        suspended=suspended,
+        document=Document.model_validate(doc) if doc else None,
+        body=_json(row["body"]),
     )
 
 
 async def document(conn: asyncpg.Connection, number: str, *, lock: bool = False) -> StoredDocument | None:
     """One document by number."""
     row = await conn.fetchrow(
-        f"SELECT {_DOC_COLUMNS} FROM billing.documents WHERE document_number = $1" + (" FOR UPDATE" if lock else ""),
+        f"SELECT {_DOC_COLUMNS} FROM billing.documents WHERE document_number = $1"
+        + (" FOR UPDATE" if lock else ""),
         number,
     )
     return _stored(row) if row else None
 
 
-async def documents_of(conn: asyncpg.Connection | asyncpg.Pool, subscription_id: str, *,
-                       open_only: bool = False, lock: bool = False) -> list[StoredDocument]:
+async def documents_of(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    subscription_id: str,
+    *,
+    open_only: bool = False,
+    lock: bool = False,
+) -> list[StoredDocument]:
     """The subscription's documents in issue order (only open invoices with ``open_only``)."""
     rows = await conn.fetch(
         f"SELECT {_DOC_COLUMNS} FROM billing.documents WHERE subscription_id = $1 "
         "AND (NOT $2 OR status = 'open') ORDER BY issue_date, created_at, document_number"
         + (" FOR UPDATE" if lock else ""),
-        subscription_id, open_only,
+        subscription_id,
+        open_only,
     )
     return [_stored(r) for r in rows]
 
 
 async def insert_document(
-    conn: asyncpg.Connection, doc: Document, contract: ev.InvoiceIssued, *, customer_id: str, status: str,
-    reason: str, cause_event_id: str, lifecycle_version: int | None, attempts: int,
+    conn: asyncpg.Connection,
+    doc: Document,
+    contract: ev.InvoiceIssued,
+    *,
+    customer_id: str,
+    status: str,
+    reason: str,
+    cause_event_id: str,
+    lifecycle_version: int | None,
+    attempts: int,
 ) -> None:
     """Store a numbered document: the published contract and the domain document."""
     await conn.execute(
@@ -200,16 +234,37 @@ async def insert_document(
         "issue_date, due_date, subtotal, tax, total, amount_due, status, body, cause_event_id, reason, document, "
         "lifecycle_version, attempts, paid_on) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
         "$15, $16, $17, $18, $19)",
-        contract.document_number, doc.document_type, doc.subscription_id, customer_id, doc.currency,
-        doc.issue_date, doc.due_date, doc.subtotal, doc.tax, doc.total, doc.amount_due, status,
-        contract.model_dump(mode="json"), cause_event_id, reason, doc.model_dump(mode="json"), lifecycle_version,
-        attempts, doc.issue_date if status == "paid" else None,
+        contract.document_number,
+        doc.document_type,
+        doc.subscription_id,
+        customer_id,
+        doc.currency,
+        doc.issue_date,
+        doc.due_date,
+        doc.subtotal,
+        doc.tax,
+        doc.total,
+        doc.amount_due,
+        status,
+        contract.model_dump(mode="json"),
+        cause_event_id,
+        reason,
+        doc.model_dump(mode="json"),
+        lifecycle_version,
+        attempts,
+        doc.issue_date if status == "paid" else None,
     )
 
 
 async def update_collection(
-    conn: asyncpg.Connection, number: str, *, status: str | None = None, attempts: int | None = None,
-    dunning: DunningState | None = None, suspended: bool = False, clear_dunning: bool = False,
+    conn: asyncpg.Connection,
+    number: str,
+    *,
+    status: str | None = None,
+    attempts: int | None = None,
+    dunning: DunningState | None = None,
+    suspended: bool = False,
+    clear_dunning: bool = False,
     paid_on: date | None = None,
 ) -> None:
     """Record a payment attempt's consequences on the document."""
@@ -217,5 +272,10 @@ async def update_collection(
         "UPDATE billing.documents SET status = COALESCE($2, status), attempts = COALESCE($3, attempts), "
         "dunning = CASE WHEN $4 THEN NULL WHEN $5::jsonb IS NULL THEN dunning ELSE $5::jsonb END, "
         "paid_on = COALESCE($6, paid_on) WHERE document_number = $1",
-        number, status, attempts, clear_dunning, dunning_to_json(dunning, suspended=suspended), paid_on,
+        number,
+        status,
+        attempts,
+        clear_dunning,
+        dunning_to_json(dunning, suspended=suspended),
+        paid_on,
     )

@@ -19,7 +19,9 @@ def wire(settings: Settings, db: Database) -> Wiring:
     from shared.catalog import cached_catalog
     from shared.messaging.runtime import Route
 
-    handlers = EntitlementHandlers(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
+    handlers = EntitlementHandlers(
+        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
+    )
     return Wiring([Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event)])
 
 

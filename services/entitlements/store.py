@@ -58,7 +58,11 @@ class PgEntitlementStore:
         )
 
     async def save(
-        self, conn: asyncpg.Connection, subscription_id: str, version: int, lifecycle_version: int,
+        self,
+        conn: asyncpg.Connection,
+        subscription_id: str,
+        version: int,
+        lifecycle_version: int,
         body: dict[str, Any],
     ) -> None:
         """Insert or replace the subscription's set."""

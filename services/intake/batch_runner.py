@@ -81,10 +81,13 @@ class BatchSummary:
         if with_rows:
             doc["rejected_rows"] = [
                 {"row": o.row_number, "order_id": o.order_id, "reasons": o.reasons, "where": o.where}
-                for o in self.outcomes if o.outcome == "rejected"
+                for o in self.outcomes
+                if o.outcome == "rejected"
             ]
             doc["rows_without_outcome"] = [
-                {"row": o.row_number, "order_id": o.order_id} for o in self.outcomes if o.outcome == "no_outcome"
+                {"row": o.row_number, "order_id": o.order_id}
+                for o in self.outcomes
+                if o.outcome == "no_outcome"
             ]
         return doc
 
@@ -117,7 +120,9 @@ async def _known_before(
             seen = await seen_event_ids(pool, settings.group(NAME), list(by_hash))
             again = [by_hash[e] for e in seen if by_hash[e] not in found]
             if again:
-                for event_id, reasons in (await views.latest_rejection_reasons(pool, "direct", again)).items():
+                for event_id, reasons in (
+                    await views.latest_rejection_reasons(pool, "direct", again)
+                ).items():
                     found[event_id] = ("rejected", reasons)
     except Exception as exc:  # without the database every row is simply waited for on the topics
         warn(f"could not look up earlier outcomes: {exc}")
@@ -191,7 +196,9 @@ async def run_batch(
     to_send = [r for r in publishable if r.order_id not in known_before]
     commands_topic, rejected_topic = f"{ns}{topics.SUBSCRIPTIONS_COMMANDS}", f"{ns}{topics.ORDERS_REJECTED}"
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=4 << 20
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 << 20,
     )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     await consumer.start()
@@ -307,5 +314,3 @@ async def run_batch(
         rows_per_second=round(len(rows) / seconds, 1) if seconds > 0 else 0.0,
         outcomes=ordered,
     )
-
-

@@ -44,7 +44,7 @@ def transport_from_headers(headers: dict[str, str]) -> dict[str, Any]:
         transport["headers"] = http
     for k, v in headers.items():
         if k.startswith("poll."):
-            transport[k[5:]] = json.loads(v) if v[:1] in "{[\"" or v in ("null", "true", "false") else v
+            transport[k[5:]] = json.loads(v) if v[:1] in '{["' or v in ("null", "true", "false") else v
     return transport
 
 
@@ -103,7 +103,9 @@ class IntakeHandlers:
             log.info("dropped %s payload: %s (%s)", channel, normalized.disposition, normalized.drop_reason)
             await uow.conn.execute(
                 "INSERT INTO intake.dropped (channel, disposition, reason) VALUES ($1, $2, $3)",
-                channel, normalized.disposition, normalized.drop_reason,
+                channel,
+                normalized.disposition,
+                normalized.drop_reason,
             )
             return
         region = region_hint(channel, incoming.value, transport) or incoming.headers.get("region")
@@ -136,12 +138,16 @@ class IntakeHandlers:
             if credit_row
             else None
         )
-        verdict = evaluate(
-            channel, change, index=index, catalog=self.catalog, region=region, customer=credit
-        )
+        verdict = evaluate(channel, change, index=index, catalog=self.catalog, region=region, customer=credit)
         if not verdict.accepted:
             await self._reject(
-                uow, incoming, channel, change, list(verdict.reasons), verdict.order_value, verdict.policy,
+                uow,
+                incoming,
+                channel,
+                change,
+                list(verdict.reasons),
+                verdict.order_value,
+                verdict.policy,
                 index=index,
             )
             return
@@ -149,7 +155,11 @@ class IntakeHandlers:
         await uow.conn.execute(
             "INSERT INTO intake.orders (channel, order_key, subscription_id, action, canonical) "
             "VALUES ($1, $2, $3, $4, $5)",
-            channel, order_key, subscription_id, change.action, change.model_dump(mode="json"),
+            channel,
+            order_key,
+            subscription_id,
+            change.action,
+            change.model_dump(mode="json"),
         )
         if verdict.params is None:
             return
@@ -158,7 +168,10 @@ class IntakeHandlers:
             # on under the new id, so what happens to the old one (its end) is no command of ours.
             log.info(
                 "%s %s of %s recorded only: superseded by %s",
-                channel, change.action, change.channel_subscription_id, replaced_by,
+                channel,
+                change.action,
+                change.channel_subscription_id,
+                replaced_by,
             )
             return
         correlation = derived_id("order", channel, order_key)
@@ -166,9 +179,13 @@ class IntakeHandlers:
             # The replaced id was cancelling (STACKIT: cancel the old plan, buy the new one); the
             # subscription continues, so its scheduled end goes first.
             self._emit_command(
-                uow, incoming, change, subscription_id,
+                uow,
+                incoming,
+                change,
+                subscription_id,
                 params=UndoScheduledChangeParams(),
-                idempotency_key=f"{channel}:{order_key}:undo-cancellation", correlation=correlation,
+                idempotency_key=f"{channel}:{order_key}:undo-cancellation",
+                correlation=correlation,
                 discriminator="undo-cancellation",
                 # now (when the channel told us), not when the new plan starts: by then the old term is over
                 effective_at=datetime.fromtimestamp(incoming.timestamp_ms / 1000, UTC),
@@ -188,8 +205,15 @@ class IntakeHandlers:
             clock = incoming.headers.get(TEST_CLOCK_HEADER) or None
             params = params.model_copy(update={"customer": customer, "clock": clock})
         self._emit_command(
-            uow, incoming, change, subscription_id, params=params, idempotency_key=f"{channel}:{order_key}",
-            correlation=correlation, discriminator="", reason=COMMAND_REASONS.get((change.action, change.phase)),
+            uow,
+            incoming,
+            change,
+            subscription_id,
+            params=params,
+            idempotency_key=f"{channel}:{order_key}",
+            correlation=correlation,
+            discriminator="",
+            reason=COMMAND_REASONS.get((change.action, change.phase)),
         )
 
     def _emit_command(
@@ -240,7 +264,11 @@ class IntakeHandlers:
             "email = COALESCE(EXCLUDED.email, intake.customers.email), "
             "name = COALESCE(EXCLUDED.name, intake.customers.name) "
             "RETURNING credit_hold, credit_limit, currency, country, tax_exempt",
-            customer_id, channel, ext, change.customer.email, change.customer.name,
+            customer_id,
+            channel,
+            ext,
+            change.customer.email,
+            change.customer.name,
         )
         assert row is not None  # an upsert always returns its row
         return customer_id, row
@@ -267,7 +295,8 @@ class IntakeHandlers:
                 "(channel, channel_subscription_id, subscription_id) VALUES ($1, $2, $3) "
                 "ON CONFLICT DO NOTHING RETURNING subscription_id, replaced_by) "
                 f"SELECT subscription_id, replaced_by FROM new UNION ALL {lookup} LIMIT 1",
-                channel, change.channel_subscription_id,
+                channel,
+                change.channel_subscription_id,
                 derived_id("subscription", channel, change.channel_subscription_id),
             )
             if row is None:  # inserted meanwhile by another transaction: invisible to this statement
@@ -282,14 +311,17 @@ class IntakeHandlers:
         subscription_id: str | None = await uow.conn.fetchval(
             "UPDATE intake.channel_subscriptions SET replaced_by = $3 "
             "WHERE channel = $1 AND channel_subscription_id = $2 RETURNING subscription_id",
-            channel, replaced, change.channel_subscription_id,
+            channel,
+            replaced,
+            change.channel_subscription_id,
         )
         if subscription_id is not None:
             last = await uow.conn.fetchrow(
                 "SELECT action, canonical->>'phase' AS phase FROM intake.orders "
                 "WHERE channel = $1 AND canonical->>'channel_subscription_id' = $2 "
                 "AND action IN ('cancel', 'uncancel') ORDER BY received_at DESC, order_key DESC LIMIT 1",
-                channel, replaced,
+                channel,
+                replaced,
             )
             undo_cancellation = bool(
                 last and last["action"] == "cancel" and last["phase"] in ("scheduled", "requested")
@@ -299,7 +331,9 @@ class IntakeHandlers:
         await uow.conn.execute(
             "INSERT INTO intake.channel_subscriptions (channel, channel_subscription_id, subscription_id) "
             "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            channel, change.channel_subscription_id, subscription_id,
+            channel,
+            change.channel_subscription_id,
+            subscription_id,
         )
         return subscription_id, None, undo_cancellation
 
@@ -331,8 +365,13 @@ class IntakeHandlers:
         await uow.conn.execute(
             "INSERT INTO intake.rejections (channel, channel_subscription_id, channel_event_id, reasons, "
             "impact_score, order_value, currency) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            channel, rejected.channel_subscription_id, rejected.channel_event_id,
-            [r.model_dump() for r in rejected.reasons], impact, value, rejected.currency,
+            channel,
+            rejected.channel_subscription_id,
+            rejected.channel_event_id,
+            [r.model_dump() for r in rejected.reasons],
+            impact,
+            value,
+            rejected.currency,
         )
         correlation = derived_id("order", channel, content_id(incoming))
         uow.emit(

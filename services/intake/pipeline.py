@@ -119,7 +119,8 @@ def command_for(
             # A price the channel charged is the subscription's price; the direct channel's comes
             # from the catalog, so it stays unset and catalog price versions apply at renewal.
             "unit_amount": change.unit_amount
-            if change.unit_amount and change.currency and change.channel != "direct" else None,
+            if change.unit_amount and change.currency and change.channel != "direct"
+            else None,
             "trial": bool(change.trial),
             "test": change.test,
             "approval": "manual" if policy.approval == "manual" else None,
@@ -136,7 +137,9 @@ def command_for(
 def _invalid_command(exc: ValidationError) -> RejectionReason:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"][1:]) or None  # [0] is the command's name
-    return RejectionReason(code="INVALID_COMMAND", field=where, message=f"the lifecycle command: {first['msg']}")
+    return RejectionReason(
+        code="INVALID_COMMAND", field=where, message=f"the lifecycle command: {first['msg']}"
+    )
 
 
 @dataclass(frozen=True)
@@ -252,8 +255,14 @@ class Interpretation:
         if self.disposition == "rejected":
             return [{**head, "outcome": "rejected", "reasons": [r.model_dump() for r in self.reasons]}]
         if self.disposition == "dead_letter":
-            return [{**head, "outcome": "dead_letter", "reason_code": self.error_code,
-                     "message": self.error_message}]
+            return [
+                {
+                    **head,
+                    "outcome": "dead_letter",
+                    "reason_code": self.error_code,
+                    "message": self.error_message,
+                }
+            ]
         return [{**head, "outcome": "dropped", "drop_reason": self.drop_reason}]
 
 

@@ -228,14 +228,17 @@ class StackitPoller:
             rows = await uow.conn.fetch(
                 "SELECT subscription_id, snapshot, decision FROM intake.stackit_snapshots "
                 "WHERE namespace = $1 AND project_id = $2",
-                namespace, self.project_id,
+                namespace,
+                self.project_id,
             )
             stored = {r["subscription_id"]: r["snapshot"] for r in rows}
             decided = {r["subscription_id"] for r in rows if r["decision"]}
             publications = stackit.diff_listing(stored, listing, poll=self.client.describe_list())
             by_id = {str(s.get("subscriptionId")): s for s in listing}
             for pub in publications:
-                if not pub.subscription_id:  # a vendor bug; storing it is impossible, sending it every poll noise
+                if (
+                    not pub.subscription_id
+                ):  # a vendor bug; storing it is impossible, sending it every poll noise
                     report.errors.append("a listed subscription has no subscriptionId")
                     continue
                 current = json.loads(pub.payload)
@@ -247,8 +250,11 @@ class StackitPoller:
                     "lifecycle_state, snapshot) VALUES ($1, $2, $3, $4, $5) "
                     "ON CONFLICT (namespace, project_id, subscription_id) DO UPDATE SET "
                     "lifecycle_state = EXCLUDED.lifecycle_state, snapshot = EXCLUDED.snapshot, changed_at = now()",
-                    namespace, self.project_id, pub.subscription_id,
-                    state_name(current.get("lifecycleState")), current,
+                    namespace,
+                    self.project_id,
+                    pub.subscription_id,
+                    state_name(current.get("lifecycleState")),
+                    current,
                 )
             report.published = sum(1 for pub in publications if pub.subscription_id)
         known = list(listing) + [s for sid, s in stored.items() if sid not in by_id]
@@ -258,7 +264,9 @@ class StackitPoller:
                 await self._decide(sub, known, report)
         return report
 
-    async def _decide(self, sub: Mapping[str, Any], known: list[Mapping[str, Any]], report: PollReport) -> None:
+    async def _decide(
+        self, sub: Mapping[str, Any], known: list[Mapping[str, Any]], report: PollReport
+    ) -> None:
         """Approve, reject or leave a pending subscription, as the intake worker will judge its order."""
         sid = str(sub["subscriptionId"])
         first_sight = stackit.diff_snapshot(None, sub, others=known, poll=self.client.describe_list())
@@ -287,6 +295,10 @@ class StackitPoller:
         await self.db.pool.execute(
             "UPDATE intake.stackit_snapshots SET decision = $4, decision_reasons = $5, decided_at = $6 "
             "WHERE namespace = $1 AND project_id = $2 AND subscription_id = $3",
-            self.db.namespace, self.project_id, sid, decision,
-            [r.model_dump() for r in reasons], datetime.now(UTC),
+            self.db.namespace,
+            self.project_id,
+            sid,
+            decision,
+            [r.model_dump() for r in reasons],
+            datetime.now(UTC),
         )

@@ -20,7 +20,9 @@ def wire(settings: Settings, db: Database) -> Wiring:
     from shared.messaging.runtime import Route
     from shared.timekeeping import run_scheduler
 
-    handlers = LifecycleHandlers(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
+    handlers = LifecycleHandlers(
+        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
+    )
     routes = [
         Route(topics.SUBSCRIPTIONS_COMMANDS, handlers.on_command),
         Route(topics.PROVISIONING_INSTANCES, handlers.on_instance_report),

@@ -117,7 +117,11 @@ class LifecycleHandlers:
                     uow.conn, state.subscription_id, customer["customer_id"], customer.get("email")
                 )
         version = await self.store.update(
-            uow.conn, state.subscription_id, status=state.status.value, plan_id=state.plan.plan_id, state=stored
+            uow.conn,
+            state.subscription_id,
+            status=state.status.value,
+            plan_id=state.plan.plan_id,
+            state=stored,
         )
         audit = decision.audit
         await self.store.append_audit(

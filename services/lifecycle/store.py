@@ -12,7 +12,9 @@ import asyncpg
 class LifecycleStore:
     """Subscriptions, their audit trail, users, instances and the command keys already seen."""
 
-    async def claim_command(self, conn: asyncpg.Connection, idempotency_key: str, subscription_id: str) -> bool:
+    async def claim_command(
+        self, conn: asyncpg.Connection, idempotency_key: str, subscription_id: str
+    ) -> bool:
         """True the first time a command key is seen; False for a repeat (it has no second effect)."""
         first = await conn.fetchval(
             "INSERT INTO lifecycle.command_keys (idempotency_key, subscription_id, outcome) "
@@ -25,7 +27,9 @@ class LifecycleStore:
     async def set_command_outcome(self, conn: asyncpg.Connection, idempotency_key: str, outcome: str) -> None:
         """Record how a command ended (applied, rejected, ...)."""
         await conn.execute(
-            "UPDATE lifecycle.command_keys SET outcome = $2 WHERE idempotency_key = $1", idempotency_key, outcome
+            "UPDATE lifecycle.command_keys SET outcome = $2 WHERE idempotency_key = $1",
+            idempotency_key,
+            outcome,
         )
 
     async def load_state(self, conn: asyncpg.Connection, subscription_id: str) -> dict[str, Any] | None:
@@ -36,8 +40,15 @@ class LifecycleStore:
         return dict(row["state"]) if row else None
 
     async def create(
-        self, conn: asyncpg.Connection, subscription_id: str, *, status: str, channel: str, customer_id: str,
-        plan_id: str, state: dict[str, Any],
+        self,
+        conn: asyncpg.Connection,
+        subscription_id: str,
+        *,
+        status: str,
+        channel: str,
+        customer_id: str,
+        plan_id: str,
+        state: dict[str, Any],
     ) -> None:
         """Insert a new subscription at version 0 (the update that follows makes it 1)."""
         await conn.execute(
@@ -51,7 +62,9 @@ class LifecycleStore:
             state,
         )
 
-    async def add_owner(self, conn: asyncpg.Connection, subscription_id: str, user_id: str, email: str | None) -> None:
+    async def add_owner(
+        self, conn: asyncpg.Connection, subscription_id: str, user_id: str, email: str | None
+    ) -> None:
         """The buyer as the subscription's owner (once)."""
         await conn.execute(
             "INSERT INTO lifecycle.subscription_users (subscription_id, user_id, email, role) "
@@ -62,7 +75,13 @@ class LifecycleStore:
         )
 
     async def update(
-        self, conn: asyncpg.Connection, subscription_id: str, *, status: str, plan_id: str, state: dict[str, Any]
+        self,
+        conn: asyncpg.Connection,
+        subscription_id: str,
+        *,
+        status: str,
+        plan_id: str,
+        state: dict[str, Any],
     ) -> int:
         """Store the new state; returns the subscription's new version."""
         version = await conn.fetchval(
@@ -76,9 +95,19 @@ class LifecycleStore:
         return int(version)
 
     async def append_audit(
-        self, conn: asyncpg.Connection, subscription_id: str, *, from_status: str | None, to_status: str,
-        command: str, actor: str | None, reason: str | None, channel: str, effective_at: datetime,
-        correlation_id: str | None, trace_id: str | None,
+        self,
+        conn: asyncpg.Connection,
+        subscription_id: str,
+        *,
+        from_status: str | None,
+        to_status: str,
+        command: str,
+        actor: str | None,
+        reason: str | None,
+        channel: str,
+        effective_at: datetime,
+        correlation_id: str | None,
+        trace_id: str | None,
     ) -> None:
         """One row of the append-only audit trail."""
         await conn.execute(
@@ -97,7 +126,12 @@ class LifecycleStore:
         )
 
     async def record_instance(
-        self, conn: asyncpg.Connection, subscription_id: str, instance_id: str, status: str, reported_at: datetime
+        self,
+        conn: asyncpg.Connection,
+        subscription_id: str,
+        instance_id: str,
+        status: str,
+        reported_at: datetime,
     ) -> None:
         """An instance as provisioning reports it; an older report never overwrites a newer one."""
         await conn.execute(

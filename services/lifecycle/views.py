@@ -34,7 +34,9 @@ async def list_subscriptions(
 
 async def subscription(pool: asyncpg.Pool, subscription_id: str) -> dict[str, Any] | None:
     """The subscription's row (every column), or None."""
-    row = await pool.fetchrow("SELECT * FROM lifecycle.subscriptions WHERE subscription_id = $1", subscription_id)
+    row = await pool.fetchrow(
+        "SELECT * FROM lifecycle.subscriptions WHERE subscription_id = $1", subscription_id
+    )
     return dict(row) if row is not None else None
 
 

@@ -245,7 +245,9 @@ class PaymentMethodUpdated(BaseModel):
 class JournalLine(BaseModel):
     """One posting: a non-negative debit or a non-negative credit on an account."""
 
-    account: str = Field(description="accounts_receivable, deferred_revenue, revenue, tax_payable, customer_credit")
+    account: str = Field(
+        description="accounts_receivable, deferred_revenue, revenue, tax_payable, customer_credit"
+    )
     debit: DecimalString = Decimal(0)
     credit: DecimalString = Decimal(0)
 

@@ -30,8 +30,13 @@ def contracts() -> list[type[BaseModel]]:
         model = getattr(canonical, extra, None)
         if isinstance(model, type) and issubclass(model, BaseModel):
             models.append(model)
-    for name in ("PaymentRequested", "PaymentResult", "PaymentMethodUpdated", "JournalEntryPosted",
-                 "UpcomingChargeNotice"):
+    for name in (
+        "PaymentRequested",
+        "PaymentResult",
+        "PaymentMethodUpdated",
+        "JournalEntryPosted",
+        "UpcomingChargeNotice",
+    ):
         model = getattr(events, name, None)
         if isinstance(model, type) and issubclass(model, BaseModel):
             models.append(model)

@@ -95,7 +95,9 @@ class LaneProcessor:
         if faults.fires(f"db_unavailable:{self.worker}") or faults.fires("db_unavailable"):
             raise ConnectionRefusedError("database unavailable (injected fault)")
 
-    async def run(self, route: Route, records: Sequence[Incoming], *, blame_messages: bool = False) -> LaneResult:
+    async def run(
+        self, route: Route, records: Sequence[Incoming], *, blame_messages: bool = False
+    ) -> LaneResult:
         """Process ``records`` (one partition, offset order) in one transaction.
 
         ``blame_messages``: an error that looks like an outage while every dependency answers is

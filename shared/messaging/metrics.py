@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-PROCESSED = Counter(
-    "som_messages_processed_total", "Messages processed", ["service", "topic", "outcome"]
-)
+PROCESSED = Counter("som_messages_processed_total", "Messages processed", ["service", "topic", "outcome"])
 FAILURES = Counter("som_message_failures_total", "Handler failures", ["service", "topic", "error"])
-RETRIES = Counter("som_message_retries_total", "Messages sent to or retried from a retry topic", ["service", "topic"])
+RETRIES = Counter(
+    "som_message_retries_total", "Messages sent to or retried from a retry topic", ["service", "topic"]
+)
 DEAD_LETTERS = Counter("som_dead_letters_total", "Messages dead-lettered", ["service", "topic"])
-CONSUMER_LAG = Gauge("som_consumer_lag", "Records behind the partition's high watermark", ["service", "topic", "partition"])
+CONSUMER_LAG = Gauge(
+    "som_consumer_lag", "Records behind the partition's high watermark", ["service", "topic", "partition"]
+)
 HANDLER_SECONDS = Histogram(
     "som_handler_seconds",
     "Handler latency including its transaction",
@@ -26,5 +28,7 @@ BATCH_RECORDS = Histogram(
 )
 PAUSED = Gauge("som_consumer_paused", "1 while consumption waits for a dependency to come back", ["service"])
 PAUSED_SECONDS = Counter(
-    "som_consumer_paused_seconds_total", "Seconds consumption waited for PostgreSQL or the broker", ["service"]
+    "som_consumer_paused_seconds_total",
+    "Seconds consumption waited for PostgreSQL or the broker",
+    ["service"],
 )

@@ -65,7 +65,9 @@ class OutageGate:
                     return was_down
                 if not was_down:
                     down = ", ".join(k for k, ok in answers.items() if not ok)
-                    log.warning("%s unreachable (%s: %s); consumption paused", down, type(cause).__name__, cause)
+                    log.warning(
+                        "%s unreachable (%s: %s); consumption paused", down, type(cause).__name__, cause
+                    )
                 was_down = True
                 delay = min(self.max_backoff, delay * 2)
         finally:

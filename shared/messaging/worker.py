@@ -234,7 +234,10 @@ class Worker:
     # -- main topics: batches by partition lane ------------------------------------------
 
     async def _on_batch(
-        self, by_main: dict[str, Route], records: tuple[ConsumerRecord, ...], msg: Any  # type: ignore[type-arg]
+        self,
+        by_main: dict[str, Route],
+        records: tuple[ConsumerRecord, ...],
+        msg: Any,  # type: ignore[type-arg]
     ) -> None:
         lanes: dict[tuple[str, int], list[ConsumerRecord]] = {}  # type: ignore[type-arg]
         for rec in records:
@@ -339,8 +342,11 @@ class Worker:
             f"{route.topic} process",
             context=propagate.extract(incoming.headers),
             kind=SpanKind.CONSUMER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": route.topic,
-                        "messaging.som.attempt": incoming.attempt},
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": route.topic,
+                "messaging.som.attempt": incoming.attempt,
+            },
         ):
             async with self.db.unit_of_work(self.name) as uow:
                 fresh = await uow.claim(self.group, event_id, route.topic)

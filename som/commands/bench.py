@@ -23,9 +23,15 @@ def bench(
     baseline: Annotated[
         bool, typer.Option("--baseline", help="Also run the baseline pipeline; report the ratio.")
     ] = False,
-    baseline_script: Annotated[Path | None, typer.Option(help="Baseline script (default ../shared/bench/).")] = None,
-    tracing: Annotated[bool, typer.Option("--tracing/--no-tracing", help="Sample traces in the workers.")] = True,
-    trace_ratio: Annotated[float | None, typer.Option(help="Sample this share of traces (parent-based).")] = None,
+    baseline_script: Annotated[
+        Path | None, typer.Option(help="Baseline script (default ../shared/bench/).")
+    ] = None,
+    tracing: Annotated[
+        bool, typer.Option("--tracing/--no-tracing", help="Sample traces in the workers.")
+    ] = True,
+    trace_ratio: Annotated[
+        float | None, typer.Option(help="Sample this share of traces (parent-based).")
+    ] = None,
 ) -> None:
     """Measure throughput and p50/p99 latency from inbound order to invoice on billing.invoices."""
     from som.bench import default_baseline_script, run_baseline, run_bench, tracing_env

@@ -33,14 +33,25 @@ def _date(value: str) -> date:
 @app.command("preview")
 def billing_preview(
     subscription_id: Annotated[str, typer.Argument(help="Internal subscription id.")],
-    change: Annotated[str, typer.Option(
-        "--change", help="change_plan, change_quantity, add_addon, remove_addon, cancel, pause, resume, renew, "
-        "invoice_pending")],
+    change: Annotated[
+        str,
+        typer.Option(
+            "--change",
+            help="change_plan, change_quantity, add_addon, remove_addon, cancel, pause, resume, renew, "
+            "invoice_pending",
+        ),
+    ],
     on: Annotated[str, typer.Option("--on", help="Business date the change takes effect (ISO date).")],
-    plan: Annotated[str | None, typer.Option("--plan", help="Target plan (change_plan) or add-on plan.")] = None,
+    plan: Annotated[
+        str | None, typer.Option("--plan", help="Target plan (change_plan) or add-on plan.")
+    ] = None,
     quantity: Annotated[int | None, typer.Option("--quantity", min=1, help="New quantity.")] = None,
-    timing: Annotated[str | None, typer.Option(
-        "--timing", help="immediate or period_end (end_of_term accepted); default: the billing policy")] = None,
+    timing: Annotated[
+        str | None,
+        typer.Option(
+            "--timing", help="immediate or period_end (end_of_term accepted); default: the billing policy"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show the documents a change would produce on a date, without changing anything."""
@@ -66,16 +77,27 @@ def billing_preview(
     if as_json:
         console.print_json(data=result.as_json())
         return
-    console.print(f"[bold]{change}[/bold] of {subscription_id} on {command.on}"
-                  + (f" ({result.timing}, effective {result.effective_on})" if result.timing else ""))
+    console.print(
+        f"[bold]{change}[/bold] of {subscription_id} on {command.on}"
+        + (f" ({result.timing}, effective {result.effective_on})" if result.timing else "")
+    )
     if not result.documents:
         console.print("no document now")
     for doc in result.documents:
-        t = Table("kind", "description", "service period", "amount", "tax",
-                  title=f"{doc['document_type']} {doc['issue_date']} (due {doc['due_date']})")
+        t = Table(
+            "kind",
+            "description",
+            "service period",
+            "amount",
+            "tax",
+            title=f"{doc['document_type']} {doc['issue_date']} (due {doc['due_date']})",
+        )
         for line in doc["lines"]:
-            period = (f"{line['service_period_start']} .. {line['service_period_end']}"
-                      if line.get("service_period_start") else "")
+            period = (
+                f"{line['service_period_start']} .. {line['service_period_end']}"
+                if line.get("service_period_start")
+                else ""
+            )
             t.add_row(line["kind"], line["description"], period, line["amount"], line["tax_amount"])
         t.add_section()
         t.add_row("", "subtotal", "", doc["subtotal"], doc["tax"])
@@ -107,18 +129,31 @@ def billing_documents(
             rows = await views.documents(pool, subscription_id)
         if not rows:
             raise UserError(f"no documents for subscription {subscription_id}", EXIT_NOT_FOUND)
-        return [{k: (str(v) if v is not None and not isinstance(v, dict | int) else v) for k, v in r.items()}
-                for r in rows]
+        return [
+            {k: (str(v) if v is not None and not isinstance(v, dict | int) else v) for k, v in r.items()}
+            for r in rows
+        ]
 
     rows = run(go())
     if as_json:
         console.print_json(data=rows)
         return
-    t = Table("number", "type", "reason", "issued", "due", "total", "amount due", "status", "attempts", "paid")
+    t = Table(
+        "number", "type", "reason", "issued", "due", "total", "amount due", "status", "attempts", "paid"
+    )
     for r in rows:
-        t.add_row(r["document_number"], r["document_type"], r["reason"] or "", r["issue_date"], r["due_date"],
-                  f"{r['total']} {r['currency']}", r["amount_due"], r["status"], str(r["attempts"]),
-                  r["paid_on"] or "")
+        t.add_row(
+            r["document_number"],
+            r["document_type"],
+            r["reason"] or "",
+            r["issue_date"],
+            r["due_date"],
+            f"{r['total']} {r['currency']}",
+            r["amount_due"],
+            r["status"],
+            str(r["attempts"]),
+            r["paid_on"] or "",
+        )
     console.print(t)
 
 
@@ -143,16 +178,31 @@ def revenue_schedule(
     if as_json:
         console.print_json(data=doc)
         return
-    t = Table("month end", "document", "line", "service days", "days", "amount", "posted",
-              title=f"revenue schedule of {subscription_id} ({doc['currency']})")
+    t = Table(
+        "month end",
+        "document",
+        "line",
+        "service days",
+        "days",
+        "amount",
+        "posted",
+        title=f"revenue schedule of {subscription_id} ({doc['currency']})",
+    )
     by_month: dict[str, list[dict[str, Any]]] = {}
     for p in doc["pieces"]:
         by_month.setdefault(p["month_end"], []).append(p)
     months = {m["month_end"]: m for m in doc["months"]}
     for month, pieces in by_month.items():
         for p in pieces:
-            t.add_row(month, p["document_number"], str(p["line"]), f"{p['service_start']} to {p['service_end']}",
-                      str(p["days"]), p["amount"], "yes" if p["posted"] else "no")
+            t.add_row(
+                month,
+                p["document_number"],
+                str(p["line"]),
+                f"{p['service_start']} to {p['service_end']}",
+                str(p["days"]),
+                p["amount"],
+                "yes" if p["posted"] else "no",
+            )
         t.add_row("", "", "", "month total", "", months[month]["amount"], "", end_section=True)
     t.add_row("total", "", "", "", "", doc["total"], "")
     console.print(t)

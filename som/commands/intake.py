@@ -36,7 +36,9 @@ from som.common import (
     run,
 )
 
-app = typer.Typer(help="Channel intake: failures ranked by impact, normalization, batches.", no_args_is_help=True)
+app = typer.Typer(
+    help="Channel intake: failures ranked by impact, normalization, batches.", no_args_is_help=True
+)
 
 
 @app.command("failures")
@@ -129,12 +131,15 @@ def intake_normalize(
         typer.Option(help="JSON transport context (headers, poll context), or a sample's .expected.json."),
     ] = None,
     received_at: Annotated[
-        str | None, typer.Option(help="Receipt time for signature checks (ISO or epoch seconds; default now).")
+        str | None,
+        typer.Option(help="Receipt time for signature checks (ISO or epoch seconds; default now)."),
     ] = None,
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Check signatures where a secret is configured.")
     ] = True,
-    region: Annotated[str | None, typer.Option(help="Delivery region, as the worker's `region` header.")] = None,
+    region: Annotated[
+        str | None, typer.Option(help="Delivery region, as the worker's `region` header.")
+    ] = None,
 ) -> None:
     """Print what a payload means, as the intake worker decides it: a JSON list, one entry per change.
 
@@ -157,11 +162,15 @@ def intake_normalize(
         raise typer.Exit(exc.code) from exc
     settings = get_settings()
     catalog = cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
-    secrets = channel_secrets(settings.stripe_webhook_secret, settings.shopify_webhook_secret) if verify else {}
+    secrets = (
+        channel_secrets(settings.stripe_webhook_secret, settings.shopify_webhook_secret) if verify else {}
+    )
     meaning = interpret(name, body, context, catalog=catalog, secrets=secrets, now=when, region=region)
     print(json.dumps(meaning.as_list(), indent=2, ensure_ascii=False))
     if meaning.disposition == "dead_letter":
-        err.print(f"[red]unparseable[/red] ({meaning.error_code}): {meaning.error_message}; the worker dead-letters it")
+        err.print(
+            f"[red]unparseable[/red] ({meaning.error_code}): {meaning.error_message}; the worker dead-letters it"
+        )
         raise typer.Exit(EXIT_FAILED)
     if not meaning.accepted:
         codes = sorted({r["code"] for e in meaning.as_list() for r in e.get("reasons", [])})
@@ -185,7 +194,9 @@ def intake_batch(
     file: Annotated[Path, typer.Argument(help="Partner CSV file (columns in docs/intake.md §9).")],
     channel: Annotated[
         str,
-        typer.Option(help="Channel whose plan ids the channel_plan_id column holds, for rows without source_channel."),
+        typer.Option(
+            help="Channel whose plan ids the channel_plan_id column holds, for rows without source_channel."
+        ),
     ] = "direct",
     timeout: Annotated[
         float | None, typer.Option(help="Seconds to wait for outcomes (default 60 + 0.05 per row).")
@@ -213,19 +224,32 @@ def intake_batch(
     data = file.read_bytes()
     headers = {"som-test-clock": test_clock} if test_clock else None
     if as_json:
-        summary = run(_batch(settings, data, file_name=str(file), channel=name, timeout=timeout,
-                             headers=headers))
+        summary = run(
+            _batch(settings, data, file_name=str(file), channel=name, timeout=timeout, headers=headers)
+        )
         print(json.dumps(summary.as_dict(), indent=2))
     else:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+        ) as bar:
             published = bar.add_task("published", total=None)
             settled = bar.add_task("outcomes ", total=None)
-            summary = run(_batch(
-                settings, data, file_name=str(file), channel=name, timeout=timeout, headers=headers,
-                on_published=lambda n, total: bar.update(published, completed=n, total=total),
-                on_outcome=lambda n, total: bar.update(settled, completed=n, total=total),
-            ))
+            summary = run(
+                _batch(
+                    settings,
+                    data,
+                    file_name=str(file),
+                    channel=name,
+                    timeout=timeout,
+                    headers=headers,
+                    on_published=lambda n, total: bar.update(published, completed=n, total=total),
+                    on_outcome=lambda n, total: bar.update(settled, completed=n, total=total),
+                )
+            )
         _print_summary(summary)
     if summary.no_outcome:
         raise typer.Exit(EXIT_FAILED)
@@ -234,11 +258,16 @@ def intake_batch(
 def _print_summary(summary: BatchSummary) -> None:
     table = Table(show_header=False, title=f"batch {summary.file}")
     for label, value in (
-        ("rows", summary.rows), ("published", summary.published), ("accepted", summary.accepted),
-        ("  of them accepted in an earlier run", summary.accepted_before), ("rejected", summary.rejected),
+        ("rows", summary.rows),
+        ("published", summary.published),
+        ("accepted", summary.accepted),
+        ("  of them accepted in an earlier run", summary.accepted_before),
+        ("rejected", summary.rejected),
         ("  of them rejected locally", summary.rejected_locally),
-        ("  of them rejected in an earlier run", summary.rejected_before), ("no outcome", summary.no_outcome),
-        ("seconds", summary.seconds), ("rows per second", summary.rows_per_second),
+        ("  of them rejected in an earlier run", summary.rejected_before),
+        ("no outcome", summary.no_outcome),
+        ("seconds", summary.seconds),
+        ("rows per second", summary.rows_per_second),
     ):
         table.add_row(label, str(value))
     console.print(table)
@@ -251,8 +280,11 @@ def _print_summary(summary: BatchSummary) -> None:
     if refused:
         detail = Table("row", "order", "reasons", title="first rejected rows (all with --json)")
         for o in refused:
-            detail.add_row(str(o.row_number), str(o.order_id or ""),
-                           "; ".join(f"{r.get('code')} {r.get('field') or ''}".strip() for r in o.reasons))
+            detail.add_row(
+                str(o.row_number),
+                str(o.order_id or ""),
+                "; ".join(f"{r.get('code')} {r.get('field') or ''}".strip() for r in o.reasons),
+            )
         console.print(detail)
 
 
@@ -285,7 +317,9 @@ async def poll_stackit_once(settings: Settings) -> dict[str, Any]:
 
 @app.command("poll-stackit")
 def intake_poll_stackit(
-    once: Annotated[bool, typer.Option("--once", help="Poll once and exit (default: poll until Ctrl-C).")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Poll once and exit (default: poll until Ctrl-C).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Poll the STACKIT vendor API: publish changed subscriptions, approve or reject pending ones.
@@ -295,7 +329,9 @@ def intake_poll_stackit(
     """
     settings = resolved_settings()
     if not settings.stackit_base_url or not settings.stackit_project_id:
-        err.print("[red]error:[/red] set SOM_STACKIT_BASE_URL and SOM_STACKIT_PROJECT_ID (and SOM_STACKIT_TOKEN)")
+        err.print(
+            "[red]error:[/red] set SOM_STACKIT_BASE_URL and SOM_STACKIT_PROJECT_ID (and SOM_STACKIT_TOKEN)"
+        )
         raise typer.Exit(EXIT_USAGE)
     while True:
         report = run(poll_stackit_once(settings))
@@ -306,8 +342,11 @@ def intake_poll_stackit(
                 f"listed {report['listed']}, published {report['published']} change(s), "
                 f"approved {len(report['approved'])}, rejected {len(report['rejected'])}, "
                 f"awaiting an operator {len(report['awaiting_operator'])}"
-                + (f", [red]{len(report['errors'])} error(s)[/red]: {'; '.join(report['errors'])}"
-                   if report["errors"] else "")
+                + (
+                    f", [red]{len(report['errors'])} error(s)[/red]: {'; '.join(report['errors'])}"
+                    if report["errors"]
+                    else ""
+                )
                 + (" (another poller holds the lock: skipped)" if report["skipped"] else "")
             )
         if once:

@@ -138,5 +138,3 @@ def topics(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     for s in specs:
         table.add_row(s.name, str(s.partitions), "yes" if s.name in created else "")
     console.print(table)
-
-

@@ -11,7 +11,9 @@ from services.lifecycle import views
 from shared.timekeeping import pending_timers
 from som.common import EXIT_NOT_FOUND, UserError, console, db_pool, jsonable, resolved_settings, run
 
-app = typer.Typer(help="Review subscriptions: status, plan, users, instances, audit trail.", no_args_is_help=True)
+app = typer.Typer(
+    help="Review subscriptions: status, plan, users, instances, audit trail.", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -91,12 +93,21 @@ def subscriptions_show(
         ("status", sub["status"]),
         ("channel", sub["channel"]),
         ("customer", sub["customer_id"]),
-        ("plan", f"{state['plan']['plan_id']} x {state['quantity']} ({state['billing_interval']}, "
-                 f"{commercial.get('currency')})"),
+        (
+            "plan",
+            f"{state['plan']['plan_id']} x {state['quantity']} ({state['billing_interval']}, "
+            f"{commercial.get('currency')})",
+        ),
         ("add-ons", ", ".join(f"{a['plan']['plan_id']} x {a['quantity']}" for a in state.get("addons", []))),
-        ("current period", f"{state.get('current_period_start') or ''} .. {state.get('current_period_end') or ''}"),
+        (
+            "current period",
+            f"{state.get('current_period_start') or ''} .. {state.get('current_period_end') or ''}",
+        ),
         ("next renewal", str(state.get("current_period_end") or "")),
-        ("scheduled change", f"{scheduled['plan']['plan_id']} on {scheduled['effective_on']}" if scheduled else ""),
+        (
+            "scheduled change",
+            f"{scheduled['plan']['plan_id']} on {scheduled['effective_on']}" if scheduled else "",
+        ),
         ("clock", str(commercial.get("clock", "system"))),
     ):
         head.add_row(label, str(value))

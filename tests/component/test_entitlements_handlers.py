@@ -18,16 +18,33 @@ SUB = "sub-ent-1"
 
 def _change(version: int, *, status: str = "active", plan: str = "pro", quantity: int = 3) -> Incoming:
     snapshot = ev.SubscriptionSnapshot(
-        subscription_id=SUB, status=status, channel="direct",
+        subscription_id=SUB,
+        status=status,
+        channel="direct",
         customer=ev.Customer(customer_id="cus-1", email="a@example.com"),
-        plan_id=plan, quantity=quantity, billing_interval="P1M", currency="USD",
+        plan_id=plan,
+        quantity=quantity,
+        billing_interval="P1M",
+        currency="USD",
     )
     data = ev.SubscriptionStateChanged(
-        subscription_id=SUB, version=version, command="create", from_status=None, to_status=status,
-        effective_at=datetime(2025, 1, 31, 10, tzinfo=UTC), actor="test", snapshot=snapshot,
+        subscription_id=SUB,
+        version=version,
+        command="create",
+        from_status=None,
+        to_status=status,
+        effective_at=datetime(2025, 1, 31, 10, tzinfo=UTC),
+        actor="test",
+        snapshot=snapshot,
     )
-    event = make_event(type=ev.SUBSCRIPTION_STATE_CHANGED, source="test", subject=SUB, data=data,
-                       correlation_id=f"c-{version}", causation_id=f"c-{version}")
+    event = make_event(
+        type=ev.SUBSCRIPTION_STATE_CHANGED,
+        source="test",
+        subject=SUB,
+        data=data,
+        correlation_id=f"c-{version}",
+        causation_id=f"c-{version}",
+    )
     return Incoming(topics.SUBSCRIPTIONS_EVENTS, SUB, event.model_dump_json().encode(), {}, 0, version, 0)
 
 
@@ -76,9 +93,15 @@ async def test_a_plan_change_emits_the_next_version() -> None:
 
 async def test_events_other_than_state_changes_are_ignored() -> None:
     handlers, store = _handlers()
-    event = make_event(type="som.other", source="test", subject=SUB,
-                       data=ev.SubscriptionCommandRejected(subscription_id=SUB, command="x", idempotency_key="k",
-                                                           status=None, reason_code="X", message="m"),
-                       correlation_id="c", causation_id="c")
+    event = make_event(
+        type="som.other",
+        source="test",
+        subject=SUB,
+        data=ev.SubscriptionCommandRejected(
+            subscription_id=SUB, command="x", idempotency_key="k", status=None, reason_code="X", message="m"
+        ),
+        correlation_id="c",
+        causation_id="c",
+    )
     incoming = Incoming(topics.SUBSCRIPTIONS_EVENTS, SUB, event.model_dump_json().encode(), {}, 0, 0, 0)
     assert await _run(handlers, incoming) == [] and store.sets == {}

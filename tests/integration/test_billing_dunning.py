@@ -36,7 +36,9 @@ def fast(settings: Settings) -> Settings:
     return settings.model_copy(update={"scheduler_poll_seconds": 0.1})
 
 
-async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 15.0, what: str = "condition") -> Any:
+async def eventually(
+    probe: Callable[[], Awaitable[Any]], *, timeout: float = 15.0, what: str = "condition"
+) -> Any:
     """Poll ``probe`` until it returns something truthy."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -49,65 +51,122 @@ async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 15
 
 
 async def command(
-    settings: Settings, name: str, subscription_id: str, *, at: datetime, clock: str | None = None,
-    plan_id: str | None = None, quantity: int | None = None, customer: ev.Customer | None = None,
+    settings: Settings,
+    name: str,
+    subscription_id: str,
+    *,
+    at: datetime,
+    clock: str | None = None,
+    plan_id: str | None = None,
+    quantity: int | None = None,
+    customer: ev.Customer | None = None,
     **fields: Any,
 ) -> None:
     """Publish a lifecycle command as intake or an operator would (``fields``: the command's own)."""
     if name == "create":
-        fields.update(customer=customer or ev.Customer(customer_id=f"cus-{subscription_id}"),
-                      billing_interval="P1M", currency="USD", clock=clock)
+        fields.update(
+            customer=customer or ev.Customer(customer_id=f"cus-{subscription_id}"),
+            billing_interval="P1M",
+            currency="USD",
+            clock=clock,
+        )
     fields.update({k: v for k, v in (("plan_id", plan_id), ("quantity", quantity)) if v is not None})
     cmd = ev.SubscriptionCommand(
-        subscription_id=subscription_id, idempotency_key=f"test:{uuid.uuid4()}", channel="direct",
-        effective_at=at, actor="user:test", params=params_for(name, **fields),
+        subscription_id=subscription_id,
+        idempotency_key=f"test:{uuid.uuid4()}",
+        channel="direct",
+        effective_at=at,
+        actor="user:test",
+        params=params_for(name, **fields),
     )
     corr = derived_id("test", cmd.idempotency_key)
-    event = make_event(type=ev.SUBSCRIPTION_COMMAND, source="tests", subject=subscription_id, data=cmd,
-                       correlation_id=corr, causation_id=corr)
-    await publish(settings, topics.SUBSCRIPTIONS_COMMANDS, event.model_dump_json().encode(), key=subscription_id,
-                  headers={"ce_id": event.id})
+    event = make_event(
+        type=ev.SUBSCRIPTION_COMMAND,
+        source="tests",
+        subject=subscription_id,
+        data=cmd,
+        correlation_id=corr,
+        causation_id=corr,
+    )
+    await publish(
+        settings,
+        topics.SUBSCRIPTIONS_COMMANDS,
+        event.model_dump_json().encode(),
+        key=subscription_id,
+        headers={"ce_id": event.id},
+    )
 
 
 async def pay(settings: Settings, request: dict[str, Any], outcome: str, reason: str | None = None) -> None:
     """Answer a PaymentRequested CloudEvent like a payment provider."""
     data = request["data"]
     result = ev.PaymentResult(
-        document_number=data["document_number"], subscription_id=data["subscription_id"], attempt=data["attempt"],
+        document_number=data["document_number"],
+        subscription_id=data["subscription_id"],
+        attempt=data["attempt"],
         outcome=outcome,  # type: ignore[arg-type]
-        failure_reason=reason, payment_id=data["payment_id"], amount=Decimal(data["amount"]),
+        failure_reason=reason,
+        payment_id=data["payment_id"],
+        amount=Decimal(data["amount"]),
         currency=data["currency"],
     )
-    event = make_event(type=ev.PAYMENT_RESULT, source="tests/psp", subject=data["subscription_id"], data=result,
-                       correlation_id=request["correlationid"], causation_id=request["id"], discriminator=outcome)
-    await publish(settings, topics.PAYMENTS_RESULTS, event.model_dump_json().encode(),
-                  key=data["subscription_id"], headers={"ce_id": event.id})
+    event = make_event(
+        type=ev.PAYMENT_RESULT,
+        source="tests/psp",
+        subject=data["subscription_id"],
+        data=result,
+        correlation_id=request["correlationid"],
+        causation_id=request["id"],
+        discriminator=outcome,
+    )
+    await publish(
+        settings,
+        topics.PAYMENTS_RESULTS,
+        event.model_dump_json().encode(),
+        key=data["subscription_id"],
+        headers={"ce_id": event.id},
+    )
 
 
 async def method_updated(settings: Settings, subscription_id: str) -> None:
     """The customer enters a new card."""
     update = ev.PaymentMethodUpdated(subscription_id=subscription_id)
     corr = derived_id("pmu", subscription_id, str(uuid.uuid4()))
-    event = make_event(type=ev.PAYMENT_METHOD_UPDATED, source="tests", subject=subscription_id, data=update,
-                       correlation_id=corr, causation_id=corr)
-    await publish(settings, topics.PAYMENTS_RESULTS, event.model_dump_json().encode(), key=subscription_id,
-                  headers={"ce_id": event.id})
+    event = make_event(
+        type=ev.PAYMENT_METHOD_UPDATED,
+        source="tests",
+        subject=subscription_id,
+        data=update,
+        correlation_id=corr,
+        causation_id=corr,
+    )
+    await publish(
+        settings,
+        topics.PAYMENTS_RESULTS,
+        event.model_dump_json().encode(),
+        key=subscription_id,
+        headers={"ce_id": event.id},
+    )
 
 
 async def status_is(db: Database, subscription_id: str, want: str, timeout: float = 15.0) -> str:
     """Wait until the lifecycle shows ``want``."""
+
     async def probe() -> bool:
-        got = await db.pool.fetchval("SELECT status FROM lifecycle.subscriptions WHERE subscription_id = $1",
-                                     subscription_id)
+        got = await db.pool.fetchval(
+            "SELECT status FROM lifecycle.subscriptions WHERE subscription_id = $1", subscription_id
+        )
         return bool(got == want)
 
     await eventually(probe, timeout=timeout, what=f"{subscription_id} to be {want}")
     return want
 
 
-async def request_for(reader: TopicReader, subscription_id: str, attempt: int, timeout: float = 15.0
-                      ) -> dict[str, Any]:
+async def request_for(
+    reader: TopicReader, subscription_id: str, attempt: int, timeout: float = 15.0
+) -> dict[str, Any]:
     """The PaymentRequested of ``attempt`` for the subscription (waits for it)."""
+
     async def probe() -> dict[str, Any] | None:
         await reader.poll(0.1)
         for v in reader.values():
@@ -122,7 +181,9 @@ async def first_document(db: Database, subscription_id: str) -> dict[str, Any]:
     async def probe() -> Any:
         return await db.pool.fetchrow(
             "SELECT document_number, total, amount_due, status, attempts FROM billing.documents "
-            "WHERE subscription_id = $1 ORDER BY document_number LIMIT 1", subscription_id)
+            "WHERE subscription_id = $1 ORDER BY document_number LIMIT 1",
+            subscription_id,
+        )
 
     return dict(await eventually(probe, what=f"the first invoice of {subscription_id}"))
 
@@ -131,7 +192,8 @@ async def pending_retry(db: Database, number: str) -> datetime | None:
     """Due time of the invoice's pending payment timer."""
     return await db.pool.fetchval(  # type: ignore[no-any-return]
         "SELECT due_at FROM timekeeping.timers WHERE kind = $1 AND fired_at IS NULL AND cancelled_at IS NULL",
-        f"payment:{number}")
+        f"payment:{number}",
+    )
 
 
 def _at(d: date, hour: int = 0) -> datetime:
@@ -152,9 +214,10 @@ async def test_dunning_retries_on_schedule_suspends_when_exhausted_and_a_new_car
     async def advance(to: datetime) -> None:
         await advance_clock(db.pool, bootstrap, ns, clock, to, services=WORKERS)
 
-    async with running_workers(settings, db, names=WORKERS), TopicReader(
-        bootstrap, f"{ns}{topics.PAYMENTS_REQUESTS}"
-    ) as requests:
+    async with (
+        running_workers(settings, db, names=WORKERS),
+        TopicReader(bootstrap, f"{ns}{topics.PAYMENTS_REQUESTS}") as requests,
+    ):
         for sub in (a, b):
             await command(settings, "create", sub, at=start, clock=clock, plan_id="starter", quantity=1)
         inv_a, inv_b = await first_document(db, a), await first_document(db, b)
@@ -185,8 +248,10 @@ async def test_dunning_retries_on_schedule_suspends_when_exhausted_and_a_new_car
             assert req["data"]["reason"] == "retry" and Decimal(req["data"]["amount"]) == Decimal("19.00")
             await pay(settings, req, "failed", "insufficient_funds")
             if attempt < 4:
-                await eventually(functools.partial(_attempts, db, inv_a["document_number"], attempt + 1),
-                                 what=f"retry {attempt + 1} scheduled")
+                await eventually(
+                    functools.partial(_attempts, db, inv_a["document_number"], attempt + 1),
+                    what=f"retry {attempt + 1} scheduled",
+                )
         await status_is(db, a, "suspended")  # the failure after the last retry exhausts the schedule
         assert await pending_retry(db, inv_a["document_number"]) is None
 
@@ -198,24 +263,38 @@ async def test_dunning_retries_on_schedule_suspends_when_exhausted_and_a_new_car
         await pay(settings, fifth, "succeeded")
         await status_is(db, a, "active")
 
-    doc_a = await db.pool.fetchrow("SELECT status, attempts, paid_on, dunning FROM billing.documents "
-                                   "WHERE document_number = $1", inv_a["document_number"])
+    doc_a = await db.pool.fetchrow(
+        "SELECT status, attempts, paid_on, dunning FROM billing.documents WHERE document_number = $1",
+        inv_a["document_number"],
+    )
     assert doc_a["status"] == "paid" and doc_a["attempts"] == 5 and doc_a["paid_on"] == date(2025, 3, 13)
     assert doc_a["dunning"] is None
-    attempts = await db.pool.fetch("SELECT attempt, outcome, business_date FROM billing.payment_attempts "
-                                   "WHERE document_number = $1 ORDER BY attempt", inv_a["document_number"])
+    attempts = await db.pool.fetch(
+        "SELECT attempt, outcome, business_date FROM billing.payment_attempts "
+        "WHERE document_number = $1 ORDER BY attempt",
+        inv_a["document_number"],
+    )
     assert [(r["attempt"], r["outcome"], r["business_date"]) for r in attempts] == [
-        (1, "failed", date(2025, 3, 1)), (2, "failed", date(2025, 3, 2)), (3, "failed", date(2025, 3, 5)),
-        (4, "failed", date(2025, 3, 12)), (5, "succeeded", date(2025, 3, 13)),
+        (1, "failed", date(2025, 3, 1)),
+        (2, "failed", date(2025, 3, 2)),
+        (3, "failed", date(2025, 3, 5)),
+        (4, "failed", date(2025, 3, 12)),
+        (5, "succeeded", date(2025, 3, 13)),
     ]
-    audit = await db.pool.fetch("SELECT command, to_status, actor FROM lifecycle.audit_trail "
-                                "WHERE subscription_id = $1 ORDER BY id", a)
+    audit = await db.pool.fetch(
+        "SELECT command, to_status, actor FROM lifecycle.audit_trail WHERE subscription_id = $1 ORDER BY id",
+        a,
+    )
     assert [(r["command"], r["to_status"]) for r in audit] == [
-        ("create", "active"), ("mark_past_due", "past_due"), ("suspend", "suspended"), ("reactivate", "active"),
+        ("create", "active"),
+        ("mark_past_due", "past_due"),
+        ("suspend", "suspended"),
+        ("reactivate", "active"),
     ]
     assert {r["actor"] for r in audit[1:]} == {"system:billing"}
-    audit_b = await db.pool.fetch("SELECT command FROM lifecycle.audit_trail WHERE subscription_id = $1 "
-                                  "ORDER BY id", b)
+    audit_b = await db.pool.fetch(
+        "SELECT command FROM lifecycle.audit_trail WHERE subscription_id = $1 ORDER BY id", b
+    )
     assert [r["command"] for r in audit_b] == ["create", "mark_past_due", "payment_recovered"]
     assert metrics.PAYMENT_RESULTS.labels("failed")._value.get() - failed_before == 5
 

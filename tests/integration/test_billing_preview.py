@@ -30,15 +30,31 @@ from tests.integration.test_billing_dunning import command, eventually, fast, st
 pytestmark = pytest.mark.integration
 
 D = Decimal
-COMPARED = ("document_type", "issue_date", "due_date", "currency", "lines", "subtotal", "tax", "total",
-            "credits_applied", "amount_due", "customer", "subscription_id")
+COMPARED = (
+    "document_type",
+    "issue_date",
+    "due_date",
+    "currency",
+    "lines",
+    "subtotal",
+    "tax",
+    "total",
+    "credits_applied",
+    "amount_due",
+    "customer",
+    "subscription_id",
+)
 
 
 async def som(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI against the test's broker and database."""
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "som", *args], env=child_env(settings), capture_output=True,
-        text=True, timeout=60,
+        subprocess.run,
+        [sys.executable, "-m", "som", *args],
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -51,9 +67,16 @@ async def preview(settings: Settings, sub: str, *args: str) -> dict[str, Any]:
 async def published(reader: TopicReader, sub: str, issue_date: str, document_type: str) -> dict[str, Any]:
     async def probe() -> dict[str, Any] | None:
         await reader.poll(0.1)
-        return next((v["data"] for v in reader.values() if v["subject"] == sub
-                     and v["data"]["issue_date"] == issue_date and v["data"]["document_type"] == document_type),
-                    None)
+        return next(
+            (
+                v["data"]
+                for v in reader.values()
+                if v["subject"] == sub
+                and v["data"]["issue_date"] == issue_date
+                and v["data"]["document_type"] == document_type
+            ),
+            None,
+        )
 
     return await eventually(probe, what=f"{document_type} of {issue_date}")  # type: ignore[no-any-return]
 
@@ -69,42 +92,79 @@ async def test_preview_equals_what_the_worker_issues_for_the_same_change_and_dat
     sub = f"sub-{uuid.uuid4().hex[:8]}"
     customer = ev.Customer(customer_id="cus-de", country="DE", email="kunde@customer.example")
     workers = ("lifecycle", "billing")
-    async with running_workers(settings, db, names=workers), TopicReader(
-        bootstrap, f"{ns}{topics.BILLING_INVOICES}"
-    ) as invoices:
-        await command(settings, "create", sub, at=start, clock=clock, plan_id="starter", quantity=1,
-                      customer=customer)
+    async with (
+        running_workers(settings, db, names=workers),
+        TopicReader(bootstrap, f"{ns}{topics.BILLING_INVOICES}") as invoices,
+    ):
+        await command(
+            settings, "create", sub, at=start, clock=clock, plan_id="starter", quantity=1, customer=customer
+        )
         first = await published(invoices, sub, "2025-03-01", "invoice")
-        assert (D(first["subtotal"]), D(first["tax"]), D(first["total"])) == (D("19.00"), D("3.61"), D("22.61"))
+        assert (D(first["subtotal"]), D(first["tax"]), D(first["total"])) == (
+            D("19.00"),
+            D("3.61"),
+            D("22.61"),
+        )
 
-        await advance_clock(db.pool, bootstrap, ns, clock, datetime(2025, 3, 11, 12, tzinfo=UTC), services=workers)
-        state_before = await db.pool.fetchval("SELECT state FROM billing.subscriptions WHERE subscription_id = $1",
-                                              sub)
+        await advance_clock(
+            db.pool, bootstrap, ns, clock, datetime(2025, 3, 11, 12, tzinfo=UTC), services=workers
+        )
+        state_before = await db.pool.fetchval(
+            "SELECT state FROM billing.subscriptions WHERE subscription_id = $1", sub
+        )
         # starter -> enterprise x 10 is invoiced at once (billing policy pair rule). March has 31 days, 21 left:
         #   credit 19.00 x 21/31 = 12.8710 -> -12.87, VAT -2.4453 -> -2.45
         #   charge 990.00 x 21/31 = 670.6452 -> 670.65, VAT 127.4235 -> 127.42
         #   subtotal 657.78, tax 124.97, total 782.75
-        upgrade = await preview(settings, sub, "--change", "change_plan", "--plan", "enterprise", "--quantity", "10",
-                                "--on", "2025-03-11")
+        upgrade = await preview(
+            settings,
+            sub,
+            "--change",
+            "change_plan",
+            "--plan",
+            "enterprise",
+            "--quantity",
+            "10",
+            "--on",
+            "2025-03-11",
+        )
         assert len(upgrade["documents"]) == 1
         expected = upgrade["documents"][0]
         assert (D(expected["subtotal"]), D(expected["tax"]), D(expected["total"])) == (
-            D("657.78"), D("124.97"), D("782.75"))
+            D("657.78"),
+            D("124.97"),
+            D("782.75"),
+        )
         # Nothing changed: no document, same state.
-        assert await db.pool.fetchval("SELECT count(*) FROM billing.documents WHERE subscription_id = $1", sub) == 1
-        assert await db.pool.fetchval("SELECT state FROM billing.subscriptions WHERE subscription_id = $1",
-                                      sub) == state_before
+        assert (
+            await db.pool.fetchval("SELECT count(*) FROM billing.documents WHERE subscription_id = $1", sub)
+            == 1
+        )
+        assert (
+            await db.pool.fetchval("SELECT state FROM billing.subscriptions WHERE subscription_id = $1", sub)
+            == state_before
+        )
 
-        await command(settings, "change_plan", sub, at=datetime(2025, 3, 11, 12, tzinfo=UTC), plan_id="enterprise",
-                      quantity=10)
+        await command(
+            settings,
+            "change_plan",
+            sub,
+            at=datetime(2025, 3, 11, 12, tzinfo=UTC),
+            plan_id="enterprise",
+            quantity=10,
+        )
         actual = await published(invoices, sub, "2025-03-11", "invoice")
         assert {k: actual[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}
 
-        await advance_clock(db.pool, bootstrap, ns, clock, datetime(2025, 3, 21, 12, tzinfo=UTC), services=workers)
+        await advance_clock(
+            db.pool, bootstrap, ns, clock, datetime(2025, 3, 21, 12, tzinfo=UTC), services=workers
+        )
         # Immediate cancellation on Mar 21: the enterprise charge [Mar 11, Apr 1) is 21 days, 11 unused:
         #   670.65 x 11/21 = 351.2929 -> -351.29, VAT -66.7451 -> -66.75: credit note -418.04.
         #   (The starter line was credited from Mar 11 already: nothing more.)
-        cancel = await preview(settings, sub, "--change", "cancel", "--timing", "immediate", "--on", "2025-03-21")
+        cancel = await preview(
+            settings, sub, "--change", "cancel", "--timing", "immediate", "--on", "2025-03-21"
+        )
         expected_cn = cancel["documents"][0]
         assert expected_cn["document_type"] == "credit_note" and D(expected_cn["total"]) == D("-418.04")
         assert D(cancel["account_credit_after"]) == D("418.04")
@@ -112,8 +172,9 @@ async def test_preview_equals_what_the_worker_issues_for_the_same_change_and_dat
         await status_is(db, sub, "cancelled")
         actual_cn = await published(invoices, sub, "2025-03-21", "credit_note")
         assert {k: actual_cn[k] for k in COMPARED} == {k: expected_cn[k] for k in COMPARED}
-        credit = await db.pool.fetchval("SELECT account_credit FROM billing.subscriptions WHERE subscription_id = $1",
-                                        sub)
+        credit = await db.pool.fetchval(
+            "SELECT account_credit FROM billing.subscriptions WHERE subscription_id = $1", sub
+        )
         assert credit == D("418.04")
 
     # The revenue schedule of the three documents: March nets to 19.00 - 12.87 + 670.65 - 351.29 = 325.49.
@@ -125,8 +186,13 @@ async def test_preview_equals_what_the_worker_issues_for_the_same_change_and_dat
     listed = await som(settings, "billing", "documents", sub, "--json")
     assert listed.returncode == 0, listed.stderr
     assert [(d["document_type"], d["status"]) for d in json.loads(listed.stdout)] == [
-        ("invoice", "open"), ("invoice", "open"), ("credit_note", "issued")]  # nobody answered the payments
-    missing = await som(settings, "billing", "preview", "no-such-sub", "--change", "cancel", "--on", "2025-03-21")
+        ("invoice", "open"),
+        ("invoice", "open"),
+        ("credit_note", "issued"),
+    ]  # nobody answered the payments
+    missing = await som(
+        settings, "billing", "preview", "no-such-sub", "--change", "cancel", "--on", "2025-03-21"
+    )
     assert missing.returncode == 3
     usage = await som(settings, "billing", "preview", sub, "--change", "change_plan", "--on", "2025-03-21")
     assert usage.returncode == 2  # change_plan needs --plan

@@ -38,8 +38,14 @@ def _noon(y: int, m: int, d: int, h: int = 12) -> datetime:
 async def _request(reader: TopicReader, number: str, attempt: int) -> dict[str, Any]:
     async def probe() -> dict[str, Any] | None:
         await reader.poll(0.1)
-        return next((v for v in reader.values() if v["data"]["document_number"] == number
-                     and v["data"]["attempt"] == attempt), None)
+        return next(
+            (
+                v
+                for v in reader.values()
+                if v["data"]["document_number"] == number and v["data"]["attempt"] == attempt
+            ),
+            None,
+        )
 
     return await eventually(probe, what=f"payment request {attempt} of {number}")  # type: ignore[no-any-return]
 
@@ -48,7 +54,10 @@ async def _invoice_of(db: Database, sub: str, issued: date) -> str:
     async def probe() -> str | None:
         return await db.pool.fetchval(  # type: ignore[no-any-return]
             "SELECT document_number FROM billing.documents WHERE subscription_id = $1 AND issue_date = $2 "
-            "AND document_type = 'invoice'", sub, issued)
+            "AND document_type = 'invoice'",
+            sub,
+            issued,
+        )
 
     return await eventually(probe, what=f"the invoice of {issued}")  # type: ignore[no-any-return]
 
@@ -69,13 +78,19 @@ async def test_one_year_with_upgrade_downgrade_pause_failed_payment_and_cancella
     async def advance(to: datetime) -> None:
         await advance_clock(db.pool, bootstrap, ns, clock, to, services=("lifecycle", "billing"))
 
-    async with running_workers(settings, db, names=("intake", "lifecycle", "billing")), TopicReader(
-        bootstrap, f"{ns}{topics.BILLING_INVOICES}"
-    ) as documents, TopicReader(bootstrap, f"{ns}{topics.ACCOUNTING_JOURNAL}") as journal, TopicReader(
-        bootstrap, f"{ns}{topics.PAYMENTS_REQUESTS}"
-    ) as requests:
-        await publish(settings, topics.inbound("direct"), order, key=order["order_id"],
-                      headers={"som-test-clock": clock})
+    async with (
+        running_workers(settings, db, names=("intake", "lifecycle", "billing")),
+        TopicReader(bootstrap, f"{ns}{topics.BILLING_INVOICES}") as documents,
+        TopicReader(bootstrap, f"{ns}{topics.ACCOUNTING_JOURNAL}") as journal,
+        TopicReader(bootstrap, f"{ns}{topics.PAYMENTS_REQUESTS}") as requests,
+    ):
+        await publish(
+            settings,
+            topics.inbound("direct"),
+            order,
+            key=order["order_id"],
+            headers={"som-test-clock": clock},
+        )
         await status_is(db, sub, "active")
         # Jan 1: starter x 2 = 38.00 for [Jan 1, Feb 1); Feb 1 and Mar 1 renew at 38.00.
         await advance(_noon(2025, 3, 11))
@@ -115,16 +130,26 @@ async def test_one_year_with_upgrade_downgrade_pause_failed_payment_and_cancella
     docs = [v["data"] for v in documents.values()]
     invoices = [(d["issue_date"], D(d["total"])) for d in docs if d["document_type"] == "invoice"]
     assert invoices == [
-        ("2025-01-01", D("38.00")), ("2025-02-01", D("38.00")), ("2025-03-01", D("38.00")),
-        ("2025-04-01", D("138.65")), ("2025-05-01", D("98.00")), ("2025-06-01", D("98.00")),
-        ("2025-07-01", D("38.00")), ("2025-08-01", D("38.00")), ("2025-10-11", D("6.13")),
-        ("2025-11-01", D("38.00")), ("2025-12-01", D("38.00")),
+        ("2025-01-01", D("38.00")),
+        ("2025-02-01", D("38.00")),
+        ("2025-03-01", D("38.00")),
+        ("2025-04-01", D("138.65")),
+        ("2025-05-01", D("98.00")),
+        ("2025-06-01", D("98.00")),
+        ("2025-07-01", D("38.00")),
+        ("2025-08-01", D("38.00")),
+        ("2025-10-11", D("6.13")),
+        ("2025-11-01", D("38.00")),
+        ("2025-12-01", D("38.00")),
     ]
     # 3 x 38.00 + 138.65 + 2 x 98.00 + 2 x 38.00 + 6.13 + 2 x 38.00 = 606.78
     assert sum(t for _, t in invoices) == D("606.78")
     april = next(d for d in docs if d["issue_date"] == "2025-04-01")
     assert [(ln["kind"], D(ln["amount"])) for ln in april["lines"]] == [
-        ("proration_credit", D("-25.74")), ("proration_charge", D("66.39")), ("recurring", D("98.00"))]
+        ("proration_credit", D("-25.74")),
+        ("proration_charge", D("66.39")),
+        ("recurring", D("98.00")),
+    ]
     resume = next(d for d in docs if d["issue_date"] == "2025-10-11")
     assert [D(ln["amount"]) for ln in resume["lines"]] == [D("-19.61"), D("25.74")]
     credit_notes = [(d["issue_date"], D(d["total"])) for d in docs if d["document_type"] == "credit_note"]
@@ -137,11 +162,16 @@ async def test_one_year_with_upgrade_downgrade_pause_failed_payment_and_cancella
     assert types == {ev.INVOICE_ISSUED, ev.CREDIT_NOTE_ISSUED}
 
     # The failed-then-recovered payment.
-    may_doc = await db.pool.fetchrow("SELECT status, attempts FROM billing.documents WHERE document_number = $1",
-                                     may)
+    may_doc = await db.pool.fetchrow(
+        "SELECT status, attempts FROM billing.documents WHERE document_number = $1", may
+    )
     assert (may_doc["status"], may_doc["attempts"]) == ("paid", 2)
-    audit = [r["command"] for r in await db.pool.fetch(
-        "SELECT command FROM lifecycle.audit_trail WHERE subscription_id = $1 ORDER BY id", sub)]
+    audit = [
+        r["command"]
+        for r in await db.pool.fetch(
+            "SELECT command FROM lifecycle.audit_trail WHERE subscription_id = $1 ORDER BY id", sub
+        )
+    ]
     assert audit.count("mark_past_due") == 1 and audit.count("payment_recovered") == 1
     assert metrics.RENEWALS.labels("failed")._value.get() - renewals_failed == 1
     assert metrics.RENEWALS.labels("succeeded")._value.get() - renewals_ok == 1
@@ -164,12 +194,19 @@ async def test_one_year_with_upgrade_downgrade_pause_failed_payment_and_cancella
     recognised: dict[str, Decimal] = defaultdict(Decimal)
     for e in entries:
         if e["kind"] == "recognition":
-            recognised[e["entry_date"][:7]] += sum(D(ln["credit"]) - D(ln["debit"]) for ln in e["lines"]
-                                                   if ln["account"] == "revenue")
+            recognised[e["entry_date"][:7]] += sum(
+                D(ln["credit"]) - D(ln["debit"]) for ln in e["lines"] if ln["account"] == "revenue"
+            )
     assert dict(recognised) == {
-        "2025-01": D("38.00"), "2025-02": D("38.00"),
-        "2025-03": D("78.65"),  # 38.00 + (66.39 - 25.74) for [Mar 11, Apr 1), posted when April's invoice issued
-        "2025-04": D("98.00"), "2025-05": D("98.00"), "2025-06": D("98.00"), "2025-07": D("38.00"),
+        "2025-01": D("38.00"),
+        "2025-02": D("38.00"),
+        "2025-03": D(
+            "78.65"
+        ),  # 38.00 + (66.39 - 25.74) for [Mar 11, Apr 1), posted when April's invoice issued
+        "2025-04": D("98.00"),
+        "2025-05": D("98.00"),
+        "2025-06": D("98.00"),
+        "2025-07": D("38.00"),
         "2025-08": D("18.39"),  # 38.00 - 19.61 paused from Aug 16
         "2025-10": D("25.74"),  # resumed Oct 11; September: nothing (paused)
         "2025-11": D("38.00"),

@@ -27,11 +27,23 @@ from tests.integration.helpers import TopicReader, running_workers
 pytestmark = pytest.mark.integration
 
 ROWS = int(os.environ.get("SOM_TEST_BATCH_ROWS", "10000"))
-HEADER = ["order_id", "customer_id", "customer_email", "customer_region", "plan", "quantity",
-          "billing_interval", "currency", "effective_at", "trial"]
+HEADER = [
+    "order_id",
+    "customer_id",
+    "customer_email",
+    "customer_region",
+    "plan",
+    "quantity",
+    "billing_interval",
+    "currency",
+    "effective_at",
+    "trial",
+]
 
 
-def make_batch(rows: int, prefix: str, effective_at: str = "2025-03-01T10:00:00Z") -> tuple[bytes, Counter[str]]:
+def make_batch(
+    rows: int, prefix: str, effective_at: str = "2025-03-01T10:00:00Z"
+) -> tuple[bytes, Counter[str]]:
     """A partner file of ``rows`` rows (header excluded) and the outcome each row should get.
 
     Most rows are good orders; every fiftieth-ish row breaks one rule the worker checks, and a
@@ -43,8 +55,18 @@ def make_batch(rows: int, prefix: str, effective_at: str = "2025-03-01T10:00:00Z
     expected: Counter[str] = Counter()
     for i in range(rows):
         oid, cid = f"{prefix}-{i:06d}", f"c-{prefix}-{i % 997}"
-        row = [oid, cid, f"{cid}@partner-client.example", ("eu", "us", "apac")[i % 3], "pro", str(1 + i % 7),
-               "P1M", "USD", effective_at, ""]
+        row = [
+            oid,
+            cid,
+            f"{cid}@partner-client.example",
+            ("eu", "us", "apac")[i % 3],
+            "pro",
+            str(1 + i % 7),
+            "P1M",
+            "USD",
+            effective_at,
+            "",
+        ]
         kind = i % 100
         if kind in (7, 57):
             row[4], outcome = "platinum", "UNKNOWN_PLAN"
@@ -74,8 +96,10 @@ async def test_batch_summary_matches_what_arrived_on_the_topics(settings: Settin
     local = {"MISSING_FIELD", "INVALID_TYPE", "DUPLICATE_ORDER"}
     bootstrap = str(settings.kafka_bootstrap)
     async with running_workers(settings, db, names=("intake",)):
-        async with TopicReader(bootstrap, f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_COMMANDS}") as cmds, \
-                TopicReader(bootstrap, f"{settings.topic_namespace}{topics.ORDERS_REJECTED}") as rejected:
+        async with (
+            TopicReader(bootstrap, f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_COMMANDS}") as cmds,
+            TopicReader(bootstrap, f"{settings.topic_namespace}{topics.ORDERS_REJECTED}") as rejected,
+        ):
             # No time limit here: speed is a figure (`som intake batch` prints rows per second),
             # not a pass/fail condition; the default wait scales with the row count.
             summary = await run_batch(settings, data, file_name="partner.csv")
@@ -104,7 +128,9 @@ async def test_batch_summary_matches_what_arrived_on_the_topics(settings: Settin
     assert {o.where for o in summary.outcomes if o.outcome == "rejected"} == {"local", "topic"}
 
 
-async def test_batch_sent_twice_counts_the_earlier_orders_as_accepted(settings: Settings, db: Database) -> None:
+async def test_batch_sent_twice_counts_the_earlier_orders_as_accepted(
+    settings: Settings, db: Database
+) -> None:
     prefix = uuid.uuid4().hex[:8]
     data, expected = make_batch(120, prefix)
     async with running_workers(settings, db, names=("intake",)):

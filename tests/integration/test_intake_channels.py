@@ -43,7 +43,11 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "cleverbridge": ("subscription", "active", "pro"),  # product 318402 -> pro, 10 seats
     "direct": ("subscription", "active", "pro"),
     "gcp": ("subscription", "active", "pro"),  # no plan in the event: the channel's default plan
-    "omnistrate": ("subscription", "pending_approval", "enterprise"),  # policy: approval manual (beta channel)
+    "omnistrate": (
+        "subscription",
+        "pending_approval",
+        "enterprise",
+    ),  # policy: approval manual (beta channel)
     "shopify": ("subscription", "active", "pro"),  # no lines in the webhook: the channel's default plan
     "stackit": ("subscription", "active", "pro"),  # team-monthly -> pro
     "stripe": ("subscription", "active", "pro"),  # price_...TeamUSD -> pro, 5 seats
@@ -77,21 +81,30 @@ def _mutate(token: str, rng: random.Random) -> str:
         elif ch in "ABCDEF":
             out.append(rng.choice("ABCDEF"))
         elif ch.isalpha():
-            out.append(rng.choice("abcdefghijklmnopqrstuvwxyz" if ch.islower() else "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+            out.append(
+                rng.choice("abcdefghijklmnopqrstuvwxyz" if ch.islower() else "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+            )
         else:
             out.append(ch)
     return head + "".join(out)
 
 
-def rekey(channel: str, body: bytes, transport: dict[str, Any] | None, rng: random.Random) -> tuple[bytes, dict]:
+def rekey(
+    channel: str, body: bytes, transport: dict[str, Any] | None, rng: random.Random
+) -> tuple[bytes, dict]:
     """The sample with fresh subscription and event ids (plan, product and dates untouched)."""
     change = normalize(channel, body, transport).changes[0]
     keep = {change.product, change.plan, change.offer_id}
     tokens: set[str] = set()
     for ident in (change.channel_subscription_id, change.channel_event_id):
         for part in re.split(r"[:/]", ident or ""):
-            if (len(part) >= 8 and any(c.isdigit() for c in part) and part not in keep and "." not in part
-                    and not re.match(r"\d{4}-\d{2}-\d{2}", part)):
+            if (
+                len(part) >= 8
+                and any(c.isdigit() for c in part)
+                and part not in keep
+                and "." not in part
+                and not re.match(r"\d{4}-\d{2}-\d{2}", part)
+            ):
                 tokens.add(part)
     text = body.decode()
     blob = json.dumps(transport or {})
@@ -112,30 +125,44 @@ async def test_each_channels_create_sample_yields_its_subscription_or_expected_r
     for folder in EXPECTED:
         expected = json.loads((FIXTURES / folder / "01-create.expected.json").read_text())
         body, transport = rekey(
-            expected["channel"], (FIXTURES / folder / "01-create.json").read_bytes(), expected.get("transport"), rng
+            expected["channel"],
+            (FIXTURES / folder / "01-create.json").read_bytes(),
+            expected.get("transport"),
+            rng,
         )
         change = normalize(expected["channel"], body, transport, catalog=catalog).changes[0]
         cases[folder] = {
             "channel": expected["channel"],
             "body": body,
             "headers": {**transport_headers(transport), "som-test-clock": clock},
-            "subscription_id": derived_id("subscription", expected["channel"], change.channel_subscription_id),
+            "subscription_id": derived_id(
+                "subscription", expected["channel"], change.channel_subscription_id
+            ),
         }
     bootstrap = str(settings.kafka_bootstrap)
     started = time.monotonic()
     async with running_workers(settings, db, names=("intake", "lifecycle")):
-        async with TopicReader(bootstrap, _t(settings, topics.SUBSCRIPTIONS_COMMAND_REJECTIONS)) as refused, \
-                TopicReader(bootstrap, _t(settings, topics.ORDERS_REJECTED)) as rejected:
+        async with (
+            TopicReader(bootstrap, _t(settings, topics.SUBSCRIPTIONS_COMMAND_REJECTIONS)) as refused,
+            TopicReader(bootstrap, _t(settings, topics.ORDERS_REJECTED)) as rejected,
+        ):
             for case in cases.values():
-                await publish(settings, topics.inbound(case["channel"]), case["body"],
-                              key=case["subscription_id"], headers=case["headers"])
+                await publish(
+                    settings,
+                    topics.inbound(case["channel"]),
+                    case["body"],
+                    key=case["subscription_id"],
+                    headers=case["headers"],
+                )
             wanted = {c["subscription_id"] for f, c in cases.items() if EXPECTED[f][0] == "subscription"}
             rows: dict[str, Any] = {}
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 found = await db.pool.fetch(
                     "SELECT subscription_id, status, plan_id FROM lifecycle.subscriptions "
-                    "WHERE subscription_id = ANY($1::text[])", list(wanted))
+                    "WHERE subscription_id = ANY($1::text[])",
+                    list(wanted),
+                )
                 rows = {r["subscription_id"]: r for r in found}
                 await refused.poll()
                 if len(rows) == len(wanted) and len(refused.records) >= 2:
@@ -179,16 +206,33 @@ async def test_forged_or_unsigned_stripe_payload_is_rejected_before_anything_els
     assert tampered != forged
     bootstrap = str(settings.kafka_bootstrap)
     async with running_workers(signed_settings, db, names=("intake",)):
-        async with TopicReader(bootstrap, _t(settings, topics.ORDERS_REJECTED)) as rejected, \
-                TopicReader(bootstrap, _t(settings, topics.SUBSCRIPTIONS_COMMANDS)) as commands:
-            await publish(settings, topics.inbound("stripe"), tampered, key="forged",
-                          headers={"http.Stripe-Signature": sign_stripe(forged, secret, now)})
+        async with (
+            TopicReader(bootstrap, _t(settings, topics.ORDERS_REJECTED)) as rejected,
+            TopicReader(bootstrap, _t(settings, topics.SUBSCRIPTIONS_COMMANDS)) as commands,
+        ):
+            await publish(
+                settings,
+                topics.inbound("stripe"),
+                tampered,
+                key="forged",
+                headers={"http.Stripe-Signature": sign_stripe(forged, secret, now)},
+            )
             await publish(settings, topics.inbound("stripe"), unsigned, key="unsigned")
             # Genuinely signed, an hour before the record's timestamp: a replay outside the tolerance.
-            await publish(settings, topics.inbound("stripe"), replayed, key="replayed",
-                          headers={"http.Stripe-Signature": sign_stripe(replayed, secret, now - 3600)})
-            await publish(settings, topics.inbound("stripe"), good, key="good",
-                          headers={"http.Stripe-Signature": sign_stripe(good, secret, now)})
+            await publish(
+                settings,
+                topics.inbound("stripe"),
+                replayed,
+                key="replayed",
+                headers={"http.Stripe-Signature": sign_stripe(replayed, secret, now - 3600)},
+            )
+            await publish(
+                settings,
+                topics.inbound("stripe"),
+                good,
+                key="good",
+                headers={"http.Stripe-Signature": sign_stripe(good, secret, now)},
+            )
             await rejected.wait_for(3, timeout=15)
             await commands.wait_for(1, timeout=15)
             await rejected.settle(0.5)
@@ -202,7 +246,8 @@ async def test_forged_or_unsigned_stripe_payload_is_rejected_before_anything_els
     assert command["data"]["subscription_id"] == derived_id("subscription", "stripe", f"sub_good{suffix}")
     stored = await db.pool.fetchval(
         "SELECT count(*) FROM intake.rejections WHERE channel = 'stripe' AND reasons->0->>'code' LIKE 'SIGNATURE_%' "
-        "AND received_at > now() - interval '5 minutes'")
+        "AND received_at > now() - interval '5 minutes'"
+    )
     assert stored >= 3
 
 

@@ -105,7 +105,7 @@ class FakeVendorApi:
                 with api.lock:
                     api.calls.append(("GET", url.path))
                     items = [json.loads(json.dumps(s)) for s in api.subscriptions.values()]
-                page = items[start:start + limit]
+                page = items[start : start + limit]
                 doc: dict[str, Any] = {"items": page, "limit": limit}
                 if start + limit < len(items):
                     doc["cursor"] = str(start + limit)
@@ -135,8 +135,11 @@ class FakeVendorApi:
                         status = 200
                         if action == "approve":
                             now = datetime.now(UTC).replace(microsecond=0)
-                            sub.update(lifecycleState="SUBSCRIPTION_ACTIVE", validFrom=_ts(now),
-                                       validUntil=_ts(now + timedelta(days=30)))
+                            sub.update(
+                                lifecycleState="SUBSCRIPTION_ACTIVE",
+                                validFrom=_ts(now),
+                                validUntil=_ts(now + timedelta(days=30)),
+                            )
                         else:
                             sub.update(lifecycleState="SUBSCRIPTION_REJECTED")
                 self._reply(status, {})
@@ -153,7 +156,11 @@ class FakeVendorApi:
 
 
 def subscription(
-    *, organization: str, project: str, plan: str, product: str = "quarry-observability",
+    *,
+    organization: str,
+    project: str,
+    plan: str,
+    product: str = "quarry-observability",
     subscription_id: str | None = None,
 ) -> dict[str, Any]:
     """A pending STACKIT subscription object in the vendor API's shape (see the samples)."""
@@ -165,9 +172,16 @@ def subscription(
         "orderedAt": _ts(now - timedelta(minutes=5)),
         "organizationId": organization,
         "product": {
-            "deliveryMethod": "SAAS", "lifecycleState": "PRODUCT_LIVE", "noticePeriod": "P1M", "planId": plan,
-            "priceType": "CONTRACT", "pricingPlan": "Monthly subscription per seat", "productId": product,
-            "productName": "Quarry Observability", "rate": "19.00", "validityPeriod": "P1M",
+            "deliveryMethod": "SAAS",
+            "lifecycleState": "PRODUCT_LIVE",
+            "noticePeriod": "P1M",
+            "planId": plan,
+            "priceType": "CONTRACT",
+            "pricingPlan": "Monthly subscription per seat",
+            "productId": product,
+            "productName": "Quarry Observability",
+            "rate": "19.00",
+            "validityPeriod": "P1M",
             "vendorName": "Quarry Systems GmbH",
         },
         "projectId": project,
@@ -176,10 +190,15 @@ def subscription(
 
 
 def stackit_settings(settings: Settings, api: FakeVendorApi, **extra: Any) -> Settings:
-    return settings.model_copy(update={
-        "stackit_base_url": api.base_url, "stackit_token": TOKEN, "stackit_project_id": api.project_id,
-        "stackit_poll_seconds": 0.3, **extra,
-    })
+    return settings.model_copy(
+        update={
+            "stackit_base_url": api.base_url,
+            "stackit_token": TOKEN,
+            "stackit_project_id": api.project_id,
+            "stackit_poll_seconds": 0.3,
+            **extra,
+        }
+    )
 
 
 async def _until(check: Any, timeout: float = 15.0, interval: float = 0.2) -> Any:
@@ -204,7 +223,9 @@ async def test_worker_polls_in_background_and_approves_or_rejects_pending_subscr
     org = str(uuid.uuid4())
     good = subscription(organization=org, project=str(uuid.uuid4()), plan="team-monthly")
     unknown = subscription(organization=org, project=str(uuid.uuid4()), plan="platinum-unicorn")
-    extra = [subscription(organization=org, project=str(uuid.uuid4()), plan="starter-monthly") for _ in range(3)]
+    extra = [
+        subscription(organization=org, project=str(uuid.uuid4()), plan="starter-monthly") for _ in range(3)
+    ]
     for sub in (good, unknown, *extra):
         api.add(sub)
     good_id = derived_id("subscription", CHANNEL, good["subscriptionId"])
@@ -212,14 +233,20 @@ async def test_worker_polls_in_background_and_approves_or_rejects_pending_subscr
     with api.running():
         s = stackit_settings(settings, api)
         async with running_workers(s, db, names=("intake", "lifecycle")):
-            async with TopicReader(bootstrap, f"{settings.topic_namespace}{topics.ORDERS_REJECTED}") as rejected:
+            async with TopicReader(
+                bootstrap, f"{settings.topic_namespace}{topics.ORDERS_REJECTED}"
+            ) as rejected:
                 row = await _until(lambda: _subscription(db, good_id))
                 await rejected.wait_for(1, timeout=10)
                 # the approved ones become ACTIVE at the vendor; the poller publishes that too
-                await _until(lambda: db.pool.fetchval(
-                    "SELECT count(*) = 4 FROM intake.orders WHERE channel = $1 AND action = 'activate' "
-                    "AND canonical->>'channel_subscription_id' = ANY($2::text[])",
-                    CHANNEL, [good["subscriptionId"], *(e["subscriptionId"] for e in extra)]))
+                await _until(
+                    lambda: db.pool.fetchval(
+                        "SELECT count(*) = 4 FROM intake.orders WHERE channel = $1 AND action = 'activate' "
+                        "AND canonical->>'channel_subscription_id' = ANY($2::text[])",
+                        CHANNEL,
+                        [good["subscriptionId"], *(e["subscriptionId"] for e in extra)],
+                    )
+                )
     assert row is not None and (row["status"], row["plan_id"]) == ("active", "pro")
     decisions = dict(api.decisions())
     assert decisions[good["subscriptionId"]] == "approve"
@@ -231,12 +258,17 @@ async def test_worker_polls_in_background_and_approves_or_rejects_pending_subscr
     assert [r["code"] for r in refused["reasons"]] == ["UNKNOWN_PLAN"]
     stored = await db.pool.fetch(
         "SELECT subscription_id, decision, lifecycle_state FROM intake.stackit_snapshots "
-        "WHERE namespace = $1 AND project_id = $2", settings.topic_namespace, api.project_id)
+        "WHERE namespace = $1 AND project_id = $2",
+        settings.topic_namespace,
+        api.project_id,
+    )
     assert len(stored) == 5
     assert {r["subscription_id"]: r["decision"] for r in stored}[unknown["subscriptionId"]] == "rejected"
 
 
-async def test_plan_change_with_a_new_stackit_id_keeps_one_subscription(settings: Settings, db: Database) -> None:
+async def test_plan_change_with_a_new_stackit_id_keeps_one_subscription(
+    settings: Settings, db: Database
+) -> None:
     api = FakeVendorApi(str(uuid.uuid4()))
     org, project = str(uuid.uuid4()), str(uuid.uuid4())
     old = subscription(organization=org, project=project, plan="starter-monthly")
@@ -244,7 +276,9 @@ async def test_plan_change_with_a_new_stackit_id_keeps_one_subscription(settings
     internal = derived_id("subscription", CHANNEL, old["subscriptionId"])
     with api.running():
         s = stackit_settings(settings, api)
-        poller = StackitPoller.from_settings(s, db, catalog=cached_catalog(None))  # polled by hand, step by step
+        poller = StackitPoller.from_settings(
+            s, db, catalog=cached_catalog(None)
+        )  # polled by hand, step by step
         try:
             async with running_workers(settings, db, names=("intake", "lifecycle")):
                 first = await poller.poll_once()
@@ -255,12 +289,19 @@ async def test_plan_change_with_a_new_stackit_id_keeps_one_subscription(settings
                 await poller.poll_once()  # the vendor now says ACTIVE
                 # The customer cancels the old plan to the end of its term ...
                 ends = api.subscriptions[old["subscriptionId"]]["validUntil"].replace("Z", "").split("T")[0]
-                api.update(old["subscriptionId"], lifecycleState="SUBSCRIPTION_CANCELLING",
-                           terminatesAt=f"{ends}T23:59:59Z")
+                api.update(
+                    old["subscriptionId"],
+                    lifecycleState="SUBSCRIPTION_CANCELLING",
+                    terminatesAt=f"{ends}T23:59:59Z",
+                )
                 await poller.poll_once()
-                row = await _until(lambda: db.pool.fetchrow(
-                    "SELECT status, plan_id FROM lifecycle.subscriptions WHERE subscription_id = $1 "
-                    "AND status = 'non_renewing'", internal))
+                row = await _until(
+                    lambda: db.pool.fetchrow(
+                        "SELECT status, plan_id FROM lifecycle.subscriptions WHERE subscription_id = $1 "
+                        "AND status = 'non_renewing'",
+                        internal,
+                    )
+                )
                 assert row is not None, "the cancellation to the end of term arrived"
 
                 # ... and buys the new plan: a new STACKIT subscription id, same org/project/product.
@@ -268,39 +309,56 @@ async def test_plan_change_with_a_new_stackit_id_keeps_one_subscription(settings
                 api.add(new)
                 change = await poller.poll_once()
                 assert change.published == 1 and change.approved == [new["subscriptionId"]]
-                row = await _until(lambda: db.pool.fetchrow(
-                    "SELECT status, plan_id FROM lifecycle.subscriptions WHERE subscription_id = $1 "
-                    "AND plan_id = 'pro' AND status = 'active'", internal))
+                row = await _until(
+                    lambda: db.pool.fetchrow(
+                        "SELECT status, plan_id FROM lifecycle.subscriptions WHERE subscription_id = $1 "
+                        "AND plan_id = 'pro' AND status = 'active'",
+                        internal,
+                    )
+                )
                 assert row is not None, "the plan change landed on the same subscription, which continues"
 
                 # The old id ends at STACKIT; the subscription lives on under the new id.
                 api.update(old["subscriptionId"], lifecycleState="SUBSCRIPTION_CANCELLED")
                 last = await poller.poll_once()
                 assert last.published == 2  # old CANCELLED, new ACTIVE
-                await _until(lambda: db.pool.fetchval(
-                    "SELECT count(*) = 1 FROM intake.orders WHERE channel = $1 AND action = 'cancel' "
-                    "AND canonical->>'phase' = 'effective' AND canonical->>'channel_subscription_id' = $2",
-                    CHANNEL, old["subscriptionId"]))
+                await _until(
+                    lambda: db.pool.fetchval(
+                        "SELECT count(*) = 1 FROM intake.orders WHERE channel = $1 AND action = 'cancel' "
+                        "AND canonical->>'phase' = 'effective' AND canonical->>'channel_subscription_id' = $2",
+                        CHANNEL,
+                        old["subscriptionId"],
+                    )
+                )
                 await asyncio.sleep(1.0)  # a wrong cancel command would reach the lifecycle in this time
                 final = await _subscription(db, internal)
         finally:
             await poller.client.aclose()
     assert (final["status"], final["plan_id"]) == ("active", "pro")
-    both = [derived_id("subscription", CHANNEL, old["subscriptionId"]),
-            derived_id("subscription", CHANNEL, new["subscriptionId"])]
+    both = [
+        derived_id("subscription", CHANNEL, old["subscriptionId"]),
+        derived_id("subscription", CHANNEL, new["subscriptionId"]),
+    ]
     count = await db.pool.fetchval(
-        "SELECT count(*) FROM lifecycle.subscriptions WHERE subscription_id = ANY($1::text[])", both)
+        "SELECT count(*) FROM lifecycle.subscriptions WHERE subscription_id = ANY($1::text[])", both
+    )
     assert count == 1, "one subscription, not two"
     mapping = await db.pool.fetch(
         "SELECT channel_subscription_id, subscription_id, replaced_by FROM intake.channel_subscriptions "
         "WHERE channel = $1 AND channel_subscription_id = ANY($2::text[])",
-        CHANNEL, [old["subscriptionId"], new["subscriptionId"]])
+        CHANNEL,
+        [old["subscriptionId"], new["subscriptionId"]],
+    )
     assert {r["channel_subscription_id"]: (r["subscription_id"], r["replaced_by"]) for r in mapping} == {
         old["subscriptionId"]: (internal, new["subscriptionId"]),
         new["subscriptionId"]: (internal, None),
     }
-    audit = [r["command"] for r in await db.pool.fetch(
-        "SELECT command FROM lifecycle.audit_trail WHERE subscription_id = $1 ORDER BY id", internal)]
+    audit = [
+        r["command"]
+        for r in await db.pool.fetch(
+            "SELECT command FROM lifecycle.audit_trail WHERE subscription_id = $1 ORDER BY id", internal
+        )
+    ]
     assert audit[0] == "create" and "change_plan" in audit and "cancel" in audit
     assert audit.index("undo_scheduled_change") < audit.index("change_plan")
     assert audit.count("cancel") == 1, "the old id's final cancellation is recorded, not applied"

@@ -322,15 +322,23 @@ async def test_manual_approval_holds_until_som_approve(settings: Settings, db: D
         )
         assert missing.returncode == 3 and "Traceback" not in missing.stderr
         listed = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "som", "subscriptions", "list", "--plan", "enterprise", "--json"],
-            env=env, capture_output=True, text=True, timeout=60,
+            subprocess.run,
+            [sys.executable, "-m", "som", "subscriptions", "list", "--plan", "enterprise", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         rows = {r["subscription_id"]: r for r in json.loads(listed.stdout)}
         assert rows[sub]["status"] == "active" and rows[sub]["quantity"] == "20"
         assert rows[sub]["next_renewal"] == "2025-10-01"
         shown = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "som", "subscriptions", "show", sub],
-            env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=60,
+            subprocess.run,
+            [sys.executable, "-m", "som", "subscriptions", "show", sub],
+            env={**env, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert shown.returncode == 0, shown.stderr
         assert "enterprise x 20" in shown.stdout and "pending_approval" in shown.stdout  # audit history

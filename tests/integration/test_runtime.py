@@ -185,7 +185,9 @@ async def test_parked_key_is_not_overtaken(settings: Settings, db: Database) -> 
         await worker.stop()
 
 
-async def test_batch_with_a_failing_message_commits_the_rest_in_order(settings: Settings, db: Database) -> None:
+async def test_batch_with_a_failing_message_commits_the_rest_in_order(
+    settings: Settings, db: Database
+) -> None:
     """Many messages per batch: one fails and parks its key, its followers wait, the rest commit once."""
     await _probe_topics(settings, db)
     keys = [f"sub-{i}" for i in range(6)]
@@ -209,6 +211,8 @@ async def test_batch_with_a_failing_message_commits_the_rest_in_order(settings: 
     finally:
         faults.disarm()
         await worker.stop()
+
+
 async def test_unparseable_goes_to_dlq_and_worker_keeps_serving(settings: Settings, db: Database) -> None:
     worker = await _probe_worker(settings, db)
     try:
@@ -284,7 +288,9 @@ async def test_orphaned_outbox_row_is_published_by_the_relay(settings: Settings,
         await producer.stop()
 
 
-async def test_two_members_per_group_keep_per_key_order_and_single_effects(settings: Settings, db: Database) -> None:
+async def test_two_members_per_group_keep_per_key_order_and_single_effects(
+    settings: Settings, db: Database
+) -> None:
     concurrent = settings.model_copy(update={"consumer_concurrency": 2})
     worker = await _probe_worker(concurrent, db)
     try:

@@ -130,10 +130,7 @@ def test_services_import_no_other_service(path: Path) -> None:
     if rel == ("registry.py",) or rel == ("__init__.py",):
         return
     own = rel[0]
-    bad = sorted(
-        m for m in _imports(path)
-        if m.startswith("services.") and m.split(".")[1] != own
-    )
+    bad = sorted(m for m in _imports(path) if m.startswith("services.") and m.split(".")[1] != own)
     assert not bad, f"{path.relative_to(ROOT)} imports another service: {bad}"
     assert not any(m.split(".")[0] == "som" for m in _imports(path)), f"{path} imports the CLI"
 
@@ -162,7 +159,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt):], nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:
@@ -193,7 +190,8 @@ def test_som_has_no_import_cycle() -> None:
 
 
 _SQL = re.compile(
-    r"\b(SELECT\s+.+?\s+FROM|INSERT\s+INTO|UPDATE\s+\w+(\.\w+)?\s+SET|DELETE\s+FROM)\b", re.IGNORECASE | re.DOTALL
+    r"\b(SELECT\s+.+?\s+FROM|INSERT\s+INTO|UPDATE\s+\w+(\.\w+)?\s+SET|DELETE\s+FROM)\b",
+    re.IGNORECASE | re.DOTALL,
 )
 
 
@@ -223,7 +221,9 @@ def test_som_holds_no_sql(path: Path) -> None:
     found = [
         f"line {node.lineno}: {node.value[:60]!r}"
         for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _SQL.search(node.value)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and _SQL.search(node.value)
         and id(node) not in docs
     ]
     assert not found, f"{path.relative_to(ROOT)} holds SQL: {found}"

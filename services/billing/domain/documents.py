@@ -71,17 +71,33 @@ def assemble_document(
     if total >= 0:
         applied, amount_due, credit_left = apply_account_credit(total, account_credit)
         doc = Document(
-            document_type="invoice", subscription_id=subscription_id, currency=currency,
-            issue_date=issue_date, due_date=due_date(issue_date, payment_terms_days), lines=taxed,
-            subtotal=subtotal, tax=tax, total=total, credits_applied=applied, amount_due=amount_due,
+            document_type="invoice",
+            subscription_id=subscription_id,
+            currency=currency,
+            issue_date=issue_date,
+            due_date=due_date(issue_date, payment_terms_days),
+            lines=taxed,
+            subtotal=subtotal,
+            tax=tax,
+            total=total,
+            credits_applied=applied,
+            amount_due=amount_due,
         )
         return AssembledDocument(doc, credit_left)
     refund = -total if settlement == "refund" else ZERO.quantize(q)
     to_account = -total if settlement == "account_credit" else ZERO.quantize(q)
     doc = Document(
-        document_type="credit_note", subscription_id=subscription_id, currency=currency,
-        issue_date=issue_date, due_date=issue_date, lines=taxed, subtotal=subtotal, tax=tax, total=total,
-        refund_amount=refund, credit_to_account=to_account,
+        document_type="credit_note",
+        subscription_id=subscription_id,
+        currency=currency,
+        issue_date=issue_date,
+        due_date=issue_date,
+        lines=taxed,
+        subtotal=subtotal,
+        tax=tax,
+        total=total,
+        refund_amount=refund,
+        credit_to_account=to_account,
     )
     return AssembledDocument(doc, account_credit + to_account)
 
@@ -100,10 +116,15 @@ def to_invoice_issued(
         due_date=document.due_date,
         lines=[
             ev.InvoiceLine(
-                kind=line.kind, description=line.description,
-                service_period_start=line.service_period_start, service_period_end=line.service_period_end,
-                quantity=line.quantity, unit_amount=line.unit_amount, amount=line.amount,
-                tax_rate=line.tax_rate, tax_amount=line.tax_amount,
+                kind=line.kind,
+                description=line.description,
+                service_period_start=line.service_period_start,
+                service_period_end=line.service_period_end,
+                quantity=line.quantity,
+                unit_amount=line.unit_amount,
+                amount=line.amount,
+                tax_rate=line.tax_rate,
+                tax_amount=line.tax_amount,
             )
             for line in document.lines
         ],

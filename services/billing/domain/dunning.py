@@ -73,9 +73,13 @@ def record_failure(policy: DunningPolicy, state: DunningState | None, failed_on:
     first = failed_on if state is None else state.first_failed_on
     retry = next_retry(policy, count, failed_on, first_failed_on=first)
     retry_on = None if retry == EXHAUSTED else retry
-    new = DunningState(failure_count=count, first_failed_on=first, last_failed_on=failed_on,
-                       next_retry_on=retry_on if isinstance(retry_on, date) else None,
-                       exhausted=retry == EXHAUSTED)
+    new = DunningState(
+        failure_count=count,
+        first_failed_on=first,
+        last_failed_on=failed_on,
+        next_retry_on=retry_on if isinstance(retry_on, date) else None,
+        exhausted=retry == EXHAUSTED,
+    )
     return DunningDecision(new, new.next_retry_on, lifecycle_effect(policy, count))
 
 

@@ -172,8 +172,18 @@ class InvoicePending(_Command):
 
 
 BillingCommand = Annotated[
-    Activate | Renew | ChangePlan | ChangeQuantity | AddAddon | RemoveAddon | Cancel | Pause | Resume
-    | AddOneOff | AddSetupCredit | InvoicePending,
+    Activate
+    | Renew
+    | ChangePlan
+    | ChangeQuantity
+    | AddAddon
+    | RemoveAddon
+    | Cancel
+    | Pause
+    | Resume
+    | AddOneOff
+    | AddSetupCredit
+    | InvoicePending,
     Field(discriminator="command"),
 ]
 
@@ -212,9 +222,14 @@ def new_billing_state(
     if policy is not None and payment_terms_days not in policy.payment_terms.allowed_days:
         raise BillingError(f"payment terms net {payment_terms_days} not allowed")
     return BillingState(
-        subscription_id=subscription_id, currency=normalize_currency(currency),
-        billing_interval=billing_interval, billing_anchor=billing_anchor, anchor_day=anchor_day,
-        items=tuple(items), tax_profile=tax_profile or TaxProfile(), payment_terms_days=payment_terms_days,
+        subscription_id=subscription_id,
+        currency=normalize_currency(currency),
+        billing_interval=billing_interval,
+        billing_anchor=billing_anchor,
+        anchor_day=anchor_day,
+        items=tuple(items),
+        tax_profile=tax_profile or TaxProfile(),
+        payment_terms_days=payment_terms_days,
     )
 
 
@@ -222,14 +237,32 @@ def state_from_snapshot(snapshot: ev.SubscriptionSnapshot, *, started_on: date) 
     """Billing state from the lifecycle's snapshot; ``started_on`` fixes grandfathered prices."""
     if snapshot.billing_anchor is None:
         raise BillingError(f"subscription {snapshot.subscription_id} has no billing anchor")
-    items = [Item(item_id=BASE_ITEM, plan_id=snapshot.plan_id, quantity=snapshot.quantity,
-                  unit_amount=snapshot.unit_amount, price_date=started_on)]
-    items += [Item(item_id=a.plan_id, plan_id=a.plan_id, quantity=a.quantity, unit_amount=a.unit_amount,
-                   price_date=started_on) for a in snapshot.addons]
+    items = [
+        Item(
+            item_id=BASE_ITEM,
+            plan_id=snapshot.plan_id,
+            quantity=snapshot.quantity,
+            unit_amount=snapshot.unit_amount,
+            price_date=started_on,
+        )
+    ]
+    items += [
+        Item(
+            item_id=a.plan_id,
+            plan_id=a.plan_id,
+            quantity=a.quantity,
+            unit_amount=a.unit_amount,
+            price_date=started_on,
+        )
+        for a in snapshot.addons
+    ]
     c = snapshot.customer
     return new_billing_state(
-        subscription_id=snapshot.subscription_id, currency=snapshot.currency,
-        billing_interval=snapshot.billing_interval, billing_anchor=snapshot.billing_anchor, items=items,
+        subscription_id=snapshot.subscription_id,
+        currency=snapshot.currency,
+        billing_interval=snapshot.billing_interval,
+        billing_anchor=snapshot.billing_anchor,
+        items=items,
         tax_profile=TaxProfile(country=c.country, region=c.region, tax_exempt=c.tax_exempt),
         payment_terms_days=snapshot.payment_terms_days,
     )
@@ -275,8 +308,13 @@ class _Draft:
 
 
 def _charge(
-    draft: _Draft, ctx: BillingContext, item: Item, start: date, end: date,
-    period: tuple[date, date], kind: Literal["recurring", "proration_charge"],
+    draft: _Draft,
+    ctx: BillingContext,
+    item: Item,
+    start: date,
+    end: date,
+    period: tuple[date, date],
+    kind: Literal["recurring", "proration_charge"],
 ) -> None:
     """Charge ``item`` for ``[start, end)`` of ``period`` and record it in the ledger."""
     state = draft.state
@@ -289,14 +327,29 @@ def _charge(
     if not fraction.is_full:
         description += f" (prorated {fraction} days)"
     charge_id = f"{state.subscription_id}#{state.next_charge_seq}"
-    draft.lines.append(Line(
-        kind=kind, description=description, item_id=item.item_id, plan_id=item.plan_id,
-        service_period_start=start, service_period_end=end, quantity=item.quantity, unit_amount=unit,
-        amount=amount, charge_id=charge_id,
-    ))
+    draft.lines.append(
+        Line(
+            kind=kind,
+            description=description,
+            item_id=item.item_id,
+            plan_id=item.plan_id,
+            service_period_start=start,
+            service_period_end=end,
+            quantity=item.quantity,
+            unit_amount=unit,
+            amount=amount,
+            charge_id=charge_id,
+        )
+    )
     charged = ChargedLine(
-        charge_id=charge_id, item_id=item.item_id, plan_id=item.plan_id, quantity=item.quantity,
-        unit_amount=unit, amount=amount, service_period_start=start, service_period_end=end,
+        charge_id=charge_id,
+        item_id=item.item_id,
+        plan_id=item.plan_id,
+        quantity=item.quantity,
+        unit_amount=unit,
+        amount=amount,
+        service_period_start=start,
+        service_period_end=end,
     )
     draft.update(charged=(*state.charged, charged), next_charge_seq=state.next_charge_seq + 1)
 
@@ -309,26 +362,43 @@ def _credit_unused(draft: _Draft, ctx: BillingContext, item_ids: set[str], on: d
         if c.item_id not in item_ids or c.service_period_end <= on:
             ledger.append(c)
             continue
-        credit = unused_credit(c.amount, c.service_period_start, c.service_period_end, on, state.currency,
-                               already_credited=c.credited)
+        credit = unused_credit(
+            c.amount,
+            c.service_period_start,
+            c.service_period_end,
+            on,
+            state.currency,
+            already_credited=c.credited,
+        )
         start = max(on, c.service_period_start)
         if credit > 0:
             plan = ctx.catalog.find(c.plan_id)
             name = plan.name if plan else c.plan_id
-            draft.lines.append(Line(
-                kind="proration_credit",
-                description=f"Unused time on {name} x {c.quantity}, {start} to {c.service_period_end}",
-                item_id=c.item_id, plan_id=c.plan_id, service_period_start=start,
-                service_period_end=c.service_period_end, quantity=c.quantity, unit_amount=c.unit_amount,
-                amount=-credit, credits_charge_id=c.charge_id,
-            ))
+            draft.lines.append(
+                Line(
+                    kind="proration_credit",
+                    description=f"Unused time on {name} x {c.quantity}, {start} to {c.service_period_end}",
+                    item_id=c.item_id,
+                    plan_id=c.plan_id,
+                    service_period_start=start,
+                    service_period_end=c.service_period_end,
+                    quantity=c.quantity,
+                    unit_amount=c.unit_amount,
+                    amount=-credit,
+                    credits_charge_id=c.charge_id,
+                )
+            )
         credited_from = start if c.credited_from is None else min(c.credited_from, start)
         ledger.append(c.model_copy(update={"credited": c.credited + credit, "credited_from": credited_from}))
     draft.update(charged=tuple(ledger))
 
 
 def _settle(
-    draft: _Draft, ctx: BillingContext, on: date, invoicing: Invoicing, account_credit: Decimal,
+    draft: _Draft,
+    ctx: BillingContext,
+    on: date,
+    invoicing: Invoicing,
+    account_credit: Decimal,
     settlement: Settlement = "account_credit",
 ) -> tuple[list[Document], list[Line], Decimal]:
     """Park the draft's lines as pending adjustments, or issue them (with earlier pending ones) now."""
@@ -341,20 +411,35 @@ def _settle(
     if not lines:
         return [], [], account_credit
     assembled = assemble_document(
-        lines, subscription_id=state.subscription_id, currency=state.currency, issue_date=on,
-        tax_table=ctx.tax_table, tax_profile=state.tax_profile, payment_terms_days=state.payment_terms_days,
-        account_credit=account_credit, settlement=settlement,
+        lines,
+        subscription_id=state.subscription_id,
+        currency=state.currency,
+        issue_date=on,
+        tax_table=ctx.tax_table,
+        tax_profile=state.tax_profile,
+        payment_terms_days=state.payment_terms_days,
+        account_credit=account_credit,
+        settlement=settlement,
     )
     return [assembled.document], [], assembled.account_credit_after
 
 
 def _outcome(
-    draft: _Draft, docs: list[Document], pending: list[Line], credit: Decimal, on: date,
+    draft: _Draft,
+    docs: list[Document],
+    pending: list[Line],
+    credit: Decimal,
+    on: date,
     timing: Timing | None = None,
 ) -> BillingOutcome:
     return BillingOutcome(
-        state=draft.state, documents=tuple(docs), new_pending=tuple(pending), account_credit_after=credit,
-        timing=timing, effective_on=on, notes=tuple(draft.notes),
+        state=draft.state,
+        documents=tuple(docs),
+        new_pending=tuple(pending),
+        account_credit_after=credit,
+        timing=timing,
+        effective_on=on,
+        notes=tuple(draft.notes),
     )
 
 
@@ -376,8 +461,15 @@ Mutation = Callable[[tuple[Item, ...], date], tuple[Item, ...]]
 
 
 def _change_items(
-    state: BillingState, ctx: BillingContext, on: date, mutate: Mutation, rule: ChangeRule,
-    account_credit: Decimal, *, reason: str, new_interval: str | None = None,
+    state: BillingState,
+    ctx: BillingContext,
+    on: date,
+    mutate: Mutation,
+    rule: ChangeRule,
+    account_credit: Decimal,
+    *,
+    reason: str,
+    new_interval: str | None = None,
 ) -> BillingOutcome:
     """Apply an item change now (with proration) or schedule it for the end of the term."""
     _require_live(state)
@@ -386,10 +478,16 @@ def _change_items(
         effective = _term_end(state, on)
         base = state.scheduled_change.items if state.scheduled_change else state.items
         interval = new_interval or (
-            state.scheduled_change.billing_interval if state.scheduled_change else None)
-        draft.update(scheduled_change=ScheduledChange(
-            effective_on=effective, items=mutate(base, effective), billing_interval=interval, reason=reason,
-        ))
+            state.scheduled_change.billing_interval if state.scheduled_change else None
+        )
+        draft.update(
+            scheduled_change=ScheduledChange(
+                effective_on=effective,
+                items=mutate(base, effective),
+                billing_interval=interval,
+                reason=reason,
+            )
+        )
         draft.notes.append(f"{reason} scheduled for {effective}, no proration")
         return _outcome(draft, [], [], account_credit, effective, Timing.PERIOD_END)
 
@@ -413,8 +511,13 @@ def _change_items(
         assert new_interval is not None
         if charged_now:
             _credit_unused(draft, ctx, set(old_by_id), on)
-        draft.update(items=new_items, billing_interval=new_interval, billing_anchor=on, anchor_day=None,
-                     scheduled_change=None)
+        draft.update(
+            items=new_items,
+            billing_interval=new_interval,
+            billing_anchor=on,
+            anchor_day=None,
+            scheduled_change=None,
+        )
         if charged_now:
             period = current_period(draft.state, on)
             for item in new_items:
@@ -448,25 +551,35 @@ def _change_plan(
     current = state.item(BASE_ITEM)
     if cmd.unit_amount is not None and not is_exact(cmd.unit_amount, state.currency):
         raise BillingError(f"{cmd.unit_amount} is not exact in {state.currency}")
-    if current.plan_id == cmd.plan_id and interval == state.billing_interval and cmd.quantity in (
-        None, current.quantity
-    ) and cmd.unit_amount == current.unit_amount:
+    if (
+        current.plan_id == cmd.plan_id
+        and interval == state.billing_interval
+        and cmd.quantity in (None, current.quantity)
+        and cmd.unit_amount == current.unit_amount
+    ):
         raise NoChange("change_plan: nothing changes")
 
     def mutate(items: tuple[Item, ...], effective: date) -> tuple[Item, ...]:
         out = []
         for i in items:
             if i.item_id == BASE_ITEM:
-                i = Item(item_id=BASE_ITEM, plan_id=cmd.plan_id, quantity=cmd.quantity or i.quantity,
-                         unit_amount=cmd.unit_amount, price_date=effective)
+                i = Item(
+                    item_id=BASE_ITEM,
+                    plan_id=cmd.plan_id,
+                    quantity=cmd.quantity or i.quantity,
+                    unit_amount=cmd.unit_amount,
+                    price_date=effective,
+                )
             out.append(i)
         return tuple(out)
 
-    rule = plan_change_rule(ctx.policy, ctx.catalog, current.plan_id, cmd.plan_id, timing=cmd.timing,
-                            invoicing=cmd.invoicing)
+    rule = plan_change_rule(
+        ctx.policy, ctx.catalog, current.plan_id, cmd.plan_id, timing=cmd.timing, invoicing=cmd.invoicing
+    )
     new_interval = interval if interval != state.billing_interval else None
     return _change_items(
-        state, ctx, cmd.on, mutate, rule, credit, reason="plan change", new_interval=new_interval)
+        state, ctx, cmd.on, mutate, rule, credit, reason="plan change", new_interval=new_interval
+    )
 
 
 def _change_quantity(
@@ -477,13 +590,15 @@ def _change_quantity(
         raise NoChange("change_quantity: nothing changes")
     rules = ctx.policy.quantity_change
     rule = (rules.increase if cmd.quantity > current.quantity else rules.decrease).overridden(
-        cmd.timing, cmd.invoicing)
+        cmd.timing, cmd.invoicing
+    )
 
     def mutate(items: tuple[Item, ...], effective: date) -> tuple[Item, ...]:
         if not any(i.item_id == cmd.item_id for i in items):
             raise BillingError(f"no item {cmd.item_id!r}")
-        return tuple(i.model_copy(update={"quantity": cmd.quantity}) if i.item_id == cmd.item_id else i
-                     for i in items)
+        return tuple(
+            i.model_copy(update={"quantity": cmd.quantity}) if i.item_id == cmd.item_id else i for i in items
+        )
 
     return _change_items(state, ctx, cmd.on, mutate, rule, credit, reason="quantity change")
 
@@ -500,8 +615,16 @@ def _add_addon(state: BillingState, cmd: AddAddon, ctx: BillingContext, credit: 
     def mutate(items: tuple[Item, ...], effective: date) -> tuple[Item, ...]:
         if any(i.item_id == item_id for i in items):
             raise BillingError(f"item {item_id!r} already present")
-        return (*items, Item(item_id=item_id, plan_id=cmd.plan_id, quantity=cmd.quantity,
-                             unit_amount=cmd.unit_amount, price_date=effective))
+        return (
+            *items,
+            Item(
+                item_id=item_id,
+                plan_id=cmd.plan_id,
+                quantity=cmd.quantity,
+                unit_amount=cmd.unit_amount,
+                price_date=effective,
+            ),
+        )
 
     return _change_items(state, ctx, cmd.on, mutate, rule, credit, reason="add-on added")
 
@@ -552,8 +675,11 @@ def _renew(state: BillingState, cmd: Renew, ctx: BillingContext, credit: Decimal
         update: dict[str, object] = {"items": sc.items, "scheduled_change": None}
         if sc.billing_interval and sc.billing_interval != state.billing_interval:
             # An interval change restarts the cycle where it takes effect.
-            update |= {"billing_interval": sc.billing_interval, "billing_anchor": sc.effective_on,
-                       "anchor_day": None}
+            update |= {
+                "billing_interval": sc.billing_interval,
+                "billing_anchor": sc.effective_on,
+                "anchor_day": None,
+            }
         draft.update(**update)
         draft.notes.append(f"applied scheduled {sc.reason} effective {sc.effective_on}")
     period = current_period(draft.state, on)
@@ -625,7 +751,8 @@ def _resume(state: BillingState, cmd: Resume, ctx: BillingContext, credit: Decim
             if any(c.item_id == item.item_id and c.covers(cmd.on) for c in draft.state.charged):
                 continue
             kind: Literal["recurring", "proration_charge"] = (
-                "recurring" if cmd.on == period[0] else "proration_charge")
+                "recurring" if cmd.on == period[0] else "proration_charge"
+            )
             _charge(draft, ctx, item, cmd.on, period[1], period, kind)
         draft.update(charged_through=max(state.charged_through, period[1]))
     docs, pending, credit = _settle(draft, ctx, cmd.on, "invoice_immediately", credit)
@@ -640,13 +767,19 @@ def _one_off(
         if cmd.unit_amount < 0:
             raise BillingError("a one-off charge is not negative; use a setup credit")
         amount = cmd.unit_amount * cmd.quantity
-        line = Line(kind="one_off", description=cmd.description, quantity=cmd.quantity,
-                    unit_amount=cmd.unit_amount, amount=amount)
+        line = Line(
+            kind="one_off",
+            description=cmd.description,
+            quantity=cmd.quantity,
+            unit_amount=cmd.unit_amount,
+            amount=amount,
+        )
     else:
         if cmd.amount <= 0:
             raise BillingError("a setup credit gives back a positive amount")
-        line = Line(kind="setup_credit", description=cmd.description, unit_amount=-cmd.amount,
-                    amount=-cmd.amount)
+        line = Line(
+            kind="setup_credit", description=cmd.description, unit_amount=-cmd.amount, amount=-cmd.amount
+        )
     if not is_exact(line.amount, state.currency):
         raise BillingError(f"{line.amount} is not exact in {state.currency}")
     draft = _Draft(state, [line], [])

@@ -62,7 +62,8 @@ class Line(_Frozen):
     tax_amount: DecimalString = ZERO
     charge_id: str | None = Field(default=None, description="ledger id of the charge this line created")
     credits_charge_id: str | None = Field(
-        default=None, description="ledger id of the charge this line credits")
+        default=None, description="ledger id of the charge this line credits"
+    )
 
     @model_validator(mode="after")
     def _period(self) -> Line:

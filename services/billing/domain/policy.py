@@ -144,8 +144,13 @@ def classify_plan_change(catalog: Catalog, from_plan: str, to_plan: str) -> Chan
 
 
 def plan_change_rule(
-    policy: BillingPolicy, catalog: Catalog, from_plan: str, to_plan: str,
-    *, timing: Timing | None = None, invoicing: Invoicing | None = None,
+    policy: BillingPolicy,
+    catalog: Catalog,
+    from_plan: str,
+    to_plan: str,
+    *,
+    timing: Timing | None = None,
+    invoicing: Invoicing | None = None,
 ) -> ChangeRule:
     """The rule for a plan change: first matching pair, else the class rule; command overrides last."""
     rules = policy.plan_change

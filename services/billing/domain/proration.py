@@ -102,7 +102,10 @@ def unused_credit(
 
 
 def used_amount(
-    charged_amount: Decimal, service_period_start: date, service_period_end: date, change_date: date,
+    charged_amount: Decimal,
+    service_period_start: date,
+    service_period_end: date,
+    change_date: date,
     currency: str,
 ) -> Decimal:
     """The part of a charged line that was used before ``change_date``: what is not credited.

@@ -88,14 +88,22 @@ def _post(account: Account, debit_amount: Decimal) -> Posting | None:
 
 
 def _entry(
-    entry_date: date, currency: str, description: str, signed: Iterable[tuple[Account, Decimal]],
+    entry_date: date,
+    currency: str,
+    description: str,
+    signed: Iterable[tuple[Account, Decimal]],
     document_number: str | None = None,
 ) -> JournalEntry | None:
     postings = tuple(p for a, amount in signed if (p := _post(a, amount)) is not None)
     if not postings:
         return None
-    return JournalEntry(entry_date=entry_date, currency=currency, description=description, postings=postings,
-                        document_number=document_number)
+    return JournalEntry(
+        entry_date=entry_date,
+        currency=currency,
+        description=description,
+        postings=postings,
+        document_number=document_number,
+    )
 
 
 def journal_on_issue(document: Document) -> list[JournalEntry]:
@@ -103,19 +111,37 @@ def journal_on_issue(document: Document) -> list[JournalEntry]:
     n, cur, day = document.document_number, document.currency, document.issue_date
     label = f"{document.document_type} {n or '(unnumbered)'}"
     entries = [
-        _entry(day, cur, f"{label} issued", [
-            ("accounts_receivable", document.total),
-            ("deferred_revenue", -document.subtotal),
-            ("tax_payable", -document.tax),
-        ], n),
-        _entry(day, cur, f"{label}: account credit applied", [
-            ("customer_credit", document.credits_applied),
-            ("accounts_receivable", -document.credits_applied),
-        ], n),
-        _entry(day, cur, f"{label}: credited to the customer's account", [
-            ("accounts_receivable", document.credit_to_account),
-            ("customer_credit", -document.credit_to_account),
-        ], n),
+        _entry(
+            day,
+            cur,
+            f"{label} issued",
+            [
+                ("accounts_receivable", document.total),
+                ("deferred_revenue", -document.subtotal),
+                ("tax_payable", -document.tax),
+            ],
+            n,
+        ),
+        _entry(
+            day,
+            cur,
+            f"{label}: account credit applied",
+            [
+                ("customer_credit", document.credits_applied),
+                ("accounts_receivable", -document.credits_applied),
+            ],
+            n,
+        ),
+        _entry(
+            day,
+            cur,
+            f"{label}: credited to the customer's account",
+            [
+                ("accounts_receivable", document.credit_to_account),
+                ("customer_credit", -document.credit_to_account),
+            ],
+            n,
+        ),
     ]
     return [e for e in entries if e is not None]
 
@@ -145,8 +171,17 @@ def line_schedule(
     s, e = line.service_period_start, line.service_period_end
     if s is None or e is None:
         # Point in time: recognised at the end of the month of issue.
-        return [RecognitionPiece(line_index, line.description, month_end(issue_date), issue_date,
-                                 issue_date + timedelta(days=1), 0, line.amount)]
+        return [
+            RecognitionPiece(
+                line_index,
+                line.description,
+                month_end(issue_date),
+                issue_date,
+                issue_date + timedelta(days=1),
+                0,
+                line.amount,
+            )
+        ]
     bounds = [s, *month_end_boundaries(s, e), e]
     spans = list(pairwise(bounds))
     pieces = split_by_days(line.amount, [days_between(a, b) for a, b in spans], currency)
@@ -158,8 +193,11 @@ def line_schedule(
 
 def revenue_schedule(lines: Sequence[Line], currency: str, *, issue_date: date) -> list[RecognitionPiece]:
     """Recognition pieces of every line, ordered by month end then line."""
-    out = [p for i, line in enumerate(lines) for p in line_schedule(line, currency, issue_date=issue_date,
-                                                                     line_index=i)]
+    out = [
+        p
+        for i, line in enumerate(lines)
+        for p in line_schedule(line, currency, issue_date=issue_date, line_index=i)
+    ]
     return sorted(out, key=lambda p: (p.month_end, p.line_index))
 
 
@@ -178,10 +216,15 @@ def recognised_by_day(line: Line, currency: str, through: date) -> Decimal:
 def month_end_entry(pieces: Iterable[RecognitionPiece], at: date, currency: str) -> JournalEntry | None:
     """The month-end entry: debit deferred revenue, credit revenue, for the pieces of month ``at``."""
     amount = sum((p.amount for p in pieces if p.month_end == month_end(at)), ZERO)
-    return _entry(month_end(at), currency, f"revenue recognised for {month_end(at):%Y-%m}", [
-        ("deferred_revenue", amount),
-        ("revenue", -amount),
-    ])
+    return _entry(
+        month_end(at),
+        currency,
+        f"revenue recognised for {month_end(at):%Y-%m}",
+        [
+            ("deferred_revenue", amount),
+            ("revenue", -amount),
+        ],
+    )
 
 
 def recognition_entries(pieces: Sequence[RecognitionPiece], currency: str) -> list[JournalEntry]:
@@ -202,8 +245,10 @@ def format_revenue_schedule(pieces: Sequence[RecognitionPiece], currency: str) -
         month = [p for p in pieces if p.month_end == m]
         for p in month:
             span = f"{p.service_start} to {p.service_end}" if p.days else "point in time"
-            rows.append(f"{m.isoformat():<10}  {p.line_index:>4}  {span:<25}  {p.days:>4}  "
-                        f"{format_major(p.amount, currency):>14}")
+            rows.append(
+                f"{m.isoformat():<10}  {p.line_index:>4}  {span:<25}  {p.days:>4}  "
+                f"{format_major(p.amount, currency):>14}"
+            )
         subtotal = sum((p.amount for p in month), ZERO)
         label = "month total"
         rows.append(f"{'':<10}  {'':>4}  {label:<25}  {'':>4}  {format_major(subtotal, currency):>14}")

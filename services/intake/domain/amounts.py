@@ -82,4 +82,3 @@ def divide_exact(total: Decimal, quantity: int) -> Decimal | None:
         return _check(_EXACT.divide(_check(total), Decimal(quantity)))
     except decimal.DecimalException:
         return None
-

@@ -110,8 +110,12 @@ def _document(
             reasons.append(reason("INVALID_VALUE", message, "source_channel"))
         else:
             probe = CanonicalOrderChange(
-                action="create", phase="effective", channel=source, channel_subscription_id="batch",
-                plan=cells["channel_plan_id"], status_after="pending",
+                action="create",
+                phase="effective",
+                channel=source,
+                channel_subscription_id="batch",
+                plan=cells["channel_plan_id"],
+                status_after="pending",
             )
             plan = resolve_plan(source, probe, mappings)
             if plan is None:
@@ -231,7 +235,10 @@ def _rows(
         if not _clean(row):
             continue  # a blank line is not an order
         parsed = parse_row(
-            row, row_number=number, catalog=catalog, mappings=mappings,
+            row,
+            row_number=number,
+            catalog=catalog,
+            mappings=mappings,
             default_source_channel=default_source_channel,
         )
         if parsed.order_id and parsed.order_id in seen:

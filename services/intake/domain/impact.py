@@ -21,7 +21,9 @@ def impact_score(
     Negative values (credits) count as zero: a refund cannot make a rejection matter less
     than nothing.
     """
-    value = order_value if order_value is not None else (
-        default_value if default_value is not None else default_order_value()
+    value = (
+        order_value
+        if order_value is not None
+        else (default_value if default_value is not None else default_order_value())
     )
     return max(value, Decimal(0)) * channel_weight

@@ -54,8 +54,14 @@ def parse_timestamp(value: str, *, assume_utc: bool) -> datetime:
         tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     try:
         moment = datetime(
-            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
-            millis * 1000, tzinfo=tz,
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            millis * 1000,
+            tzinfo=tz,
         )
         return moment.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
@@ -90,10 +96,18 @@ def epoch_to_rfc3339_ms(seconds: int | Decimal | str) -> str:
 # parts capped at 9 digits: int() of a 5000-digit string raises (and no interval is that long)
 _DURATION = re.compile(r"^P(?=\d)(?:(\d{1,9})Y)?(?:(\d{1,9})M)?(?:(\d{1,9})W)?(?:(\d{1,9})D)?$", re.ASCII)
 _UNITS = {
-    "day": "D", "days": "D", "d": "D",
-    "week": "W", "weeks": "W", "w": "W",
-    "month": "M", "months": "M", "m": "M",
-    "year": "Y", "years": "Y", "y": "Y",
+    "day": "D",
+    "days": "D",
+    "d": "D",
+    "week": "W",
+    "weeks": "W",
+    "w": "W",
+    "month": "M",
+    "months": "M",
+    "m": "M",
+    "year": "Y",
+    "years": "Y",
+    "y": "Y",
 }
 
 

@@ -106,7 +106,11 @@ def decode_command(
         plan = catalog.plan(p.plan_id)
         account = p.customer.account_id if p.customer else None
         mode = p.approval or approval_mode(
-            approval_policy, channel=cmd.channel, plan_id=plan.id, account_id=account, on=cmd.effective_at.date()
+            approval_policy,
+            channel=cmd.channel,
+            plan_id=plan.id,
+            account_id=account,
+            on=cmd.effective_at.date(),
         )
         return Create(
             **common,  # type: ignore[arg-type]

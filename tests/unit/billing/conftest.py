@@ -49,13 +49,22 @@ def make_state() -> StateFactory:
         anchor_day: int | None = None,
         **extra: Any,
     ) -> BillingState:
-        item = Item(item_id=BASE_ITEM, plan_id=plan_id, quantity=quantity, unit_amount=unit_amount,
-                    price_date=started_on or anchor)
+        item = Item(
+            item_id=BASE_ITEM,
+            plan_id=plan_id,
+            quantity=quantity,
+            unit_amount=unit_amount,
+            price_date=started_on or anchor,
+        )
         return new_billing_state(
-            subscription_id=extra.pop("subscription_id", "sub-1"), currency=currency,
-            billing_interval=interval, billing_anchor=anchor, items=[item, *extra.pop("addons", [])],
+            subscription_id=extra.pop("subscription_id", "sub-1"),
+            currency=currency,
+            billing_interval=interval,
+            billing_anchor=anchor,
+            items=[item, *extra.pop("addons", [])],
             tax_profile=TaxProfile(country=country, region=region, tax_exempt=tax_exempt),
-            payment_terms_days=payment_terms_days, anchor_day=anchor_day,
+            payment_terms_days=payment_terms_days,
+            anchor_day=anchor_day,
         )
 
     return build

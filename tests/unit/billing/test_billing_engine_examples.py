@@ -45,8 +45,9 @@ from .conftest import StateFactory
 D = Decimal
 
 
-def run(state: BillingState, ctx: BillingContext, *commands: BillingCommand,
-        credit: Decimal = D(0)) -> list[BillingOutcome]:
+def run(
+    state: BillingState, ctx: BillingContext, *commands: BillingCommand, credit: Decimal = D(0)
+) -> list[BillingOutcome]:
     """Apply commands in order, threading state and account credit; return every outcome."""
     outcomes = []
     for cmd in commands:
@@ -96,12 +97,18 @@ def test_mid_cycle_upgrade(ctx: BillingContext, make_state: StateFactory) -> Non
     """
     state = make_state(plan_id="starter", anchor=date(2024, 1, 1))
     _, _, upgrade, renewal = run(
-        state, ctx, Activate(on=date(2024, 1, 1)), Renew(on=date(2024, 2, 1)),
-        ChangePlan(on=date(2024, 2, 10), plan_id="pro"), Renew(on=date(2024, 3, 1)),
+        state,
+        ctx,
+        Activate(on=date(2024, 1, 1)),
+        Renew(on=date(2024, 2, 1)),
+        ChangePlan(on=date(2024, 2, 10), plan_id="pro"),
+        Renew(on=date(2024, 3, 1)),
     )
     assert upgrade.timing == "immediate" and upgrade.documents == ()
     assert [(line.kind, line.amount) for line in upgrade.new_pending] == [
-        ("proration_credit", D("-13.10")), ("proration_charge", D("33.79"))]
+        ("proration_credit", D("-13.10")),
+        ("proration_charge", D("33.79")),
+    ]
     credit, charge = upgrade.new_pending
     assert credit.credits_charge_id is not None and charge.charge_id is not None
     assert (charge.service_period_start, charge.service_period_end) == (date(2024, 2, 10), date(2024, 3, 1))
@@ -109,8 +116,11 @@ def test_mid_cycle_upgrade(ctx: BillingContext, make_state: StateFactory) -> Non
     assert D("19.00") - D("13.10") == D("5.90")
     [invoice] = renewal.documents
     # Pending adjustments come first (they are older), then the new period.
-    assert amounts(renewal) == [("proration_credit", D("-13.10")), ("proration_charge", D("33.79")),
-                                ("recurring", D("49.00"))]
+    assert amounts(renewal) == [
+        ("proration_credit", D("-13.10")),
+        ("proration_charge", D("33.79")),
+        ("recurring", D("49.00")),
+    ]
     assert invoice.total == D("69.69")
     assert renewal.state.pending_adjustments == ()
 
@@ -123,8 +133,13 @@ def test_upgrade_invoiced_immediately_by_pair_rule(ctx: BillingContext, make_sta
     Invoice total 502.24, due at once (net 0).
     """
     state = make_state(plan_id="starter", anchor=date(2024, 1, 1))
-    *_, change = run(state, ctx, Activate(on=date(2024, 1, 1)), Renew(on=date(2024, 2, 1)),
-                     ChangePlan(on=date(2024, 2, 15), plan_id="enterprise", quantity=10))
+    *_, change = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 1, 1)),
+        Renew(on=date(2024, 2, 1)),
+        ChangePlan(on=date(2024, 2, 15), plan_id="enterprise", quantity=10),
+    )
     [invoice] = change.documents
     assert amounts(change) == [("proration_credit", D("-9.83")), ("proration_charge", D("512.07"))]
     assert invoice.total == D("502.24") and invoice.due_date == date(2024, 2, 15)
@@ -133,8 +148,14 @@ def test_upgrade_invoiced_immediately_by_pair_rule(ctx: BillingContext, make_sta
 def test_downgrade_at_period_end(ctx: BillingContext, make_state: StateFactory) -> None:
     """Pro -> starter on 2024-02-10: downgrade -> end of term: no proration, starter billed from Mar 1."""
     state = make_state(plan_id="pro", anchor=date(2024, 1, 1))
-    _, _, down, renewal = run(state, ctx, Activate(on=date(2024, 1, 1)), Renew(on=date(2024, 2, 1)),
-                              ChangePlan(on=date(2024, 2, 10), plan_id="starter"), Renew(on=date(2024, 3, 1)))
+    _, _, down, renewal = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 1, 1)),
+        Renew(on=date(2024, 2, 1)),
+        ChangePlan(on=date(2024, 2, 10), plan_id="starter"),
+        Renew(on=date(2024, 3, 1)),
+    )
     assert down.timing == "period_end" and down.effective_on == date(2024, 3, 1)
     assert down.documents == () and down.new_pending == ()
     assert down.state.item("base").plan_id == "pro"
@@ -149,8 +170,13 @@ def test_downgrade_forced_immediate_by_the_command(ctx: BillingContext, make_sta
     Credit 20/29 x 49.00 = -33.79, charge 20/29 x 19.00 = 13.10; net -20.69 pending for the next invoice.
     """
     state = make_state(plan_id="pro", anchor=date(2024, 1, 1))
-    *_, down = run(state, ctx, Activate(on=date(2024, 1, 1)), Renew(on=date(2024, 2, 1)),
-                   ChangePlan(on=date(2024, 2, 10), plan_id="starter", timing="immediate"))
+    *_, down = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 1, 1)),
+        Renew(on=date(2024, 2, 1)),
+        ChangePlan(on=date(2024, 2, 10), plan_id="starter", timing="immediate"),
+    )
     assert [line.amount for line in down.new_pending] == [D("-33.79"), D("13.10")]
 
 
@@ -161,16 +187,26 @@ def test_quantity_change(ctx: BillingContext, make_state: StateFactory) -> None:
     Net +73.50 = 3 seats x 49.00 x 1/2. A decrease is end-of-term by policy.
     """
     state = make_state(quantity=2, anchor=date(2024, 4, 1))
-    _, up, down, renewal = run(state, ctx, Activate(on=date(2024, 4, 1)),
-                               ChangeQuantity(on=date(2024, 4, 16), quantity=5),
-                               ChangeQuantity(on=date(2024, 4, 20), quantity=3), Renew(on=date(2024, 5, 1)))
+    _, up, down, renewal = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 4, 1)),
+        ChangeQuantity(on=date(2024, 4, 16), quantity=5),
+        ChangeQuantity(on=date(2024, 4, 20), quantity=3),
+        Renew(on=date(2024, 5, 1)),
+    )
     assert [(line.kind, line.amount) for line in up.new_pending] == [
-        ("proration_credit", D("-49.00")), ("proration_charge", D("122.50"))]
+        ("proration_credit", D("-49.00")),
+        ("proration_charge", D("122.50")),
+    ]
     assert sum(line.amount for line in up.new_pending) == D("73.50")
     assert down.timing == "period_end" and down.new_pending == ()
     # May 1: 3 seats x 49.00 = 147.00, plus the April adjustments.
-    assert amounts(renewal) == [("proration_credit", D("-49.00")), ("proration_charge", D("122.50")),
-                                ("recurring", D("147.00"))]
+    assert amounts(renewal) == [
+        ("proration_credit", D("-49.00")),
+        ("proration_charge", D("122.50")),
+        ("recurring", D("147.00")),
+    ]
 
 
 def test_addon_added_and_removed(ctx: BillingContext, make_state: StateFactory) -> None:
@@ -179,10 +215,14 @@ def test_addon_added_and_removed(ctx: BillingContext, make_state: StateFactory) 
     Its removal waits for the end of the term (policy).
     """
     state = make_state(anchor=date(2024, 4, 1))
-    _, add, remove, renewal = run(state, ctx, Activate(on=date(2024, 4, 1)),
-                                  AddAddon(on=date(2024, 4, 11), plan_id="extra-storage"),
-                                  RemoveAddon(on=date(2024, 4, 20), item_id="extra-storage"),
-                                  Renew(on=date(2024, 5, 1)))
+    _, add, remove, renewal = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 4, 1)),
+        AddAddon(on=date(2024, 4, 11), plan_id="extra-storage"),
+        RemoveAddon(on=date(2024, 4, 20), item_id="extra-storage"),
+        Renew(on=date(2024, 5, 1)),
+    )
     assert [(line.kind, line.amount) for line in add.new_pending] == [("proration_charge", D("6.67"))]
     assert remove.timing == "period_end"
     assert amounts(renewal) == [("proration_charge", D("6.67")), ("recurring", D("49.00"))]
@@ -196,13 +236,15 @@ def test_immediate_cancellation_with_credit(ctx: BillingContext, make_state: Sta
     The next invoice elsewhere can use the 17.85.
     """
     state = make_state(currency="EUR", country="DE", anchor=date(2024, 4, 1))
-    first, cancel = run(state, ctx, Activate(on=date(2024, 4, 1)),
-                        Cancel(on=date(2024, 4, 21), timing="immediate"))
+    first, cancel = run(
+        state, ctx, Activate(on=date(2024, 4, 1)), Cancel(on=date(2024, 4, 21), timing="immediate")
+    )
     assert first.documents[0].total == D("53.55")  # 45.00 + 8.55 VAT
     [note] = cancel.documents
     assert note.document_type == "credit_note"
     assert [(line.kind, line.amount, line.tax_amount) for line in note.lines] == [
-        ("proration_credit", D("-15.00"), D("-2.85"))]
+        ("proration_credit", D("-15.00"), D("-2.85"))
+    ]
     assert note.total == D("-17.85") and note.amount_due == 0
     assert note.credit_to_account == D("17.85") and note.refund_amount == 0
     assert cancel.account_credit_after == D("17.85")
@@ -217,12 +259,20 @@ def test_immediate_cancellation_refund_and_no_credit(ctx: BillingContext, make_s
     With `credit: none` nothing is credited.
     """
     state = make_state(currency="EUR", anchor=date(2024, 4, 1))
-    _, refund = run(state, ctx, Activate(on=date(2024, 4, 1)),
-                    Cancel(on=date(2024, 4, 21), timing="immediate", credit="refund"))
+    _, refund = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 4, 1)),
+        Cancel(on=date(2024, 4, 21), timing="immediate", credit="refund"),
+    )
     assert refund.documents[0].refund_amount == D("15.00")
     assert refund.account_credit_after == 0
-    _, nothing = run(state, ctx, Activate(on=date(2024, 4, 1)),
-                     Cancel(on=date(2024, 4, 21), timing="immediate", credit="none"))
+    _, nothing = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 4, 1)),
+        Cancel(on=date(2024, 4, 21), timing="immediate", credit="none"),
+    )
     assert nothing.documents == ()
 
 
@@ -231,8 +281,9 @@ def test_cancellation_on_the_period_start_credits_the_whole_period(
 ) -> None:
     """Cancelled the same day it was charged: half-open periods -> 30/30 credited, nothing charged."""
     state = make_state(anchor=date(2024, 4, 1))
-    _, cancel = run(state, ctx, Activate(on=date(2024, 4, 1)),
-                    Cancel(on=date(2024, 4, 1), timing="immediate"))
+    _, cancel = run(
+        state, ctx, Activate(on=date(2024, 4, 1)), Cancel(on=date(2024, 4, 1), timing="immediate")
+    )
     assert amounts(cancel) == [("proration_credit", D("-49.00"))]
 
 
@@ -243,9 +294,13 @@ def test_period_end_cancellation(ctx: BillingContext, make_state: StateFactory) 
     """
     state = make_state(anchor=date(2024, 4, 1))
     _, oneoff, cancel, end = run(
-        state, ctx, Activate(on=date(2024, 4, 1)),
+        state,
+        ctx,
+        Activate(on=date(2024, 4, 1)),
         AddOneOff(on=date(2024, 4, 5), description="Onboarding workshop", unit_amount=D("150.00")),
-        Cancel(on=date(2024, 4, 10)), Renew(on=date(2024, 5, 1)))
+        Cancel(on=date(2024, 4, 10)),
+        Renew(on=date(2024, 5, 1)),
+    )
     assert oneoff.documents == ()
     assert cancel.timing == "period_end" and cancel.effective_on == date(2024, 5, 1)
     assert cancel.documents == ()
@@ -265,9 +320,17 @@ def test_pause_and_resume(ctx: BillingContext, make_state: StateFactory) -> None
     Net billed per period = its unpaused days: Feb 14/28 (24.50), Mar 0, Apr 20/30 (32.67).
     """
     state = make_state(anchor=date(2025, 1, 1))
-    outs = run(state, ctx, Activate(on=date(2025, 1, 1)), Renew(on=date(2025, 2, 1)),
-               Pause(on=date(2025, 2, 15)), Renew(on=date(2025, 3, 1)), Renew(on=date(2025, 4, 1)),
-               Resume(on=date(2025, 4, 11)), Renew(on=date(2025, 5, 1)))
+    outs = run(
+        state,
+        ctx,
+        Activate(on=date(2025, 1, 1)),
+        Renew(on=date(2025, 2, 1)),
+        Pause(on=date(2025, 2, 15)),
+        Renew(on=date(2025, 3, 1)),
+        Renew(on=date(2025, 4, 1)),
+        Resume(on=date(2025, 4, 11)),
+        Renew(on=date(2025, 5, 1)),
+    )
     _, feb, pause, mar, apr, resume, may = outs
     assert amounts(feb) == [("recurring", D("49.00"))]
     assert [line.amount for line in pause.new_pending] == [D("-24.50")]
@@ -278,24 +341,43 @@ def test_pause_and_resume(ctx: BillingContext, make_state: StateFactory) -> None
     [pause_interval] = resume.state.pauses
     assert (pause_interval.start, pause_interval.end) == (date(2025, 2, 15), date(2025, 4, 11))
     # The pure calendar function agrees on which days are billable.
-    windows = billable_service_windows(date(2025, 2, 1), date(2025, 5, 1), billing_anchor=date(2025, 1, 1),
-                                       interval="P1M", pauses=[(date(2025, 2, 15), date(2025, 4, 11))])
+    windows = billable_service_windows(
+        date(2025, 2, 1),
+        date(2025, 5, 1),
+        billing_anchor=date(2025, 1, 1),
+        interval="P1M",
+        pauses=[(date(2025, 2, 15), date(2025, 4, 11))],
+    )
     assert [(w.service_start, w.service_end, str(w.fraction)) for w in windows] == [
-        (date(2025, 2, 1), date(2025, 2, 15), "14/28"), (date(2025, 4, 11), date(2025, 5, 1), "20/30")]
+        (date(2025, 2, 1), date(2025, 2, 15), "14/28"),
+        (date(2025, 4, 11), date(2025, 5, 1), "20/30"),
+    ]
 
 
 def test_pause_without_crediting_paused_days(ctx: BillingContext, make_state: StateFactory) -> None:
     """Policy `credit_paused_days: false`: nothing credited; resuming inside the paid period charges nothing;
     resuming in a later period charges the rest of that period."""
-    policy = ctx.policy.model_copy(update={"pause": ctx.policy.pause.model_copy(
-        update={"credit_paused_days": False})})
+    policy = ctx.policy.model_copy(
+        update={"pause": ctx.policy.pause.model_copy(update={"credit_paused_days": False})}
+    )
     no_credit = replace(ctx, policy=policy)
     state = make_state(anchor=date(2025, 1, 1))
-    _, pause, same = run(state, no_credit, Activate(on=date(2025, 1, 1)), Pause(on=date(2025, 1, 10)),
-                         Resume(on=date(2025, 1, 20)))
+    _, pause, same = run(
+        state,
+        no_credit,
+        Activate(on=date(2025, 1, 1)),
+        Pause(on=date(2025, 1, 10)),
+        Resume(on=date(2025, 1, 20)),
+    )
     assert pause.new_pending == () and same.documents == ()
-    _, _, _, later = run(state, no_credit, Activate(on=date(2025, 1, 1)), Pause(on=date(2025, 1, 10)),
-                         Renew(on=date(2025, 2, 1)), Resume(on=date(2025, 2, 15)))
+    _, _, _, later = run(
+        state,
+        no_credit,
+        Activate(on=date(2025, 1, 1)),
+        Pause(on=date(2025, 1, 10)),
+        Renew(on=date(2025, 2, 1)),
+        Resume(on=date(2025, 2, 15)),
+    )
     assert amounts(later) == [("proration_charge", D("24.50"))]  # 14/28 x 49.00
 
 
@@ -307,10 +389,16 @@ def test_yearly_plan_over_a_leap_year(ctx: BillingContext, make_state: StateFact
     (A 365-day year would give 247.01 and 499.07.)
     """
     state = make_state(interval="P1Y", anchor=date(2024, 1, 1))
-    _, up = run(state, ctx, Activate(on=date(2024, 1, 1)),
-                ChangePlan(on=date(2024, 7, 1), plan_id="enterprise", quantity=1))
+    _, up = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 1, 1)),
+        ChangePlan(on=date(2024, 7, 1), plan_id="enterprise", quantity=1),
+    )
     assert [(line.kind, line.amount) for line in up.new_pending] == [
-        ("proration_credit", D("-246.34")), ("proration_charge", D("497.70"))]
+        ("proration_credit", D("-246.34")),
+        ("proration_charge", D("497.70")),
+    ]
 
 
 def test_jpy_zero_digits_and_tax_rounding(ctx: BillingContext, make_state: StateFactory) -> None:
@@ -319,8 +407,9 @@ def test_jpy_zero_digits_and_tax_rounding(ctx: BillingContext, make_state: State
     Period [Jan 1, Feb 1) = 31 days; 10 days: 2900 x 10/31 = 935.48 -> 935 yen.
     Tax 935 x 0.10 = 93.5 -> 94 (half-up, whole yen). Total 1029.
     """
-    state = make_state(plan_id="starter", currency="JPY", country="JP", anchor=date(2024, 2, 1),
-                       started_on=date(2024, 1, 22))
+    state = make_state(
+        plan_id="starter", currency="JPY", country="JP", anchor=date(2024, 2, 1), started_on=date(2024, 1, 22)
+    )
     [out] = run(state, ctx, Activate(on=date(2024, 1, 22)))
     [invoice] = out.documents
     assert (invoice.subtotal, invoice.tax, invoice.total) == (D("935"), D("94"), D("1029"))
@@ -334,8 +423,9 @@ def test_bhd_three_digits(ctx: BillingContext, make_state: StateFactory) -> None
     Credit [Jan 22, Feb 1) = 10/31 x 18.500 = 5.96774 -> -5.968; VAT -0.5968 -> -0.597; total -6.565.
     """
     state = make_state(currency="BHD", country="BH", anchor=date(2024, 1, 1))
-    first, cancel = run(state, ctx, Activate(on=date(2024, 1, 1)),
-                        Cancel(on=date(2024, 1, 22), timing="immediate"))
+    first, cancel = run(
+        state, ctx, Activate(on=date(2024, 1, 1)), Cancel(on=date(2024, 1, 22), timing="immediate")
+    )
     assert first.documents[0].total == D("20.350")
     [note] = cancel.documents
     assert (note.subtotal, note.tax, note.total) == (D("-5.968"), D("-0.597"), D("-6.565"))
@@ -347,16 +437,35 @@ def test_anchored_on_jan_31(ctx: BillingContext, make_state: StateFactory) -> No
     A change on Mar 1 2024 falls in [Feb 29, Mar 31) = 31 days, 30 left: 30/31 x 49.00 = 47.42 credit.
     """
     state = make_state(anchor=date(2024, 1, 31))
-    outs = run(state, ctx, Activate(on=date(2024, 1, 31)), Renew(on=date(2024, 2, 29)),
-               Renew(on=date(2024, 3, 31)), Renew(on=date(2024, 4, 30)))
-    periods = [(line.service_period_start, line.service_period_end) for o in outs for d in o.documents
-               for line in d.lines]
-    assert periods == [(date(2024, 1, 31), date(2024, 2, 29)), (date(2024, 2, 29), date(2024, 3, 31)),
-                       (date(2024, 3, 31), date(2024, 4, 30)), (date(2024, 4, 30), date(2024, 5, 31))]
+    outs = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 1, 31)),
+        Renew(on=date(2024, 2, 29)),
+        Renew(on=date(2024, 3, 31)),
+        Renew(on=date(2024, 4, 30)),
+    )
+    periods = [
+        (line.service_period_start, line.service_period_end)
+        for o in outs
+        for d in o.documents
+        for line in d.lines
+    ]
+    assert periods == [
+        (date(2024, 1, 31), date(2024, 2, 29)),
+        (date(2024, 2, 29), date(2024, 3, 31)),
+        (date(2024, 3, 31), date(2024, 4, 30)),
+        (date(2024, 4, 30), date(2024, 5, 31)),
+    ]
     with pytest.raises(BillingError, match="not a period boundary"):
         apply(outs[0].state, Renew(on=date(2024, 3, 1)), ctx)
-    _, _, cancel = run(state, ctx, Activate(on=date(2024, 1, 31)), Renew(on=date(2024, 2, 29)),
-                       Cancel(on=date(2024, 3, 1), timing="immediate"))
+    _, _, cancel = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 1, 31)),
+        Renew(on=date(2024, 2, 29)),
+        Cancel(on=date(2024, 3, 1), timing="immediate"),
+    )
     assert amounts(cancel) == [("proration_credit", D("-47.42"))]
 
 
@@ -376,8 +485,13 @@ def test_grandfathered_and_current_price_versions(ctx: BillingContext, make_stat
 
 def test_price_override_and_payment_terms(ctx: BillingContext, make_state: StateFactory) -> None:
     """Enterprise contract: 80.00 per seat (override), 25 seats, net 30 -> due 30 days after issue."""
-    state = make_state(plan_id="enterprise", quantity=25, unit_amount=D("80.00"), payment_terms_days=30,
-                       anchor=date(2024, 5, 1))
+    state = make_state(
+        plan_id="enterprise",
+        quantity=25,
+        unit_amount=D("80.00"),
+        payment_terms_days=30,
+        anchor=date(2024, 5, 1),
+    )
     [out] = run(state, ctx, Activate(on=date(2024, 5, 1)))
     [invoice] = out.documents
     assert invoice.total == D("2000.00") and invoice.due_date == date(2024, 5, 31)
@@ -386,16 +500,27 @@ def test_price_override_and_payment_terms(ctx: BillingContext, make_state: State
 def test_one_off_and_setup_credit_lines(ctx: BillingContext, make_state: StateFactory) -> None:
     """A one-off charge (3 x 50.00) and a setup credit (20.00) are lines of their own on the next invoice."""
     state = make_state(anchor=date(2024, 5, 1))
-    *_, renewal = run(state, ctx, Activate(on=date(2024, 5, 1)),
-                      AddOneOff(on=date(2024, 5, 3), description="Data import", unit_amount=D("50.00"),
-                                quantity=3),
-                      AddSetupCredit(on=date(2024, 5, 3), description="Setup waived", amount=D("20.00")),
-                      Renew(on=date(2024, 6, 1)))
-    assert amounts(renewal) == [("one_off", D("150.00")), ("setup_credit", D("-20.00")),
-                                ("recurring", D("49.00"))]
+    *_, renewal = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 5, 1)),
+        AddOneOff(on=date(2024, 5, 3), description="Data import", unit_amount=D("50.00"), quantity=3),
+        AddSetupCredit(on=date(2024, 5, 3), description="Setup waived", amount=D("20.00")),
+        Renew(on=date(2024, 6, 1)),
+    )
+    assert amounts(renewal) == [
+        ("one_off", D("150.00")),
+        ("setup_credit", D("-20.00")),
+        ("recurring", D("49.00")),
+    ]
     assert renewal.documents[0].total == D("179.00")
-    [now] = run(state, ctx, AddOneOff(on=date(2024, 5, 3), description="Rush", unit_amount=D("10.00"),
-                                      invoicing="invoice_immediately"))
+    [now] = run(
+        state,
+        ctx,
+        AddOneOff(
+            on=date(2024, 5, 3), description="Rush", unit_amount=D("10.00"), invoicing="invoice_immediately"
+        ),
+    )
     assert now.documents[0].lines[0].service_period_start is None
 
 
@@ -403,8 +528,9 @@ def test_account_credit_is_applied_to_later_invoices(ctx: BillingContext, make_s
     """A customer with 60.00 of account credit: the 49.00 invoice is fully covered, 11.00 carries over,
     the next 49.00 invoice uses the 11.00 and 38.00 is due."""
     state = make_state(anchor=date(2024, 5, 1))
-    first, second = run(state, ctx, Activate(on=date(2024, 5, 1)), Renew(on=date(2024, 6, 1)),
-                        credit=D("60.00"))
+    first, second = run(
+        state, ctx, Activate(on=date(2024, 5, 1)), Renew(on=date(2024, 6, 1)), credit=D("60.00")
+    )
     assert (first.documents[0].credits_applied, first.documents[0].amount_due) == (D("49.00"), D("0.00"))
     assert first.account_credit_after == D("11.00")
     assert (second.documents[0].credits_applied, second.documents[0].amount_due) == (D("11.00"), D("38.00"))
@@ -416,8 +542,9 @@ def test_tax_exempt_and_region_rates(ctx: BillingContext, make_state: StateFacto
     for region, tax in (("US-CA", D("3.55")), ("NY", D("1.96"))):
         [out] = run(make_state(region=region, anchor=date(2024, 5, 1)), ctx, Activate(on=date(2024, 5, 1)))
         assert out.documents[0].tax == tax
-    [out] = run(make_state(country="DE", tax_exempt=True, anchor=date(2024, 5, 1)), ctx,
-                Activate(on=date(2024, 5, 1)))
+    [out] = run(
+        make_state(country="DE", tax_exempt=True, anchor=date(2024, 5, 1)), ctx, Activate(on=date(2024, 5, 1))
+    )
     assert out.documents[0].tax == 0
 
 
@@ -427,15 +554,24 @@ def test_interval_change_restarts_the_cycle(ctx: BillingContext, make_state: Sta
     Credit 15/30 x 49.00 = -24.50; charge a full year [2024-04-16, 2025-04-16) = 490.00.
     """
     state = make_state(anchor=date(2024, 4, 1))
-    _, change = run(state, ctx, Activate(on=date(2024, 4, 1)),
-                    ChangePlan(on=date(2024, 4, 16), plan_id="pro", billing_interval="P1Y"))
+    _, change = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 4, 1)),
+        ChangePlan(on=date(2024, 4, 16), plan_id="pro", billing_interval="P1Y"),
+    )
     assert [(line.kind, line.amount) for line in change.new_pending] == [
-        ("proration_credit", D("-24.50")), ("recurring", D("490.00"))]
+        ("proration_credit", D("-24.50")),
+        ("recurring", D("490.00")),
+    ]
     assert change.state.billing_anchor == date(2024, 4, 16)
     assert change.state.charged_through == date(2025, 4, 16)
     [renewal] = run(change.state, ctx, Renew(on=date(2025, 4, 16)))
-    assert amounts(renewal) == [("proration_credit", D("-24.50")), ("recurring", D("490.00")),
-                                ("recurring", D("490.00"))]
+    assert amounts(renewal) == [
+        ("proration_credit", D("-24.50")),
+        ("recurring", D("490.00")),
+        ("recurring", D("490.00")),
+    ]
 
 
 def test_two_changes_in_one_period_credit_what_was_actually_charged(
@@ -448,9 +584,13 @@ def test_two_changes_in_one_period_credit_what_was_actually_charged(
             starter was already credited from Apr 11 -> nothing more; enterprise 10/30 x 99.00 = 33.00.
     """
     state = make_state(plan_id="starter", anchor=date(2024, 4, 1))
-    _, first, second = run(state, ctx, Activate(on=date(2024, 4, 1)),
-                           ChangePlan(on=date(2024, 4, 11), plan_id="pro"),
-                           ChangePlan(on=date(2024, 4, 21), plan_id="enterprise", quantity=1))
+    _, first, second = run(
+        state,
+        ctx,
+        Activate(on=date(2024, 4, 1)),
+        ChangePlan(on=date(2024, 4, 11), plan_id="pro"),
+        ChangePlan(on=date(2024, 4, 21), plan_id="enterprise", quantity=1),
+    )
     assert [line.amount for line in first.new_pending] == [D("-12.67"), D("32.67")]
     assert [line.amount for line in second.new_pending] == [D("-16.34"), D("33.00")]
 
@@ -460,8 +600,9 @@ def test_changes_before_the_period_is_charged_do_not_prorate(
 ) -> None:
     """Before activation (e.g. during a trial) a change just updates the items: the trial is free."""
     state = make_state(plan_id="starter", anchor=date(2024, 4, 1))
-    change, first = run(state, ctx, ChangePlan(on=date(2024, 3, 20), plan_id="pro"),
-                        Activate(on=date(2024, 4, 1)))
+    change, first = run(
+        state, ctx, ChangePlan(on=date(2024, 3, 20), plan_id="pro"), Activate(on=date(2024, 4, 1))
+    )
     assert change.documents == () and change.new_pending == ()
     assert amounts(first) == [("recurring", D("49.00"))]
 
@@ -498,10 +639,16 @@ def test_preview_equals_apply(ctx: BillingContext, make_state: StateFactory) -> 
 
 def test_state_from_lifecycle_snapshot(ctx: BillingContext) -> None:
     snap = ev.SubscriptionSnapshot(
-        subscription_id="s-9", status="active", channel="web",
-        customer=ev.Customer(customer_id="c-1", country="FR"), plan_id="pro", quantity=2,
-        billing_interval="P1M", currency="EUR",
-        addons=[ev.SubscriptionItem(plan_id="extra-storage", quantity=1)], billing_anchor=date(2024, 4, 1),
+        subscription_id="s-9",
+        status="active",
+        channel="web",
+        customer=ev.Customer(customer_id="c-1", country="FR"),
+        plan_id="pro",
+        quantity=2,
+        billing_interval="P1M",
+        currency="EUR",
+        addons=[ev.SubscriptionItem(plan_id="extra-storage", quantity=1)],
+        billing_anchor=date(2024, 4, 1),
         payment_terms_days=30,
     )
     state = state_from_snapshot(snap, started_on=date(2024, 4, 1))

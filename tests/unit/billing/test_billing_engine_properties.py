@@ -55,8 +55,16 @@ from services.billing.domain.revenue import (
 )
 from shared.money import from_minor, is_exact, round_half_up
 
-CURRENCY_COUNTRY = st.sampled_from([("USD", "US", None), ("USD", "US", "US-CA"), ("EUR", "DE", None),
-                                    ("JPY", "JP", None), ("BHD", "BH", None), ("GBP", "GB", None)])
+CURRENCY_COUNTRY = st.sampled_from(
+    [
+        ("USD", "US", None),
+        ("USD", "US", "US-CA"),
+        ("EUR", "DE", None),
+        ("JPY", "JP", None),
+        ("BHD", "BH", None),
+        ("GBP", "GB", None),
+    ]
+)
 INTERVALS = st.sampled_from(["P1W", "P1M", "P3M", "P1Y"])
 TIMINGS: st.SearchStrategy[Timing | None] = st.sampled_from([None, "immediate", "period_end"])
 INVOICING: st.SearchStrategy[Invoicing | None] = st.sampled_from([None, "pending", "invoice_immediately"])
@@ -73,31 +81,64 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     steps: list[tuple[int, BillingCommand | None]] = []
     for _ in range(draw(st.integers(1, 15))):
         gap = draw(st.integers(0, 40))
-        kind = draw(st.sampled_from(["plan", "qty", "add", "remove", "pause", "resume", "one_off", "setup",
-                                     "cancel", "flush", "wait"]))
+        kind = draw(
+            st.sampled_from(
+                [
+                    "plan",
+                    "qty",
+                    "add",
+                    "remove",
+                    "pause",
+                    "resume",
+                    "one_off",
+                    "setup",
+                    "cancel",
+                    "flush",
+                    "wait",
+                ]
+            )
+        )
         cmd: dict[str, Any] = {"on": date(2000, 1, 1)}  # dated when run
         made: BillingCommand | None
         if kind == "plan":
-            made = ChangePlan(**cmd, plan_id=draw(st.sampled_from(["starter", "pro", "enterprise"])),
-                              unit_amount=unit(draw, currency), quantity=draw(st.integers(1, 4)),
-                              billing_interval=draw(st.sampled_from([None, None, None, "P1M", "P1Y"])),
-                              timing=draw(TIMINGS), invoicing=draw(INVOICING))
+            made = ChangePlan(
+                **cmd,
+                plan_id=draw(st.sampled_from(["starter", "pro", "enterprise"])),
+                unit_amount=unit(draw, currency),
+                quantity=draw(st.integers(1, 4)),
+                billing_interval=draw(st.sampled_from([None, None, None, "P1M", "P1Y"])),
+                timing=draw(TIMINGS),
+                invoicing=draw(INVOICING),
+            )
         elif kind == "qty":
-            made = ChangeQuantity(**cmd, quantity=draw(st.integers(1, 6)), timing=draw(TIMINGS),
-                                  invoicing=draw(INVOICING))
+            made = ChangeQuantity(
+                **cmd, quantity=draw(st.integers(1, 6)), timing=draw(TIMINGS), invoicing=draw(INVOICING)
+            )
         elif kind == "add":
-            made = AddAddon(**cmd, plan_id="extra-storage", unit_amount=unit(draw, currency),
-                            quantity=draw(st.integers(1, 3)), timing=draw(TIMINGS), invoicing=draw(INVOICING))
+            made = AddAddon(
+                **cmd,
+                plan_id="extra-storage",
+                unit_amount=unit(draw, currency),
+                quantity=draw(st.integers(1, 3)),
+                timing=draw(TIMINGS),
+                invoicing=draw(INVOICING),
+            )
         elif kind == "remove":
-            made = RemoveAddon(**cmd, item_id="extra-storage", timing=draw(TIMINGS),
-                               invoicing=draw(INVOICING))
+            made = RemoveAddon(
+                **cmd, item_id="extra-storage", timing=draw(TIMINGS), invoicing=draw(INVOICING)
+            )
         elif kind == "pause":
             made = Pause(**cmd)
         elif kind == "resume":
             made = Resume(**cmd)
         elif kind == "one_off":
-            made = AddOneOff(**cmd, description="one-off", unit_amount=unit(draw, currency),
-                             quantity=draw(st.integers(1, 3)), invoicing=draw(INVOICING))
+            made = AddOneOff(
+                **cmd,
+                description="one-off",
+                unit_amount=unit(draw, currency),
+                quantity=draw(st.integers(1, 3)),
+                invoicing=draw(INVOICING),
+            )
         elif kind == "setup":
             made = AddSetupCredit(**cmd, description="setup credit", amount=unit(draw, currency))
         elif kind == "cancel":
@@ -108,11 +149,17 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             made = None
         steps.append((gap, made))
     return {
-        "currency": currency, "country": country, "region": region, "anchor": anchor,
-        "interval": draw(INTERVALS), "start_offset": draw(st.integers(-40, 0)),
-        "base_unit": unit(draw, currency), "quantity": draw(st.integers(1, 4)),
+        "currency": currency,
+        "country": country,
+        "region": region,
+        "anchor": anchor,
+        "interval": draw(INTERVALS),
+        "start_offset": draw(st.integers(-40, 0)),
+        "base_unit": unit(draw, currency),
+        "quantity": draw(st.integers(1, 4)),
         "credit": from_minor(draw(st.sampled_from([0, 0, 1, 999, 10_000_000])), currency),
-        "steps": steps, "with_preview": draw(st.booleans()),
+        "steps": steps,
+        "with_preview": draw(st.booleans()),
     }
 
 
@@ -146,9 +193,19 @@ def test_random_histories_keep_every_invariant(ctx: BillingContext, sc: dict[str
     cur = sc["currency"]
     anchor: date = sc["anchor"]
     state = new_billing_state(
-        subscription_id="prop", currency=cur, billing_interval=sc["interval"], billing_anchor=anchor,
-        items=[Item(item_id="base", plan_id="pro", quantity=sc["quantity"], unit_amount=sc["base_unit"],
-                    price_date=anchor)],
+        subscription_id="prop",
+        currency=cur,
+        billing_interval=sc["interval"],
+        billing_anchor=anchor,
+        items=[
+            Item(
+                item_id="base",
+                plan_id="pro",
+                quantity=sc["quantity"],
+                unit_amount=sc["base_unit"],
+                price_date=anchor,
+            )
+        ],
         tax_profile=TaxProfile(country=sc["country"], region=sc["region"]),
     )
     credit: Decimal = sc["credit"]
@@ -186,8 +243,9 @@ def test_random_histories_keep_every_invariant(ctx: BillingContext, sc: dict[str
         while state.cancelled_on is None and next_renewal <= today:
             out = step(Renew(on=next_renewal))
             assert out is not None
-            next_renewal = next_boundary(max(current_period(state, next_renewal)[1],
-                                             state.charged_through or next_renewal))
+            next_renewal = next_boundary(
+                max(current_period(state, next_renewal)[1], state.charged_through or next_renewal)
+            )
         if made is not None and state.cancelled_on is None:
             step(made.model_copy(update={"on": today}))
             # A resume or an interval change moves the charged-through date and the calendar.
@@ -219,7 +277,10 @@ def test_an_immediate_change_bills_each_plan_for_its_own_days(
     """
     old, new = unit(data.draw, currency), unit(data.draw, currency)
     state = new_billing_state(
-        subscription_id="p", currency=currency, billing_interval=interval, billing_anchor=anchor,
+        subscription_id="p",
+        currency=currency,
+        billing_interval=interval,
+        billing_anchor=anchor,
         items=[Item(item_id="base", plan_id="pro", unit_amount=old, price_date=anchor)],
         tax_profile=TaxProfile(country="US"),
     )

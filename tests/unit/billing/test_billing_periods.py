@@ -33,7 +33,11 @@ def test_anchored_on_jan_31_clamps_and_returns_to_the_31st() -> None:
     """Anchor 2024-01-31 (leap year): Feb has 29 days -> Feb 29; Mar has 31 -> back to Mar 31, not Mar 29."""
     anchor = date(2024, 1, 31)
     assert [add_interval(anchor, "P1M", k) for k in range(0, 6)] == [
-        date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31), date(2024, 4, 30), date(2024, 5, 31),
+        date(2024, 1, 31),
+        date(2024, 2, 29),
+        date(2024, 3, 31),
+        date(2024, 4, 30),
+        date(2024, 5, 31),
         date(2024, 6, 30),
     ]
     # Common year: Feb 28.
@@ -52,7 +56,12 @@ def test_yearly_on_feb_29() -> None:
     """A yearly plan anchored on a leap day renews Feb 28 in common years and Feb 29 in leap years."""
     anchor = date(2024, 2, 29)
     assert [add_interval(anchor, "P1Y", k) for k in range(5)] == [
-        date(2024, 2, 29), date(2025, 2, 28), date(2026, 2, 28), date(2027, 2, 28), date(2028, 2, 29)]
+        date(2024, 2, 29),
+        date(2025, 2, 28),
+        date(2026, 2, 28),
+        date(2027, 2, 28),
+        date(2028, 2, 29),
+    ]
 
 
 def test_weeks_and_negative_offsets() -> None:
@@ -84,9 +93,13 @@ def test_first_partial_period_is_the_full_period_ending_on_the_anchor() -> None:
 def test_periods_are_half_open() -> None:
     anchor = date(2024, 1, 31)
     assert period_containing(date(2024, 2, 29), billing_anchor=anchor, interval="P1M") == (
-        date(2024, 2, 29), date(2024, 3, 31))
+        date(2024, 2, 29),
+        date(2024, 3, 31),
+    )
     assert period_containing(date(2024, 2, 28), billing_anchor=anchor, interval="P1M") == (
-        date(2024, 1, 31), date(2024, 2, 29))
+        date(2024, 1, 31),
+        date(2024, 2, 29),
+    )
     assert next_period_end(date(2024, 1, 31), billing_anchor=anchor, interval="P1M") == date(2024, 2, 29)
     assert next_period_start(date(2024, 1, 31), billing_anchor=anchor, interval="P1M") == date(2024, 1, 31)
     assert next_period_start(date(2024, 2, 1), billing_anchor=anchor, interval="P1M") == date(2024, 2, 29)

@@ -42,15 +42,18 @@ def test_rules_pairs_first_then_class_then_command_override() -> None:
     assert plan_change_rule(POLICY, CATALOG, "pro", "starter").timing == "period_end"
     pair = plan_change_rule(POLICY, CATALOG, "starter", "enterprise")
     assert (pair.timing, pair.invoicing) == ("immediate", "invoice_immediately")
-    forced = plan_change_rule(POLICY, CATALOG, "pro", "starter", timing="immediate",
-                              invoicing="invoice_immediately")
+    forced = plan_change_rule(
+        POLICY, CATALOG, "pro", "starter", timing="immediate", invoicing="invoice_immediately"
+    )
     assert (forced.timing, forced.invoicing) == ("immediate", "invoice_immediately")
 
 
 def test_policy_file_is_validated(tmp_path: Path) -> None:
     p = tmp_path / "policy.yaml"
-    p.write_text("plan_change:\n  pairs:\n    - {from: '*', to: starter, timing: period_end}\n"
-                 "  sidegrade: {timing: period_end, invoicing: invoice_immediately}\n")
+    p.write_text(
+        "plan_change:\n  pairs:\n    - {from: '*', to: starter, timing: period_end}\n"
+        "  sidegrade: {timing: period_end, invoicing: invoice_immediately}\n"
+    )
     policy = load_billing_policy(p)
     assert plan_change_rule(policy, CATALOG, "enterprise", "starter").timing == "period_end"
     assert plan_change_rule(policy, CATALOG, "pro", "pro").invoicing == "invoice_immediately"

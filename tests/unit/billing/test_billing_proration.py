@@ -113,7 +113,8 @@ def test_credit_is_capped_by_what_was_already_credited() -> None:
     assert first == Decimal("10.00")
     assert unused_credit(Decimal("31.00"), s, e, date(2024, 1, 25), "USD", already_credited=first) == 0
     assert unused_credit(Decimal("31.00"), s, e, date(2024, 1, 12), "USD", already_credited=first) == Decimal(
-        "10.00")
+        "10.00"
+    )
     assert unused_credit(Decimal("31.00"), s, e, s, "USD", already_credited=Decimal("31.00")) == 0
 
 
@@ -139,8 +140,9 @@ def test_repeated_credits_never_exceed_the_charge(
     first = unused_credit(amount, start, end, change + timedelta(days=later), currency)
     second = unused_credit(amount, start, end, change, currency, already_credited=first)
     assert first + second <= amount
-    assert first + second == unused_credit(amount, start, end, min(change, change + timedelta(days=later)),
-                                           currency)
+    assert first + second == unused_credit(
+        amount, start, end, min(change, change + timedelta(days=later)), currency
+    )
 
 
 @given(currency=CURRENCIES, data=st.data())

@@ -22,10 +22,15 @@ def test_readme_examples_load(name: str) -> None:
     ("text", "message"),
     [
         ("name: x\nplan: pro\n", "start"),
-        ("name: x\nplan: pro\nstart: 2025-01-01\nsteps:\n  - at: 2024-12-01\n    resume: true\n", "date order"),
+        (
+            "name: x\nplan: pro\nstart: 2025-01-01\nsteps:\n  - at: 2024-12-01\n    resume: true\n",
+            "date order",
+        ),
         ("name: x\nplan: pro\nstart: 2025-01-01\nsteps:\n  - at: 2025-02-01\n", "exactly one action"),
-        ("name: x\nplan: pro\nstart: 2025-01-01\nsteps:\n  - at: 2025-02-01\n    pause: {}\n    resume: true\n",
-         "exactly one action"),
+        (
+            "name: x\nplan: pro\nstart: 2025-01-01\nsteps:\n  - at: 2025-02-01\n    pause: {}\n    resume: true\n",
+            "exactly one action",
+        ),
         ("name: x\nplan: pro\nstart: 2025-01-01\ncolour: blue\n", "colour"),
         ("{not yaml", "cannot read"),
     ],
@@ -73,9 +78,13 @@ def test_old_scenarios_stay_valid_and_each_step_sends_a_typed_command(tmp_path: 
 
 def test_a_step_with_an_unknown_timing_or_key_is_refused(tmp_path: Path) -> None:
     f = tmp_path / "bad.yaml"
-    f.write_text("name: x\nplan: pro\nstart: 2025-01-01\nsteps:\n  - at: 2025-02-01\n    cancel: {timing: later}\n")
+    f.write_text(
+        "name: x\nplan: pro\nstart: 2025-01-01\nsteps:\n  - at: 2025-02-01\n    cancel: {timing: later}\n"
+    )
     with pytest.raises(ScenarioError, match="timing"):
         load_scenario(f)
-    f.write_text("name: x\nplan: pro\nstart: 2025-01-01\nsteps:\n  - at: 2025-02-01\n    cancel: {timming: immediate}\n")
+    f.write_text(
+        "name: x\nplan: pro\nstart: 2025-01-01\nsteps:\n  - at: 2025-02-01\n    cancel: {timming: immediate}\n"
+    )
     with pytest.raises(ScenarioError, match="timming"):
         load_scenario(f)

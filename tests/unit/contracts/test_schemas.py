@@ -24,7 +24,9 @@ def test_every_schema_is_valid_json_with_an_id() -> None:
 
 
 def test_amounts_travel_as_strings_and_refuse_floats() -> None:
-    line = ev.InvoiceLine(kind="recurring", description="x", unit_amount=Decimal("49.00"), amount=Decimal("98.00"))
+    line = ev.InvoiceLine(
+        kind="recurring", description="x", unit_amount=Decimal("49.00"), amount=Decimal("98.00")
+    )
     assert json.loads(line.model_dump_json())["amount"] == "98.00"
     with pytest.raises(ValidationError):
         ev.InvoiceLine.model_validate({"kind": "x", "description": "x", "unit_amount": 0.1, "amount": "1"})

@@ -58,7 +58,9 @@ def test_every_sample_is_interpreted_as_the_expected_file_says() -> None:
     for sample in all_samples():
         meaning = interpret(sample.channel, sample.body, sample.transport, catalog=CATALOG)
         assert meaning.disposition == sample.expected["disposition"], sample.name
-        assert [v.change.model_dump(mode="json") for v in meaning.verdicts] == sample.expected_changes, sample.name
+        assert [v.change.model_dump(mode="json") for v in meaning.verdicts] == sample.expected_changes, (
+            sample.name
+        )
         for entry in meaning.as_list():
             assert entry["disposition"] == meaning.disposition
 
@@ -77,13 +79,21 @@ def test_domain_rejections_by_design_and_manual_approval() -> None:
 def test_stackit_plan_change_carries_the_replaced_id_into_the_command() -> None:
     body, expected = _sample("stackit/05-change-plan")
     old = json.loads((FIXTURES / "stackit" / "03-cancel-scheduled.json").read_text())
-    transport = {**expected["transport"], "replaces_subscription": {
-        "subscriptionId": old["subscriptionId"], "terminatesAt": old["terminatesAt"]}}
+    transport = {
+        **expected["transport"],
+        "replaces_subscription": {
+            "subscriptionId": old["subscriptionId"],
+            "terminatesAt": old["terminatesAt"],
+        },
+    }
     [verdict] = interpret("stackit_marketplace", body, transport, catalog=CATALOG).verdicts
     # the replaced id is the worker's business (it maps it onto the same subscription), not the command's
     assert verdict.change.replaces_channel_subscription_id == old["subscriptionId"]
     assert verdict.command == "change_plan"
-    assert command_for(verdict.change, verdict.policy, plan_id=verdict.plan_id, catalog=CATALOG) == verdict.params
+    assert (
+        command_for(verdict.change, verdict.policy, plan_id=verdict.plan_id, catalog=CATALOG)
+        == verdict.params
+    )
 
 
 def test_unparseable_and_invalid_payloads() -> None:
@@ -100,7 +110,9 @@ def test_batch_channel_option_resolves_channel_plan_ids() -> None:
     assert not without.ok and without.reasons[0].field == "source_channel"
     [row] = parse_csv(text, default_source_channel="stripe")
     assert row.ok and row.change is not None and row.change.plan == "pro"
-    explicit = text.replace("channel_plan_id,", "channel_plan_id,source_channel,").replace("USD,", "USD,stripe,")
+    explicit = text.replace("channel_plan_id,", "channel_plan_id,source_channel,").replace(
+        "USD,", "USD,stripe,"
+    )
     [row] = parse_csv(explicit, default_source_channel="azure_marketplace")  # the row's own column wins
     assert row.ok
 
@@ -115,12 +127,21 @@ def _cli(*args: str) -> tuple[int, str]:
 
 def test_normalize_command_prints_the_workers_interpretation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SOM_STRIPE_WEBHOOK_SECRET", raising=False)
-    code, out = _cli("--channel", "stripe", str(FIXTURES / "stripe/01-create.json"),
-                     "--transport", str(FIXTURES / "stripe/01-create.expected.json"))
+    code, out = _cli(
+        "--channel",
+        "stripe",
+        str(FIXTURES / "stripe/01-create.json"),
+        "--transport",
+        str(FIXTURES / "stripe/01-create.expected.json"),
+    )
     assert code == 0
     [entry] = json.loads(out)
     assert (entry["disposition"], entry["outcome"], entry["plan_id"], entry["command"]) == (
-        "apply", "accepted", "pro", "create")
+        "apply",
+        "accepted",
+        "pro",
+        "create",
+    )
     code, out = _cli("--channel", "stackit", str(FIXTURES / "stackit/01-create.json"))  # folder names work
     assert code == 0 and json.loads(out)[0]["change"]["channel"] == "stackit_marketplace"
 
@@ -152,8 +173,9 @@ def test_normalize_command_checks_signatures_where_a_secret_is_configured(
     try:
         payload = str(FIXTURES / "stripe/01-create.json")
         assert _cli("--channel", "stripe", payload, "--transport", str(transport))[0] == 0
-        code, out = _cli("--channel", "stripe", payload, "--transport", str(transport),
-                         "--received-at", str(now + 3600))
+        code, out = _cli(
+            "--channel", "stripe", payload, "--transport", str(transport), "--received-at", str(now + 3600)
+        )
         assert code == 1 and json.loads(out)[0]["reasons"][0]["code"] == "SIGNATURE_EXPIRED"
         assert _cli("--channel", "stripe", payload, "--no-verify")[0] == 0
     finally:

@@ -156,7 +156,9 @@ def test_packaged_mappings_point_at_catalog_plans() -> None:
     assert resolve_plan("shopify", probe("shopify")) == "pro"
     assert resolve_plan("gcp_marketplace", probe("gcp_marketplace", plan="scale-monthly")) == "enterprise"
     assert resolve_plan("gcp_marketplace", probe("gcp_marketplace")) == "pro"
-    assert resolve_plan("omnistrate", probe("omnistrate", plan="no-such-plan")) is None  # no default: unresolved
+    assert (
+        resolve_plan("omnistrate", probe("omnistrate", plan="no-such-plan")) is None
+    )  # no default: unresolved
 
 
 def test_check_mappings_finds_targets_outside_the_catalog() -> None:

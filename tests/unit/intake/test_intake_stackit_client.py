@@ -14,7 +14,9 @@ PROJECT = "f0b4d7a2-6e31-4c89-9d5a-2a8c1e7f3b60"
 
 
 def _client(handler: Any, **kwargs: Any) -> StackitClient:
-    return StackitClient("https://vendor.example/", "tok", PROJECT, transport=httpx.MockTransport(handler), **kwargs)
+    return StackitClient(
+        "https://vendor.example/", "tok", PROJECT, transport=httpx.MockTransport(handler), **kwargs
+    )
 
 
 async def test_list_follows_the_cursor_and_sends_the_token() -> None:
@@ -24,7 +26,7 @@ async def test_list_follows_the_cursor_and_sends_the_token() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         start = int(request.url.params.get("cursor", "0"))
-        page: dict[str, Any] = {"items": items[start:start + 2]}
+        page: dict[str, Any] = {"items": items[start : start + 2]}
         if start + 2 < len(items):
             page["cursor"] = str(start + 2)
         return httpx.Response(200, json=page)
@@ -56,13 +58,18 @@ async def test_approve_and_reject_post_to_the_subscription() -> None:
         await client.aclose()
     base = f"/v1/vendors/projects/{PROJECT}/subscriptions"
     assert posted[0] == (f"{base}/s-1/approve", b"")
-    assert posted[1][0] == f"{base}/s-2/reject" and json.loads(posted[1][1]) == {"reason": "UNKNOWN_PLAN: no plan"}
+    assert posted[1][0] == f"{base}/s-2/reject" and json.loads(posted[1][1]) == {
+        "reason": "UNKNOWN_PLAN: no plan"
+    }
 
 
 @pytest.mark.parametrize(
     "response",
-    [httpx.Response(401, json={"message": "no"}), httpx.Response(200, text="<html>"),
-     httpx.Response(200, json=[1, 2])],
+    [
+        httpx.Response(401, json={"message": "no"}),
+        httpx.Response(200, text="<html>"),
+        httpx.Response(200, json=[1, 2]),
+    ],
 )
 async def test_vendor_errors_become_one_exception_type(response: httpx.Response) -> None:
     client = _client(lambda request: response)

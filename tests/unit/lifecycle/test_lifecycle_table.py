@@ -31,7 +31,12 @@ from .builders import arrange
 
 # Variants chosen by the command itself are tried in every row; the approval variant comes from the
 # state (did the request ask for a trial?), so it is tried where the cell depends on it.
-_COMMAND_VARIANTS = {CommandKind.CREATE, CommandKind.CHANGE_PLAN, CommandKind.CHANGE_QUANTITY, CommandKind.CANCEL}
+_COMMAND_VARIANTS = {
+    CommandKind.CREATE,
+    CommandKind.CHANGE_PLAN,
+    CommandKind.CHANGE_QUANTITY,
+    CommandKind.CANCEL,
+}
 
 
 def _variants(row: RowKey, kind: CommandKind) -> tuple[str | None, ...]:

@@ -40,16 +40,27 @@ _EVENT_TYPES: dict[str, Action] = {
 }
 # subscription status code or name -> status after (only ACT is confirmed in JSON; DEA is assumed)
 _STATUS: dict[str, StatusAfter] = {
-    "act": "active", "active": "active",
-    "dea": "cancel_scheduled", "deactivated": "cancel_scheduled",
-    "fin": "cancelled", "finished": "cancelled",
-    "gra": "past_due", "grace": "past_due",
-    "hol": "suspended", "hold": "suspended",
+    "act": "active",
+    "active": "active",
+    "dea": "cancel_scheduled",
+    "deactivated": "cancel_scheduled",
+    "fin": "cancelled",
+    "finished": "cancelled",
+    "gra": "past_due",
+    "grace": "past_due",
+    "hol": "suspended",
+    "hold": "suspended",
     "new": "pending",
 }
 _DEFAULT_STATUS: dict[Action, StatusAfter] = {
-    "create": "active", "renew": "active", "change_plan": "active", "change_quantity": "active",
-    "uncancel": "active", "cancel": "cancel_scheduled", "suspend": "suspended", "refresh": "active",
+    "create": "active",
+    "renew": "active",
+    "change_plan": "active",
+    "change_quantity": "active",
+    "uncancel": "active",
+    "cancel": "cancel_scheduled",
+    "suspend": "suspended",
+    "refresh": "active",
 }
 
 # Purchase Model notification types -> (fixed action or None = per item event type, phase, status)

@@ -80,9 +80,7 @@ def start_after(terminates_at: str) -> str:
     return format_ms(end)
 
 
-def _transition(
-    previous: str | None, current: str, moved_validity: bool
-) -> tuple[Action, Phase] | None:
+def _transition(previous: str | None, current: str, moved_validity: bool) -> tuple[Action, Phase] | None:
     """(action, phase) of the move from ``previous`` to ``current``; ``None``: nothing happened."""
     if previous == current:
         return ("renew", "effective") if current == ACTIVE and moved_validity else None

@@ -134,7 +134,11 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
         action = "reinstate"
     elif kind in ("updated", "pending_update_applied"):
         action, phase, effective_at, status_after = _classify_update(
-            prev, item, before, created, status,
+            prev,
+            item,
+            before,
+            created,
+            status,
             cancel_at_period_end=cancel_at_period_end,
             cancel_at=cancel_at,
             period_start=period_start or (item.period_start if item else None),
@@ -146,8 +150,11 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
     quantity = item.quantity if item else None
     currency = item.currency if item else None
     money = line_money(
-        item.reader if item else sub, "price",
-        unit=item.unit if item else None, quantity=quantity, currency=currency,
+        item.reader if item else sub,
+        "price",
+        unit=item.unit if item else None,
+        quantity=quantity,
+        currency=currency,
     )
     r.check()
     change = CanonicalOrderChange(
