@@ -80,7 +80,7 @@ def _show(console: Console, kind: str, event: dict[str, object]) -> None:
         console.print(
             f"[magenta]entitled[/magenta]  {str(data['subscription_id'])[:8]}... v{data['version']} "
             f"{data['status']}: {', '.join(data['features'])}"
-        )  # type: ignore[arg-type]
+        )
     else:
-        codes = ", ".join(str(r["code"]) for r in data.get("reasons", []))  # type: ignore[union-attr]
+        codes = ", ".join(str(r["code"]) for r in data.get("reasons", []))
         console.print(f"[red]rejected[/red]  {data.get('channel')} order: {codes}")

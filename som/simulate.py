@@ -322,7 +322,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         if failed:
             failures.left -= 1
         result = ev.PaymentResult.model_validate(
-            {  # type: ignore[attr-defined]
+            {
                 **{
                     k: data[k]
                     for k in ("subscription_id", "document_number", "amount", "currency", "attempt")
@@ -400,12 +400,10 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                 failures.left += step.payment_failure.times
                 failures.reason = step.payment_failure.reason
             elif a == "payment_method_updated":
-                update = ev.PaymentMethodUpdated(  # type: ignore[attr-defined]
-                    subscription_id=sub_id, updated_at=_at(step.at)
-                )
+                update = ev.PaymentMethodUpdated(subscription_id=sub_id, updated_at=_at(step.at))
                 event = make_event(
                     type=ev.PAYMENT_METHOD_UPDATED,
-                    source="som/simulator",  # type: ignore[attr-defined]
+                    source="som/simulator",
                     subject=sub_id,
                     data=update,
                     correlation_id=derived_id("simulation", sub_id),

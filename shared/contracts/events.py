@@ -13,7 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contracts.commands import CommandParams, Customer
+from shared.contracts.commands import CommandParams
+from shared.contracts.commands import Customer as Customer
 from shared.contracts.lifecycle import LifecycleEvent
 from shared.money import DecimalString
 

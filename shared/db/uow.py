@@ -45,7 +45,7 @@ class UnitOfWork:
             event_id,
             topic,
         )
-        return status.endswith(" 1")
+        return str(status).endswith(" 1")
 
     def emit(self, topic: str, event: CloudEvent, *, key: str | None = None) -> None:
         """Queue ``event`` for ``topic`` (logical name); it is written to the outbox at commit.

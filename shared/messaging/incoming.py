@@ -73,7 +73,7 @@ class Incoming:
             raise UnparseableMessage(f"not a CloudEvent: {exc.errors()[0]['msg']}") from exc
 
     @classmethod
-    def from_record(cls, topic: str, rec: ConsumerRecord) -> Incoming:  # type: ignore[type-arg]
+    def from_record(cls, topic: str, rec: ConsumerRecord) -> Incoming:
         """A Kafka record under its logical topic name."""
         headers = {k: (v.decode("utf-8", "replace") if v is not None else "") for k, v in rec.headers}
         return cls(

@@ -169,7 +169,7 @@ class Worker:
         for i in range(max(1, s.consumer_concurrency)):
 
             async def consume(msg: KafkaMessage) -> None:
-                records = cast(tuple[ConsumerRecord, ...], msg.raw_message)  # type: ignore[type-arg]
+                records = cast(tuple[ConsumerRecord, ...], msg.raw_message)
                 await self._on_batch(by_main, records, msg)
 
             consume.__name__ = f"{self.name}_main_{i}"
@@ -185,7 +185,7 @@ class Worker:
             self.status.subscribers.append(sub)
 
         async def consume_retry(msg: KafkaMessage) -> None:
-            rec = cast(ConsumerRecord, msg.raw_message)  # type: ignore[type-arg]
+            rec = cast(ConsumerRecord, msg.raw_message)
             await self._on_retry(by_retry[rec.topic], rec)
 
         consume_retry.__name__ = f"{self.name}_retry"
@@ -237,9 +237,9 @@ class Worker:
         self,
         by_main: dict[str, Route],
         records: tuple[ConsumerRecord, ...],
-        msg: Any,  # type: ignore[type-arg]
+        msg: Any,
     ) -> None:
-        lanes: dict[tuple[str, int], list[ConsumerRecord]] = {}  # type: ignore[type-arg]
+        lanes: dict[tuple[str, int], list[ConsumerRecord]] = {}
         for rec in records:
             lanes.setdefault((rec.topic, rec.partition), []).append(rec)
         consumer = getattr(msg, "consumer", None)
@@ -247,7 +247,7 @@ class Worker:
             *(self._lane(by_main[topic], recs, consumer) for (topic, _), recs in lanes.items())
         )
 
-    async def _lane(self, route: Route, recs: list[ConsumerRecord], consumer: Any) -> None:  # type: ignore[type-arg]
+    async def _lane(self, route: Route, recs: list[ConsumerRecord], consumer: Any) -> None:
         incoming = [Incoming.from_record(route.topic, r) for r in recs]
         unconfirmed = 0
         while True:
@@ -270,7 +270,7 @@ class Worker:
 
     # -- retry topics: one message at a time, in place ------------------------------------
 
-    async def _on_retry(self, route: Route, rec: ConsumerRecord) -> None:  # type: ignore[type-arg]
+    async def _on_retry(self, route: Route, rec: ConsumerRecord) -> None:
         raw = Incoming.from_record(route.topic, rec)
         h = raw.headers
         incoming = replace(

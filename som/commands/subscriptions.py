@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -71,14 +71,17 @@ def subscriptions_show(
             users = await views.users(pool, subscription_id)
             instances = await views.instances(pool, subscription_id)
             timers = await pending_timers(pool, subscription_id)
-        return jsonable(
-            {
-                "subscription": sub,
-                "users": users,
-                "instances": instances,
-                "pending_timers": [{k: t[k] for k in ("kind", "due_at", "clock")} for t in timers],
-                "audit": audit,
-            }
+        return cast(
+            dict[str, Any],
+            jsonable(
+                {
+                    "subscription": sub,
+                    "users": users,
+                    "instances": instances,
+                    "pending_timers": [{k: t[k] for k in ("kind", "due_at", "clock")} for t in timers],
+                    "audit": audit,
+                }
+            ),
         )
 
     doc = run(go())

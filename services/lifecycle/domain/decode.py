@@ -64,7 +64,7 @@ class CommandNotUnderstood(ValueError):
 
 
 # Commands without parameters of their own: wire model -> domain model.
-_PLAIN: dict[type[wire._Params], type[Command]] = {  # type: ignore[dict-item]
+_PLAIN: dict[type[wire._Params], type[Command]] = {
     wire.ApproveParams: Approve,
     wire.RejectParams: Reject,
     wire.ConvertTrialParams: ConvertTrial,
