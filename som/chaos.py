@@ -28,6 +28,8 @@ import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from rich.table import Table
 
+from services.billing import views as billing_views
+from services.lifecycle import views as lifecycle_views
 from services.registry import WORKERS
 from shared.db.pool import create_pool
 from shared.messaging import topics
@@ -284,17 +286,8 @@ async def _verify(
             invoice_numbers.setdefault(e.get("subject", ""), set()).add(d.get("document_number"))
     entitled = {e.get("subject") for e in entitlements}
 
-    rows = await pool.fetch(
-        "SELECT subscription_id FROM lifecycle.subscriptions WHERE subscription_id = ANY($1::text[])",
-        sorted(expected),
-    )
-    have_sub = Counter(r["subscription_id"] for r in rows)
-    docs = await pool.fetch(
-        "SELECT subscription_id, count(*) AS n FROM billing.documents WHERE document_type = 'invoice' "
-        "AND subscription_id = ANY($1::text[]) GROUP BY subscription_id",
-        sorted(expected),
-    )
-    db_invoices = {r["subscription_id"]: int(r["n"]) for r in docs}
+    have_sub = Counter(await lifecycle_views.existing_subscriptions(pool, sorted(expected)))
+    db_invoices = await billing_views.invoice_counts(pool, sorted(expected))
     report.subscriptions = len(have_sub)
     report.invoiced = sum(1 for sub in expected if invoice_numbers.get(sub))
     report.entitled = len(expected & entitled)
@@ -306,12 +299,7 @@ async def _verify(
         for sub in expected
         if have_sub.get(sub, 0) > 1 or len(invoice_numbers.get(sub, ())) > 1 or db_invoices.get(sub, 0) > 1
     )
-    numbers = sorted(
-        int(str(r["document_number"]).split("-")[-1])
-        for r in await pool.fetch(
-            "SELECT document_number FROM billing.documents WHERE document_number LIKE 'INV-%'"
-        )
-    )
+    numbers = sorted(int(n.split("-")[-1]) for n in await billing_views.invoice_numbers(pool))
     report.invoice_number_gaps = (numbers[-1] - len(numbers)) if numbers else 0
 
     unknown_ids = {o["order_id"] for o in unknown}

@@ -1,7 +1,7 @@
 """From lifecycle changes to billing steps. Pure: no I/O, no clock.
 
 The lifecycle publishes every change as ``SubscriptionStateChanged`` with the domain events
-of the decision in ``events`` (typed: :mod:`shared.contracts.lifecycle`). Billing reads only
+of the decision in ``events`` (typed: :mod:`shared.contracts.subscription`). Billing reads only
 those events (never the status alone) and turns each into steps on the subscription's :class:`BillingState`:
 
 * :class:`Start` - (re)build the billing state from the snapshot and bill the first period
@@ -63,7 +63,7 @@ from services.billing.domain import (
 )
 from services.billing.domain.model import ScheduledChange
 from shared.contracts import events as ev
-from shared.contracts import lifecycle as lc
+from shared.contracts import subscription as lc
 from shared.contracts.commands import Timing
 
 

@@ -16,3 +16,21 @@ async def documents(pool: asyncpg.Pool, subscription_id: str) -> list[dict[str, 
         subscription_id,
     )
     return [dict(r) for r in rows]
+
+
+async def invoice_counts(pool: asyncpg.Pool, subscription_ids: list[str]) -> dict[str, int]:
+    """How many invoices each of ``subscription_ids`` has."""
+    rows = await pool.fetch(
+        "SELECT subscription_id, count(*) AS n FROM billing.documents WHERE document_type = 'invoice' "
+        "AND subscription_id = ANY($1::text[]) GROUP BY subscription_id",
+        sorted(subscription_ids),
+    )
+    return {str(r["subscription_id"]): int(r["n"]) for r in rows}
+
+
+async def invoice_numbers(pool: asyncpg.Pool) -> list[str]:
+    """Every invoice number issued (for the gapless check)."""
+    rows = await pool.fetch(
+        "SELECT document_number FROM billing.documents WHERE document_number LIKE 'INV-%'"
+    )
+    return [str(r["document_number"]) for r in rows]

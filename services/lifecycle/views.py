@@ -83,3 +83,12 @@ async def channel_and_state(pool: asyncpg.Pool, subscription_id: str) -> tuple[s
         "SELECT channel, state FROM lifecycle.subscriptions WHERE subscription_id = $1", subscription_id
     )
     return (row["channel"], row["state"]) if row is not None else None
+
+
+async def existing_subscriptions(pool: asyncpg.Pool, subscription_ids: list[str]) -> list[str]:
+    """Which of ``subscription_ids`` exist (a row each: a duplicate would show twice)."""
+    rows = await pool.fetch(
+        "SELECT subscription_id FROM lifecycle.subscriptions WHERE subscription_id = ANY($1::text[])",
+        sorted(subscription_ids),
+    )
+    return [str(r["subscription_id"]) for r in rows]

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.commands import CommandParams
 from shared.contracts.commands import Customer as Customer
-from shared.contracts.lifecycle import LifecycleEvent
+from shared.contracts.subscription import SubscriptionEvent
 from shared.money import DecimalString
 
 # CloudEvent types
@@ -102,7 +102,7 @@ class SubscriptionStateChanged(BaseModel):
     effective_at: datetime
     actor: str
     reason: str | None = None
-    events: list[LifecycleEvent] = Field(
+    events: list[SubscriptionEvent] = Field(
         default_factory=list, description="what happened, in the order the lifecycle decided it"
     )
     snapshot: SubscriptionSnapshot

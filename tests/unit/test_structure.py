@@ -25,6 +25,7 @@ DOMAIN_IDENTIFIERS = frozenset(
         "billing_interval",
         "billing_intervals",
         "billing_anchor",
+        "new_billing_anchor",
         "BillingInterval",
         "BILLING_INVOICES",  # topic "billing.invoices": the invoice stream, read outside this system
         "ENTITLEMENTS_CHANGED",  # topic / event type of the entitlement set

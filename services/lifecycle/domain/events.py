@@ -2,19 +2,18 @@
 
 A decision carries one or more events (e.g. a renewal that applies a scheduled plan change carries
 ``PlanChanged`` then ``SubscriptionRenewed``). They are the shared contract itself
-(:mod:`shared.contracts.lifecycle`): the worker publishes them unchanged in
+(:mod:`shared.contracts.subscription`): the worker publishes them unchanged in
 ``SubscriptionStateChanged.events``, where ``type`` discriminates them.
 """
 
 from __future__ import annotations
 
-from shared.contracts.lifecycle import (
+from shared.contracts.subscription import (
     AddOnAdded,
     AddOnRemoved,
     CancellationRevoked,
     CancellationScheduled,
     DomainEvent,
-    LifecycleEvent,
     PaymentRecovered,
     PlanChanged,
     PlanChangeScheduled,
@@ -24,6 +23,7 @@ from shared.contracts.lifecycle import (
     SubscriptionApproved,
     SubscriptionCancelled,
     SubscriptionCreated,
+    SubscriptionEvent,
     SubscriptionExpired,
     SubscriptionPastDue,
     SubscriptionPaused,
@@ -43,7 +43,6 @@ __all__ = [
     "CancellationRevoked",
     "CancellationScheduled",
     "DomainEvent",
-    "LifecycleEvent",
     "PaymentRecovered",
     "PlanChangeScheduled",
     "PlanChanged",
@@ -53,6 +52,7 @@ __all__ = [
     "SubscriptionApproved",
     "SubscriptionCancelled",
     "SubscriptionCreated",
+    "SubscriptionEvent",
     "SubscriptionExpired",
     "SubscriptionPastDue",
     "SubscriptionPaused",

@@ -16,10 +16,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from shared.catalog import BillingInterval, Plan
 
 # Statuses and command kinds are the shared contract's vocabulary, one for all services.
-from shared.contracts.lifecycle import ApprovalMode as ApprovalMode
-from shared.contracts.lifecycle import ChangeDirection as ChangeDirection
-from shared.contracts.lifecycle import CommandKind as CommandKind
-from shared.contracts.lifecycle import Status as Status
+from shared.contracts.subscription import ApprovalMode as ApprovalMode
+from shared.contracts.subscription import ChangeDirection as ChangeDirection
+from shared.contracts.subscription import CommandKind as CommandKind
+from shared.contracts.subscription import Status as Status
 
 # Terminal ("ended") states: entitlements are off and a grace period runs before customer data is
 # deleted. Only the transitions the table lists leave them (reactivate within the grace period,

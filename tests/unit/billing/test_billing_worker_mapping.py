@@ -38,7 +38,7 @@ from services.billing.lifecycle_map import (
 from services.billing.preview import PreviewError, command_for
 from shared.catalog import load_catalog
 from shared.contracts import events as ev
-from shared.contracts.lifecycle import LifecycleEvent
+from shared.contracts.subscription import SubscriptionEvent
 
 D = Decimal
 AT = datetime(2025, 3, 11, 12, tzinfo=UTC)
@@ -49,7 +49,7 @@ def wctx() -> BillingContext:
     return billing_context(load_catalog())
 
 
-_LIFECYCLE_EVENT: TypeAdapter[LifecycleEvent] = TypeAdapter(LifecycleEvent)
+_LIFECYCLE_EVENT: TypeAdapter[SubscriptionEvent] = TypeAdapter(SubscriptionEvent)
 _COMMON = {
     "subscription_id": "sub-1",
     "command": "renew",

@@ -1,7 +1,7 @@
-"""The lifecycle's shared vocabulary and event payloads: what ``SubscriptionStateChanged.events`` holds.
+"""The subscription state machine's shared vocabulary and event payloads: what ``SubscriptionStateChanged.events`` holds.
 
 Statuses and command kinds are the one vocabulary billing, entitlements and operators share.
-The events are the lifecycle decision's events, in the past tense, each with from/to status,
+The events are the state machine's decisions, in the past tense, each with from/to status,
 effective time, actor and reason; ``type`` discriminates them. The lifecycle domain produces
 exactly these models (``services.lifecycle.domain.events`` re-exports them) and billing reads
 them from here, so producer and consumer cannot drift apart.
@@ -285,7 +285,7 @@ class SubscriptionTerminated(DomainEvent):
     grace_period_ends_at: AwareDatetime
 
 
-LifecycleEvent = Annotated[
+SubscriptionEvent = Annotated[
     SubscriptionCreated
     | SubscriptionApproved
     | SubscriptionRejected
