@@ -156,29 +156,44 @@ async def pending_timers(pool: asyncpg.Pool, subscription_id: str | None = None)
 
 
 async def consumer_lag(bootstrap: str, namespace: str, services: Iterable[str] | None = None) -> int:
-    """Records not yet committed by the consumer groups of ``services`` (default all) in ``namespace``."""
-    total = 0
+    """Records not yet committed by the consumer groups of ``services`` (default all) in ``namespace``.
+
+    The true ends of all partitions are read by one group-less consumer with a short fetch wait
+    (a "latest offset" answer alone is short on Tansu); each group's committed offsets come from a
+    consumer of that group that never fetches.
+    """
     wanted = set(services) if services is not None else set(CONSUMERS)
+    groups: dict[str, list[str]] = {}
     for service, logical_topics in CONSUMERS.items():
         if service not in wanted:
             continue
         group = f"{namespace}som.{service}"
-        for grp, names in (
-            (group, [f"{namespace}{t}" for t in logical_topics]),
-            (f"{group}.retry", [retry_topic(f"{namespace}{t}", group) for t in logical_topics]),
-        ):
-            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=grp, enable_auto_commit=False)
-            await consumer.start()
-            try:
-                tps = [TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or ())]
-                if not tps:
-                    continue
-                ends = await end_offsets(consumer, tps)  # the true end, also on Tansu
-                for tp in tps:
-                    committed = await consumer.committed(tp) or 0
-                    total += max(0, ends[tp] - committed)
-            finally:
-                await consumer.stop()
+        groups[group] = [f"{namespace}{t}" for t in logical_topics]
+        groups[f"{group}.retry"] = [retry_topic(f"{namespace}{t}", group) for t in logical_topics]
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5)
+    await reader.start()
+    try:
+        by_group = {
+            grp: [TopicPartition(t, p) for t in names for p in (reader.partitions_for_topic(t) or ())]
+            for grp, names in groups.items()
+        }
+        every = sorted({tp for tps in by_group.values() for tp in tps})
+        ends = await end_offsets(reader, every)  # the true end, also on Tansu
+    finally:
+        await reader.stop()
+    total = 0
+    for grp, tps in by_group.items():
+        behind = [tp for tp in tps if ends.get(tp, 0) > 0]
+        if not behind:
+            continue  # nothing was ever written: nothing to be behind on
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=grp, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            for tp in behind:
+                committed = await consumer.committed(tp) or 0
+                total += max(0, ends[tp] - committed)
+        finally:
+            await consumer.stop()
     return total
 
 

@@ -54,12 +54,12 @@ class LaneResult:
     emitted: int = 0
 
 
-def _span_attributes(route: Route, incoming: Incoming, group: str) -> dict[str, str | int]:
+def _span_attributes(topic: str, incoming: Incoming, group: str) -> dict[str, str | int]:
     return {
         "messaging.system": "kafka",
         "messaging.operation.name": "process",
         "messaging.operation.type": "process",
-        "messaging.destination.name": route.topic,
+        "messaging.destination.name": topic,
         "messaging.consumer.group.name": group,
         "messaging.destination.partition.id": str(incoming.partition),
         "messaging.kafka.offset": incoming.offset,
@@ -201,11 +201,12 @@ class LaneProcessor:
         """Run the handler in a savepoint; the message's own failure is returned, an outage raised."""
         uow = UnitOfWork(conn, self.service, self.namespace)
         parent = propagate.extract(inc.headers)
+        topic = f"{self.namespace}{route.topic}"
         with self._tracer.start_as_current_span(
-            f"{route.topic} process",
+            f"{topic} process",
             context=parent,
             kind=SpanKind.CONSUMER,
-            attributes=_span_attributes(route, inc, self.group),
+            attributes=_span_attributes(topic, inc, self.group),
         ) as span:
             try:
                 if faults.fires(f"handler_error:{self.worker}"):

@@ -339,12 +339,12 @@ class Worker:
         started = time.perf_counter()
         event_id = route.event_id(incoming)
         with self._tracer.start_as_current_span(
-            f"{route.topic} process",
+            f"{self.namespace}{route.topic} process",
             context=propagate.extract(incoming.headers),
             kind=SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
-                "messaging.destination.name": route.topic,
+                "messaging.destination.name": f"{self.namespace}{route.topic}",
                 "messaging.som.attempt": incoming.attempt,
             },
         ):
