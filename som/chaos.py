@@ -311,7 +311,7 @@ async def _verify(
             report.rejections_unknown_plan += 1
         else:
             report.unexpected_rejections += 1
-    intake_dlq = topics.dlq_topic(f"{ns}{topics.inbound('direct')}", f"{ns}{s.group}.intake")
+    intake_dlq = topics.dlq_topic(f"{ns}{topics.inbound('direct')}", s.group("intake"))
     for t in dlqs:
         n = len(data.get(t, []))
         if t == intake_dlq:

@@ -10,8 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from services.registry import WORKERS, build_worker
 from shared.db.migrations import migrate_dsn
@@ -19,12 +20,14 @@ from shared.db.pool import create_pool
 from shared.db.uow import Database
 from shared.health import HealthServer
 from shared.messaging.admin import ensure_topics
+from shared.messaging.errors import is_outage
 from shared.messaging.topics import all_topics
 from shared.settings import Settings
 from shared.telemetry import setup_logging, setup_tracing
 from som.embedded import parent_death_preexec, set_parent_death_signal
 
 log = logging.getLogger("som.runner")
+T = TypeVar("T")
 
 PARENT_PID_ENV = "SOM_PARENT_PID"
 # How long a worker whose parent died may take to stop cleanly before it exits hard.
@@ -98,6 +101,23 @@ async def prepare(settings: Settings) -> None:
     )
 
 
+async def _patiently(what: str, connect: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T:
+    """``connect()``, waiting with backoff while the dependency is unreachable (an outage, not an error).
+
+    A worker restarted while PostgreSQL is down must wait for it, as a running worker does.
+    """
+    delay = 0.2
+    while True:
+        try:
+            return await connect()
+        except Exception as exc:
+            if not is_outage(exc) or stop.is_set():
+                raise
+            log.warning("%s unreachable at start (%s: %s); waiting", what, type(exc).__name__, exc)
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+
+
 async def run_worker(name: str, settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run one worker until SIGINT/SIGTERM (or ``stop``), with its health server."""
     assert settings.database_url and settings.kafka_bootstrap
@@ -115,7 +135,9 @@ async def run_worker(name: str, settings: Settings, *, stop: asyncio.Event | Non
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGTERM, _on_sigterm, stop)
         watcher = asyncio.create_task(_watch_parent(stop))
-    pool = await create_pool(settings.database_url, min_size=1, max_size=10)
+    pool = await _patiently(
+        "database", lambda: create_pool(str(settings.database_url), min_size=1, max_size=10), stop
+    )
     db = Database(pool, namespace=settings.topic_namespace)
     worker = build_worker(name, settings, db)
     health: HealthServer | None = None

@@ -118,7 +118,7 @@ async def test_batch_summary_matches_what_arrived_on_the_topics(settings: Settin
     # What the topics say, counted independently of the command's bookkeeping.
     ours = [v for v in cmds.values() if v["data"]["idempotency_key"].startswith(f"direct:{prefix}-")]
     assert len(ours) == summary.accepted == len({v["data"]["idempotency_key"] for v in ours})
-    assert all(v["data"]["command"] == "create" for v in ours)
+    assert all(v["data"]["params"]["command"] == "create" for v in ours)
     refusals = [v["data"] for v in rejected.values() if str(v["data"]["channel_event_id"]).startswith(prefix)]
     assert len(refusals) == summary.rejected - summary.rejected_locally
     on_topic = Counter(r["code"] for d in refusals for r in d["reasons"])
