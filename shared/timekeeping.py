@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,32 +76,87 @@ async def schedule(
     )
 
 
+@dataclass(frozen=True)
+class Timer:
+    """A timer to add: when (on which clock), for which subscription, and the event it publishes."""
+
+    subscription_id: str
+    kind: str
+    due_at: datetime
+    clock: str
+    topic: str
+    event_type: str
+    payload: BaseModel
+
+
+async def schedule_many(uow: UnitOfWork, timers: Sequence[Timer]) -> None:
+    """Add several timers of the unit of work's service in one statement (same transaction)."""
+    if not timers:
+        return
+    await uow.conn.execute(
+        "INSERT INTO timekeeping.timers (service, subscription_id, kind, due_at, clock, topic, event_type, payload) "
+        "SELECT $1, s, k, d, c, t, e, p FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[], "
+        "$6::text[], $7::text[], $8::jsonb[]) AS x(s, k, d, c, t, e, p)",
+        uow.service,
+        [t.subscription_id for t in timers],
+        [t.kind for t in timers],
+        [t.due_at for t in timers],
+        [t.clock for t in timers],
+        [t.topic for t in timers],
+        [t.event_type for t in timers],
+        [t.payload.model_dump(mode="json") for t in timers],
+    )
+
+
 async def cancel_timers(uow: UnitOfWork, subscription_id: str, kinds: list[str] | None = None) -> int:
     """Cancel pending timers of this service for a subscription (all, or of ``kinds``)."""
-    status = await uow.conn.execute(
-        "UPDATE timekeeping.timers SET cancelled_at = now() WHERE service = $1 AND subscription_id = $2 "
-        "AND fired_at IS NULL AND cancelled_at IS NULL AND ($3::text[] IS NULL OR kind = ANY($3::text[]))",
-        uow.service,
-        subscription_id,
-        kinds,
-    )
+    # Two statements, not one with "$3 IS NULL OR ...": a prepared statement's generic plan cannot
+    # use the (subscription_id, kind) index through that OR and scans every pending timer instead.
+    pending = "fired_at IS NULL AND cancelled_at IS NULL AND service = $1 AND subscription_id = $2"
+    if kinds is None:
+        status = await uow.conn.execute(
+            f"UPDATE timekeeping.timers SET cancelled_at = now() WHERE {pending}",
+            uow.service,
+            subscription_id,
+        )
+    else:
+        status = await uow.conn.execute(
+            f"UPDATE timekeeping.timers SET cancelled_at = now() WHERE {pending} AND kind = ANY($3::text[])",
+            uow.service,
+            subscription_id,
+            kinds,
+        )
     return int(status.split()[-1])
 
 
-async def fire_due(db: Database, service: str, *, batch: int = 100) -> int:
-    """Fire the due timers of ``service`` (oldest first) in one transaction; returns how many."""
+# Due timers of a service, oldest first: the wall clock's and each test clock's, each by index.
+_DUE_IDS = (
+    "SELECT id FROM ("
+    " (SELECT t.id, t.due_at FROM timekeeping.timers t WHERE t.service = $1 AND t.clock = 'system'"
+    "  AND t.due_at <= now() AND t.fired_at IS NULL AND t.cancelled_at IS NULL ORDER BY t.due_at, t.id LIMIT $2)"
+    " UNION ALL"
+    " (SELECT t.id, t.due_at FROM timekeeping.clocks c JOIN LATERAL (SELECT t.id, t.due_at FROM timekeeping.timers t"
+    "  WHERE t.service = $1 AND t.clock = c.name AND t.due_at <= c.now AND t.fired_at IS NULL"
+    "  AND t.cancelled_at IS NULL ORDER BY t.due_at, t.id LIMIT $2) t ON true)"
+    ") due ORDER BY due_at, id LIMIT $2"
+)
+
+
+async def fire_due(db: Database, service: str, *, batch: int = 500) -> int:
+    """Fire up to ``batch`` due timers of ``service`` (oldest first) in one transaction; returns how many.
+
+    One query claims them (``FOR UPDATE SKIP LOCKED``: another scheduler of the service takes
+    others), their events go to the outbox in one statement, one update stamps them fired.
+    """
+    service_name = f"{db.namespace}{service}"
     # A cheap look first: an idle scheduler polls often and should not open empty transactions.
-    if not await db.pool.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM timekeeping.timers WHERE service = $1 AND fired_at IS NULL "
-        "AND cancelled_at IS NULL AND due_at <= timekeeping.clock_now(clock))",
-        f"{db.namespace}{service}",
-    ):
+    if not await db.pool.fetchval(f"SELECT EXISTS ({_DUE_IDS})", service_name, 1):
         return 0
     async with db.unit_of_work(service) as uow:
         rows = await uow.conn.fetch(
             "SELECT id, subscription_id, kind, due_at, topic, event_type, payload FROM timekeeping.timers "
-            "WHERE service = $1 AND fired_at IS NULL AND cancelled_at IS NULL "
-            "AND due_at <= timekeeping.clock_now(clock) ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            f"WHERE id IN ({_DUE_IDS}) AND fired_at IS NULL AND cancelled_at IS NULL "
+            "ORDER BY due_at, id FOR UPDATE SKIP LOCKED",
             uow.service,
             batch,
         )
@@ -203,7 +259,7 @@ async def quiet(
     """Nothing due and unfired on ``clock``, nothing in the outbox, no consumer behind."""
     unfired = await pool.fetchval(
         "SELECT count(*) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NULL AND cancelled_at IS NULL "
-        "AND due_at <= timekeeping.clock_now(clock)",
+        "AND due_at <= timekeeping.clock_now($1)",
         clock,
     )
     if unfired:

@@ -111,6 +111,7 @@ def make_settings(infra: Infra, **overrides: Any) -> Settings:
         "consumer_heartbeat_ms": 500,
         "scheduler_poll_seconds": 0.1,
         "consumer_concurrency": 1,
+        "consumer_lanes": 3,  # partitions in parallel, so the tests exercise concurrent lanes
         "log_json": False,
     }
     values.update(overrides)

@@ -114,10 +114,8 @@ def entries_for(
 
 async def schedule_entries(uow: UnitOfWork, document: Document, *, clock: str, test: bool = False) -> int:
     """Store the document's journal entries as billing timers on the subscription's clock."""
-    count = 0
-    for due_at, kind, entry in entries_for(document, test=test):
-        await timekeeping.schedule(
-            uow,
+    timers = [
+        timekeeping.Timer(
             subscription_id=document.subscription_id,
             kind=f"{kind}:{document.document_number}",
             due_at=due_at,
@@ -126,5 +124,7 @@ async def schedule_entries(uow: UnitOfWork, document: Document, *, clock: str, t
             event_type=ev.JOURNAL_ENTRY_POSTED,
             payload=entry,
         )
-        count += 1
-    return count
+        for due_at, kind, entry in entries_for(document, test=test)
+    ]
+    await timekeeping.schedule_many(uow, timers)
+    return len(timers)

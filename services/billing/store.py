@@ -101,11 +101,17 @@ async def resolve_clock(conn: asyncpg.Connection, snapshot: ev.SubscriptionSnaps
 
 
 async def next_document_number(conn: asyncpg.Connection, document_type: str) -> str:
-    """Gapless number in the document type's series (the counter row stays locked until commit)."""
+    """Gapless number in the document type's series, held by this transaction until it commits.
+
+    The series' advisory lock (transaction-scoped) serializes issuers; the number is the series'
+    highest + 1, read after the lock is granted (a new statement sees the last holder's commit).
+    """
     series = _SERIES[document_type]
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing.document_numbers:' || $1))", series)
     value = await conn.fetchval(
-        "UPDATE billing.document_sequences SET next_value = next_value + 1 WHERE series = $1 "
-        "RETURNING next_value - 1",
+        "INSERT INTO billing.document_numbers (series, number) "
+        "SELECT $1, COALESCE(max(number), 0) + 1 FROM billing.document_numbers WHERE series = $1 "
+        "RETURNING number",
         series,
     )
     return f"{series}-{value:08d}"

@@ -116,13 +116,15 @@ class LifecycleHandlers:
                 await self.store.add_owner(
                     uow.conn, state.subscription_id, customer["customer_id"], customer.get("email")
                 )
-        version = await self.store.update(
-            uow.conn,
-            state.subscription_id,
-            status=state.status.value,
-            plan_id=state.plan.plan_id,
-            state=stored,
-        )
+            version = 1  # created at version 1: no second write of the same row
+        else:
+            version = await self.store.update(
+                uow.conn,
+                state.subscription_id,
+                status=state.status.value,
+                plan_id=state.plan.plan_id,
+                state=stored,
+            )
         audit = decision.audit
         await self.store.append_audit(
             uow.conn,
@@ -141,27 +143,34 @@ class LifecycleHandlers:
         kinds = sorted(
             {k.value for k in decision.timers_to_cancel} | {t.kind.value for t in decision.timers_to_set}
         )
-        if kinds:
+        if kinds and decision.previous is not None:  # a new subscription has no timers yet
             await timekeeping.cancel_timers(uow, state.subscription_id, kinds)
-        for timer in decision.timers_to_set:
-            command = timer.command.value if timer.command is not None else TIMER_NOTICES[timer.kind.value]
-            await timekeeping.schedule(
-                uow,
-                subscription_id=state.subscription_id,
-                kind=timer.kind.value,
-                due_at=timer.due_at,
-                clock=clock,
-                topic=topics.SUBSCRIPTIONS_COMMANDS,
-                event_type=ev.SUBSCRIPTION_COMMAND,
-                payload=ev.SubscriptionCommand(
+        await timekeeping.schedule_many(
+            uow,
+            [
+                timekeeping.Timer(
                     subscription_id=state.subscription_id,
-                    idempotency_key=timer.idempotency_key,
-                    channel=state.channel,
-                    effective_at=timer.due_at,
-                    actor="system:scheduler",
-                    params=wire.params_for(command),
-                ),
-            )
+                    kind=timer.kind.value,
+                    due_at=timer.due_at,
+                    clock=clock,
+                    topic=topics.SUBSCRIPTIONS_COMMANDS,
+                    event_type=ev.SUBSCRIPTION_COMMAND,
+                    payload=ev.SubscriptionCommand(
+                        subscription_id=state.subscription_id,
+                        idempotency_key=timer.idempotency_key,
+                        channel=state.channel,
+                        effective_at=timer.due_at,
+                        actor="system:scheduler",
+                        params=wire.params_for(
+                            timer.command.value
+                            if timer.command is not None
+                            else TIMER_NOTICES[timer.kind.value]
+                        ),
+                    ),
+                )
+                for timer in decision.timers_to_set
+            ],
+        )
         data = ev.SubscriptionStateChanged(
             subscription_id=state.subscription_id,
             version=version,

@@ -53,7 +53,7 @@ class LifecycleStore:
         """Insert a new subscription at version 0 (the update that follows makes it 1)."""
         await conn.execute(
             "INSERT INTO lifecycle.subscriptions (subscription_id, status, version, channel, customer_id, "
-            "plan_id, state) VALUES ($1, $2, 0, $3, $4, $5, $6)",
+            "plan_id, state) VALUES ($1, $2, 1, $3, $4, $5, $6)",
             subscription_id,
             status,
             channel,
