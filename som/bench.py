@@ -175,10 +175,152 @@ async def run_baseline(script: Path, bootstrap: str, dsn: str, orders: int) -> d
     return result
 
 
-def tracing_env(tracing: bool, ratio: float | None = None) -> dict[str, str]:
-    """Worker environment for the standard OpenTelemetry sampler variables."""
-    if not tracing:
+def tracing_env(tracing: bool | None, ratio: float | None = None) -> dict[str, str]:
+    """Worker environment for the standard OpenTelemetry sampler variables.
+
+    ``None``: as configured (the workers record nothing without an exporter); ``True``: record
+    every trace (its cost is what ``--tracing`` measures); ``False``: record none.
+    """
+    if tracing is False:
         return {"OTEL_TRACES_SAMPLER": "always_off"}
     if ratio is not None:
         return {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(ratio)}
+    if tracing:
+        return {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
     return {}
+
+
+@dataclass
+class RenewalResult:
+    """Figures of one renewal run."""
+
+    subscriptions: int
+    setup_seconds: float
+    renewal_invoices: int
+    renewal_seconds: float
+    renewal_invoices_per_second: float
+    seconds_until_quiet: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+async def run_renewals(
+    settings: Settings,
+    subscriptions: int,
+    *,
+    timeout: float = 3600.0,
+    progress: Callable[[str], None] | None = None,
+) -> RenewalResult:
+    """Create ``subscriptions`` monthly subscriptions on a test clock, then move it across one renewal.
+
+    The clock first moves to just before the renewal date (upcoming-charge notices and month-end
+    journal entries fire there), then across it; the renewal window is timed from that second
+    move to the last renewal invoice, and until the whole system is quiet again.
+    """
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from shared.db.pool import create_pool
+    from shared.timekeeping import advance_clock, create_clock
+
+    assert settings.kafka_bootstrap and settings.database_url
+    say = progress or (lambda _m: None)
+    ns = settings.topic_namespace
+    clock = f"renewals-{uuid.uuid4().hex[:8]}"
+    start = datetime(2025, 1, 10, tzinfo=UTC)
+    renewal = datetime(2025, 2, 10, tzinfo=UTC)
+    invoice_topic = f"{ns}{topics.BILLING_INVOICES}"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+    )
+    await consumer.start()
+    pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        tps = [
+            TopicPartition(invoice_topic, p)
+            for p in sorted(consumer.partitions_for_topic(invoice_topic) or ())
+        ]
+        if not tps:
+            await consumer._client.force_metadata_update()
+            tps = [
+                TopicPartition(invoice_topic, p)
+                for p in sorted(consumer.partitions_for_topic(invoice_topic) or ())
+            ]
+        consumer.assign(tps)
+        for tp, end in (await end_offsets(consumer, tps)).items():
+            consumer.seek(tp, end)
+        await create_clock(pool, clock, start)
+        docs = [
+            direct_order(plan="pro", quantity=1 + i % 3, effective_at=start) for i in range(subscriptions)
+        ]
+        wanted = {subscription_id_of(d) for d in docs}
+        first: set[str] = set()
+        renewed: set[str] = set()
+        last_renewal_at = 0.0
+
+        async def read(until: Callable[[], bool], limit: float) -> None:
+            nonlocal last_renewal_at
+            deadline = time.monotonic() + limit
+            while not until():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(first)} first and {len(renewed)} renewal invoices seen")
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                for recs in batch.values():
+                    for r in recs:
+                        doc = json.loads(r.value)
+                        sub, data = doc.get("subject"), doc.get("data", {})
+                        if sub not in wanted or data.get("document_type") != "invoice":
+                            continue
+                        if sub in first:
+                            renewed.add(sub)
+                            last_renewal_at = time.perf_counter()
+                        else:
+                            first.add(sub)
+
+        t0 = time.perf_counter()
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            futures = [
+                await producer.send(
+                    f"{ns}{topics.inbound('direct')}",
+                    value=json.dumps(d).encode(),
+                    key=str(d["order_id"]).encode(),
+                    headers=[("som-test-clock", clock.encode())],
+                )
+                for d in docs
+            ]
+            for f in futures:
+                await f
+        finally:
+            await producer.stop()
+        say(f"{subscriptions} orders published on clock {clock}")
+        await read(lambda: len(first) >= subscriptions, timeout)
+        setup = time.perf_counter() - t0
+        say(f"{subscriptions} subscriptions invoiced in {setup:.1f}s; moving to the eve of the renewal")
+        await advance_clock(
+            pool, settings.kafka_bootstrap, ns, clock, renewal - timedelta(seconds=1), timeout=timeout
+        )
+        say("renewal date: advancing across it")
+        t1 = time.perf_counter()
+        mover = asyncio.create_task(
+            advance_clock(
+                pool, settings.kafka_bootstrap, ns, clock, renewal + timedelta(hours=1), timeout=timeout
+            )
+        )
+        await read(lambda: len(renewed) >= subscriptions, timeout)
+        await mover
+        quiet_after = time.perf_counter() - t1
+    finally:
+        await consumer.stop()
+        await pool.close()
+    window = max(last_renewal_at - t1, 1e-9)
+    return RenewalResult(
+        subscriptions=subscriptions,
+        setup_seconds=setup,
+        renewal_invoices=len(renewed),
+        renewal_seconds=window,
+        renewal_invoices_per_second=len(renewed) / window,
+        seconds_until_quiet=quiet_after,
+    )

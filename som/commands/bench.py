@@ -27,14 +27,43 @@ def bench(
         Path | None, typer.Option(help="Baseline script (default ../shared/bench/).")
     ] = None,
     tracing: Annotated[
-        bool, typer.Option("--tracing/--no-tracing", help="Sample traces in the workers.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--tracing/--no-tracing",
+            help="Record every trace / none; default: as configured (none without an exporter).",
+        ),
+    ] = None,
     trace_ratio: Annotated[
         float | None, typer.Option(help="Sample this share of traces (parent-based).")
     ] = None,
+    renewals: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Instead: N subscriptions on a test clock renewed at once; renewal invoices/s."
+        ),
+    ] = None,
 ) -> None:
-    """Measure throughput and p50/p99 latency from inbound order to invoice on billing.invoices."""
-    from som.bench import default_baseline_script, run_baseline, run_bench, tracing_env
+    """Measure throughput and p50/p99 latency from inbound order to invoice on billing.invoices.
+
+    With ``--renewals N``: create N subscriptions on a test clock, move it across their renewal
+    date, and report renewal invoices per second and the time until the system is quiet.
+    """
+    from som.bench import default_baseline_script, run_baseline, run_bench, run_renewals, tracing_env
+
+    if renewals is not None:
+        with isolated_system("bench", extra_env=tracing_env(tracing, trace_ratio)) as s:
+            say = (lambda _m: None) if as_json else (lambda m: err.print(f"[dim]{m}[/dim]"))
+            figures_r = run(run_renewals(s, renewals, progress=say)).as_dict()
+        if as_json:
+            print(json.dumps(figures_r))
+        else:
+            table = Table("figure", "value", title="renewal run")
+            for k, v in figures_r.items():
+                table.add_row(k, str(v))
+            console.print(table)
+        if figures_r["renewal_invoices"] != renewals:
+            raise typer.Exit(EXIT_FAILED)
+        return
 
     script = baseline_script or default_baseline_script()
     if baseline and not script.exists():
