@@ -5,9 +5,11 @@ A lane's records are processed in offset order in ONE PostgreSQL transaction:
   a duplicate and changes nothing);
 - the parked keys among the batch's keys in one query (a parked key's messages follow the earlier
   one into the retry topic);
-- each message in its own SAVEPOINT, so one that fails rolls back alone: its claim is withdrawn, its
-  key parks, and it goes to the retry topic (or the DLQ when it can never succeed) while the rest
-  of the batch commits;
+- each message's handler, in order. One that fails rolls back alone: the transaction is rolled
+  back and the lane runs again with that message set aside (cheaper than a SAVEPOINT per message,
+  two round trips each, since failures are rare); its claim is withdrawn, its key parks, and it
+  goes to the retry topic (or the DLQ when it can never succeed) while the rest of the batch
+  commits;
 - the events all the messages caused, into the outbox in one statement;
 - failed and parked messages are handed to the broker before the commit (a crash in between only
   duplicates a retry copy, which the inbox absorbs); offsets are committed by the caller after.
@@ -68,6 +70,15 @@ def _span_attributes(topic: str, incoming: Incoming, group: str) -> dict[str, st
     }
 
 
+class _MessageFailed(Exception):
+    """The message at ``index`` failed on its own: the lane runs again without it."""
+
+    def __init__(self, index: int, exc: Exception) -> None:
+        super().__init__(f"message {index} failed: {exc!r}")
+        self.index = index
+        self.exc = exc
+
+
 class LaneProcessor:
     """Runs lanes of one worker: the per-message handler inside the batch transaction."""
 
@@ -100,9 +111,24 @@ class LaneProcessor:
     ) -> LaneResult:
         """Process ``records`` (one partition, offset order) in one transaction.
 
+        Handlers run without a savepoint each (two round trips a message saved). When one fails,
+        the transaction rolls back and the lane runs again with that message set aside as failed,
+        so it fails alone and the rest commits; a lane re-runs once per failing message, which is
+        rare, and handlers only touch the database, so running them again changes nothing.
+
         ``blame_messages``: an error that looks like an outage while every dependency answers is
         treated as the message's own failure (after the caller re-ran the lane a few times).
         """
+        known: dict[int, Exception] = {}
+        while True:
+            try:
+                return await self._attempt(route, records, known, blame_messages)
+            except _MessageFailed as failed:
+                known[failed.index] = failed.exc
+
+    async def _attempt(
+        self, route: Route, records: Sequence[Incoming], known: dict[int, Exception], blame_messages: bool
+    ) -> LaneResult:
         started = time.perf_counter()
         result = LaneResult()
         pending: list[OutboxMessage] = []
@@ -123,7 +149,7 @@ class LaneProcessor:
                 parked = await parking.parked_among(conn, self.group, route.topic, keys)
                 newly_parked: list[str] = []
                 unclaim: list[str] = []
-                for inc, eid in zip(records, ids, strict=True):
+                for index, (inc, eid) in enumerate(zip(records, ids, strict=True)):
                     if eid is None:
                         continue
                     if inc.key is not None and inc.key in parked:
@@ -136,10 +162,13 @@ class LaneProcessor:
                         continue
                     if eid not in claimed:
                         result.duplicates += 1
-                        metrics.PROCESSED.labels(self.worker, route.topic, "duplicate").inc()
                         continue
                     claimed.discard(eid)  # a second copy in this batch is a duplicate
-                    failure = await self._one(conn, route, inc, pending, blame_messages)
+                    failure = known.get(index)
+                    if failure is None:
+                        failure = await self._one(conn, route, inc, pending, blame_messages)
+                        if failure is not None:  # roll back all, run again with this one set aside
+                            raise _MessageFailed(index, failure)
                     if failure is None:
                         result.processed += 1
                         continue
@@ -158,7 +187,7 @@ class LaneProcessor:
                 await parking.park(conn, self.group, route.topic, newly_parked)
                 await write_outbox(conn, self.service, pending)
                 await self.router.send_all(result.failures)
-        except DependencyOutage:
+        except (DependencyOutage, _MessageFailed):
             raise
         except Exception as exc:
             if is_outage(exc) or is_contention(exc):
@@ -172,6 +201,8 @@ class LaneProcessor:
             for callback in self.after_commit:
                 callback(self.service)
         metrics.BATCH_RECORDS.labels(self.worker).observe(len(records))
+        if result.duplicates:
+            metrics.PROCESSED.labels(self.worker, route.topic, "duplicate").inc(result.duplicates)
         if result.processed:
             per_message = (time.perf_counter() - started) / len(records)
             metrics.PROCESSED.labels(self.worker, route.topic, "ok").inc(result.processed)
@@ -198,7 +229,7 @@ class LaneProcessor:
         pending: list[OutboxMessage],
         blame_messages: bool,
     ) -> Exception | None:
-        """Run the handler in a savepoint; the message's own failure is returned, an outage raised."""
+        """Run the handler; the message's own failure is returned, an outage raised."""
         uow = UnitOfWork(conn, self.service, self.namespace)
         parent = propagate.extract(inc.headers)
         topic = f"{self.namespace}{route.topic}"
@@ -211,8 +242,7 @@ class LaneProcessor:
             try:
                 if faults.fires(f"handler_error:{self.worker}"):
                     raise RuntimeError("handler failed (injected fault)")
-                async with conn.transaction():
-                    await route.handler(inc, uow)
+                await route.handler(inc, uow)
             except Exception as exc:
                 if conn.is_closed() or ((is_outage(exc) or is_contention(exc)) and not blame_messages):
                     raise DependencyOutage(exc) from exc
