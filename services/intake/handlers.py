@@ -21,6 +21,7 @@ from services.intake.domain.normalizers import normalize, region_hint
 from services.intake.domain.policy import effective_policy
 from services.intake.domain.validation import CustomerCredit
 from services.intake.pipeline import COMMAND_REASONS, check_signature, evaluate
+from services.intake.store import CustomerStanding, IntakeStore, PgIntakeStore
 from shared.catalog import Catalog
 from shared.contracts import events as ev
 from shared.contracts.canonical import CanonicalOrderChange, NormalizedPayload
@@ -73,9 +74,16 @@ def parse_effective_at(value: str | None, fallback_ms: int) -> datetime:
 class IntakeHandlers:
     """Handlers of the ``orders.inbound.<channel>`` topics."""
 
-    def __init__(self, catalog: Catalog, *, secrets: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        secrets: Mapping[str, Sequence[str]] | None = None,
+        store: IntakeStore | None = None,
+    ) -> None:
         self.catalog = catalog
         self.secrets: dict[str, list[str]] = {k: list(v) for k, v in (secrets or {}).items() if v}
+        self.store: IntakeStore = store or PgIntakeStore()
 
     async def on_inbound(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Verify, normalize, validate and route one channel payload."""
@@ -101,12 +109,7 @@ class IntakeHandlers:
             return
         if normalized.disposition != "apply":
             log.info("dropped %s payload: %s (%s)", channel, normalized.disposition, normalized.drop_reason)
-            await uow.conn.execute(
-                "INSERT INTO intake.dropped (channel, disposition, reason) VALUES ($1, $2, $3)",
-                channel,
-                normalized.disposition,
-                normalized.drop_reason,
-            )
+            await self.store.record_dropped(uow.conn, channel, normalized.disposition, normalized.drop_reason)
             return
         region = region_hint(channel, incoming.value, transport) or incoming.headers.get("region")
         for index, change in enumerate(normalized.changes):
@@ -122,21 +125,15 @@ class IntakeHandlers:
         region: str | None,
     ) -> None:
         order_key = change.channel_event_id or f"{inbound_event_id(incoming)}:{index}"
-        if await uow.conn.fetchval(
-            "SELECT 1 FROM intake.orders WHERE channel = $1 AND order_key = $2", channel, order_key
-        ):
+        if await self.store.order_seen(uow.conn, channel, order_key):
             log.info("order %s/%s seen before: no second effect", channel, order_key)
             return
-        customer_id, credit_row = await self._customer(uow, channel, change)
-        credit = (
-            CustomerCredit(
-                customer_id=customer_id,
-                credit_hold=credit_row["credit_hold"],
-                credit_limit=credit_row["credit_limit"],
-                currency=credit_row["currency"],
-            )
-            if credit_row
-            else None
+        customer_id, standing = await self._customer(uow, channel, change)
+        credit = CustomerCredit(
+            customer_id=customer_id,
+            credit_hold=standing.credit_hold,
+            credit_limit=standing.credit_limit,
+            currency=standing.currency,
         )
         verdict = evaluate(channel, change, index=index, catalog=self.catalog, region=region, customer=credit)
         if not verdict.accepted:
@@ -152,14 +149,13 @@ class IntakeHandlers:
             )
             return
         subscription_id, replaced_by, undo_cancellation = await self._subscription_id(uow, channel, change)
-        await uow.conn.execute(
-            "INSERT INTO intake.orders (channel, order_key, subscription_id, action, canonical) "
-            "VALUES ($1, $2, $3, $4, $5)",
+        await self.store.record_order(
+            uow.conn,
             channel,
             order_key,
-            subscription_id,
-            change.action,
-            change.model_dump(mode="json"),
+            subscription_id=subscription_id,
+            action=change.action,
+            canonical=change.model_dump(mode="json"),
         )
         if verdict.params is None:
             return
@@ -196,10 +192,10 @@ class IntakeHandlers:
                 customer_id=customer_id,
                 email=change.customer.email,
                 name=change.customer.name,
-                country=(credit_row["country"] if credit_row else None) or incoming.headers.get("country"),
+                country=standing.country or incoming.headers.get("country"),
                 region=region,
                 account_id=change.account.channel_account_id,
-                tax_exempt=bool(credit_row["tax_exempt"]) if credit_row else False,
+                tax_exempt=bool(standing.tax_exempt),
             )
             # Test mode: the subscription lives on a named test clock (som clock / som simulate).
             clock = incoming.headers.get(TEST_CLOCK_HEADER) or None
@@ -254,24 +250,19 @@ class IntakeHandlers:
 
     async def _customer(
         self, uow: UnitOfWork, channel: str, change: CanonicalOrderChange
-    ) -> tuple[str, Mapping[str, Any]]:
+    ) -> tuple[str, CustomerStanding]:
         """The internal customer (created on first sight) and its credit standing, in one round trip."""
         ext = change.customer.channel_customer_id or change.account.channel_account_id or "anonymous"
         customer_id = derived_id("customer", channel, ext)
-        row = await uow.conn.fetchrow(
-            "INSERT INTO intake.customers (customer_id, channel, channel_customer_id, email, name) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id) DO UPDATE SET "
-            "email = COALESCE(EXCLUDED.email, intake.customers.email), "
-            "name = COALESCE(EXCLUDED.name, intake.customers.name) "
-            "RETURNING credit_hold, credit_limit, currency, country, tax_exempt",
+        standing = await self.store.upsert_customer(
+            uow.conn,
             customer_id,
-            channel,
-            ext,
-            change.customer.email,
-            change.customer.name,
+            channel=channel,
+            channel_customer_id=ext,
+            email=change.customer.email,
+            name=change.customer.name,
         )
-        assert row is not None  # an upsert always returns its row
-        return customer_id, row
+        return customer_id, standing
 
     async def _subscription_id(
         self, uow: UnitOfWork, channel: str, change: CanonicalOrderChange
@@ -284,57 +275,30 @@ class IntakeHandlers:
         channel id had a cancellation scheduled.
         """
         replaced = change.replaces_channel_subscription_id
-        lookup = (
-            "SELECT subscription_id, replaced_by FROM intake.channel_subscriptions "
-            "WHERE channel = $1 AND channel_subscription_id = $2"
-        )
         if not replaced:
             # Known id: its row; new id: inserted with its derived internal id (one round trip either way).
-            row = await uow.conn.fetchrow(
-                "WITH new AS (INSERT INTO intake.channel_subscriptions "
-                "(channel, channel_subscription_id, subscription_id) VALUES ($1, $2, $3) "
-                "ON CONFLICT DO NOTHING RETURNING subscription_id, replaced_by) "
-                f"SELECT subscription_id, replaced_by FROM new UNION ALL {lookup} LIMIT 1",
+            mapping = await self.store.map_subscription(
+                uow.conn,
                 channel,
                 change.channel_subscription_id,
                 derived_id("subscription", channel, change.channel_subscription_id),
             )
-            if row is None:  # inserted meanwhile by another transaction: invisible to this statement
-                row = await uow.conn.fetchrow(lookup, channel, change.channel_subscription_id)
-            if row is None:
-                raise RuntimeError(f"no mapping row for {channel} {change.channel_subscription_id}")
-            return str(row["subscription_id"]), row["replaced_by"], False
-        existing = await uow.conn.fetchrow(lookup, channel, change.channel_subscription_id)
+            return mapping.subscription_id, mapping.replaced_by, False
+        existing = await self.store.find_subscription(uow.conn, channel, change.channel_subscription_id)
         if existing:
-            return str(existing["subscription_id"]), existing["replaced_by"], False
+            return existing.subscription_id, existing.replaced_by, False
         undo_cancellation = False
-        subscription_id: str | None = await uow.conn.fetchval(
-            "UPDATE intake.channel_subscriptions SET replaced_by = $3 "
-            "WHERE channel = $1 AND channel_subscription_id = $2 RETURNING subscription_id",
-            channel,
-            replaced,
-            change.channel_subscription_id,
+        subscription_id = await self.store.mark_replaced(
+            uow.conn, channel, replaced, change.channel_subscription_id
         )
         if subscription_id is not None:
-            last = await uow.conn.fetchrow(
-                "SELECT action, canonical->>'phase' AS phase FROM intake.orders "
-                "WHERE channel = $1 AND canonical->>'channel_subscription_id' = $2 "
-                "AND action IN ('cancel', 'uncancel') ORDER BY received_at DESC, order_key DESC LIMIT 1",
-                channel,
-                replaced,
-            )
+            last = await self.store.last_cancellation(uow.conn, channel, replaced)
             undo_cancellation = bool(
-                last and last["action"] == "cancel" and last["phase"] in ("scheduled", "requested")
+                last and last.action == "cancel" and last.phase in ("scheduled", "requested")
             )
         if subscription_id is None:
             subscription_id = derived_id("subscription", channel, change.channel_subscription_id)
-        await uow.conn.execute(
-            "INSERT INTO intake.channel_subscriptions (channel, channel_subscription_id, subscription_id) "
-            "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            channel,
-            change.channel_subscription_id,
-            subscription_id,
-        )
+        await self.store.add_mapping(uow.conn, channel, change.channel_subscription_id, subscription_id)
         return subscription_id, None, undo_cancellation
 
     async def _reject(
@@ -362,16 +326,15 @@ class IntakeHandlers:
             currency=change.currency if change else None,
             received_at=datetime.fromtimestamp(incoming.timestamp_ms / 1000, UTC),
         )
-        await uow.conn.execute(
-            "INSERT INTO intake.rejections (channel, channel_subscription_id, channel_event_id, reasons, "
-            "impact_score, order_value, currency) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        await self.store.record_rejection(
+            uow.conn,
             channel,
-            rejected.channel_subscription_id,
-            rejected.channel_event_id,
-            [r.model_dump() for r in rejected.reasons],
-            impact,
-            value,
-            rejected.currency,
+            channel_subscription_id=rejected.channel_subscription_id,
+            channel_event_id=rejected.channel_event_id,
+            reasons=[r.model_dump() for r in rejected.reasons],
+            impact_score=impact,
+            order_value=value,
+            currency=rejected.currency,
         )
         correlation = derived_id("order", channel, content_id(incoming))
         uow.emit(

@@ -34,6 +34,7 @@ import httpx
 from services.intake.domain import stackit
 from services.intake.domain.normalizers.stackit_marketplace import PENDING, state_name
 from services.intake.pipeline import interpret
+from services.intake.store import PgIntakeStore, StackitSnapshotStore
 from shared.catalog import Catalog, cached_catalog
 from shared.db.uow import Database
 from shared.messaging import topics
@@ -163,11 +164,13 @@ class StackitPoller:
         *,
         catalog: Catalog,
         poll_seconds: float = 60.0,
+        store: StackitSnapshotStore | None = None,
     ) -> None:
         self.client = client
         self.db = db
         self.catalog = catalog
         self.poll_seconds = poll_seconds
+        self.store: StackitSnapshotStore = store or PgIntakeStore()
 
     @classmethod
     def from_settings(
@@ -222,17 +225,12 @@ class StackitPoller:
         namespace = self.db.namespace
         async with self.db.unit_of_work(SERVICE) as uow:
             lock = f"stackit-poll:{namespace}:{self.project_id}"
-            if not await uow.conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", lock):
+            if not await self.store.try_poll_lock(uow.conn, lock):
                 report.skipped = True
                 return report
-            rows = await uow.conn.fetch(
-                "SELECT subscription_id, snapshot, decision FROM intake.stackit_snapshots "
-                "WHERE namespace = $1 AND project_id = $2",
-                namespace,
-                self.project_id,
-            )
-            stored = {r["subscription_id"]: r["snapshot"] for r in rows}
-            decided = {r["subscription_id"] for r in rows if r["decision"]}
+            rows = await self.store.load_snapshots(uow.conn, namespace, self.project_id)
+            stored = {r.subscription_id: r.snapshot for r in rows}
+            decided = {r.subscription_id for r in rows if r.decision}
             publications = stackit.diff_listing(stored, listing, poll=self.client.describe_list())
             by_id = {str(s.get("subscriptionId")): s for s in listing}
             for pub in publications:
@@ -245,16 +243,13 @@ class StackitPoller:
                 uow.emit_raw(
                     topics.inbound(CHANNEL), pub.payload, key=correlation_key(current), headers=pub.headers()
                 )
-                await uow.conn.execute(
-                    "INSERT INTO intake.stackit_snapshots (namespace, project_id, subscription_id, "
-                    "lifecycle_state, snapshot) VALUES ($1, $2, $3, $4, $5) "
-                    "ON CONFLICT (namespace, project_id, subscription_id) DO UPDATE SET "
-                    "lifecycle_state = EXCLUDED.lifecycle_state, snapshot = EXCLUDED.snapshot, changed_at = now()",
+                await self.store.save_snapshot(
+                    uow.conn,
                     namespace,
                     self.project_id,
                     pub.subscription_id,
-                    state_name(current.get("lifecycleState")),
-                    current,
+                    lifecycle_state=state_name(current.get("lifecycleState")),
+                    snapshot=current,
                 )
             report.published = sum(1 for pub in publications if pub.subscription_id)
         known = list(listing) + [s for sid, s in stored.items() if sid not in by_id]
@@ -292,13 +287,12 @@ class StackitPoller:
             log.warning("STACKIT decision for %s failed (retried next poll): %s", sid, exc)
             report.errors.append(f"{sid}: {exc}")
             return
-        await self.db.pool.execute(
-            "UPDATE intake.stackit_snapshots SET decision = $4, decision_reasons = $5, decided_at = $6 "
-            "WHERE namespace = $1 AND project_id = $2 AND subscription_id = $3",
+        await self.store.record_decision(
+            self.db.pool,
             self.db.namespace,
             self.project_id,
             sid,
-            decision,
-            [r.model_dump() for r in reasons],
-            datetime.now(UTC),
+            decision=decision,
+            reasons=[r.model_dump() for r in reasons],
+            decided_at=datetime.now(UTC),
         )
