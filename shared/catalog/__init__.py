@@ -8,9 +8,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.config_files import load_yaml_model
 from shared.money import is_exact, normalize_currency, to_decimal
 
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
@@ -126,12 +126,7 @@ class Catalog(BaseModel):
 
 def load_catalog(path: Path | str | None = None) -> Catalog:
     """Read and validate a catalog YAML file (the packaged default when ``path`` is None)."""
-    p = Path(path) if path else DEFAULT_CATALOG_PATH
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogError(f"cannot read catalog {p}: {exc}") from exc
-    return Catalog.model_validate(raw)
+    return load_yaml_model(path or DEFAULT_CATALOG_PATH, Catalog, CatalogError, what="catalog")
 
 
 @functools.lru_cache(maxsize=8)

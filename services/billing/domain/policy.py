@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.billing.domain.model import Invoicing, Timing
 from shared.catalog import Catalog
+from shared.config_files import load_yaml_model
 from shared.contracts.commands import TimingInput
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "config" / "billing_policy.yaml"
@@ -126,11 +126,7 @@ class BillingPolicy(_Frozen):
 
 def load_billing_policy(path: Path | str | None = None) -> BillingPolicy:
     """Read and validate the billing policy (the packaged default when ``path`` is None)."""
-    p = Path(path) if path else DEFAULT_POLICY_PATH
-    try:
-        return BillingPolicy.model_validate(yaml.safe_load(p.read_text()) or {})
-    except (OSError, yaml.YAMLError, ValueError) as exc:
-        raise PolicyError(f"cannot load billing policy {p}: {exc}") from exc
+    return load_yaml_model(path or DEFAULT_POLICY_PATH, BillingPolicy, PolicyError, what="billing policy")
 
 
 def classify_plan_change(catalog: Catalog, from_plan: str, to_plan: str) -> ChangeClass:

@@ -7,10 +7,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.billing.domain.model import Line, TaxProfile
+from shared.config_files import load_yaml_model
 from shared.money import round_half_up, to_decimal
 
 DEFAULT_TAX_RATES_PATH = Path(__file__).resolve().parent.parent / "config" / "tax_rates.yaml"
@@ -112,12 +112,7 @@ class TaxTable(BaseModel):
 
 def load_tax_table(path: Path | str | None = None) -> TaxTable:
     """Read and validate a tax rate table (the packaged default when ``path`` is None)."""
-    p = Path(path) if path else DEFAULT_TAX_RATES_PATH
-    try:
-        raw = yaml.safe_load(p.read_text())
-        return TaxTable.model_validate(raw)
-    except (OSError, yaml.YAMLError, ValueError) as exc:
-        raise TaxError(f"cannot load tax table {p}: {exc}") from exc
+    return load_yaml_model(path or DEFAULT_TAX_RATES_PATH, TaxTable, TaxError, what="tax table")
 
 
 def tax_line(line: Line, rate: Decimal, currency: str) -> Line:

@@ -19,10 +19,10 @@ import functools
 import re
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.catalog import Catalog
+from shared.config_files import load_yaml_model
 from shared.contracts.canonical import CHANNELS, CanonicalOrderChange
 
 DEFAULT_MAPPINGS_PATH = Path(__file__).resolve().parent.parent / "config" / "channel_mappings.yaml"
@@ -114,12 +114,9 @@ class ChannelMappings(BaseModel):
 
 def load_mappings(path: Path | str | None = None) -> ChannelMappings:
     """Read and validate a mapping file (the packaged one when ``path`` is None)."""
-    p = Path(path) if path else DEFAULT_MAPPINGS_PATH
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-        return ChannelMappings.model_validate(raw)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise MappingError(f"cannot load channel mappings {p}: {exc}") from exc
+    return load_yaml_model(
+        path or DEFAULT_MAPPINGS_PATH, ChannelMappings, MappingError, what="channel mappings"
+    )
 
 
 @functools.lru_cache(maxsize=8)

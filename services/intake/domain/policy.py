@@ -13,9 +13,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.config_files import load_yaml_model
 from shared.contracts.canonical import CHANNELS
 from shared.money import to_decimal
 
@@ -131,12 +131,7 @@ class EffectivePolicy(PolicySettings):
 
 def load_policy(path: Path | str | None = None) -> PolicyFile:
     """Read and validate a policy file (the packaged one when ``path`` is None)."""
-    p = Path(path) if path else DEFAULT_POLICY_PATH
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-        return PolicyFile.model_validate(raw)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise PolicyError(f"cannot load intake policy {p}: {exc}") from exc
+    return load_yaml_model(path or DEFAULT_POLICY_PATH, PolicyFile, PolicyError, what="intake policy")
 
 
 @functools.lru_cache(maxsize=8)

@@ -7,6 +7,7 @@ transaction, or publishes the :class:`Rejection`.
 
 from services.lifecycle.domain.approval import (
     ApprovalPolicy,
+    ApprovalPolicyError,
     ApprovalRule,
     approval_mode,
     deciding_rule,
@@ -70,6 +71,7 @@ __all__ = [
     "AddAddon",
     "AddOn",
     "ApprovalPolicy",
+    "ApprovalPolicyError",
     "ApprovalRule",
     "Approve",
     "AuditEntry",

@@ -19,8 +19,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.lifecycle.domain.model import ApprovalMode
+from shared.config_files import load_yaml_model
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[1] / "config" / "approval_policy.yaml"
+
+
+class ApprovalPolicyError(ValueError):
+    """The approval policy file cannot be read, is not YAML, or is not a valid policy."""
 
 
 class ApprovalRule(BaseModel):
@@ -127,5 +132,7 @@ def parse_approval_policy(text: str) -> ApprovalPolicy:
 
 def load_approval_policy(path: Path | str | None = None) -> ApprovalPolicy:
     """Read the policy file (the packaged default when ``path`` is None). The only I/O in the domain,
-    meant for start-up: ``approval_mode`` itself is pure."""
-    return parse_approval_policy(Path(path or DEFAULT_POLICY_PATH).read_text())
+    meant for start-up: ``approval_mode`` itself is pure. Raises :class:`ApprovalPolicyError`."""
+    return load_yaml_model(
+        path or DEFAULT_POLICY_PATH, ApprovalPolicy, ApprovalPolicyError, what="approval policy"
+    )
