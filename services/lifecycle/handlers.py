@@ -21,7 +21,7 @@ from services.lifecycle.domain import (
 )
 from services.lifecycle.domain.decode import CommandNotUnderstood, commercial_terms, decode_command
 from services.lifecycle.domain.timers import TimerKind
-from services.lifecycle.store import LifecycleStore
+from services.lifecycle.store import LifecycleStore, PgLifecycleStore
 from shared import timekeeping
 from shared.catalog import Catalog, CatalogError
 from shared.contracts import commands as wire
@@ -54,7 +54,7 @@ class LifecycleHandlers:
 
     def __init__(self, catalog: Catalog, store: LifecycleStore | None = None) -> None:
         self.catalog = catalog
-        self.store = store or LifecycleStore()
+        self.store: LifecycleStore = store or PgLifecycleStore()
         self.approval_policy = load_approval_policy()
 
     # -- commands ------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ class LifecycleHandlers:
             outcome = await self._notice(uow, event, cmd, current, commercial)
         else:
             try:
-                now = await timekeeping.clock_now(uow.conn, commercial.get("clock", timekeeping.SYSTEM_CLOCK))
+                now = await self.store.clock_now(uow.conn, commercial.get("clock", timekeeping.SYSTEM_CLOCK))
                 domain_cmd = decode_command(
                     cmd, current, catalog=self.catalog, approval_policy=self.approval_policy
                 )
@@ -144,8 +144,8 @@ class LifecycleHandlers:
             {k.value for k in decision.timers_to_cancel} | {t.kind.value for t in decision.timers_to_set}
         )
         if kinds and decision.previous is not None:  # a new subscription has no timers yet
-            await timekeeping.cancel_timers(uow, state.subscription_id, kinds)
-        await timekeeping.schedule_many(
+            await self.store.cancel_timers(uow, state.subscription_id, kinds)
+        await self.store.schedule_timers(
             uow,
             [
                 timekeeping.Timer(

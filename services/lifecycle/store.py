@@ -1,16 +1,98 @@
-"""What the lifecycle worker keeps in PostgreSQL (schema ``lifecycle``). Every call runs on the
-handler's connection, inside its transaction (inbox, state, audit and outbox commit together)."""
+"""What the lifecycle worker keeps in PostgreSQL (schema ``lifecycle``) and its timers. Every call
+runs on the handler's connection or unit of work, inside its transaction (inbox, state, audit,
+timers and outbox commit together)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
+from shared import timekeeping
+from shared.db.uow import UnitOfWork
 
-class LifecycleStore:
-    """Subscriptions, their audit trail, users, instances and the command keys already seen."""
+
+class LifecycleStore(Protocol):
+    """Subscriptions, their audit trail, users, instances, the command keys already seen, and the
+    business clock and timers (:mod:`shared.timekeeping`) the handler reads and sets."""
+
+    async def claim_command(self, conn: Any, idempotency_key: str, subscription_id: str) -> bool:
+        """True the first time a command key is seen; False for a repeat (it has no second effect)."""
+        ...
+
+    async def set_command_outcome(self, conn: Any, idempotency_key: str, outcome: str) -> None:
+        """Record how a command ended (applied, rejected, ...)."""
+        ...
+
+    async def load_state(self, conn: Any, subscription_id: str) -> dict[str, Any] | None:
+        """The stored state (``domain`` and ``commercial``), locked for the transaction; None if new."""
+        ...
+
+    async def create(
+        self,
+        conn: Any,
+        subscription_id: str,
+        *,
+        status: str,
+        channel: str,
+        customer_id: str,
+        plan_id: str,
+        state: dict[str, Any],
+    ) -> None:
+        """Insert a new subscription at version 1."""
+        ...
+
+    async def add_owner(self, conn: Any, subscription_id: str, user_id: str, email: str | None) -> None:
+        """The buyer as the subscription's owner (once)."""
+        ...
+
+    async def update(
+        self, conn: Any, subscription_id: str, *, status: str, plan_id: str, state: dict[str, Any]
+    ) -> int:
+        """Store the new state; returns the subscription's new version."""
+        ...
+
+    async def append_audit(
+        self,
+        conn: Any,
+        subscription_id: str,
+        *,
+        from_status: str | None,
+        to_status: str,
+        command: str,
+        actor: str | None,
+        reason: str | None,
+        channel: str,
+        effective_at: datetime,
+        correlation_id: str | None,
+        trace_id: str | None,
+    ) -> None:
+        """One row of the append-only audit trail."""
+        ...
+
+    async def record_instance(
+        self, conn: Any, subscription_id: str, instance_id: str, status: str, reported_at: datetime
+    ) -> None:
+        """An instance as provisioning reports it; an older report never overwrites a newer one."""
+        ...
+
+    async def clock_now(self, conn: Any, clock: str) -> datetime:
+        """Business time on ``clock``; raises KeyError for an unknown test clock."""
+        ...
+
+    async def cancel_timers(self, uow: Any, subscription_id: str, kinds: list[str]) -> None:
+        """Cancel the subscription's pending timers of ``kinds``."""
+        ...
+
+    async def schedule_timers(self, uow: Any, timers: Sequence[timekeeping.Timer]) -> None:
+        """Add timers (none: nothing to do)."""
+        ...
+
+
+class PgLifecycleStore:
+    """:class:`LifecycleStore` on PostgreSQL; the clock and timers are :mod:`shared.timekeeping`'s."""
 
     async def claim_command(
         self, conn: asyncpg.Connection, idempotency_key: str, subscription_id: str
@@ -50,7 +132,7 @@ class LifecycleStore:
         plan_id: str,
         state: dict[str, Any],
     ) -> None:
-        """Insert a new subscription at version 0 (the update that follows makes it 1)."""
+        """Insert a new subscription at version 1."""
         await conn.execute(
             "INSERT INTO lifecycle.subscriptions (subscription_id, status, version, channel, customer_id, "
             "plan_id, state) VALUES ($1, $2, 1, $3, $4, $5, $6)",
@@ -144,3 +226,15 @@ class LifecycleStore:
             status,
             reported_at,
         )
+
+    async def clock_now(self, conn: asyncpg.Connection, clock: str) -> datetime:
+        """Business time on ``clock`` (no round trip for the system clock); KeyError when unknown."""
+        return await timekeeping.clock_now(conn, clock)
+
+    async def cancel_timers(self, uow: UnitOfWork, subscription_id: str, kinds: list[str]) -> None:
+        """Cancel the subscription's pending timers of ``kinds`` (this service's only)."""
+        await timekeeping.cancel_timers(uow, subscription_id, kinds)
+
+    async def schedule_timers(self, uow: UnitOfWork, timers: Sequence[timekeeping.Timer]) -> None:
+        """Add timers of this service in one statement (none: no round trip)."""
+        await timekeeping.schedule_many(uow, timers)

@@ -3,10 +3,15 @@ database. Only what the handlers call is faked; the real stores are covered by t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from services.entitlements.store import EntitlementRecord
+from services.intake.store import CustomerStanding, LastCancellation, SubscriptionMapping
+from shared import timekeeping
 from shared.contracts.envelope import CloudEvent
 
 
@@ -44,3 +49,260 @@ class FakeEntitlementStore:
     ) -> None:
         """Insert or replace the set."""
         self.sets[subscription_id] = EntitlementRecord(version, lifecycle_version, body)
+
+
+@dataclass
+class FakeIntakeStore:
+    """The intake tables in dicts and lists: orders by (channel, order key), customers, the mapping
+    of channel subscription ids, rejections and dropped payloads."""
+
+    orders: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mappings: dict[tuple[str, str], SubscriptionMapping] = field(default_factory=dict)
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+    async def order_seen(self, conn: Any, channel: str, order_key: str) -> bool:
+        """True when the order was recorded before."""
+        return (channel, order_key) in self.orders
+
+    async def record_dropped(self, conn: Any, channel: str, disposition: str, reason: str | None) -> None:
+        """Keep the dropped payload's disposition."""
+        self.dropped.append((channel, disposition, reason))
+
+    async def upsert_customer(
+        self,
+        conn: Any,
+        customer_id: str,
+        *,
+        channel: str,
+        channel_customer_id: str,
+        email: str | None,
+        name: str | None,
+    ) -> CustomerStanding:
+        """Create on first sight (good standing, as the table's defaults), else refresh email and name."""
+        row = self.customers.setdefault(
+            customer_id,
+            {
+                "channel": channel,
+                "channel_customer_id": channel_customer_id,
+                "email": None,
+                "name": None,
+                "country": None,
+                "credit_hold": False,
+                "credit_limit": None,
+                "currency": None,
+                "tax_exempt": False,
+            },
+        )
+        row["email"] = email if email is not None else row["email"]  # COALESCE, as the upsert
+        row["name"] = name if name is not None else row["name"]
+        return CustomerStanding(
+            credit_hold=row["credit_hold"],
+            credit_limit=row["credit_limit"],
+            currency=row["currency"],
+            country=row["country"],
+            tax_exempt=row["tax_exempt"],
+        )
+
+    async def record_order(
+        self,
+        conn: Any,
+        channel: str,
+        order_key: str,
+        *,
+        subscription_id: str,
+        action: str,
+        canonical: dict[str, Any],
+    ) -> None:
+        """Insert the order; a second insert of the same key fails like the primary key would."""
+        if (channel, order_key) in self.orders:
+            raise AssertionError(f"duplicate order {channel}/{order_key}")
+        self.orders[(channel, order_key)] = {
+            "subscription_id": subscription_id,
+            "action": action,
+            "canonical": canonical,
+        }
+
+    async def map_subscription(
+        self, conn: Any, channel: str, channel_subscription_id: str, subscription_id: str
+    ) -> SubscriptionMapping:
+        """The stored mapping, or a new one."""
+        return self.mappings.setdefault(
+            (channel, channel_subscription_id), SubscriptionMapping(subscription_id, None)
+        )
+
+    async def find_subscription(
+        self, conn: Any, channel: str, channel_subscription_id: str
+    ) -> SubscriptionMapping | None:
+        """The stored mapping, or None."""
+        return self.mappings.get((channel, channel_subscription_id))
+
+    async def mark_replaced(
+        self, conn: Any, channel: str, channel_subscription_id: str, replaced_by: str
+    ) -> str | None:
+        """Record the replacing id on the replaced one's mapping."""
+        current = self.mappings.get((channel, channel_subscription_id))
+        if current is None:
+            return None
+        self.mappings[(channel, channel_subscription_id)] = SubscriptionMapping(
+            current.subscription_id, replaced_by
+        )
+        return current.subscription_id
+
+    async def last_cancellation(
+        self, conn: Any, channel: str, channel_subscription_id: str
+    ) -> LastCancellation | None:
+        """The latest cancel or uncancel order of the channel id (insertion order is arrival order)."""
+        found = None
+        for (ch, _), order in self.orders.items():
+            canonical = order["canonical"]
+            if (
+                ch == channel
+                and canonical.get("channel_subscription_id") == channel_subscription_id
+                and order["action"] in ("cancel", "uncancel")
+            ):
+                found = LastCancellation(order["action"], canonical.get("phase"))
+        return found
+
+    async def add_mapping(
+        self, conn: Any, channel: str, channel_subscription_id: str, subscription_id: str
+    ) -> None:
+        """Map the channel id unless it is mapped already."""
+        self.mappings.setdefault(
+            (channel, channel_subscription_id), SubscriptionMapping(subscription_id, None)
+        )
+
+    async def record_rejection(
+        self,
+        conn: Any,
+        channel: str,
+        *,
+        channel_subscription_id: str | None,
+        channel_event_id: str | None,
+        reasons: list[dict[str, Any]],
+        impact_score: Decimal,
+        order_value: Decimal | None,
+        currency: str | None,
+    ) -> None:
+        """Keep the rejection row."""
+        self.rejections.append(
+            {
+                "channel": channel,
+                "channel_subscription_id": channel_subscription_id,
+                "channel_event_id": channel_event_id,
+                "reasons": reasons,
+                "impact_score": impact_score,
+                "order_value": order_value,
+                "currency": currency,
+            }
+        )
+
+
+@dataclass
+class FakeTimer:
+    """A stored timer: what was scheduled, and whether it was cancelled since."""
+
+    timer: timekeeping.Timer
+    cancelled: bool = False
+
+
+@dataclass
+class FakeLifecycleStore:
+    """The lifecycle tables in dicts and lists, plus test clocks and timers (``shared.timekeeping``'s
+    part of the Postgres store)."""
+
+    subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    command_keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    instances: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    clocks: dict[str, datetime] = field(default_factory=dict)
+    timers: list[FakeTimer] = field(default_factory=list)
+
+    async def claim_command(self, conn: Any, idempotency_key: str, subscription_id: str) -> bool:
+        """True the first time a key is seen."""
+        if idempotency_key in self.command_keys:
+            return False
+        self.command_keys[idempotency_key] = {"subscription_id": subscription_id, "outcome": "pending"}
+        return True
+
+    async def set_command_outcome(self, conn: Any, idempotency_key: str, outcome: str) -> None:
+        """Record how the command ended."""
+        self.command_keys[idempotency_key]["outcome"] = outcome
+
+    async def load_state(self, conn: Any, subscription_id: str) -> dict[str, Any] | None:
+        """The stored state, or None."""
+        row = self.subscriptions.get(subscription_id)
+        return dict(row["state"]) if row else None
+
+    async def create(
+        self,
+        conn: Any,
+        subscription_id: str,
+        *,
+        status: str,
+        channel: str,
+        customer_id: str,
+        plan_id: str,
+        state: dict[str, Any],
+    ) -> None:
+        """Insert at version 1; a second insert fails like the primary key would."""
+        if subscription_id in self.subscriptions:
+            raise AssertionError(f"duplicate subscription {subscription_id}")
+        self.subscriptions[subscription_id] = {
+            "status": status,
+            "version": 1,
+            "channel": channel,
+            "customer_id": customer_id,
+            "plan_id": plan_id,
+            "state": state,
+        }
+
+    async def add_owner(self, conn: Any, subscription_id: str, user_id: str, email: str | None) -> None:
+        """The buyer as owner, once."""
+        self.users.setdefault((subscription_id, user_id), {"email": email, "role": "owner"})
+
+    async def update(
+        self, conn: Any, subscription_id: str, *, status: str, plan_id: str, state: dict[str, Any]
+    ) -> int:
+        """Store the new state at the next version."""
+        row = self.subscriptions[subscription_id]
+        row.update(status=status, plan_id=plan_id, state=state, version=row["version"] + 1)
+        return int(row["version"])
+
+    async def append_audit(self, conn: Any, subscription_id: str, **entry: Any) -> None:
+        """Append the audit row."""
+        self.audit.append({"subscription_id": subscription_id, **entry})
+
+    async def record_instance(
+        self, conn: Any, subscription_id: str, instance_id: str, status: str, reported_at: datetime
+    ) -> None:
+        """Keep the newest report of an instance."""
+        current = self.instances.get((subscription_id, instance_id))
+        if current is None or current["reported_at"] <= reported_at:
+            self.instances[(subscription_id, instance_id)] = {"status": status, "reported_at": reported_at}
+
+    async def clock_now(self, conn: Any, clock: str) -> datetime:
+        """The wall clock for ``system``, else the test clock's time; KeyError when unknown."""
+        if clock == timekeeping.SYSTEM_CLOCK:
+            return datetime.now(UTC)
+        if clock not in self.clocks:
+            raise KeyError(f"no clock named {clock!r}")
+        return self.clocks[clock]
+
+    async def cancel_timers(self, uow: Any, subscription_id: str, kinds: list[str]) -> None:
+        """Cancel the subscription's pending timers of ``kinds``."""
+        for t in self.timers:
+            if t.timer.subscription_id == subscription_id and t.timer.kind in kinds:
+                t.cancelled = True
+
+    async def schedule_timers(self, uow: Any, timers: Sequence[timekeeping.Timer]) -> None:
+        """Add the timers."""
+        self.timers.extend(FakeTimer(t) for t in timers)
+
+    def pending_timers(self, subscription_id: str) -> list[timekeeping.Timer]:
+        """Timers of the subscription not cancelled (none fires in a component test)."""
+        return [
+            t.timer for t in self.timers if not t.cancelled and t.timer.subscription_id == subscription_id
+        ]
