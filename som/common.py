@@ -81,8 +81,11 @@ def resolved_settings(*, require: bool = True) -> Settings:
 
 
 @contextlib.contextmanager
-def system_endpoints(settings: Settings, *, publish: bool) -> Iterator[Settings]:
-    """Use configured endpoints, or start the embedded broker and database for the duration."""
+def system_endpoints(settings: Settings, *, publish: bool, ephemeral: bool = False) -> Iterator[Settings]:
+    """Use configured endpoints, or start the embedded broker and database for the duration.
+
+    ``ephemeral``: the embedded database's files are deleted when it stops.
+    """
     from som.embedded import infrastructure
 
     with infrastructure(
@@ -90,6 +93,7 @@ def system_endpoints(settings: Settings, *, publish: bool) -> Iterator[Settings]
         database_url=settings.database_url,
         data_dir=settings.data_dir,
         broker_port=settings.embedded_kafka_port,
+        ephemeral=ephemeral,
     ) as ep:
         resolved = settings.model_copy(
             update={"kafka_bootstrap": ep.kafka_bootstrap, "database_url": ep.database_url}
@@ -138,10 +142,12 @@ def isolated_system(purpose: str, extra_env: dict[str, str] | None = None) -> It
             "consumer_session_timeout_ms": 6_000,
             "consumer_heartbeat_ms": 1_000,
             "scheduler_poll_seconds": 0.1,
-            "data_dir": base.data_dir / purpose,
+            # Its own database directory: two runs at once (two benches) must not share a server
+            # that the first one to finish stops under the other.
+            "data_dir": base.data_dir / f"{purpose}-{uuid.uuid4().hex[:8]}",
         }
     )
-    with terminate_on_signals(), system_endpoints(base, publish=False) as s:
+    with terminate_on_signals(), system_endpoints(base, publish=False, ephemeral=True) as s:
         run(prepare(s))
         with worker_set(s, extra_env=extra_env):
             run(wait_ready(s))
