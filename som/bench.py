@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared.messaging import topics
+from shared.messaging.kafka_util import topic_partitions
 from shared.messaging.offsets import end_offsets
 from shared.settings import Settings
 from som.orders import direct_order, send_orders, subscription_id_of
@@ -65,11 +66,7 @@ async def run_bench(
     await consumer.start()
     tps: list[TopicPartition] = []
     for name in (invoice_topic, events_topic, ent_topic):
-        parts = consumer.partitions_for_topic(name)
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(name) or set()
-        tps.extend(TopicPartition(name, p) for p in parts)
+        tps.extend(await topic_partitions(consumer, name))
     consumer.assign(tps)
     # From the true end (Tansu's "latest offset" stops short): nothing older is counted.
     for tp, end in (await end_offsets(consumer, tps)).items():
@@ -237,16 +234,7 @@ async def run_renewals(
     await consumer.start()
     pool = await create_pool(settings.database_url, min_size=1, max_size=4)
     try:
-        tps = [
-            TopicPartition(invoice_topic, p)
-            for p in sorted(consumer.partitions_for_topic(invoice_topic) or ())
-        ]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [
-                TopicPartition(invoice_topic, p)
-                for p in sorted(consumer.partitions_for_topic(invoice_topic) or ())
-            ]
+        tps = await topic_partitions(consumer, invoice_topic)
         consumer.assign(tps)
         for tp, end in (await end_offsets(consumer, tps)).items():
             consumer.seek(tp, end)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from rich.table import Table
 
 from services.billing import views as billing_views
@@ -33,6 +33,7 @@ from services.lifecycle import views as lifecycle_views
 from services.registry import WORKERS
 from shared.db.pool import create_pool
 from shared.messaging import topics
+from shared.messaging.kafka_util import topic_partitions
 from shared.messaging.offsets import read_to_end
 from shared.settings import Settings, get_settings
 from shared.timekeeping import SYSTEM_CLOCK, wait_quiet
@@ -131,8 +132,7 @@ async def read_topics(bootstrap: str, names: list[str]) -> dict[str, list[Consum
     await consumer.start()
     out: dict[str, list[ConsumerRecord]] = {n: [] for n in names}
     try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(n, p) for n in names for p in (consumer.partitions_for_topic(n) or ())]
+        tps = [tp for n in names for tp in await topic_partitions(consumer, n, refreshes=1, pause=0)]
         if tps:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
