@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.uow import Database, UnitOfWork
+from shared.messaging.errors import is_outage
 from shared.messaging.offsets import end_offsets
 from shared.messaging.topics import CONSUMERS, retry_topic
 
@@ -189,16 +190,32 @@ class _Payload(BaseModel):
 
 
 async def run_scheduler(db: Database, service: str, *, poll_seconds: float = 1.0) -> None:
-    """Fire due timers of ``service`` forever (a background task of its worker)."""
+    """Fire due timers of ``service`` forever (a background task of its worker).
+
+    While the database is unreachable the timers wait in it: the scheduler says so once and polls
+    with backoff (up to 5 s) instead of logging a traceback every poll.
+    """
+    delay = poll_seconds
+    down = False
     while True:
         try:
             while await fire_due(db, service) > 0:
                 pass
+            if down:
+                log.warning("scheduler of %s: database answers again", service)
+            down, delay = False, poll_seconds
         except asyncio.CancelledError:
             raise
-        except Exception:  # database down: the timers wait in Postgres; try again next poll
-            log.exception("scheduler pass of %s failed", service)
-        await asyncio.sleep(poll_seconds)
+        except Exception as exc:
+            if not is_outage(exc):
+                log.exception("scheduler pass of %s failed", service)
+            elif not down:
+                log.warning(
+                    "scheduler of %s: database unreachable (%s); timers wait", service, type(exc).__name__
+                )
+            down = down or is_outage(exc)
+            delay = min(5.0, max(delay * 2, poll_seconds)) if down else poll_seconds
+        await asyncio.sleep(delay)
 
 
 async def pending_timers(pool: asyncpg.Pool, subscription_id: str | None = None) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from shared.db.uow import decode_headers
+from shared.messaging.errors import is_outage
 
 log = logging.getLogger("som.relay")
 _tracer = trace.get_tracer("som.relay")
@@ -46,6 +47,7 @@ class OutboxRelay:
         self.published = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._down = False  # a dependency is unreachable: said once, not every poll
 
     def signal(self, service: str | None = None) -> None:
         """Wake the relay (called after a commit that wrote outbox rows)."""
@@ -76,10 +78,17 @@ class OutboxRelay:
             self._wake.clear()
             try:
                 await self.drain()
+                if self._down:
+                    log.warning("outbox relay of %s: publishing again", self.service)
+                self._down = False
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the next wake or poll tries again; rows stay in the outbox
-                log.exception("outbox relay failed; will retry")
+            except Exception as exc:  # the next wake or poll tries again; rows stay in the outbox
+                if not is_outage(exc):
+                    log.exception("outbox relay failed; will retry")
+                elif not self._down:
+                    log.warning("outbox relay of %s paused: %s unreachable", self.service, type(exc).__name__)
+                self._down = self._down or is_outage(exc)
                 await asyncio.sleep(min(self.poll_seconds, 1.0))
 
     async def drain(self) -> int:
