@@ -14,6 +14,7 @@ from shared.settings import Settings
 from som.chaos import ChaosPlan, chaos_run
 
 
+@pytest.mark.slow  # 30 s: in CI's full run, not in the fast default
 @pytest.mark.skipif(
     bool(os.environ.get("SOM_DATABASE_URL")), reason="database restarts need the embedded PostgreSQL"
 )

@@ -114,6 +114,7 @@ def rekey(
     return text.encode(), json.loads(blob)
 
 
+@pytest.mark.slow  # 23 s, every channel end to end; the normalizers have fast unit tests
 async def test_each_channels_create_sample_yields_its_subscription_or_expected_rejection(
     settings: Settings, db: Database
 ) -> None:
