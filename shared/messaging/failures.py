@@ -45,10 +45,9 @@ class Failure:
     incoming: Incoming
     exc: Exception | None
 
-    @property
-    def to_dlq(self) -> bool:
-        """Input that can never succeed goes to the DLQ at once."""
-        return self.exc is not None and is_permanent(self.exc)
+    def to_dlq(self, *, exhausted: bool = False) -> bool:
+        """DLQ for input that can never succeed, or when its retries are used up; else the retry topic."""
+        return self.exc is not None and (exhausted or is_permanent(self.exc))
 
 
 class FailureRouter:
@@ -116,7 +115,7 @@ class FailureRouter:
         incoming, exc = failure.incoming, failure.exc
         headers = self.headers(incoming, exc)
         main = f"{self.namespace}{incoming.topic}"
-        if exc is not None and (exhausted or failure.to_dlq):
+        if exc is not None and failure.to_dlq(exhausted=exhausted):
             headers[H_DLQ_REASON] = "permanent" if is_permanent(exc) else "retries_exhausted"
             topic = dlq_topic(main, self.group)
         else:
@@ -137,7 +136,7 @@ class FailureRouter:
 
     def _count(self, failure: Failure, *, exhausted: bool = False) -> None:
         incoming, exc = failure.incoming, failure.exc
-        if exc is not None and (exhausted or failure.to_dlq):
+        if exc is not None and failure.to_dlq(exhausted=exhausted):
             metrics.DEAD_LETTERS.labels(self.worker, incoming.topic).inc()
             log.error(
                 "dead-lettered %s[%d]@%d after %d attempt(s): %s: %s",

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -33,7 +34,6 @@ from shared.db.uow import OutboxMessage, UnitOfWork, write_outbox
 from shared.messaging import metrics, parking
 from shared.messaging.errors import (
     DependencyOutage,
-    PermanentError,
     UnparseableMessage,
     is_contention,
     is_outage,
@@ -56,18 +56,27 @@ class LaneResult:
     emitted: int = 0
 
 
-def _span_attributes(topic: str, incoming: Incoming, group: str) -> dict[str, str | int]:
-    return {
-        "messaging.system": "kafka",
-        "messaging.operation.name": "process",
-        "messaging.operation.type": "process",
-        "messaging.destination.name": topic,
-        "messaging.consumer.group.name": group,
-        "messaging.destination.partition.id": str(incoming.partition),
-        "messaging.kafka.offset": incoming.offset,
-        "messaging.kafka.message.key": incoming.key or "",
-        "messaging.message.id": incoming.headers.get("ce_id", ""),
-    }
+def process_span(
+    tracer: trace.Tracer, topic: str, incoming: Incoming, group: str
+) -> AbstractContextManager[trace.Span]:
+    """The consumer span of one message, continuing the trace its headers carry."""
+    return tracer.start_as_current_span(
+        f"{topic} process",
+        context=propagate.extract(incoming.headers),
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.name": "process",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topic,
+            "messaging.consumer.group.name": group,
+            "messaging.destination.partition.id": str(incoming.partition),
+            "messaging.kafka.offset": incoming.offset,
+            "messaging.kafka.message.key": incoming.key or "",
+            "messaging.message.id": incoming.headers.get("ce_id", ""),
+            "messaging.som.attempt": incoming.attempt,
+        },
+    )
 
 
 class _MessageFailed(Exception):
@@ -231,14 +240,7 @@ class LaneProcessor:
     ) -> Exception | None:
         """Run the handler; the message's own failure is returned, an outage raised."""
         uow = UnitOfWork(conn, self.service, self.namespace)
-        parent = propagate.extract(inc.headers)
-        topic = f"{self.namespace}{route.topic}"
-        with self._tracer.start_as_current_span(
-            f"{topic} process",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=_span_attributes(topic, inc, self.group),
-        ) as span:
+        with process_span(self._tracer, f"{self.namespace}{route.topic}", inc, self.group) as span:
             try:
                 if faults.fires(f"handler_error:{self.worker}"):
                     raise RuntimeError("handler failed (injected fault)")
@@ -248,6 +250,6 @@ class LaneProcessor:
                     raise DependencyOutage(exc) from exc
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                return exc if isinstance(exc, Exception) else PermanentError(str(exc))
+                return exc
         pending.extend(uow.pending)
         return None

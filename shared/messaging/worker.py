@@ -25,9 +25,8 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import SpanKind
 
 from shared.db.uow import Database
 from shared.messaging import metrics, parking
@@ -45,7 +44,7 @@ from shared.messaging.incoming import (
     Route,
     now_iso,
 )
-from shared.messaging.lanes import LaneProcessor
+from shared.messaging.lanes import LaneProcessor, process_span
 from shared.messaging.outage import OutageGate
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topics import retry_topic
@@ -338,16 +337,7 @@ class Worker:
     async def _process_retry(self, route: Route, incoming: Incoming) -> None:
         started = time.perf_counter()
         event_id = route.event_id(incoming)
-        with self._tracer.start_as_current_span(
-            f"{self.namespace}{route.topic} process",
-            context=propagate.extract(incoming.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": f"{self.namespace}{route.topic}",
-                "messaging.som.attempt": incoming.attempt,
-            },
-        ):
+        with process_span(self._tracer, f"{self.namespace}{route.topic}", incoming, self.group):
             async with self.db.unit_of_work(self.name) as uow:
                 fresh = await uow.claim(self.group, event_id, route.topic)
                 if fresh:
