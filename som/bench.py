@@ -46,6 +46,23 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+async def _reader_from_now(bootstrap: str, names: list[str]) -> AIOKafkaConsumer:
+    """A started group-less reader of ``names``, positioned at their true ends (only what comes next).
+
+    A short fetch wait: the reader must not add its own latency to what it measures. The true end,
+    because Tansu's "latest offset" stops short and older records would be counted.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5)
+    await consumer.start()
+    tps: list[TopicPartition] = []
+    for name in names:
+        tps.extend(await topic_partitions(consumer, name))
+    consumer.assign(tps)
+    for tp, end in (await end_offsets(consumer, tps)).items():
+        consumer.seek(tp, end)
+    return consumer
+
+
 async def run_bench(
     settings: Settings,
     orders: int,
@@ -59,18 +76,7 @@ async def run_bench(
     invoice_topic = f"{settings.topic_namespace}{topics.BILLING_INVOICES}"
     events_topic = f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_EVENTS}"
     ent_topic = f"{settings.topic_namespace}{topics.ENTITLEMENTS_CHANGED}"
-    # A short fetch wait: the reader must not add its own latency to what it measures.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
-    )
-    await consumer.start()
-    tps: list[TopicPartition] = []
-    for name in (invoice_topic, events_topic, ent_topic):
-        tps.extend(await topic_partitions(consumer, name))
-    consumer.assign(tps)
-    # From the true end (Tansu's "latest offset" stops short): nothing older is counted.
-    for tp, end in (await end_offsets(consumer, tps)).items():
-        consumer.seek(tp, end)
+    consumer = await _reader_from_now(settings.kafka_bootstrap, [invoice_topic, events_topic, ent_topic])
 
     docs = [direct_order(plan="pro", quantity=1 + i % 5) for i in range(orders)]
     sent_at: dict[str, float] = {}
@@ -241,16 +247,9 @@ async def run_renewals(
     start = datetime(2025, 1, 10, tzinfo=UTC)
     renewal = datetime(2025, 2, 10, tzinfo=UTC)
     invoice_topic = f"{ns}{topics.BILLING_INVOICES}"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
-    )
-    await consumer.start()
+    consumer = await _reader_from_now(settings.kafka_bootstrap, [invoice_topic])
     pool = await create_pool(settings.database_url, min_size=1, max_size=4)
     try:
-        tps = await topic_partitions(consumer, invoice_topic)
-        consumer.assign(tps)
-        for tp, end in (await end_offsets(consumer, tps)).items():
-            consumer.seek(tp, end)
         await create_clock(pool, clock, start)
         docs = [
             direct_order(plan="pro", quantity=1 + i % 3, effective_at=start) for i in range(subscriptions)
@@ -283,17 +282,7 @@ async def run_renewals(
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
         await producer.start()
         try:
-            futures = [
-                await producer.send(
-                    f"{ns}{topics.inbound('direct')}",
-                    value=json.dumps(d).encode(),
-                    key=str(d["order_id"]).encode(),
-                    headers=[("som-test-clock", clock.encode())],
-                )
-                for d in docs
-            ]
-            for f in futures:
-                await f
+            await send_orders(producer, ns, docs, headers={"som-test-clock": clock})
         finally:
             await producer.stop()
         say(f"{subscriptions} orders published on clock {clock}")

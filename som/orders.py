@@ -50,14 +50,21 @@ def subscription_id_of(order: dict[str, Any]) -> str:
 
 
 async def send_orders(
-    producer: AIOKafkaProducer, namespace: str, orders: list[dict[str, Any]], *, wait: bool = True
+    producer: AIOKafkaProducer,
+    namespace: str,
+    orders: list[dict[str, Any]],
+    *,
+    wait: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> None:
-    """Publish direct orders keyed by their order id."""
+    """Publish direct orders keyed by their order id (``headers`` on each, e.g. a test clock)."""
+    record_headers = [(k, v.encode()) for k, v in (headers or {}).items()]
     futures = [
         await producer.send(
             f"{namespace}{topics.inbound('direct')}",
             value=json.dumps(o).encode(),
             key=str(o["order_id"]).encode(),
+            headers=record_headers,
         )
         for o in orders
     ]
