@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from datetime import date, datetime
@@ -147,11 +148,14 @@ def isolated_system(purpose: str, extra_env: dict[str, str] | None = None) -> It
             "data_dir": base.data_dir / f"{purpose}-{uuid.uuid4().hex[:8]}",
         }
     )
-    with terminate_on_signals(), system_endpoints(base, publish=False, ephemeral=True) as s:
-        run(prepare(s))
-        with worker_set(s, extra_env=extra_env):
-            run(wait_ready(s))
-            yield s
+    try:
+        with terminate_on_signals(), system_endpoints(base, publish=False, ephemeral=True) as s:
+            run(prepare(s))
+            with worker_set(s, extra_env=extra_env):
+                run(wait_ready(s))
+                yield s
+    finally:
+        shutil.rmtree(base.data_dir, ignore_errors=True)  # the run's own folder (its database is gone)
 
 
 async def wait_ready(s: Settings, timeout: float = 60.0) -> None:
