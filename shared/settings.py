@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     retry_backoff_seconds: tuple[float, ...] = (0.5, 2.0, 8.0)
     relay_poll_seconds: float = Field(default=1.0, description="outbox safety-net poll interval")
     relay_batch_size: int = 500
+    relay_linger_ms: int = Field(
+        default=1, description="how long the relay's producer waits to fill a batch per partition"
+    )
 
     consumer_session_timeout_ms: int = Field(
         default=10_000, description="group session timeout; the embedded broker delays a join by about half"
@@ -61,7 +64,12 @@ class Settings(BaseSettings):
         description="how long a member may hold a batch (a lane waiting out a database outage) and stay in its group",
     )
     consumer_fetch_max_wait_ms: int = Field(
-        default=20, description="longest a fetch waits for data; bounds the latency added per hop"
+        default=100,
+        description=(
+            "longest an empty fetch waits for data. The broker answers early when records arrive, so "
+            "this costs little latency, while a short wait makes every idle consumer poll the broker "
+            "(at 20 ms the embedded broker spent 15 % of a core on four idle consumers; at 100 ms, 5 %)"
+        ),
     )
 
     scheduler_poll_seconds: float = Field(default=0.25, description="how often due timers are looked for")

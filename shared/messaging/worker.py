@@ -112,7 +112,7 @@ class Worker:
             bootstrap_servers=settings.kafka_bootstrap,
             acks="all",
             enable_idempotence=False,
-            linger_ms=1,
+            linger_ms=settings.relay_linger_ms,
             client_id=f"som-{name}-relay",
         )
         self.relay = OutboxRelay(
@@ -189,7 +189,7 @@ class Worker:
 
         consume_retry.__name__ = f"{self.name}_retry"
         # Retries wait seconds anyway: a long fetch wait keeps an idle retry consumer from costing CPU.
-        retry_common = dict(common, fetch_max_wait_ms=max(s.consumer_fetch_max_wait_ms, 250))
+        retry_common = dict(common, fetch_max_wait_ms=max(s.consumer_fetch_max_wait_ms, 500))
         s2 = self.broker.subscriber(*by_retry, group_id=f"{self.group}.retry", **retry_common)
         s2(consume_retry)
         self.status.subscribers.append(s2)
