@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     stackit_poll_seconds: float = Field(default=60.0, description="pause between two polls of the vendor API")
     stackit_page_size: int = Field(default=100, description="subscriptions per list request (cursor paging)")
     stackit_timeout_seconds: float = Field(default=10.0, description="HTTP timeout of one vendor API request")
+    stackit_test_clock: str | None = Field(
+        default=None, description="test clock the polled STACKIT subscriptions join (tests, simulations)"
+    )
 
     def group(self, service: str) -> str:
         """Consumer group of a service, inside the namespace."""
