@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -20,7 +21,8 @@ from services.intake.domain.impact import impact_score
 from services.intake.domain.normalizers import normalize, region_hint
 from services.intake.domain.policy import effective_policy
 from services.intake.domain.validation import CustomerCredit
-from services.intake.pipeline import COMMAND_REASONS, check_signature, evaluate
+from services.intake.pipeline import COMMAND_REASONS, ChannelAuth, check_signature, evaluate, sns_envelope
+from services.intake.sns_certs import SnsCertificates
 from services.intake.store import CustomerStanding, IntakeStore, PgIntakeStore
 from shared.catalog import Catalog
 from shared.contracts import events as ev
@@ -80,9 +82,15 @@ class IntakeHandlers:
         *,
         secrets: Mapping[str, Sequence[str]] | None = None,
         store: IntakeStore | None = None,
+        auth: ChannelAuth | None = None,
+        sns_certificates: SnsCertificates | None = None,
     ) -> None:
         self.catalog = catalog
-        self.secrets: dict[str, list[str]] = {k: list(v) for k, v in (secrets or {}).items() if v}
+        hmac_secrets = {k: list(v) for k, v in (secrets or {}).items() if v}
+        self.auth = (
+            replace(auth, secrets={**auth.secrets, **hmac_secrets}) if auth else ChannelAuth(hmac_secrets)
+        )
+        self.sns_certificates = sns_certificates or SnsCertificates(dict(self.auth.sns_certificates))
         self.store: IntakeStore = store or PgIntakeStore()
 
     async def on_inbound(self, incoming: Incoming, uow: UnitOfWork) -> None:
@@ -91,9 +99,12 @@ class IntakeHandlers:
         transport = transport_from_headers(incoming.headers)
         # Before anything else: a forged payload must not even be parsed into an order. The
         # receipt time is the record's timestamp, so a replay of the topic decides the same.
-        finding = check_signature(
-            channel, incoming.value, transport, self.secrets, now=incoming.timestamp_ms / 1000
-        )
+        auth = self.auth
+        envelope = sns_envelope(channel, incoming.value) if auth.sns else None
+        url = envelope.get("SigningCertURL") if envelope else None
+        if isinstance(url, str) and url not in auth.sns_certificates:
+            auth = auth.with_certificate(url, await self.sns_certificates.get(url))  # fetched once, cached
+        finding = check_signature(channel, incoming.value, transport, auth, now=incoming.timestamp_ms / 1000)
         if finding is not None:
             log.warning("%s payload refused: %s", channel, finding.code)
             await self._reject(uow, incoming, channel, None, [finding], None, None)

@@ -253,7 +253,9 @@ class StackitPoller:
                 headers = pub.headers()
                 if self.test_clock:
                     headers[TEST_CLOCK_HEADER] = self.test_clock
-                uow.emit_raw(topics.inbound(CHANNEL), pub.payload, key=correlation_key(current), headers=headers)
+                uow.emit_raw(
+                    topics.inbound(CHANNEL), pub.payload, key=correlation_key(current), headers=headers
+                )
                 await self.store.save_snapshot(
                     uow.conn,
                     namespace,

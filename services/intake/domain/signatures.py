@@ -250,7 +250,9 @@ def verify_bearer_jwt(
             return reason("SIGNATURE_INVALID", f"the {scheme} token has an unexpected audience", field)
     for name, wanted in policy.claims:
         if claims.get(name) != wanted:
-            return reason("SIGNATURE_INVALID", f"the {scheme} token claim {name!r} is not the expected one", field)
+            return reason(
+                "SIGNATURE_INVALID", f"the {scheme} token claim {name!r} is not the expected one", field
+            )
     return None
 
 
@@ -266,8 +268,24 @@ def _rsa_ok(key: rsa.RSAPublicKey, signature: bytes, data: bytes, algorithm: has
 SNS_CERT_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$", re.ASCII)
 _SNS_FIELDS: dict[str, tuple[str, ...]] = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
-    "UnsubscribeConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+    "SubscriptionConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+    "UnsubscribeConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
 }
 
 
@@ -311,10 +329,12 @@ def verify_sns(message: Mapping[str, Any], certificate_pem: str | bytes | None) 
     if not isinstance(signature_b64, str) or not signature_b64 or not isinstance(url, str):
         return reason("SIGNATURE_MISSING", "the SNS message has no Signature or SigningCertURL", field)
     if not sns_cert_url_allowed(url):
-        return reason("SIGNATURE_INVALID", "SigningCertURL is not an https://sns.<region>.amazonaws.com URL", field)
+        return reason(
+            "SIGNATURE_INVALID", "SigningCertURL is not an https://sns.<region>.amazonaws.com URL", field
+        )
     algorithm: hashes.HashAlgorithm
     if version == "1":
-        algorithm = hashes.SHA1()  # noqa: S303 - AWS's SignatureVersion 1 is defined with SHA1
+        algorithm = hashes.SHA1()
     elif version == "2":
         algorithm = hashes.SHA256()
     else:

@@ -47,7 +47,16 @@ def test_rule_fixture_through_the_cli(expected_path: Path, tmp_path: Path) -> No
     payload = expected_path.with_name(expected_path.name.replace(".expected.json", ".json"))
     result = CliRunner().invoke(
         app,
-        ["intake", "normalize", "--channel", sample.channel, "--no-verify", "--transport", str(transport), str(payload)],
+        [
+            "intake",
+            "normalize",
+            "--channel",
+            sample.channel,
+            "--no-verify",
+            "--transport",
+            str(transport),
+            str(payload),
+        ],
     )
     out = json.loads(result.stdout[: result.stdout.rindex("]") + 1])
     got = [entry["change"] for entry in out]

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.intake.domain.errors import UnparseableInput
-from services.intake.domain.snapshots import NOT_SEEN, Known, known_from_transport, snapshot_step
 from services.intake.domain.normalizers.base import ChannelResult, Context, line_money
+from services.intake.domain.snapshots import NOT_SEEN, Known, known_from_transport, snapshot_step
 from services.intake.domain.wire import Reader, load_object, must
 from shared.contracts.canonical import (
     Action,
