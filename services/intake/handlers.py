@@ -20,6 +20,7 @@ from services.intake.domain import errors as intake_errors
 from services.intake.domain.impact import impact_score
 from services.intake.domain.normalizers import normalize, region_hint
 from services.intake.domain.policy import effective_policy
+from services.intake.domain.snapshots import KNOWN_KEY
 from services.intake.domain.validation import CustomerCredit
 from services.intake.pipeline import COMMAND_REASONS, ChannelAuth, check_signature, evaluate, sns_envelope
 from services.intake.sns_certs import SnsCertificates
@@ -118,6 +119,7 @@ class IntakeHandlers:
         except intake_errors.InvalidOrder as exc:
             await self._reject(uow, incoming, channel, None, list(exc.reasons), None, None)
             return
+        normalized = await self._with_known_state(uow, channel, incoming.value, transport, normalized)
         if normalized.disposition != "apply":
             log.info("dropped %s payload: %s (%s)", channel, normalized.disposition, normalized.drop_reason)
             await self.store.record_dropped(uow.conn, channel, normalized.disposition, normalized.drop_reason)
@@ -125,6 +127,28 @@ class IntakeHandlers:
         region = region_hint(channel, incoming.value, transport) or incoming.headers.get("region")
         for index, change in enumerate(normalized.changes):
             await self._apply(uow, incoming, channel, change, index, region)
+
+    async def _with_known_state(
+        self,
+        uow: UnitOfWork,
+        channel: str,
+        body: bytes,
+        transport: dict[str, Any],
+        normalized: NormalizedPayload,
+    ) -> NormalizedPayload:
+        """A snapshot normalized again with what intake already knows of it (8a rule 9).
+
+        A snapshot (no event id; create, activate or refresh) means create, activate or refresh
+        depending on whether and how the subscription was seen before: the normalizer decides
+        that purely from ``transport["known_subscription"]``, read here from the intake store.
+        """
+        if KNOWN_KEY in transport or len(normalized.changes) != 1:
+            return normalized
+        change = normalized.changes[0]
+        if change.channel_event_id is not None or change.action not in ("create", "activate", "refresh"):
+            return normalized
+        known = await self.store.known_subscription(uow.conn, channel, change.channel_subscription_id)
+        return normalize(channel, body, {**transport, KNOWN_KEY: known}, catalog=self.catalog)
 
     async def _apply(
         self,
