@@ -96,6 +96,35 @@ class Settings(BaseSettings):
         default=None, description="Shopify app secret(s); set = X-Shopify-Hmac-Sha256 is required and checked"
     )
 
+    # Bearer-JWT checks (RS256). Keys: a JWKS document (JSON) or PEM public keys / certificates.
+    # Unset keys = no check for that channel (deliveries are taken as the receiver forwarded them).
+    azure_webhook_keys: str | None = Field(
+        default=None,
+        description="Microsoft identity signing keys (JWKS JSON or PEM) for the Azure webhook JWT",
+    )
+    azure_webhook_audience: str | None = Field(
+        default=None, description="the `aud` the Azure webhook JWT must carry (the app's client id)"
+    )
+    azure_webhook_issuers: str | None = Field(
+        default=None,
+        description="accepted `iss` values, comma-separated (e.g. https://sts.windows.net/<tenant>/)",
+    )
+    gcp_push_keys: str | None = Field(
+        default=None, description="Google signing keys (JWKS JSON or PEM) for the Pub/Sub push OIDC token"
+    )
+    gcp_push_audience: str | None = Field(default=None, description="the `aud` of the Pub/Sub push token")
+    gcp_push_email: str | None = Field(
+        default=None, description="the push subscription's service account (`email` claim, email_verified)"
+    )
+    gcp_push_issuers: str = Field(
+        default="https://accounts.google.com,accounts.google.com", description="accepted `iss` values"
+    )
+    aws_sns_verify: bool = Field(default=False, description="verify AWS SNS message signatures (v1 and v2)")
+    aws_sns_certificates: str | None = Field(
+        default=None,
+        description="JSON object SigningCertURL -> PEM, pinned certificates used instead of fetching them",
+    )
+
     # STACKIT Marketplace poller (STACKIT has no webhooks)
     stackit_base_url: str | None = Field(
         default=None, description="vendor API base URL; set = the vendor API is polled in the background"
@@ -105,6 +134,9 @@ class Settings(BaseSettings):
     stackit_poll_seconds: float = Field(default=60.0, description="pause between two polls of the vendor API")
     stackit_page_size: int = Field(default=100, description="subscriptions per list request (cursor paging)")
     stackit_timeout_seconds: float = Field(default=10.0, description="HTTP timeout of one vendor API request")
+    stackit_test_clock: str | None = Field(
+        default=None, description="test clock the polled STACKIT subscriptions join (tests, simulations)"
+    )
 
     def group(self, service: str) -> str:
         """Consumer group of a service, inside the namespace."""

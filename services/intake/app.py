@@ -17,14 +17,12 @@ def wire(settings: Settings, db: Database) -> Wiring:
     """Handlers for every inbound topic; with ``stackit_base_url`` set also the STACKIT poller."""
     # Imported here: the registry reads every spec, a worker process builds only its own.
     from services.intake.handlers import IntakeHandlers, inbound_event_id
-    from services.intake.pipeline import channel_secrets
+    from services.intake.pipeline import channel_auth
     from shared.catalog import cached_catalog
     from shared.messaging.runtime import Route
 
     catalog = cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
-    handlers = IntakeHandlers(
-        catalog, secrets=channel_secrets(settings.stripe_webhook_secret, settings.shopify_webhook_secret)
-    )
+    handlers = IntakeHandlers(catalog, auth=channel_auth(settings))
     routes = [Route(topics.inbound(c), handlers.on_inbound, event_id=inbound_event_id) for c in CHANNELS]
     background: list[BackgroundTask] = []
     if settings.stackit_base_url:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,8 +20,10 @@ from services.intake.domain import errors as intake_errors
 from services.intake.domain.impact import impact_score
 from services.intake.domain.normalizers import normalize, region_hint
 from services.intake.domain.policy import effective_policy
+from services.intake.domain.snapshots import KNOWN_KEY
 from services.intake.domain.validation import CustomerCredit
-from services.intake.pipeline import COMMAND_REASONS, check_signature, evaluate
+from services.intake.pipeline import COMMAND_REASONS, ChannelAuth, check_signature, evaluate, sns_envelope
+from services.intake.sns_certs import SnsCertificates
 from services.intake.store import CustomerStanding, IntakeStore, PgIntakeStore
 from shared.catalog import Catalog
 from shared.contracts import events as ev
@@ -80,9 +83,15 @@ class IntakeHandlers:
         *,
         secrets: Mapping[str, Sequence[str]] | None = None,
         store: IntakeStore | None = None,
+        auth: ChannelAuth | None = None,
+        sns_certificates: SnsCertificates | None = None,
     ) -> None:
         self.catalog = catalog
-        self.secrets: dict[str, list[str]] = {k: list(v) for k, v in (secrets or {}).items() if v}
+        hmac_secrets = {k: list(v) for k, v in (secrets or {}).items() if v}
+        self.auth = (
+            replace(auth, secrets={**auth.secrets, **hmac_secrets}) if auth else ChannelAuth(hmac_secrets)
+        )
+        self.sns_certificates = sns_certificates or SnsCertificates(dict(self.auth.sns_certificates))
         self.store: IntakeStore = store or PgIntakeStore()
 
     async def on_inbound(self, incoming: Incoming, uow: UnitOfWork) -> None:
@@ -91,9 +100,12 @@ class IntakeHandlers:
         transport = transport_from_headers(incoming.headers)
         # Before anything else: a forged payload must not even be parsed into an order. The
         # receipt time is the record's timestamp, so a replay of the topic decides the same.
-        finding = check_signature(
-            channel, incoming.value, transport, self.secrets, now=incoming.timestamp_ms / 1000
-        )
+        auth = self.auth
+        envelope = sns_envelope(channel, incoming.value) if auth.sns else None
+        url = envelope.get("SigningCertURL") if envelope else None
+        if isinstance(url, str) and url not in auth.sns_certificates:
+            auth = auth.with_certificate(url, await self.sns_certificates.get(url))  # fetched once, cached
+        finding = check_signature(channel, incoming.value, transport, auth, now=incoming.timestamp_ms / 1000)
         if finding is not None:
             log.warning("%s payload refused: %s", channel, finding.code)
             await self._reject(uow, incoming, channel, None, [finding], None, None)
@@ -107,6 +119,7 @@ class IntakeHandlers:
         except intake_errors.InvalidOrder as exc:
             await self._reject(uow, incoming, channel, None, list(exc.reasons), None, None)
             return
+        normalized = await self._with_known_state(uow, channel, incoming.value, transport, normalized)
         if normalized.disposition != "apply":
             log.info("dropped %s payload: %s (%s)", channel, normalized.disposition, normalized.drop_reason)
             await self.store.record_dropped(uow.conn, channel, normalized.disposition, normalized.drop_reason)
@@ -114,6 +127,28 @@ class IntakeHandlers:
         region = region_hint(channel, incoming.value, transport) or incoming.headers.get("region")
         for index, change in enumerate(normalized.changes):
             await self._apply(uow, incoming, channel, change, index, region)
+
+    async def _with_known_state(
+        self,
+        uow: UnitOfWork,
+        channel: str,
+        body: bytes,
+        transport: dict[str, Any],
+        normalized: NormalizedPayload,
+    ) -> NormalizedPayload:
+        """A snapshot normalized again with what intake already knows of it (8a rule 9).
+
+        A snapshot (no event id; create, activate or refresh) means create, activate or refresh
+        depending on whether and how the subscription was seen before: the normalizer decides
+        that purely from ``transport["known_subscription"]``, read here from the intake store.
+        """
+        if KNOWN_KEY in transport or len(normalized.changes) != 1:
+            return normalized
+        change = normalized.changes[0]
+        if change.channel_event_id is not None or change.action not in ("create", "activate", "refresh"):
+            return normalized
+        known = await self.store.known_subscription(uow.conn, channel, change.channel_subscription_id)
+        return normalize(channel, body, {**transport, KNOWN_KEY: known}, catalog=self.catalog)
 
     async def _apply(
         self,

@@ -9,21 +9,23 @@ the three agree by construction.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 
-from services.intake.domain.errors import InvalidOrder, UnparseableInput
+from services.intake.domain.errors import InvalidOrder, UnparseableInput, reason
 from services.intake.domain.impact import impact_score
 from services.intake.domain.mapping import resolve_plan
 from services.intake.domain.normalizers import normalize, region_hint
 from services.intake.domain.policy import EffectivePolicy, effective_policy
 from services.intake.domain.pricing import order_value
-from services.intake.domain.signatures import verify_signature
+from services.intake.domain.signatures import JwtPolicy, verify_bearer_jwt, verify_signature, verify_sns
 from services.intake.domain.validation import CustomerCredit, validate
 from shared.catalog import Catalog
 from shared.contracts.canonical import CanonicalOrderChange, RejectionReason
@@ -71,27 +73,121 @@ def channel_secrets(stripe: str | None, shopify: str | None) -> dict[str, list[s
     return {channel: secrets for channel, secrets in found.items() if secrets}
 
 
+@dataclass(frozen=True)
+class ChannelAuth:
+    """Authenticity checks configured per channel (a channel without an entry is not checked).
+
+    ``secrets``: HMAC secrets (Stripe, Shopify); ``jwt``: bearer-token policies (Azure webhook,
+    GCP Pub/Sub push); ``sns``: verify AWS SNS envelopes, with ``sns_certificates`` (signing
+    certificate URL -> PEM) as obtained by the worker's certificate cache or pinned in settings.
+    """
+
+    secrets: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    jwt: Mapping[str, JwtPolicy] = field(default_factory=dict)
+    sns: bool = False
+    sns_certificates: Mapping[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.secrets or self.jwt or self.sns)
+
+    def with_certificate(self, url: str, pem: str | None) -> ChannelAuth:
+        """The same checks, knowing one more SNS signing certificate."""
+        if pem is None:
+            return self
+        return replace(self, sns_certificates={**self.sns_certificates, url: pem})
+
+
+def split_keys(text: str | None) -> tuple[str, ...]:
+    """Key material from a setting: one JWKS document, or every PEM block in the text."""
+    if not text or not text.strip():
+        return ()
+    if text.strip().startswith("{"):
+        return (text.strip(),)
+    return tuple(re.findall(r"-----BEGIN [A-Z ]+-----.+?-----END [A-Z ]+-----", text, re.DOTALL))
+
+
+def _listed(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+def channel_auth(settings: Any) -> ChannelAuth:
+    """Every authenticity check ``settings`` configures (see ``shared.settings.Settings``)."""
+    jwt: dict[str, JwtPolicy] = {}
+    if split_keys(settings.azure_webhook_keys):
+        jwt["azure_marketplace"] = JwtPolicy(
+            keys=split_keys(settings.azure_webhook_keys),
+            audience=settings.azure_webhook_audience,
+            issuers=_listed(settings.azure_webhook_issuers),
+        )
+    if split_keys(settings.gcp_push_keys):
+        claims: tuple[tuple[str, Any], ...] = ()
+        if settings.gcp_push_email:
+            claims = (("email", settings.gcp_push_email), ("email_verified", True))
+        jwt["gcp_marketplace"] = JwtPolicy(
+            keys=split_keys(settings.gcp_push_keys),
+            audience=settings.gcp_push_audience,
+            issuers=_listed(settings.gcp_push_issuers),
+            claims=claims,
+        )
+    pinned: dict[str, str] = {}
+    if settings.aws_sns_certificates:
+        loaded = json.loads(settings.aws_sns_certificates)
+        pinned = {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+    return ChannelAuth(
+        secrets=channel_secrets(settings.stripe_webhook_secret, settings.shopify_webhook_secret),
+        jwt=jwt,
+        sns=bool(settings.aws_sns_verify),
+        sns_certificates=pinned,
+    )
+
+
+def sns_envelope(channel: str, body: bytes) -> dict[str, Any] | None:
+    """The SNS envelope an ``aws_marketplace`` delivery is, else ``None`` (EventBridge, not JSON)."""
+    if channel != "aws_marketplace":
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or "detail-type" in doc:
+        return None  # EventBridge reaches the receiver through AWS itself, unsigned
+    return doc
+
+
 def check_signature(
     channel: str,
     body: bytes,
     transport: Mapping[str, Any] | None,
-    secrets: Mapping[str, Sequence[str]],
+    secrets: Mapping[str, Sequence[str]] | ChannelAuth,
     *,
     now: datetime | float,
 ) -> RejectionReason | None:
-    """The signature finding for a delivery; ``None`` when valid or when no secret is configured.
+    """The authenticity finding for a delivery; ``None`` when valid or when no check is configured.
 
-    Where a secret is configured for the channel, an unsigned delivery is ``SIGNATURE_MISSING``
+    Where a check is configured for the channel, an unsigned delivery is ``SIGNATURE_MISSING``
     and a forged one ``SIGNATURE_INVALID`` (or ``SIGNATURE_EXPIRED`` for an old Stripe
-    timestamp). ``now`` is the receipt time: the worker passes the record timestamp.
+    timestamp or an expired token). ``now`` is the receipt time: the worker passes the record
+    timestamp. ``secrets`` is a :class:`ChannelAuth`, or HMAC secrets per channel alone.
     """
-    configured = secrets.get(channel)
+    auth = secrets if isinstance(secrets, ChannelAuth) else ChannelAuth(secrets=secrets)
+    headers_value = transport.get("headers") if isinstance(transport, Mapping) else None
+    headers = headers_value if isinstance(headers_value, Mapping) else None
+    policy = auth.jwt.get(channel)
+    if policy is not None:
+        scheme = "Azure webhook" if channel == "azure_marketplace" else "Pub/Sub push"
+        return verify_bearer_jwt(headers, policy, now=now, scheme=scheme)
+    if channel == "aws_marketplace" and auth.sns:
+        envelope = sns_envelope(channel, body)
+        if envelope is None:
+            return None
+        if "Type" not in envelope:  # SQS raw delivery: the inner message alone, nothing to verify
+            return reason("SIGNATURE_MISSING", "a raw SNS message carries no signature", "Signature")
+        url = str(envelope.get("SigningCertURL") or envelope.get("SigningCertUrl") or "")
+        return verify_sns(envelope, auth.sns_certificates.get(url))
+    configured = auth.secrets.get(channel)
     if channel not in SIGNED_CHANNELS or not configured:
         return None
-    headers = transport.get("headers") if isinstance(transport, Mapping) else None
-    return verify_signature(
-        channel, body, headers if isinstance(headers, Mapping) else None, list(configured), now=now
-    )
+    return verify_signature(channel, body, headers, list(configured), now=now)
 
 
 def command_for(
@@ -272,7 +368,7 @@ def interpret(
     transport: Mapping[str, Any] | None,
     *,
     catalog: Catalog,
-    secrets: Mapping[str, Sequence[str]] | None = None,
+    secrets: Mapping[str, Sequence[str]] | ChannelAuth | None = None,
     now: datetime | float | None = None,
     customer: CustomerCredit | None = None,
     region: str | None = None,

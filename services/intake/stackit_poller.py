@@ -33,6 +33,7 @@ import httpx
 
 from services.intake.domain import stackit
 from services.intake.domain.normalizers.stackit_marketplace import PENDING, state_name
+from services.intake.handlers import TEST_CLOCK_HEADER
 from services.intake.pipeline import interpret
 from services.intake.store import PgIntakeStore, StackitSnapshotStore
 from shared.catalog import Catalog, cached_catalog
@@ -165,8 +166,11 @@ class StackitPoller:
         catalog: Catalog,
         poll_seconds: float = 60.0,
         store: StackitSnapshotStore | None = None,
+        test_clock: str | None = None,
     ) -> None:
         self.client = client
+        # publications carry ``som-test-clock`` so the subscriptions live on that test clock
+        self.test_clock = test_clock
         self.db = db
         self.catalog = catalog
         self.poll_seconds = poll_seconds
@@ -193,7 +197,13 @@ class StackitPoller:
             transport=transport,
         )
         chosen = catalog or cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
-        return cls(client, db, catalog=chosen, poll_seconds=settings.stackit_poll_seconds)
+        return cls(
+            client,
+            db,
+            catalog=chosen,
+            poll_seconds=settings.stackit_poll_seconds,
+            test_clock=settings.stackit_test_clock,
+        )
 
     @property
     def project_id(self) -> str:
@@ -240,8 +250,11 @@ class StackitPoller:
                     report.errors.append("a listed subscription has no subscriptionId")
                     continue
                 current = json.loads(pub.payload)
+                headers = pub.headers()
+                if self.test_clock:
+                    headers[TEST_CLOCK_HEADER] = self.test_clock
                 uow.emit_raw(
-                    topics.inbound(CHANNEL), pub.payload, key=correlation_key(current), headers=pub.headers()
+                    topics.inbound(CHANNEL), pub.payload, key=correlation_key(current), headers=headers
                 )
                 await self.store.save_snapshot(
                     uow.conn,

@@ -103,6 +103,12 @@ class IntakeStore(Protocol):
         """Record that ``replaced_by`` replaces a channel id; its internal id, None when unknown."""
         ...
 
+    async def known_subscription(
+        self, conn: Any, channel: str, channel_subscription_id: str
+    ) -> dict[str, Any] | None:
+        """``{"status": <last status_after>}`` of a channel id seen before; None when never seen."""
+        ...
+
     async def last_cancellation(
         self, conn: Any, channel: str, channel_subscription_id: str
     ) -> LastCancellation | None:
@@ -292,6 +298,29 @@ class PgIntakeStore:
             replaced_by,
         )
         return subscription_id
+
+    async def known_subscription(
+        self, conn: asyncpg.Connection, channel: str, channel_subscription_id: str
+    ) -> dict[str, Any] | None:
+        """``{"status": <last status_after>}`` of a channel id seen before; None when never seen.
+
+        What the receiver already knows of a subscription, for snapshots (8a rule 9).
+        """
+        row = await conn.fetchrow(
+            "SELECT canonical->>'status_after' AS status FROM intake.orders "
+            "WHERE channel = $1 AND canonical->>'channel_subscription_id' = $2 "
+            "ORDER BY received_at DESC, order_key DESC LIMIT 1",
+            channel,
+            channel_subscription_id,
+        )
+        if row is None:
+            mapped = await conn.fetchval(
+                "SELECT 1 FROM intake.channel_subscriptions WHERE channel = $1 AND channel_subscription_id = $2",
+                channel,
+                channel_subscription_id,
+            )
+            return {"status": None} if mapped else None
+        return {"status": row["status"]}
 
     async def last_cancellation(
         self, conn: asyncpg.Connection, channel: str, channel_subscription_id: str

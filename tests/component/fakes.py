@@ -150,6 +150,17 @@ class FakeIntakeStore:
         )
         return current.subscription_id
 
+    async def known_subscription(
+        self, conn: Any, channel: str, channel_subscription_id: str
+    ) -> dict[str, Any] | None:
+        """``{"status": <last status_after>}`` of a channel id seen before; None when never seen."""
+        found: dict[str, Any] | None = None
+        for (ch, _), order in self.orders.items():
+            canonical = order["canonical"]
+            if ch == channel and canonical.get("channel_subscription_id") == channel_subscription_id:
+                found = {"status": canonical.get("status_after")}
+        return found
+
     async def last_cancellation(
         self, conn: Any, channel: str, channel_subscription_id: str
     ) -> LastCancellation | None:

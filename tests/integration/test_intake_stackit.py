@@ -27,6 +27,7 @@ from shared.contracts.envelope import derived_id
 from shared.db.uow import Database
 from shared.messaging import topics
 from shared.settings import Settings
+from shared.timekeeping import advance_clock, create_clock, wait_quiet
 from tests.integration.helpers import TopicReader, running_workers
 
 pytestmark = pytest.mark.integration
@@ -362,3 +363,77 @@ async def test_plan_change_with_a_new_stackit_id_keeps_one_subscription(
     assert audit[0] == "create" and "change_plan" in audit and "cancel" in audit
     assert audit.index("undo_scheduled_change") < audit.index("change_plan")
     assert audit.count("cancel") == 1, "the old id's final cancellation is recorded, not applied"
+
+
+def _month_start(year: int, month: int) -> datetime:
+    return datetime(year + (month - 1) // 12, (month - 1) % 12 + 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.slow  # twelve months through the poller, the lifecycle and billing
+async def test_stackit_subscription_renews_twelve_times_through_the_poller_on_a_test_clock(
+    settings: Settings, db: Database
+) -> None:
+    """STACKIT renews at its period end; the poller sees validity move; each renewal lands once.
+
+    FORMATS.md 8a rule 4: a renewal takes effect at the NEW period's start (the new
+    ``validFrom``), so the lifecycle finds it due; dated at the old period's last second
+    (23:59:59) it would be refused as NOT_DUE and never invoiced.
+    """
+    api = FakeVendorApi(str(uuid.uuid4()))
+    sub = subscription(organization=str(uuid.uuid4()), project=str(uuid.uuid4()), plan="team-monthly")
+    sub["orderedAt"] = "2025-01-01T08:00:00Z"
+    api.add(sub)
+    sid = sub["subscriptionId"]
+    internal = derived_id("subscription", CHANNEL, sid)
+    clock = f"{settings.topic_namespace}stackit-renewals"
+    await create_clock(db.pool, clock, datetime(2025, 1, 1, 8, 0, tzinfo=UTC))
+    bootstrap, ns = str(settings.kafka_bootstrap), settings.topic_namespace
+    workers = ("intake", "lifecycle", "billing")
+    with api.running():
+        s = stackit_settings(settings, api, stackit_test_clock=clock)
+        poller = StackitPoller.from_settings(s, db, catalog=cached_catalog(None))
+        try:
+            async with running_workers(settings, db, names=workers):
+                async with TopicReader(
+                    bootstrap, f"{ns}{topics.SUBSCRIPTIONS_COMMAND_REJECTIONS}"
+                ) as refused:
+                    first = await poller.poll_once()  # PENDING: create, and the poller approves it
+                    assert first.approved == [sid]
+                    # the vendor's approval starts the first term: to the end of January
+                    api.update(sid, validFrom="2025-01-01T08:05:00Z", validUntil="2025-01-31T23:59:59Z")
+                    await poller.poll_once()  # ACTIVE: activate
+                    await wait_quiet(db.pool, bootstrap, ns, clock, services=workers)
+                    for month in range(2, 14):
+                        start = _month_start(2025, month)
+                        end = _month_start(2025, month + 1) - timedelta(seconds=1)
+                        # STACKIT renews at the boundary; the poll right after it publishes the renewal
+                        api.update(sid, validFrom=_ts(start), validUntil=_ts(end))
+                        report = await poller.poll_once()
+                        assert report.published == 1, f"month {month}: the moved validity is published"
+                        await wait_quiet(db.pool, bootstrap, ns, clock, services=workers)
+                        # business time moves into the new period (no second renewal may fire)
+                        await advance_clock(
+                            db.pool, bootstrap, ns, clock, start + timedelta(hours=12), services=workers
+                        )
+                    await refused.settle(0.5)
+        finally:
+            await poller.client.aclose()
+    renewals = await db.pool.fetch(
+        "SELECT actor, effective_at FROM lifecycle.audit_trail WHERE subscription_id = $1 AND command = 'renew' "
+        "ORDER BY effective_at",
+        internal,
+    )
+    assert [r["actor"] for r in renewals] == [f"channel:{CHANNEL}"] * 12, "each renewal came from STACKIT"
+    assert [r["effective_at"] for r in renewals] == [_month_start(2025, m) for m in range(2, 14)]
+    refused_renewals = [
+        v["data"] for v in refused.values() if v["subject"] == internal and v["data"]["command"] == "renew"
+    ]
+    assert refused_renewals == [], "no renewal refused (NOT_DUE)"
+    invoices = await db.pool.fetch(
+        "SELECT issue_date FROM billing.documents WHERE subscription_id = $1 AND document_type = 'invoice' "
+        "ORDER BY issue_date",
+        internal,
+    )
+    issued = [r["issue_date"] for r in invoices]
+    assert len(issued) == 13, f"the first term and 12 renewals, each invoiced once: {issued}"
+    assert issued[1:] == [_month_start(2025, m).date() for m in range(2, 14)]

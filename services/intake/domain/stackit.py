@@ -119,6 +119,8 @@ def diff_snapshot(
     )
     if previous is not None and _text(previous, "validUntil"):
         transport["previous_snapshot_validUntil"] = _text(previous, "validUntil")
+    if previous is not None and isinstance(previous.get("autoRenewal"), bool):
+        transport["previous_snapshot_autoRenewal"] = previous["autoRenewal"]
     if previous is None:
         candidates = replaced_candidates(current, others)
         if len(candidates) == 1:

@@ -144,7 +144,8 @@ def test_unchanged_snapshots_are_not_published_but_relevant_changes_are() -> Non
     pub = diff_snapshot(active, moved)
     assert pub is not None and pub.transport["previous_snapshot_validUntil"] == "2025-07-01T23:59:59Z"
     (change,) = normalize("stackit_marketplace", pub.payload, pub.transport).changes
-    assert (change.action, change.effective_at) == ("renew", "2025-07-01T23:59:59.000Z")
+    # 8a rule 4: the renewal takes effect at the new period's start
+    assert (change.action, change.effective_at) == ("renew", "2025-07-02T00:00:00.000Z")
 
 
 def test_the_lifecycle_walks_through_the_expected_actions() -> None:

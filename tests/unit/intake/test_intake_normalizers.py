@@ -134,9 +134,10 @@ def test_azure_bare_subscription_object_is_a_state_refresh() -> None:
     doc["saasSubscriptionStatus"] = "Subscribed"
     doc["isFreeTrial"] = "true"
     change = one("azure_marketplace", doc)
+    # 8a rule 2: a subscribed free trial is trialing
     assert (change.action, change.status_after, change.trial, change.quantity) == (
         "refresh",
-        "active",
+        "trialing",
         True,
         15,
     )
@@ -493,7 +494,8 @@ def test_stackit_renewal_and_unchanged_snapshot() -> None:
         "previous_snapshot_validUntil": "2025-06-30T23:59:59Z",
     }
     change = one("stackit_marketplace", doc, tp)
-    assert (change.action, change.effective_at) == ("renew", "2025-06-30T23:59:59.000Z")
+    # 8a rule 4: at the new period's start, not the old period's last second
+    assert (change.action, change.effective_at) == ("renew", "2025-07-01T00:00:00.000Z")
     same = normalize(
         "stackit_marketplace", encode(doc), {**tp, "previous_snapshot_validUntil": doc["validUntil"]}
     )

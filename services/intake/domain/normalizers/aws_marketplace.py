@@ -45,6 +45,13 @@ _INFORMATIONAL = (
     "purchase agreement billing adjustment failed",
     "agreement cancellation request",
 )
+# DescribeAgreement status -> status_after, where an event carries one (8a rule 3: unknown if unrecognised)
+_AGREEMENT_STATUS: dict[str, StatusAfter] = {
+    "ACTIVE": "active",
+    "CANCELLED": "cancelled",
+    "EXPIRED": "cancelled",
+    "TERMINATED": "cancelled",
+}
 # Agreement Ended with these statuses is a hand-over to the successor agreement, not a cancel
 _SUCCEEDED = ("RENEWED", "REPLACED", "SUPERCEDED", "SUPERSEDED")
 
@@ -139,8 +146,10 @@ def _eventbridge(r: Reader) -> ChannelResult:
     intent = (agreement.text("intent") or "NEW").upper()
     status = (agreement.text("status") or "").upper()
     previous = agreement.text("previousAgreementId")
-    start = agreement.timestamp("startTime") or agreement.timestamp("acceptanceTime")
+    accepted = agreement.timestamp("acceptanceTime")
+    start = agreement.timestamp("startTime") or accepted
     end = agreement.timestamp("endTime")
+    auto_renewal = agreement.boolean("autoRenewalEnabled")
     r.check()
     base = must(detail_type, "detail-type").split(" - ")[0].strip().lower()
     if any(base.startswith(prefix) for prefix in _INFORMATIONAL):
@@ -160,7 +169,10 @@ def _eventbridge(r: Reader) -> ChannelResult:
         else:
             action = "create"
     elif base == "purchase agreement amended":
-        action, status_after = "refresh", None  # the new terms come from GetAgreementTerms
+        # the new terms come from GetAgreementTerms; they apply from acceptance (8a rule 5),
+        # not from the envelope time nor the original contract's start
+        action, status_after = "refresh", _AGREEMENT_STATUS.get(status, "unknown") if status else None
+        effective_at = accepted or event_time
     elif base == "purchase agreement ended":
         if status in _SUCCEEDED:
             return ChannelResult(ignored=f"agreement {agreement_id} ended as {status}: succeeded")
@@ -171,6 +183,8 @@ def _eventbridge(r: Reader) -> ChannelResult:
         action, status_after = "cancel", "cancelled"
     else:
         raise UnparseableInput("UNKNOWN_EVENT_TYPE", f"unknown EventBridge detail-type {detail_type!r}")
+    if auto_renewal is False and status_after in ("active", None) and base.startswith("purchase agreement"):
+        status_after = "cancel_scheduled"  # 8a rule 10: active, but ends with its term
     if agreement_id is None:
         detail.missing("agreement.id")
         detail.check()

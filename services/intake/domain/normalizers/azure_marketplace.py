@@ -12,9 +12,12 @@ zone at all (documented UTC); both are tolerated.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from services.intake.domain.errors import UnparseableInput
 from services.intake.domain.normalizers.base import ChannelResult, Context
-from services.intake.domain.timefmt import normalize_duration
+from services.intake.domain.snapshots import Known, known_from_transport, snapshot_step
+from services.intake.domain.timefmt import format_ms, normalize_duration, parse_timestamp
 from services.intake.domain.wire import Reader, load_object, must
 from shared.contracts.canonical import (
     Action,
@@ -55,7 +58,9 @@ def _customer(sub: Reader) -> tuple[CanonicalCustomer, CanonicalAccount]:
     customer = CanonicalCustomer(
         channel_customer_id=beneficiary.text("objectId"), email=beneficiary.text("emailId")
     )
-    return customer, CanonicalAccount(channel_account_id=beneficiary.text("tenantId"))
+    # 8a rule 8: no tenant given -> the customer's own id is the account
+    tenant = beneficiary.text("tenantId") or customer.channel_customer_id
+    return customer, CanonicalAccount(channel_account_id=tenant)
 
 
 def _interval(sub: Reader) -> str | None:
@@ -70,13 +75,46 @@ def _trial(sub: Reader, present: bool) -> bool | None:
     return bool(value)  # documented: optional, absent = false
 
 
+def _status(status: StatusAfter | None, *, trial: bool | None, auto_renew: bool | None) -> StatusAfter | None:
+    """8a rules 2 and 10 on an Azure status: a free trial that is subscribed is ``trialing``;
+    subscribed without auto-renewal ends with its term (``cancel_scheduled``)."""
+    if status == "active" and auto_renew is False:
+        return "cancel_scheduled"
+    if status == "active" and trial:
+        return "trialing"
+    return status
+
+
+def _renewal_start(sub: Reader, fallback: str | None) -> str | None:
+    """Start of the renewed term (8a rule 4): the term boundary nearest the operation time.
+
+    The embedded subscription is documented as the pre-change state (the new term starts the
+    day after ``endDate``, the last valid day); an already renewed one has it as ``startDate``.
+    """
+    term = sub.obj("term")
+    candidates: list[datetime] = []
+    start = term.timestamp("startDate", assume_utc=True)
+    end = term.timestamp("endDate", assume_utc=True)
+    if start:
+        candidates.append(parse_timestamp(start, assume_utc=True))
+    if end:
+        last = parse_timestamp(end, assume_utc=True)
+        candidates.append(datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1))
+    if not candidates:
+        return fallback
+    if fallback is None:
+        return format_ms(candidates[-1])
+    at = parse_timestamp(fallback, assume_utc=True)
+    return format_ms(min(candidates, key=lambda c: abs((c - at).total_seconds())))
+
+
 def normalize(body: bytes, ctx: Context) -> ChannelResult:
     """Normalize an Azure webhook, resolve response or Subscription object."""
     doc = load_object(body)
     if "action" in doc:
         return _webhook(Reader(doc))
     if "subscription" in doc or "saasSubscriptionStatus" in doc:
-        return _state(Reader(doc))
+        return _state(Reader(doc), known_from_transport(ctx.transport))
     raise UnparseableInput("UNKNOWN_SHAPE", "not an Azure SaaS webhook, resolve response or subscription")
 
 
@@ -96,7 +134,10 @@ def _webhook(r: Reader) -> ChannelResult:
     effective_at = r.timestamp("timeStamp", assume_utc=True)
     trial = _trial(sub, bool(sub.data))
     event_id = r.text("id")
-    before = _SUBSCRIPTION_STATUS.get(_key(sub.text("saasSubscriptionStatus")), "active")
+    before_text = _key(sub.text("saasSubscriptionStatus"))
+    # 8a rule 3: no status carried -> null; a status we do not know -> unknown
+    before = _SUBSCRIPTION_STATUS.get(before_text, "unknown") if before_text else None
+    auto_renew = sub.boolean("autoRenew")
     r.check()
     subscription_id, action_text = must(subscription_id, "subscriptionId"), must(action_text, "action")
     mapped = _ACTIONS.get(_key(action_text))
@@ -112,6 +153,8 @@ def _webhook(r: Reader) -> ChannelResult:
         phase = "requested"  # the ISV may still accept or refuse the operation
     else:
         phase = "effective"
+    if action == "renew":
+        effective_at = _renewal_start(sub, effective_at)
     change = CanonicalOrderChange(
         action=action,
         phase=phase,
@@ -125,13 +168,13 @@ def _webhook(r: Reader) -> ChannelResult:
         quantity=quantity,
         billing_interval=interval,
         effective_at=effective_at,
-        status_after=status_after or before,
+        status_after=_status(status_after or before, trial=trial, auto_renew=auto_renew),
         trial=trial,
     )
     return ChannelResult(changes=[change])
 
 
-def _state(r: Reader) -> ChannelResult:
+def _state(r: Reader, known: Known | None) -> ChannelResult:
     wrapped = "subscription" in r.data
     sub = r.obj("subscription") if wrapped else r
     subscription_id = r.text("id") or sub.text("id")
@@ -145,17 +188,22 @@ def _state(r: Reader) -> ChannelResult:
     interval = _interval(sub)
     effective_at = sub.obj("term").timestamp("startDate", assume_utc=True)
     trial = _trial(sub, bool(sub.data))
+    auto_renew = sub.boolean("autoRenew")
     r.check()
     subscription_id = must(subscription_id, "id")
     action: Action
     phase: Phase
-    status_after: StatusAfter
+    status_after: StatusAfter | None
     if status_text in ("", "pendingfulfillmentstart"):
         # a resolved landing-page token: the ISV must activate before billing starts
         action, phase, status_after = "create", "requested", "pending"
     else:
-        action, phase = "refresh", "effective"
-        status_after = _SUBSCRIPTION_STATUS.get(status_text, "unknown")
+        status_after = _status(
+            _SUBSCRIPTION_STATUS.get(status_text, "unknown"), trial=trial, auto_renew=auto_renew
+        )
+        # 8a rule 9: a GET snapshot means what the receiver's knowledge makes of it; without
+        # any (a stateless call that says nothing) it can only be a refresh
+        action, phase = snapshot_step(status_after, known) if known is not None else ("refresh", "effective")
     change = CanonicalOrderChange(
         action=action,
         phase=phase,

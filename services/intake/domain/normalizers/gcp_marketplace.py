@@ -84,7 +84,7 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
     update_time = ent.text("updateTime")
     offer_start = ent.text("newOfferStartTime")
     plan = ent.text("newPlan") if carries_plan else None
-    product = ent.text("newProduct")
+    product = product_id(ent.text("productExternalName"), ent.text("newProduct") or ent.text("product"))
     offer = ent.text("newOffer")
     effective = _effective(ent, update_time, offer_start) if timed else None
     r.check()
@@ -101,6 +101,25 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
         status_after=status_after,
     )
     return ChannelResult(changes=[change])
+
+
+def product_id(external_name: str | None, path: str | None) -> str | None:
+    """The product (8a rule 7): ``productExternalName``, else the NAME of a ``.../products/NAME`` path.
+
+    ``newProduct`` / ``product`` may hold an offer or quote path instead of a product; such a
+    path names no product, so the result is ``None`` rather than a guess. A bare name (no
+    path at all) is taken as it is.
+    """
+    if external_name:
+        return external_name
+    if not path:
+        return None
+    parts = [p for p in path.strip().split("/") if p]
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) >= 2 and parts[-2] == "products":
+        return parts[-1]
+    return None
 
 
 def _effective(ent: Reader, update_time: str | None, offer_start: str | None) -> str | None:

@@ -5,13 +5,18 @@
   applied one is stale). ``plan.commitAmount`` is a decimal string for the contract term.
 * Subscription snapshot (``FleetDescribeSubscriptionResult``: ``id``, ``status``,
   ``serviceId`` ...): keyed on the Omnistrate subscription id. ``transport.previous_status``
-  (if the receiver knows it) turns an unchanged ACTIVE into a refresh.
+  or ``transport.known_subscription`` (what the receiver knows) maps the snapshot by
+  8a rule 9 (not seen -> create, pending -> activate, otherwise refresh).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from services.intake.domain.errors import UnparseableInput
 from services.intake.domain.normalizers.base import ChannelResult, Context, line_money
+from services.intake.domain.snapshots import NOT_SEEN, Known, known_from_transport, snapshot_step
 from services.intake.domain.wire import Reader, load_object, must
 from shared.contracts.canonical import (
     Action,
@@ -101,7 +106,8 @@ def _event(r: Reader) -> ChannelResult:
         channel_subscription_id=must(contract_id, "marketplaceContractId"),
         channel_event_id=event_id,
         customer=CanonicalCustomer(channel_customer_id=org.text("orgId")),
-        account=CanonicalAccount(channel_account_id=r.text("buyerRef")),
+        # 8a rule 8: no buyer reference -> the organization's own id
+        account=CanonicalAccount(channel_account_id=r.text("buyerRef") or org.text("orgId")),
         product=product,
         plan=plan_ref,
         quantity=quantity,
@@ -115,12 +121,25 @@ def _event(r: Reader) -> ChannelResult:
     return ChannelResult(changes=[change], version=version)
 
 
+def _known(transport: Mapping[str, Any]) -> Known | None:
+    """What the receiver knows: ``known_subscription`` (worker), else ``previous_status`` (stateless)."""
+    known = known_from_transport(transport)
+    if known is not None or "previous_status" not in transport:
+        return known
+    previous = transport.get("previous_status")
+    if not isinstance(previous, str) or not previous.strip():
+        return NOT_SEEN
+    mapped = _SUBSCRIPTION.get(previous.strip().upper())
+    return Known(seen=True, status=mapped[2] if mapped else "unknown")
+
+
 def _snapshot(r: Reader, ctx: Context) -> ChannelResult:
     subscription_id = r.text("id", required=True)
     status = (r.text("status") or "").upper()
     org_id = r.text("rootUserOrgId")
+    root_user = r.text("rootUserId")
     customer = CanonicalCustomer(
-        channel_customer_id=org_id or r.text("rootUserId"),
+        channel_customer_id=org_id or root_user,
         email=r.text("rootUserEmail"),
         name=r.text("rootUserName"),
     )
@@ -128,17 +147,25 @@ def _snapshot(r: Reader, ctx: Context) -> ChannelResult:
     product = r.text("serviceId")
     plan = r.text("productTierId")
     r.check()
-    previous = ctx.transport.get("previous_status")
-    action, phase, status_after = _SUBSCRIPTION.get(status, ("refresh", "effective", "unknown"))
-    if isinstance(previous, str) and previous.strip().upper() == status:
-        action, phase = "refresh", "effective"  # known state, nothing new
+    action: Action
+    phase: Phase
+    status_after: StatusAfter | None
+    if status:
+        action, phase, status_after = _SUBSCRIPTION.get(status, ("refresh", "effective", "unknown"))
+    else:  # 8a rule 3: no status carried at all
+        action, phase, status_after = "refresh", "effective", None
+    known = _known(ctx.transport)
+    if known is not None:
+        # 8a rule 9: a snapshot maps by what the receiver already knows of the subscription
+        action, phase = snapshot_step(status_after, known)
     change = CanonicalOrderChange(
         action=action,
         phase=phase,
         channel=CHANNEL,
         channel_subscription_id=must(subscription_id, "id"),
         customer=customer,
-        account=CanonicalAccount(channel_account_id=org_id),
+        # 8a rule 8: without an organization, the root user's own id is the account
+        account=CanonicalAccount(channel_account_id=org_id or root_user),
         product=product,
         plan=plan,
         effective_at=effective_at,

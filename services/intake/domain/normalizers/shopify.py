@@ -41,6 +41,16 @@ _STATUS: dict[str, StatusAfter] = {
 }
 
 
+# status topics (API 2024-01): the status each one reports
+_TOPIC_STATUS: dict[str, StatusAfter] = {
+    "activate": "active",
+    "pause": "suspended",
+    "fail": "failed",
+    "cancel": "cancelled",
+    "expire": "cancelled",
+}
+
+
 def normalize(body: bytes, ctx: Context) -> ChannelResult:
     """Normalize a Shopify subscription contract webhook."""
     doc = load_object(body)
@@ -80,8 +90,9 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
     r.check()
     action = _TOPICS.get(name, "refresh")  # a new status topic: record it, diff later
     status_after: StatusAfter | None = _STATUS.get(status_text, "unknown") if status_text else None
-    if action == "cancel" and status_after is None:
-        status_after = "cancelled"
+    # 8a rule 1: a status topic states the status after it (``fail`` -> suspend, status failed),
+    # whatever the body's (possibly older) status field says
+    status_after = _TOPIC_STATUS.get(name, status_after)
     change = CanonicalOrderChange(
         action=action,
         phase="effective",
@@ -89,7 +100,8 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
         channel_subscription_id=must(contract_id, "admin_graphql_api_id"),
         channel_event_id=ctx.header("X-Shopify-Webhook-Id") or ctx.header("X-Shopify-Event-Id"),
         customer=CanonicalCustomer(channel_customer_id=customer_id),
-        account=CanonicalAccount(channel_account_id=ctx.header("X-Shopify-Shop-Domain")),
+        # 8a rule 8: no shop domain -> the customer's own id is the account
+        account=CanonicalAccount(channel_account_id=ctx.header("X-Shopify-Shop-Domain") or customer_id),
         billing_interval=interval_duration(unit, count) if unit else None,
         currency=currency,
         effective_at=effective_at,

@@ -6,6 +6,8 @@ the transport:
 
 * ``previous_snapshot_lifecycleState``: the state at the previous poll (``null``: first seen);
 * ``previous_snapshot_validUntil``: the previous validity end (to recognise a renewal);
+* ``previous_snapshot_autoRenewal``: the previous ``autoRenewal`` (turned off while active:
+  the subscription ends with its term, 8a rule 10);
 * ``replaces_subscription``: ``{"subscriptionId", "terminatesAt"}`` of the CANCELLING
   subscription of the same organization/project/product that a new PENDING one replaces
   (a STACKIT plan change is a cancel plus a new subscription id).
@@ -80,10 +82,33 @@ def start_after(terminates_at: str) -> str:
     return format_ms(end)
 
 
-def _transition(previous: str | None, current: str, moved_validity: bool) -> tuple[Action, Phase] | None:
-    """(action, phase) of the move from ``previous`` to ``current``; ``None``: nothing happened."""
+def renewal_start(valid_from: str | None, previous_until: str | None) -> str | None:
+    """When a renewed period starts (8a rule 4: at the NEW period's start, never the old end).
+
+    The new ``validFrom`` when it lies after the previous ``validUntil``; otherwise the
+    instant after the previous ``validUntil`` (STACKIT prints the last valid second).
+    """
+    if valid_from and previous_until and valid_from > previous_until:  # same format: sortable
+        return valid_from
+    if previous_until:
+        return start_after(previous_until)
+    return valid_from
+
+
+def _transition(
+    previous: str | None, current: str, moved_validity: bool, renewal: tuple[bool | None, bool | None]
+) -> tuple[Action, Phase] | None:
+    """(action, phase) of the move from ``previous`` to ``current``; ``None``: nothing happened.
+
+    ``renewal`` is (previous, current) ``autoRenewal``.
+    """
     if previous == current:
-        return ("renew", "effective") if current == ACTIVE and moved_validity else None
+        if current == ACTIVE and moved_validity:
+            return "renew", "effective"
+        was, now = renewal
+        if current == ACTIVE and was is not None and now is not None and was != now:
+            return ("uncancel", "effective") if now else ("cancel", "scheduled")
+        return None
     if current == PENDING:
         return ("create", "requested") if previous is None else ("refresh", "effective")
     if current == ACTIVE:
@@ -125,6 +150,8 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
     price_type = (product.text("priceType") or "").upper()
     t = Reader(ctx.transport, "transport", r.errors)
     previous_until = t.timestamp("previous_snapshot_validUntil")
+    auto_renewal = r.boolean("autoRenewal")
+    previous_auto_renewal = t.boolean("previous_snapshot_autoRenewal")
     replaces = _replaces(t)
     unit_amount: str | None = None
     if rate is not None:
@@ -136,7 +163,7 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
     current = must(state_name(state_text), "lifecycleState")
     previous = state_name(ctx.transport.get("previous_snapshot_lifecycleState"))
     moved = bool(valid_until and previous_until and valid_until > previous_until)  # same format: sortable
-    step = _transition(previous, current, moved)
+    step = _transition(previous, current, moved, (previous_auto_renewal, auto_renewal))
     if step is None:
         return ChannelResult(duplicate=f"STACKIT subscription {subscription_id} has not changed")
     action, phase = step
@@ -151,7 +178,9 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
     elif action == "activate" or action == "reinstate" or action == "uncancel":
         effective_at = valid_from if action == "activate" else None
     elif action == "renew":
-        effective_at = previous_until
+        effective_at = renewal_start(valid_from, previous_until)
+    elif action == "cancel" and current == ACTIVE:  # auto-renewal turned off: ends with the term
+        effective_at = terminates_at or (start_after(valid_until) if valid_until else None)
     elif action == "cancel":
         effective_at = terminates_at or valid_until
     else:
@@ -169,10 +198,20 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
         billing_interval=normalize_duration(validity) if validity else None,  # format assumed ISO 8601
         unit_amount=unit_amount,
         effective_at=effective_at,
-        status_after=_STATUS.get(current, "unknown"),
+        status_after=_status_after(current, trial=price_type == "FREE_TRIAL", auto_renewal=auto_renewal),
         trial=True if price_type == "FREE_TRIAL" else None,
     )
     return ChannelResult(changes=[change])
+
+
+def _status_after(current: str, *, trial: bool, auto_renewal: bool | None) -> StatusAfter:
+    """8a rules 2 and 10: an active free trial is ``trialing``; active without auto-renewal ends."""
+    status = _STATUS.get(current, "unknown")
+    if status == "active" and auto_renewal is False:
+        return "cancel_scheduled"
+    if status == "active" and trial:
+        return "trialing"
+    return status
 
 
 def _replaces(t: Reader) -> tuple[str, str | None] | None:
