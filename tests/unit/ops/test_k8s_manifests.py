@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from services.registry import SPECS, all_topics
@@ -67,3 +70,22 @@ def test_kustomizations_list_existing_files() -> None:
         doc = yaml.safe_load(kustomization.read_text())
         for resource in doc["resources"]:
             assert (kustomization.parent / resource).exists(), f"{kustomization}: {resource}"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kustomize_builds_the_overlay() -> None:
+    def build(path: Path) -> list[dict[str, Any]]:
+        out = subprocess.run(
+            ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=False, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+    workers = build(OVERLAY)
+    scaled = [d for d in workers if d["kind"] == "ScaledObject"]
+    deployments = {d["metadata"]["name"] for d in workers if d["kind"] == "Deployment"}
+    assert len(scaled) == len(SPECS)
+    assert {d["spec"]["scaleTargetRef"]["name"] for d in scaled} == deployments
+    assert {d["metadata"]["namespace"] for d in scaled} == {"som-prod"}
+    topics = build(OVERLAY / "topics")
+    assert len(topics) == len(load_all(OVERLAY / k8s.TOPICS_FILE))
