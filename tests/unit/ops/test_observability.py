@@ -115,8 +115,27 @@ def test_service_level_thresholds() -> None:
     assert "[5m]" in by_name["SomConsumerLagGrowing"]
 
 
+def balanced(expr: str) -> bool:
+    """Brackets pair up outside string literals (a cheap syntax check where promtool is missing)."""
+    stack: list[str] = []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    for ch in re.sub(r'"(?:\\.|[^"\\])*"', '""', expr):
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in pairs and (not stack or stack.pop() != pairs[ch]):
+            return False
+    return not stack
+
+
+def test_bracket_check_catches_a_typo() -> None:
+    assert balanced('sum by (a) (rate(x{l="("}[5m]))')
+    assert not balanced("sum(rate(x[5m])")
+    assert not balanced("sum(rate(x[5m)])")
+
+
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["alert"])
 def test_alert_metrics_are_exported(rule: dict[str, Any]) -> None:
+    assert balanced(rule["expr"]), rule["expr"]
     used = metric_names(rule["expr"])
     assert used, f"no metric found in {rule['expr']!r}"
     missing = used - exported() - FROM_PROMETHEUS
@@ -129,6 +148,7 @@ def test_dashboard_metrics_are_exported(name: str) -> None:
     queries = dashboard_queries(board)
     assert queries
     for expr in queries:
+        assert balanced(expr), expr
         missing = metric_names(expr) - exported() - FROM_PROMETHEUS
         assert not missing, f"{name}: {expr!r} uses metrics no worker exports: {sorted(missing)}"
 
