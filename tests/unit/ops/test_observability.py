@@ -175,9 +175,12 @@ def test_dashboards_use_the_provisioned_data_sources() -> None:
     uids = {d["uid"] for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
     types = {d["type"] for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
     assert {"prometheus", "jaeger"} <= types
+    used = set()
     for name, board in dashboards().items():
         for panel in board["panels"]:
             assert panel["datasource"]["uid"] in uids, f"{name}: {panel['title']}"
+            used.add(panel["datasource"]["type"])
+    assert used == {"prometheus", "jaeger"}
 
 
 def test_prometheus_loads_the_rules_and_compose_mounts_them() -> None:
