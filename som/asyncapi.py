@@ -234,6 +234,10 @@ def _topic_messages(topic: str) -> tuple[list[str], str]:
     if topic.startswith(topics.INBOUND_PREFIX):
         name = "DirectOrder" if topic == topics.inbound("direct") else "ChannelPayload"
         return [name], "the order id (direct) or the channel's subscription or order id"
+    if topic not in TOPIC_MESSAGES:
+        raise KeyError(
+            f"topic {topic} has no entry in som/asyncapi.py TOPIC_MESSAGES: add its event types and key"
+        )
     types, key = TOPIC_MESSAGES[topic]
     return [_message_name(t) for t in types], key
 

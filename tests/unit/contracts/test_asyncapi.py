@@ -129,3 +129,11 @@ def test_valid_against_the_asyncapi3_object_model() -> None:
     broken["operations"][next(iter(broken["operations"]))]["action"] = "publish"  # AsyncAPI 2 wording
     with pytest.raises(ValueError):
         models.AsyncAPI3.model_validate(broken)
+
+
+def test_every_event_type_of_the_contracts_is_documented() -> None:
+    declared = {v for k, v in vars(ev).items() if k.isupper() and isinstance(v, str) and v.startswith("som.")}
+    unused = {ev.ORDER_ACCEPTED}  # declared, published by no worker
+    assert declared - unused <= set(asyncapi.CLOUD_EVENTS), "add the new event type to som/asyncapi.py"
+    on_topics = {t for types, _ in asyncapi.TOPIC_MESSAGES.values() for t in types}
+    assert on_topics == set(asyncapi.CLOUD_EVENTS)
