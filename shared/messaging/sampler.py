@@ -20,15 +20,20 @@ log = logging.getLogger("som.sampler")
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
-# Unfired, uncancelled timers whose due time has passed on their own clock (wall or test clock).
+# Unfired, uncancelled timers whose due time has passed on their own clock: the wall clock's, then
+# each test clock's, so each part uses the (service, clock, due_at) index of the scheduler.
 _BACKLOG_SQL = """
 SELECT
   (SELECT count(*) FROM messaging.outbox WHERE service = $1) AS outbox_rows,
   (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)
      FROM messaging.outbox WHERE service = $1) AS outbox_age,
   (SELECT count(*) FROM timekeeping.timers t
-     WHERE t.service = $1 AND t.fired_at IS NULL AND t.cancelled_at IS NULL
-       AND t.due_at <= timekeeping.clock_now(t.clock)) AS timers_due
+     WHERE t.service = $1 AND t.clock = 'system' AND t.due_at <= now()
+       AND t.fired_at IS NULL AND t.cancelled_at IS NULL)
+  + (SELECT coalesce(sum(n), 0) FROM timekeeping.clocks c CROSS JOIN LATERAL (
+       SELECT count(*) AS n FROM timekeeping.timers t
+       WHERE t.service = $1 AND t.clock = c.name AND t.due_at <= c.now
+         AND t.fired_at IS NULL AND t.cancelled_at IS NULL) x) AS timers_due
 """
 
 

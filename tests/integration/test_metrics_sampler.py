@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from prometheus_client import REGISTRY
 
 from shared.db.uow import Database
 from shared.messaging.sampler import sample_once
+from shared.timekeeping import create_clock
 
 pytestmark = pytest.mark.integration
 
@@ -56,3 +59,24 @@ async def test_outbox_and_due_timers_are_sampled(db: Database) -> None:
 
     await db.pool.execute("DELETE FROM messaging.outbox WHERE service = $1", service)
     await db.pool.execute("DELETE FROM timekeeping.timers WHERE service = $1", service)
+
+
+async def test_timers_of_a_test_clock_are_due_on_that_clock(db: Database) -> None:
+    worker = f"{db.namespace}clocked"
+    clock = f"{db.namespace}sampler-clock"
+    await create_clock(db.pool, clock, datetime(2025, 1, 1, tzinfo=UTC))
+
+    async def ready() -> dict[str, bool]:
+        return {"database": True}
+
+    await db.pool.execute(
+        "INSERT INTO timekeeping.timers (service, subscription_id, kind, due_at, clock, topic, event_type, payload) "
+        "VALUES ($1, 's', 'a', '2024-12-31', $2, 't', 'e', '{}'), ($1, 's', 'b', '2025-01-02', $2, 't', 'e', '{}')",
+        worker,
+        clock,
+    )
+    await sample_once(db.pool, worker, worker, ready)
+    assert (
+        gauge("som_timers_due", worker) == 1
+    )  # only the one before the test clock's now (not the wall clock's)
+    await db.pool.execute("DELETE FROM timekeeping.timers WHERE service = $1", worker)
