@@ -30,8 +30,10 @@ bench:  ## 20,000 direct orders through the worker set: throughput and p50/p99, 
 chaos:  ## worker kills and database restarts under load, then a check that nothing was lost or doubled
 	$(SOM) chaos --orders 5000 --rate 100 --kills 8 --db-restarts 2 --db-down-seconds 60 --replicas 2 --seed 1
 
-schemas:  ## regenerate schemas/ from the contracts (`som schemas --check` only compares)
+schemas:  ## regenerate schemas/ from the contracts (`som schemas --check` only compares), asyncapi.yaml, k8s manifests
 	$(SOM) schemas
+	$(SOM) asyncapi
+	$(SOM) k8s generate
 
 up:  ## broker, database and all four workers with sample orders; Ctrl-C stops everything
 	$(SOM) up --demo

@@ -22,6 +22,7 @@ from som.commands import (
     clock,
     dlq,
     intake,
+    k8s,
     orders,
     run,
     schemas,
@@ -45,6 +46,7 @@ app.add_typer(clock.app, name="clock")
 app.add_typer(intake.app, name="intake")
 app.add_typer(billing.app, name="billing")
 app.add_typer(billing.revenue_app, name="revenue")
+app.add_typer(k8s.app, name="k8s")
 app.command("chaos")(chaos.chaos)
 
 

@@ -1,10 +1,14 @@
-"""Read-only queries on the ``billing`` schema for operators' tools (``som billing documents``)."""
+"""Read-only queries on the ``billing`` schema for operators' tools (``som billing documents``, ``export``)."""
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from typing import Any
 
 import asyncpg
+
+from shared.messaging import topics
 
 
 async def documents(pool: asyncpg.Pool, subscription_id: str) -> list[dict[str, Any]]:
@@ -34,3 +38,55 @@ async def invoice_numbers(pool: asyncpg.Pool) -> list[str]:
         "SELECT document_number FROM billing.documents WHERE document_number LIKE 'INV-%'"
     )
     return [str(r["document_number"]) for r in rows]
+
+
+async def export_documents(
+    pool: asyncpg.Pool,
+    start: date,
+    end: date,
+    *,
+    subscription_id: str | None = None,
+    include_test: bool = False,
+) -> list[dict[str, Any]]:
+    """Invoices and credit notes issued from ``start`` to ``end`` (both included), in number order
+    within each issue date; test-clock documents only with ``include_test``."""
+    rows = await pool.fetch(
+        "SELECT document_number, document_type, reason, subscription_id, customer_id, issue_date, due_date, "
+        "currency, subtotal, tax, total, (body->>'credits_applied')::numeric AS credits_applied, amount_due, "
+        "status, coalesce((body->>'test')::boolean, false) AS test FROM billing.documents "
+        "WHERE issue_date BETWEEN $1 AND $2 AND ($3::text IS NULL OR subscription_id = $3) "
+        "AND ($4 OR NOT coalesce((body->>'test')::boolean, false)) "
+        "ORDER BY issue_date, document_type, length(document_number), document_number",
+        start,
+        end,
+        subscription_id,
+        include_test,
+    )
+    return [dict(r) for r in rows]
+
+
+async def export_journal(
+    pool: asyncpg.Pool,
+    service: str,
+    start: date,
+    end: date,
+    *,
+    subscription_id: str | None = None,
+    include_test: bool = False,
+) -> list[dict[str, Any]]:
+    """Journal entries posted on ``accounting.journal`` (their timers fired) dated ``start`` to ``end``,
+    as ``JournalEntryPosted`` payloads, in posting order. ``service``: billing's namespaced name."""
+    rows = await pool.fetch(
+        "SELECT payload FROM timekeeping.timers WHERE service = $1 AND topic = $2 AND fired_at IS NOT NULL "
+        "AND cancelled_at IS NULL AND (payload->>'entry_date')::date BETWEEN $3 AND $4 "
+        "AND ($5::text IS NULL OR subscription_id = $5) "
+        "AND ($6 OR NOT coalesce((payload->>'test')::boolean, false)) "
+        "ORDER BY (payload->>'entry_date')::date, due_at, id",
+        service,
+        topics.ACCOUNTING_JOURNAL,
+        start,
+        end,
+        subscription_id,
+        include_test,
+    )
+    return [json.loads(r["payload"]) if isinstance(r["payload"], str) else dict(r["payload"]) for r in rows]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.entitlements import metrics
 from shared.db.uow import Database
 from shared.messaging import topics
 from shared.service import ServiceSpec, Wiring
@@ -31,5 +32,6 @@ SPEC = ServiceSpec(
     produces=(topics.ENTITLEMENTS_CHANGED,),
     migrations=Path(__file__).resolve().parent / "migrations",
     wire=wire,
+    metrics=metrics.ALL,
 )
 build = SPEC.build

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from services.entitlements import metrics
 from services.entitlements.domain.entitlements import entitlements_for
 from services.entitlements.store import EntitlementStore, PgEntitlementStore
 from shared.catalog import Catalog
@@ -31,6 +33,8 @@ class EntitlementHandlers:
         if event.type != ev.SUBSCRIPTION_STATE_CHANGED:
             return
         change: ev.SubscriptionStateChanged = event.payload(ev.SubscriptionStateChanged)
+        # Wall time against the broker's timestamp (never business time: test clocks jump).
+        metrics.SYNC_LAG.set(max(0.0, time.time() - incoming.timestamp_ms / 1000))
         snap = change.snapshot
         current = await self.store.load(uow.conn, change.subscription_id)
         if current and current.lifecycle_version >= change.version:

@@ -32,3 +32,14 @@ PAUSED_SECONDS = Counter(
     "Seconds consumption waited for PostgreSQL or the broker",
     ["service"],
 )
+
+# Sampled from PostgreSQL and the readiness checks every few seconds by ``shared.messaging.sampler``
+# (per-message updates would cost a query each): the dashboards' and alerts' backlog signals.
+OUTBOX_BACKLOG = Gauge("som_outbox_backlog", "Outbox rows not yet published", ["service"])
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "som_outbox_oldest_seconds", "Age of the oldest unpublished outbox row (0 when empty)", ["service"]
+)
+TIMERS_DUE = Gauge(
+    "som_timers_due", "Timers due on their clock and not yet fired (scheduler backlog)", ["service"]
+)
+WORKER_READY = Gauge("som_worker_ready", "1 while every readiness check of the worker passes", ["service"])

@@ -47,6 +47,7 @@ from shared.messaging.incoming import (
 from shared.messaging.lanes import LaneProcessor, process_span
 from shared.messaging.outage import OutageGate
 from shared.messaging.relay import OutboxRelay
+from shared.messaging.sampler import run_sampler
 from shared.messaging.topics import retry_topic
 from shared.settings import Settings
 
@@ -202,6 +203,13 @@ class Worker:
         self.status.started = True
         for factory in self.background_factories:
             self._background.append(asyncio.create_task(factory()))
+        # Backlog gauges (outbox, due timers, readiness) for the dashboards and alerts.
+        self._background.append(
+            asyncio.create_task(
+                run_sampler(self.db.pool, self.name, f"{self.namespace}{self.name}", self.readiness),
+                name=f"metrics-sampler-{self.name}",
+            )
+        )
 
     async def _on_shutdown(self) -> None:
         self.status.started = False

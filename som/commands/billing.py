@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from datetime import date
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from services.billing import views
-from som.common import EXIT_NOT_FOUND, EXIT_USAGE, UserError, console, db_pool, resolved_settings, run
+from som.common import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    UserError,
+    console,
+    db_pool,
+    err,
+    resolved_settings,
+    run,
+)
 
 app = typer.Typer(help="Billing: preview what a change would invoice, list documents.", no_args_is_help=True)
 revenue_app = typer.Typer(help="Revenue recognition (IFRS 15): schedules by month end.", no_args_is_help=True)
@@ -23,11 +35,11 @@ def _context() -> Any:
     return billing_context(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
 
 
-def _date(value: str) -> date:
+def _date(value: str, option: str = "--on") -> date:
     try:
         return date.fromisoformat(value[:10])
     except ValueError as exc:
-        raise UserError(f"--on wants an ISO date (2025-03-11), not {value!r}", EXIT_USAGE) from exc
+        raise UserError(f"{option} wants an ISO date (2025-03-11), not {value!r}", EXIT_USAGE) from exc
 
 
 @app.command("preview")
@@ -155,6 +167,79 @@ def billing_documents(
             r["paid_on"] or "",
         )
     console.print(t)
+
+
+class ExportFormat(StrEnum):
+    """Output formats of ``som billing export``."""
+
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+@app.command("export")
+def billing_export(
+    start: Annotated[str, typer.Option("--from", help="First issue/entry date included (ISO date).")],
+    end: Annotated[str, typer.Option("--to", help="Last issue/entry date included (ISO date).")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="csv or jsonl.")] = ExportFormat.csv,
+    output: Annotated[Path | None, typer.Option("--output", help="Write here instead of stdout.")] = None,
+    subscription_id: Annotated[
+        str | None, typer.Option("--subscription", help="Only this subscription.")
+    ] = None,
+    include_test: Annotated[
+        bool, typer.Option("--include-test", help="Include documents and entries of test clocks.")
+    ] = False,
+) -> None:
+    """Invoices, credit notes and posted journal entries for an AR or accounting import.
+
+    Totals per currency go to stderr (and, in jsonl, as `totals` records): the documents' totals must
+    equal the receivables of their journal issue entries, and debits equal credits; exit 1 if not.
+    """
+    import sys
+
+    from services.billing import export
+
+    first, last = _date(start, "--from"), _date(end, "--to")
+    if last < first:
+        raise UserError("--to is before --from", EXIT_USAGE)
+    settings = resolved_settings()
+
+    async def go() -> export.Export:
+        async with db_pool(settings) as pool:
+            docs = await views.export_documents(
+                pool, first, last, subscription_id=subscription_id, include_test=include_test
+            )
+            entries = await views.export_journal(
+                pool,
+                f"{settings.topic_namespace}billing",
+                first,
+                last,
+                subscription_id=subscription_id,
+                include_test=include_test,
+            )
+        return export.build(first, last, docs, entries)
+
+    result = run(go())
+    text = export.to_csv(result) if fmt is ExportFormat.csv else export.to_jsonl(result)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+    table = Table("currency", "invoices", "credit notes", "documents", "AR issued", "debit", "credit", "ties")
+    for t in result.totals.values():
+        row = t.as_row()
+        table.add_row(
+            t.currency,
+            f"{t.invoices}: {row['invoices_total']}",
+            f"{t.credit_notes}: {row['credit_notes_total']}",
+            row["documents_total"],
+            row["receivables_issued"],
+            row["journal_debit"],
+            row["journal_credit"],
+            "yes" if t.ties else "NO",
+        )
+    err.print(table)
+    if not result.ties:
+        raise UserError("the export does not tie to the journal (see the totals)", EXIT_FAILED)
 
 
 @revenue_app.command("schedule")

@@ -26,3 +26,18 @@ def schemas(
         return
     for name in gen.write():
         console.print(f"wrote schemas/{name}")
+
+
+@app.command()
+def asyncapi(
+    check: Annotated[bool, typer.Option("--check", help="Only report drift; exit 1 if any.")] = False,
+) -> None:
+    """Generate schemas/asyncapi.yaml (AsyncAPI 3.0.0): every topic, its payloads, keys and headers."""
+    from som import asyncapi as gen
+
+    if check:
+        if gen.drifted():
+            fail("schemas/asyncapi.yaml is out of date (run `som asyncapi`)", EXIT_FAILED)
+        console.print("schemas/asyncapi.yaml matches the code")
+        return
+    console.print(f"wrote {gen.write().relative_to(gen.OUTPUT.parents[1])}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+
+from prometheus_client import REGISTRY
 
 from services.entitlements.handlers import EntitlementHandlers
 from shared.catalog import cached_catalog
@@ -105,3 +108,12 @@ async def test_events_other_than_state_changes_are_ignored() -> None:
     )
     incoming = Incoming(topics.SUBSCRIPTIONS_EVENTS, SUB, event.model_dump_json().encode(), {}, 0, 0, 0)
     assert await _run(handlers, incoming) == [] and store.sets == {}
+
+
+async def test_sync_lag_is_measured_from_the_record_timestamp() -> None:
+    handlers, _ = _handlers()
+    # A record stamped at the epoch: the lag is the whole wall clock; one stamped in the future is clamped.
+    await _run(handlers, replace(_change(1), timestamp_ms=0))
+    assert (REGISTRY.get_sample_value("som_entitlement_sync_lag_seconds") or 0) > 1_700_000_000
+    await _run(handlers, replace(_change(2), timestamp_ms=10**15))
+    assert REGISTRY.get_sample_value("som_entitlement_sync_lag_seconds") == 0
