@@ -22,6 +22,7 @@ from services.intake.domain.policy import effective_policy
 from services.intake.domain.validation import CustomerCredit
 from services.intake.pipeline import COMMAND_REASONS, check_signature, evaluate
 from services.intake.store import CustomerStanding, IntakeStore, PgIntakeStore
+from services.intake.vendors.lookups import VendorLookups
 from shared.catalog import Catalog
 from shared.contracts import events as ev
 from shared.contracts.canonical import CanonicalOrderChange, NormalizedPayload
@@ -80,8 +81,10 @@ class IntakeHandlers:
         *,
         secrets: Mapping[str, Sequence[str]] | None = None,
         store: IntakeStore | None = None,
+        lookups: VendorLookups | None = None,
     ) -> None:
         self.catalog = catalog
+        self.lookups = lookups
         self.secrets: dict[str, list[str]] = {k: list(v) for k, v in (secrets or {}).items() if v}
         self.store: IntakeStore = store or PgIntakeStore()
 
@@ -113,6 +116,8 @@ class IntakeHandlers:
             return
         region = region_hint(channel, incoming.value, transport) or incoming.headers.get("region")
         for index, change in enumerate(normalized.changes):
+            if self.lookups is not None:  # the vendor fills what the event leaves out (plan, quantity)
+                change = await self.lookups.enrich(channel, change, inbound_event_id(incoming), transport)
             await self._apply(uow, incoming, channel, change, index, region)
 
     async def _apply(

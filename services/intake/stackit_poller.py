@@ -165,8 +165,11 @@ class StackitPoller:
         catalog: Catalog,
         poll_seconds: float = 60.0,
         store: StackitSnapshotStore | None = None,
+        decide: bool = True,
     ) -> None:
         self.client = client
+        # False: approvals follow the lifecycle's decision through the fulfilment delivery instead
+        self.decide = decide
         self.db = db
         self.catalog = catalog
         self.poll_seconds = poll_seconds
@@ -193,7 +196,13 @@ class StackitPoller:
             transport=transport,
         )
         chosen = catalog or cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
-        return cls(client, db, catalog=chosen, poll_seconds=settings.stackit_poll_seconds)
+        return cls(
+            client,
+            db,
+            catalog=chosen,
+            poll_seconds=settings.stackit_poll_seconds,
+            decide=not settings.stackit_fulfilment,
+        )
 
     @property
     def project_id(self) -> str:
@@ -252,6 +261,8 @@ class StackitPoller:
                     snapshot=current,
                 )
             report.published = sum(1 for pub in publications if pub.subscription_id)
+        if not self.decide:
+            return report
         known = list(listing) + [s for sid, s in stored.items() if sid not in by_id]
         for sub in listing:
             sid = str(sub.get("subscriptionId") or "")

@@ -64,7 +64,10 @@ def _time(value: Any) -> datetime | None:
 
 
 def _requested(order: Mapping[str, Any] | None, *actions: str) -> bool:
-    return bool(order) and order.get("action") in actions and order.get("phase") == "requested"  # type: ignore[union-attr]
+    """True when ``order`` is a channel request (phase ``requested``) of one of ``actions``."""
+    if not order:
+        return False
+    return order.get("action") in actions and order.get("phase") == "requested"
 
 
 def calls_for_event(
@@ -89,7 +92,9 @@ def calls_for_event(
     command = str(event.get("command") or "")
     csid = channel_subscription_id
 
-    def call(operation_id: str, action: str, body: Mapping[str, Any], deadline: datetime | None = None) -> VendorCall:
+    def call(
+        operation_id: str, action: str, body: Mapping[str, Any], deadline: datetime | None = None
+    ) -> VendorCall:
         return VendorCall(channel, operation_id, action, subscription_id, csid, dict(body), deadline)
 
     started = kind in _STARTED and command in _STARTING_COMMANDS
@@ -136,7 +141,9 @@ def calls_for_rejection(
     csid = channel_subscription_id
     reason = f"{rejection.get('reason_code')}: {rejection.get('message')}"
 
-    def call(operation_id: str, action: str, body: Mapping[str, Any], deadline: datetime | None = None) -> VendorCall:
+    def call(
+        operation_id: str, action: str, body: Mapping[str, Any], deadline: datetime | None = None
+    ) -> VendorCall:
         return VendorCall(channel, operation_id, action, subscription_id, csid, dict(body), deadline)
 
     if channel == "azure_marketplace" and _requested(order, "change_plan", "change_quantity", "reinstate"):
@@ -156,7 +163,9 @@ def _azure_patch(call: Any, order: Mapping[str, Any], status: str, options: Fulf
     return result
 
 
-def _gcp_plan_decision(call: Any, csid: str, order: Mapping[str, Any], verb: str, reason: str | None) -> VendorCall:
+def _gcp_plan_decision(
+    call: Any, csid: str, order: Mapping[str, Any], verb: str, reason: str | None
+) -> VendorCall:
     body: dict[str, Any] = {"verb": verb, "pendingPlanName": order.get("plan")}
     if reason:
         body["reason"] = reason

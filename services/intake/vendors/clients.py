@@ -85,7 +85,9 @@ class AzureFulfillment:
         sid = call.channel_subscription_id
         if call.action == "activate":
             body = {k: v for k, v in call.body.items() if k in ("planId", "quantity") and v is not None}
-            await self.http.request("POST", f"/api/saas/subscriptions/{sid}/activate", params=self.params, json=body)
+            await self.http.request(
+                "POST", f"/api/saas/subscriptions/{sid}/activate", params=self.params, json=body
+            )
             return {"activated": sid}
         if call.action == "patch_operation":
             status = str(call.body.get("status"))
@@ -220,7 +222,7 @@ class AwsMarketplace:
         """``BatchMeterUsage`` with the call's usage record (idempotent by usage record at AWS)."""
         if call.action != "meter_final":
             raise ValueError(f"unknown AWS fulfilment action {call.action!r}")
-        doc = await self._rpc("AWSMPMeteringService.BatchMeterUsage", call.body)
+        doc = await self._rpc("AWSMPMeteringService.BatchMeterUsage", dict(call.body))
         doc = doc if isinstance(doc, dict) else {}
         if doc.get("UnprocessedRecords"):
             raise VendorRefused("BatchMeterUsage left records unprocessed", 400, json.dumps(doc)[:500])
@@ -257,7 +259,9 @@ class ShopifyAdmin:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"X-Shopify-Access-Token": token} if token else {}
-        self.http = VendorHttp(base_url, headers=headers, timeout=timeout, backoff=backoff, transport=transport)
+        self.http = VendorHttp(
+            base_url, headers=headers, timeout=timeout, backoff=backoff, transport=transport
+        )
         self.path = f"/admin/api/{api_version}/graphql.json"
 
     async def subscription_contract(self, contract_gid: str) -> bytes:

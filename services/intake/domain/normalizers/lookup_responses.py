@@ -250,4 +250,3 @@ def stackit_page(
     if not changes:
         return ChannelResult(ignored="STACKIT list page without a change")
     return ChannelResult(changes=changes)
-
