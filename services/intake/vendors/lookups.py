@@ -17,7 +17,7 @@ from typing import Any
 from services.intake.domain.errors import InvalidOrder, UnparseableInput
 from services.intake.domain.normalizers import normalize
 from services.intake.vendors.clients import AwsMarketplace, GcpProcurement, ShopifyAdmin
-from services.intake.vendors.http import VendorUnavailable
+from services.intake.vendors.http import VendorRefused, VendorUnavailable
 from shared.catalog import Catalog
 from shared.contracts.canonical import CanonicalOrderChange
 
@@ -84,7 +84,12 @@ class VendorLookups:
         key = (event_key, channel, change.channel_subscription_id)
         body = self._cache.get(key)
         if body is None:
-            body = await self.response(channel, change)
+            try:
+                body = await self.response(channel, change)
+            except VendorRefused as exc:
+                # 404: the vendor does not know it yet; 401/403: credentials being rotated. Retried either
+                # way (and dead-lettered when it never heals), never answered with a default plan.
+                raise VendorUnavailable(f"{channel} lookup refused: {exc}") from exc
             self._cache[key] = body
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
