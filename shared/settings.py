@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     vendor_backoff_seconds: tuple[float, ...] = Field(
         default=(0.2, 1.0, 3.0), description="pauses between attempts of one vendor request"
     )
+    fulfilment_delivery: bool = Field(
+        default=True, description="run the vendor call delivery task in the intake worker (false: run it elsewhere)"
+    )
     fulfilment_poll_seconds: float = Field(default=1.0, description="how often due vendor calls are looked for")
     fulfilment_retry_seconds: tuple[float, ...] = Field(
         default=(1.0, 5.0, 30.0, 120.0), description="pauses before a failed vendor call is made again"

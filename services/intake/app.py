@@ -38,7 +38,7 @@ def wire(settings: Settings, db: Database) -> Wiring:
     routes.append(Route(topics.SUBSCRIPTIONS_EVENTS, fulfil.on_state_changed))
     routes.append(Route(topics.SUBSCRIPTIONS_COMMAND_REJECTIONS, fulfil.on_command_rejected))
     background: list[BackgroundTask] = []
-    if vendors.fulfilment:
+    if vendors.fulfilment and settings.fulfilment_delivery:
         delivery = FulfilmentDelivery(
             db,
             vendors.fulfilment,

@@ -168,7 +168,8 @@ class StackitPoller:
         decide: bool = True,
     ) -> None:
         self.client = client
-        # False: approvals follow the lifecycle's decision through the fulfilment delivery instead
+        # False: what intake would refuse is still rejected here; approvals follow the lifecycle's
+        # decision through the fulfilment delivery instead
         self.decide = decide
         self.db = db
         self.catalog = catalog
@@ -261,8 +262,6 @@ class StackitPoller:
                     snapshot=current,
                 )
             report.published = sum(1 for pub in publications if pub.subscription_id)
-        if not self.decide:
-            return report
         known = list(listing) + [s for sid, s in stored.items() if sid not in by_id]
         for sub in listing:
             sid = str(sub.get("subscriptionId") or "")
@@ -287,6 +286,8 @@ class StackitPoller:
                 await self.client.reject(sid, text)
                 decision = "rejected"
                 report.rejected.append(sid)
+            elif not self.decide:
+                return  # approval follows the lifecycle's decision (outbound fulfilment)
             elif manual:
                 decision = "manual"
                 report.awaiting_operator.append(sid)
