@@ -21,7 +21,9 @@ from pydantic import SecretStr
 
 from services.intake.vendors.fulfilment import CRASH_POINT, FulfilmentDelivery, SimulatedCrash
 from services.intake.vendors.wiring import vendor_set
-from shared.contracts.envelope import derived_id
+from shared.contracts import events as ev
+from shared.contracts.commands import params_for
+from shared.contracts.envelope import derived_id, make_event
 from shared.db.uow import Database
 from shared.messaging import topics
 from shared.messaging.faults import faults
@@ -149,17 +151,22 @@ async def test_lookups_put_gcp_shopify_and_aws_orders_on_the_vendors_plan(
             sns = _sns("subscribe-success", customer, "2025-07-10T10:00:00.000Z")
             await publish(s, topics.inbound("aws_marketplace"), sns, key=customer, headers=clock)
 
-            async def done() -> bool:
-                return len(await _plans(db, list(ids.values()))) == 3 and bool(gcp.acks)
+            async def found() -> bool:
+                return len(await _plans(db, list(ids.values()))) == 3
 
-            await _until(done)
-        plans = await _plans(db, list(ids.values()))
+            await _until(found)
+            plans = await _plans(db, list(ids.values()))
+            # enterprise is approved by a person (approval policy): GCP has no answer until then
+            await asyncio.sleep(1.0)
+            assert gcp.acks == []
+            await _approve(s, ids["gcp"], "gcp_marketplace")
+            await _until(lambda: _has(gcp.acks, ("approve", eid)))
     assert plans == {sid: "enterprise" for sid in ids.values()}  # the lookups' plan, not the default `pro`
     assert len(gcp.routed("get")) >= 4  # three 503s, then the answer
-    assert gcp.acks == [("approve", eid)]  # GCP waits for approve: the lifecycle approved (auto)
+    assert gcp.acks == [("approve", eid)]  # approved at GCP once the lifecycle approved it
     assert shop.requests[0].headers.get("X-Shopify-Access-Token") == "shpat-1"
     quantity = await db.pool.fetchval(
-        "SELECT quantity FROM lifecycle.subscriptions WHERE subscription_id = $1", ids["aws"]
+        "SELECT (canonical->>'quantity')::int FROM intake.orders WHERE subscription_id = $1", ids["aws"]
     )
     assert quantity == 15
 
@@ -235,6 +242,34 @@ async def test_azure_conversation_activate_patch_success_and_failure(
     ]
 
 
+async def _approve(s: Settings, subscription_id: str, channel: str) -> None:
+    """What ``som approve`` sends: an operator's approve command."""
+    cmd = ev.SubscriptionCommand(
+        subscription_id=subscription_id,
+        idempotency_key=f"operator:{_uid()}",
+        channel=channel,
+        effective_at=datetime(2025, 8, 1, tzinfo=UTC),
+        actor="operator:test",
+        params=params_for("approve"),
+    )
+    key = derived_id("operator", cmd.idempotency_key)
+    event = make_event(
+        type=ev.SUBSCRIPTION_COMMAND,
+        source="som/cli",
+        subject=subscription_id,
+        data=cmd,
+        correlation_id=key,
+        causation_id=key,
+    )
+    await publish(
+        s,
+        topics.SUBSCRIPTIONS_COMMANDS,
+        event.model_dump_json().encode(),
+        key=subscription_id,
+        headers={"ce_id": event.id, "ce_type": event.type},
+    )
+
+
 async def _has(acks: list[tuple[str, ...]], wanted: tuple[str, ...]) -> bool:
     return wanted in acks
 
@@ -246,7 +281,7 @@ async def test_crash_between_vendor_call_and_commit_acknowledges_once(
     with AzureStandIn(token="az") as azure, GcpStandIn(token="g", provider="prov-1") as gcp:
         assert isinstance(azure, AzureStandIn) and isinstance(gcp, GcpStandIn)
         azure.add_subscription(sid, "team-monthly", 15)
-        gcp.add_entitlement(eid, "scale-monthly")
+        gcp.add_entitlement(eid, "basic-monthly")  # -> pro (the channel's mapping), approved automatically
         s = settings.model_copy(
             update={
                 "azure_fulfillment_base_url": azure.base_url,
@@ -334,12 +369,12 @@ async def test_aws_final_metering_before_unsubscribe_and_after_a_crash(
     customer = _uid()[:12]
     with AwsStandIn(token="a") as aws:
         assert isinstance(aws, AwsStandIn)
-        aws.add_entitlement(AWS_PRODUCT, customer, "enterprise_tier", 15)
+        aws.add_entitlement(AWS_PRODUCT, customer, "team_tier", 15)  # -> pro
         s = settings.model_copy(
             update={
                 "aws_marketplace_base_url": aws.base_url,
                 "aws_marketplace_token": SecretStr("a"),
-                "aws_metered_dimensions": {"enterprise": "seats"},
+                "aws_metered_dimensions": {"pro": "seats"},
                 "fulfilment_delivery": False,
                 "vendor_backoff_seconds": (0.05,),
             }
