@@ -98,7 +98,7 @@ def test_aws_final_meter_only_for_metered_plans_before_the_agreement_ends() -> N
     hour = datetime(2025, 7, 10, 10, tzinfo=UTC)
     assert record == {
         "Timestamp": int(hour.timestamp()),
-        "CustomerIdentifier": "",
+        "CustomerIdentifier": "cust-1",
         "Dimension": "seats",
         "Quantity": 7,
     }
