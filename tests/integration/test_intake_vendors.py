@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from services.intake.vendors import store
 from services.intake.vendors.fulfilment import CRASH_POINT, FulfilmentDelivery, SimulatedCrash
 from services.intake.vendors.wiring import vendor_set
 from shared.contracts import events as ev
@@ -305,6 +306,10 @@ async def test_crash_between_vendor_call_and_commit_acknowledges_once(
                 return int(n) == 2
 
             await _until(recorded)
+        # the same calls decided again (a redelivered event) record nothing new
+        rows = await db.pool.fetch("SELECT * FROM intake.vendor_calls WHERE namespace = $1", s.topic_namespace)
+        async with db.pool.acquire() as conn:
+            assert await store.record_calls(conn, s.topic_namespace, [store.as_call(r) for r in rows]) == 0
         clients = vendor_set(s).fulfilment
         first = FulfilmentDelivery(db, clients, lease_seconds=3600)
         faults.arm(CRASH_POINT)
