@@ -105,10 +105,12 @@ class Settings(BaseSettings):
     )
     azure_fulfillment_token: SecretStr | None = Field(default=None, description="Entra ID bearer token")
     azure_patch_deadline_seconds: float = Field(
-        default=10.0, description="Azure auto-accepts a ChangePlan/ChangeQuantity not PATCHed this long after its timeStamp"
+        default=10.0,
+        description="Azure auto-accepts a ChangePlan/ChangeQuantity not PATCHed this long after its timeStamp",
     )
     gcp_procurement_base_url: str | None = Field(
-        default=None, description="Partner Procurement API base URL (https://cloudcommerceprocurement.googleapis.com)"
+        default=None,
+        description="Partner Procurement API base URL (https://cloudcommerceprocurement.googleapis.com)",
     )
     gcp_procurement_token: SecretStr | None = Field(default=None, description="OAuth bearer token")
     gcp_provider_id: str | None = Field(default=None, description="the partner's provider id")
@@ -117,7 +119,8 @@ class Settings(BaseSettings):
     )
     aws_marketplace_token: SecretStr | None = Field(default=None, description="credential for the endpoint")
     aws_metered_dimensions: dict[str, str] = Field(
-        default_factory=dict, description="catalog plan -> AWS metering dimension; a plan listed here is metered"
+        default_factory=dict,
+        description="catalog plan -> AWS metering dimension; a plan listed here is metered",
     )
     shopify_admin_base_url: str | None = Field(
         default=None, description="https://<shop>.myshopify.com: Admin GraphQL lookups of contracts"
@@ -132,9 +135,12 @@ class Settings(BaseSettings):
         default=(0.2, 1.0, 3.0), description="pauses between attempts of one vendor request"
     )
     fulfilment_delivery: bool = Field(
-        default=True, description="run the vendor call delivery task in the intake worker (false: run it elsewhere)"
+        default=True,
+        description="run the vendor call delivery task in the intake worker (false: run it elsewhere)",
     )
-    fulfilment_poll_seconds: float = Field(default=1.0, description="how often due vendor calls are looked for")
+    fulfilment_poll_seconds: float = Field(
+        default=1.0, description="how often due vendor calls are looked for"
+    )
     fulfilment_retry_seconds: tuple[float, ...] = Field(
         default=(1.0, 5.0, 30.0, 120.0), description="pauses before a failed vendor call is made again"
     )

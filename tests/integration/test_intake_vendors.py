@@ -307,7 +307,9 @@ async def test_crash_between_vendor_call_and_commit_acknowledges_once(
 
             await _until(recorded)
         # the same calls decided again (a redelivered event) record nothing new
-        rows = await db.pool.fetch("SELECT * FROM intake.vendor_calls WHERE namespace = $1", s.topic_namespace)
+        rows = await db.pool.fetch(
+            "SELECT * FROM intake.vendor_calls WHERE namespace = $1", s.topic_namespace
+        )
         async with db.pool.acquire() as conn:
             assert await store.record_calls(conn, s.topic_namespace, [store.as_call(r) for r in rows]) == 0
         clients = vendor_set(s).fulfilment
