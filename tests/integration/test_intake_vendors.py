@@ -275,6 +275,62 @@ async def _has(acks: list[tuple[str, ...]], wanted: tuple[str, ...]) -> bool:
     return wanted in acks
 
 
+def _gcp_plan_change(eid: str, plan: str, at: str) -> bytes:
+    return json.dumps(
+        {
+            "eventId": f"PLAN_CHANGE-{_uid()}",
+            "eventType": "ENTITLEMENT_PLAN_CHANGE_REQUESTED",
+            "providerId": "prov-1",
+            "entitlement": {"id": eid, "newPlan": plan, "updateTime": at},
+        }
+    ).encode()
+
+
+async def test_gcp_conversation_approve_then_plan_changes_approved_and_rejected(
+    settings: Settings, db: Database
+) -> None:
+    eid = _uid()
+    with GcpStandIn(token="g", provider="prov-1") as gcp:
+        assert isinstance(gcp, GcpStandIn)
+        gcp.add_entitlement(eid, "basic-monthly")  # -> pro, approved automatically
+        s = settings.model_copy(
+            update={
+                "gcp_procurement_base_url": gcp.base_url,
+                "gcp_procurement_token": SecretStr("g"),
+                "gcp_provider_id": "prov-1",
+                "vendor_backoff_seconds": (0.05,),
+                "fulfilment_poll_seconds": 0.2,
+            }
+        )
+        clock = {"som-test-clock": await _clock(settings, db)}
+        inbound = topics.inbound("gcp_marketplace")
+
+        def pending(plan: str) -> None:
+            with gcp.lock:
+                gcp.entitlements[eid].update(
+                    {"state": "ENTITLEMENT_PENDING_PLAN_CHANGE_APPROVAL", "newPendingPlan": plan}
+                )
+
+        async with running_workers(s, db, names=("intake", "lifecycle")):
+            await publish(s, inbound, _gcp_event(eid), key=eid, headers=clock)
+            await _until(lambda: _has(gcp.acks, ("approve", eid)))
+            pending("starter-monthly")  # pro -> starter: the lifecycle changes the plan
+            change = _gcp_plan_change(eid, "starter-monthly", "2025-07-12T10:00:00Z")
+            await publish(s, inbound, change, key=eid, headers=clock)
+            await _until(lambda: _has(gcp.acks, ("approvePlanChange", eid, "starter-monthly")))
+            pending("starter-monthly")  # the same plan again: the lifecycle refuses it (NO_CHANGE)
+            again = _gcp_plan_change(eid, "starter-monthly", "2025-07-13T10:00:00Z")
+            await publish(s, inbound, again, key=eid, headers=clock)
+            await _until(lambda: _has(gcp.acks, ("rejectPlanChange", eid, "starter-monthly")))
+        plans = await _plans(db, [derived_id("subscription", "gcp_marketplace", eid)])
+    assert gcp.acks == [
+        ("approve", eid),
+        ("approvePlanChange", eid, "starter-monthly"),
+        ("rejectPlanChange", eid, "starter-monthly"),
+    ]
+    assert list(plans.values()) == ["starter"]
+
+
 async def test_crash_between_vendor_call_and_commit_acknowledges_once(
     settings: Settings, db: Database
 ) -> None:
