@@ -101,6 +101,10 @@ class VendorLookups:
             self._cache.pop(key, None)
             raise VendorUnavailable(f"{channel} lookup answer unreadable: {exc}") from exc
         found = [c for c in looked.changes if c.channel_subscription_id == change.channel_subscription_id]
+        if (not found or found[0].plan is None) and change.action != "create":
+            # only a creation needs the plan; a refresh or an activation without one stays as it came
+            # (an AWS entitlement-updated after the contract expired has no entitlement left)
+            return change
         if not found or found[0].plan is None:
             # the vendor does not know it yet (or knows no plan): ask again later, never guess a plan
             self._cache.pop(key, None)

@@ -279,3 +279,18 @@ async def test_shopify_and_aws_lookups_through_their_stand_ins() -> None:
         assert shop.requests[0].headers.get("X-Shopify-Access-Token") == "shpat"
     assert (contract.plan, contract.quantity, contract.amount) == ("FERN-ENTERPRISE", 12, "360.00")
     assert (entitled.plan, entitled.quantity) == ("enterprise_tier", 17)
+
+
+async def test_a_refresh_the_vendor_knows_nothing_about_stays_as_it_came() -> None:
+    with AwsStandIn() as aws:
+        assert isinstance(aws, AwsStandIn)
+        lookups = VendorLookups(aws=AwsMarketplace(aws.base_url, None, backoff=(0.01,)))
+        notice = json.dumps(
+            {"action": "entitlement-updated", "customer-identifier": "gone-1", "product-code": "prodcode"}
+        ).encode()
+        [refresh] = normalize("aws_marketplace", notice).changes
+        try:
+            assert await lookups.enrich("aws_marketplace", refresh, "e1", {}) == refresh
+        finally:
+            await lookups.aclose()
+        assert len(aws.routed("GetEntitlements")) == 1
