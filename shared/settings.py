@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -136,6 +136,56 @@ class Settings(BaseSettings):
     stackit_timeout_seconds: float = Field(default=10.0, description="HTTP timeout of one vendor API request")
     stackit_test_clock: str | None = Field(
         default=None, description="test clock the polled STACKIT subscriptions join (tests, simulations)"
+    )
+
+    # Vendor APIs: lookups and outbound fulfilment (docs/intake-vendors.md). A channel's client exists
+    # when its base URL is set. Credentials are SecretStr: never printed, never logged.
+    azure_fulfillment_base_url: str | None = Field(
+        default=None, description="SaaS Fulfillment API v2 base URL (https://marketplaceapi.microsoft.com)"
+    )
+    azure_fulfillment_token: SecretStr | None = Field(default=None, description="Entra ID bearer token")
+    azure_patch_deadline_seconds: float = Field(
+        default=10.0,
+        description="Azure auto-accepts a ChangePlan/ChangeQuantity not PATCHed this long after its timeStamp",
+    )
+    gcp_procurement_base_url: str | None = Field(
+        default=None,
+        description="Partner Procurement API base URL (https://cloudcommerceprocurement.googleapis.com)",
+    )
+    gcp_procurement_token: SecretStr | None = Field(default=None, description="OAuth bearer token")
+    gcp_provider_id: str | None = Field(default=None, description="the partner's provider id")
+    aws_marketplace_base_url: str | None = Field(
+        default=None, description="AWS Marketplace endpoint (entitlement, agreement, metering)"
+    )
+    aws_marketplace_token: SecretStr | None = Field(default=None, description="credential for the endpoint")
+    aws_metered_dimensions: dict[str, str] = Field(
+        default_factory=dict,
+        description="catalog plan -> AWS metering dimension; a plan listed here is metered",
+    )
+    shopify_admin_base_url: str | None = Field(
+        default=None, description="https://<shop>.myshopify.com: Admin GraphQL lookups of contracts"
+    )
+    shopify_admin_token: SecretStr | None = Field(default=None, description="Admin API access token")
+    stackit_fulfilment: bool = Field(
+        default=False,
+        description="approve/reject STACKIT subscriptions by the lifecycle's decision (not the poller's policy)",
+    )
+    vendor_timeout_seconds: float = Field(default=10.0, description="timeout of one vendor API request")
+    vendor_backoff_seconds: tuple[float, ...] = Field(
+        default=(0.2, 1.0, 3.0), description="pauses between attempts of one vendor request"
+    )
+    fulfilment_delivery: bool = Field(
+        default=True,
+        description="run the vendor call delivery task in the intake worker (false: run it elsewhere)",
+    )
+    fulfilment_poll_seconds: float = Field(
+        default=1.0, description="how often due vendor calls are looked for"
+    )
+    fulfilment_retry_seconds: tuple[float, ...] = Field(
+        default=(1.0, 5.0, 30.0, 120.0), description="pauses before a failed vendor call is made again"
+    )
+    fulfilment_lease_seconds: float = Field(
+        default=60.0, description="a call in flight this long is taken over (its maker died)"
     )
 
     def group(self, service: str) -> str:

@@ -48,6 +48,7 @@ CLOUD_EVENTS: dict[str, type[BaseModel]] = {
     ev.JOURNAL_ENTRY_POSTED: ev.JournalEntryPosted,
     ev.UPCOMING_CHARGE_NOTICE: ev.SubscriptionNotice,
     "som.provisioning.instance_reported": ev.InstanceReported,
+    ev.VENDOR_DEADLINE_MISSED: ev.VendorDeadlineMissed,
 }
 
 # Provisioning publishes these; the lifecycle reads only the data, whatever the type says.
@@ -70,6 +71,7 @@ TOPIC_MESSAGES: dict[str, tuple[tuple[str, ...], str]] = {
     topics.ACCOUNTING_JOURNAL: ((ev.JOURNAL_ENTRY_POSTED,), SUBSCRIPTION_KEY),
     topics.NOTIFICATIONS: ((ev.UPCOMING_CHARGE_NOTICE,), SUBSCRIPTION_KEY),
     topics.PROVISIONING_INSTANCES: (("som.provisioning.instance_reported",), SUBSCRIPTION_KEY),
+    topics.CHANNELS_DEADLINE_MISSED: ((ev.VENDOR_DEADLINE_MISSED,), SUBSCRIPTION_KEY),
 }
 
 RULES = f"""\

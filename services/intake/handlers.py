@@ -25,6 +25,7 @@ from services.intake.domain.validation import CustomerCredit
 from services.intake.pipeline import COMMAND_REASONS, ChannelAuth, check_signature, evaluate, sns_envelope
 from services.intake.sns_certs import SnsCertificates
 from services.intake.store import CustomerStanding, IntakeStore, PgIntakeStore
+from services.intake.vendors.lookups import VendorLookups
 from shared.catalog import Catalog
 from shared.contracts import events as ev
 from shared.contracts.canonical import CanonicalOrderChange, NormalizedPayload
@@ -85,8 +86,10 @@ class IntakeHandlers:
         store: IntakeStore | None = None,
         auth: ChannelAuth | None = None,
         sns_certificates: SnsCertificates | None = None,
+        lookups: VendorLookups | None = None,
     ) -> None:
         self.catalog = catalog
+        self.lookups = lookups
         hmac_secrets = {k: list(v) for k, v in (secrets or {}).items() if v}
         self.auth = (
             replace(auth, secrets={**auth.secrets, **hmac_secrets}) if auth else ChannelAuth(hmac_secrets)
@@ -126,6 +129,8 @@ class IntakeHandlers:
             return
         region = region_hint(channel, incoming.value, transport) or incoming.headers.get("region")
         for index, change in enumerate(normalized.changes):
+            if self.lookups is not None:  # the vendor fills what the event leaves out (plan, quantity)
+                change = await self.lookups.enrich(channel, change, inbound_event_id(incoming), transport)
             await self._apply(uow, incoming, channel, change, index, region)
 
     async def _with_known_state(

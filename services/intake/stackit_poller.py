@@ -167,10 +167,14 @@ class StackitPoller:
         poll_seconds: float = 60.0,
         store: StackitSnapshotStore | None = None,
         test_clock: str | None = None,
+        decide: bool = True,
     ) -> None:
         self.client = client
         # publications carry ``som-test-clock`` so the subscriptions live on that test clock
         self.test_clock = test_clock
+        # False: what intake would refuse is still rejected here; approvals follow the lifecycle's
+        # decision through the fulfilment delivery instead
+        self.decide = decide
         self.db = db
         self.catalog = catalog
         self.poll_seconds = poll_seconds
@@ -203,6 +207,7 @@ class StackitPoller:
             catalog=chosen,
             poll_seconds=settings.stackit_poll_seconds,
             test_clock=settings.stackit_test_clock,
+            decide=not settings.stackit_fulfilment,
         )
 
     @property
@@ -289,6 +294,8 @@ class StackitPoller:
                 await self.client.reject(sid, text)
                 decision = "rejected"
                 report.rejected.append(sid)
+            elif not self.decide:
+                return  # approval follows the lifecycle's decision (outbound fulfilment)
             elif manual:
                 decision = "manual"
                 report.awaiting_operator.append(sid)

@@ -32,6 +32,7 @@ PAYMENT_RESULT = "som.payment.result"
 PAYMENT_METHOD_UPDATED = "som.payment.method_updated"
 JOURNAL_ENTRY_POSTED = "som.accounting.journal_entry_posted"
 UPCOMING_CHARGE_NOTICE = "som.notification.upcoming_charge"
+VENDOR_DEADLINE_MISSED = "som.channels.deadline_missed"
 
 
 class SubscriptionCommand(BaseModel):
@@ -138,6 +139,20 @@ class OrderRejected(BaseModel):
     order_value: DecimalString | None = None
     currency: str | None = None
     received_at: datetime
+
+
+class VendorDeadlineMissed(BaseModel):
+    """A vendor call (activate, acknowledge, approve, meter) not made before the vendor stopped waiting."""
+
+    channel: str
+    operation_id: str
+    action: str
+    subscription_id: str
+    channel_subscription_id: str
+    deadline: datetime
+    detected_at: datetime
+    attempts: int
+    last_error: str | None = None
 
 
 class InvoiceLine(BaseModel):

@@ -36,6 +36,7 @@ def contracts() -> list[type[BaseModel]]:
         "PaymentMethodUpdated",
         "JournalEntryPosted",
         "UpcomingChargeNotice",
+        "VendorDeadlineMissed",
     ):
         model = getattr(events, name, None)
         if isinstance(model, type) and issubclass(model, BaseModel):

@@ -25,6 +25,7 @@ PAYMENTS_RESULTS = "payments.results"
 ACCOUNTING_JOURNAL = "accounting.journal"
 NOTIFICATIONS = "notifications.customer"
 PROVISIONING_INSTANCES = "provisioning.instances"
+CHANNELS_DEADLINE_MISSED = "channels.deadline_missed"
 
 RETRY_MARK = ".retry."
 DLQ_MARK = ".dlq."
@@ -77,6 +78,7 @@ def main_topics(default_partitions: int) -> list[TopicSpec]:
         ACCOUNTING_JOURNAL,
         NOTIFICATIONS,
         PROVISIONING_INSTANCES,
+        CHANNELS_DEADLINE_MISSED,
     ]
     return [TopicSpec(n, default_partitions) for n in names]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.intake.domain.errors import UnparseableInput
+from services.intake.domain.normalizers import lookup_responses
 from services.intake.domain.normalizers.base import ChannelResult, Context
 from services.intake.domain.wire import Reader, load_object, must, parse_json_text
 from shared.contracts.canonical import (
@@ -59,6 +60,8 @@ _SUCCEEDED = ("RENEWED", "REPLACED", "SUPERCEDED", "SUPERSEDED")
 def normalize(body: bytes, ctx: Context) -> ChannelResult:
     """Normalize an SNS envelope, a raw SNS message or an EventBridge event."""
     doc = load_object(body)
+    if lookup_responses.is_aws_entitlements(doc):  # a GetEntitlements response
+        return lookup_responses.aws_entitlements(doc, ctx)
     if "detail-type" in doc:
         return _eventbridge(Reader(doc))
     if "Type" in doc and ("Message" in doc or "MessageId" in doc):

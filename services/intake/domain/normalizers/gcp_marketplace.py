@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from services.intake.domain.errors import UnparseableInput
+from services.intake.domain.normalizers import lookup_responses
 from services.intake.domain.normalizers.base import ChannelResult, Context
 from services.intake.domain.timefmt import format_ms, parse_timestamp
 from services.intake.domain.wire import Reader, load_object, must, parse_json_text
@@ -66,6 +67,8 @@ def _unwrap(doc: dict[str, Any]) -> dict[str, Any]:
 def normalize(body: bytes, ctx: Context) -> ChannelResult:
     """Normalize a GCP procurement event (raw or in a Pub/Sub push envelope)."""
     doc = _unwrap(load_object(body))
+    if lookup_responses.is_gcp_entitlement(doc):  # a providers.entitlements.get response
+        return lookup_responses.gcp_entitlement(doc, ctx)
     if "eventType" not in doc:
         raise UnparseableInput("UNKNOWN_SHAPE", "not a GCP procurement event (no eventType)")
     r = Reader(doc)

@@ -9,6 +9,7 @@ the delivery id in ``X-Shopify-Webhook-Id`` and the event time in ``X-Shopify-Tr
 from __future__ import annotations
 
 from services.intake.domain.errors import InvalidOrder, reason
+from services.intake.domain.normalizers import lookup_responses
 from services.intake.domain.normalizers.base import ChannelResult, Context
 from services.intake.domain.timefmt import interval_duration, to_rfc3339_ms
 from services.intake.domain.wire import Reader, load_object, must
@@ -54,6 +55,8 @@ _TOPIC_STATUS: dict[str, StatusAfter] = {
 def normalize(body: bytes, ctx: Context) -> ChannelResult:
     """Normalize a Shopify subscription contract webhook."""
     doc = load_object(body)
+    if lookup_responses.is_shopify_contract(doc):  # an Admin GraphQL subscriptionContract response
+        return lookup_responses.shopify_contract(doc, ctx)
     topic = ctx.header("X-Shopify-Topic")
     if topic is None:
         field = "headers.X-Shopify-Topic"

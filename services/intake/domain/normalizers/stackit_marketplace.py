@@ -23,6 +23,7 @@ from typing import Any
 
 from services.intake.domain.amounts import AmountError, render
 from services.intake.domain.errors import UnparseableInput
+from services.intake.domain.normalizers import lookup_responses
 from services.intake.domain.normalizers.base import ChannelResult, Context
 from services.intake.domain.timefmt import format_ms, normalize_duration, parse_timestamp
 from services.intake.domain.wire import Reader, load_object, must
@@ -133,6 +134,8 @@ def _transition(
 def normalize(body: bytes, ctx: Context) -> ChannelResult:
     """Normalize a polled STACKIT subscription object with its poll context."""
     doc = load_object(body)
+    if lookup_responses.is_stackit_page(doc):  # a ListSubscriptions page: one change per item
+        return lookup_responses.stackit_page(doc, ctx, normalize)
     if "subscriptionId" not in doc and "lifecycleState" not in doc:
         raise UnparseableInput("UNKNOWN_SHAPE", "not a STACKIT subscription object")
     r = Reader(doc)
