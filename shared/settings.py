@@ -98,6 +98,20 @@ class Settings(BaseSettings):
     stackit_page_size: int = Field(default=100, description="subscriptions per list request (cursor paging)")
     stackit_timeout_seconds: float = Field(default=10.0, description="HTTP timeout of one vendor API request")
 
+    # Operator console (som console)
+    console_host: str = Field(default="127.0.0.1", description="address the console listens on")
+    console_port: int = Field(default=8080, description="console port; `som up` starts it there (0 = not)")
+    console_session_hours: float = Field(default=8.0, description="a console login lasts this long")
+    console_login_limit: int = Field(
+        default=5, description="failed logins per user and client address per minute before 429"
+    )
+    traces_url: str | None = Field(
+        default=None, description="Jaeger UI base URL; set = the console links each audit row to its trace"
+    )
+    oidc_issuer: str | None = Field(default=None, description="OIDC issuer for console login (not used yet)")
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = Field(default=None, repr=False)
+
     def group(self, service: str) -> str:
         """Consumer group of a service, inside the namespace."""
         return f"{self.topic_namespace}som.{service}"
