@@ -51,7 +51,9 @@ async def orders_since(pool: asyncpg.Pool, *, seconds: float) -> int:
     return int(value or 0)
 
 
-async def rejections_by_channel(pool: asyncpg.Pool, *, top: int, since_hours: float) -> dict[str, list[dict[str, Any]]]:
+async def rejections_by_channel(
+    pool: asyncpg.Pool, *, top: int, since_hours: float
+) -> dict[str, list[dict[str, Any]]]:
     """Per channel, its ``top`` rejections of the last ``since_hours`` by impact, then most recent."""
     rows = await pool.fetch(
         "SELECT * FROM (SELECT channel, channel_subscription_id, channel_event_id, reasons, impact_score, "
