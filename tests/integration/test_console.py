@@ -270,7 +270,7 @@ async def test_dead_letter_replayed_once_as_is_then_edited(
         TopicReader(str(settings.kafka_bootstrap), inbound) as orders,
         running_workers(settings, db, names=("intake",)),
     ):
-        await publish(settings, topics.inbound_topic("direct"), broken, key=order_id)
+        await publish(settings, topics.inbound("direct"), broken, key=order_id)
         [first] = await letters.wait_for(1)
         await login(client, operator)
         listing = await client.get(f"/dlq?topic={dlq}")
