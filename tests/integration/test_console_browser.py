@@ -18,6 +18,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ def _order(order_id: str, plan: str, quantity: int) -> dict[str, Any]:
         "quantity": quantity,
         "billing_interval": "P1M",
         "currency": "USD",
-        "effective_at": "2025-01-31T10:00:00.000Z",
+        # A few days ago on the system clock: a short history, not years of renewals.
+        "effective_at": (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
     }
 
 
