@@ -113,6 +113,13 @@ async def page_subscriptions(
     each filter has an index on ``(column, updated_at, subscription_id)`` (migration 0002).
     """
     after_at, after_id = after if after is not None else (None, None)
+    ids: list[str] | None = None
+    if search is not None:
+        # Resolved first, so the page query is primary-key lookups (an OR with a sub-select scans).
+        owners = await pool.fetch(
+            "SELECT subscription_id FROM lifecycle.subscription_users WHERE lower(email) = lower($1)", search
+        )
+        ids = [search, *(str(r["subscription_id"]) for r in owners)]
     rows = await pool.fetch(
         "SELECT s.subscription_id, s.status, s.channel, s.customer_id, s.plan_id, s.version, s.updated_at, "
         "s.created_at, s.state->'domain'->>'quantity' AS quantity, "
@@ -120,15 +127,14 @@ async def page_subscriptions(
         "FROM lifecycle.subscriptions s WHERE ($1::text IS NULL OR s.status = $1) "
         "AND ($2::text IS NULL OR s.channel = $2) AND ($3::text IS NULL OR s.customer_id = $3) "
         "AND ($4::text IS NULL OR s.plan_id = $4) "
-        "AND ($5::text IS NULL OR s.subscription_id = $5 OR s.subscription_id IN "
-        "(SELECT u.subscription_id FROM lifecycle.subscription_users u WHERE lower(u.email) = lower($5))) "
+        "AND ($5::text[] IS NULL OR s.subscription_id = ANY($5::text[])) "
         "AND ($6::timestamptz IS NULL OR (s.updated_at, s.subscription_id) < ($6, $7::text)) "
         "ORDER BY s.updated_at DESC, s.subscription_id DESC LIMIT $8",
         status,
         channel,
         customer,
         plan,
-        search,
+        ids,
         after_at,
         after_id,
         limit,

@@ -10,7 +10,9 @@ as is and edited, through the real intake worker.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -322,3 +324,58 @@ async def test_dead_letter_replayed_once_as_is_then_edited(
         for a in await operators.actions(db.pool, target=f"{dlq}/{first.partition}/{first.offset}")
     ]
     assert len(outcomes) == 4 and sum(o.startswith("replayed to") for o in outcomes) == 2
+
+
+async def test_keyset_pages_show_every_subscription_once_in_order(
+    settings: Settings, db: Database, client: httpx.AsyncClient
+) -> None:
+    customer = f"{settings.topic_namespace}cus-pages"
+    store = PgLifecycleStore()
+    made: list[str] = []
+    async with db.pool.acquire() as conn:
+        for i in range(123):
+            sid = f"{settings.topic_namespace}sub-{i:03d}"
+            await store.create(
+                conn,
+                sid,
+                status="active" if i % 2 else "suspended",
+                channel="direct",
+                customer_id=customer,
+                plan_id="pro",
+                state={"domain": {"quantity": 1}, "commercial": {}},
+            )
+            made.append(sid)
+        # Several rows share one updated_at: the subscription id breaks the tie.
+        await conn.execute(
+            "UPDATE lifecycle.subscriptions SET updated_at = '2025-01-01T00:00:00Z'::timestamptz "
+            "+ make_interval(secs => (substring(subscription_id from '...$')::int / 4)) "
+            "WHERE customer_id = $1",
+            customer,
+        )
+        await store.add_owner(conn, made[7], "owner-7", f"Owner7@{settings.topic_namespace}example")
+    await login(client, await make_user(db, "viewer"))
+    seen: list[str] = []
+    url = f"/subscriptions?customer={customer}"
+    pages = 0
+    while url:
+        page = await client.get(url)
+        assert page.status_code == 200
+        seen += re.findall(r'<td><a href="/subscriptions/([^"]+)">', page.text)
+        nxt = re.search(r'rel="next" href="([^"]+)"', page.text)
+        url = html.unescape(nxt.group(1)) if nxt else ""
+        pages += 1
+    assert pages == 3 and len(seen) == 123 and set(seen) == set(made)
+    # Newest change first, ties by id descending.
+    stamps = {
+        r["subscription_id"]: r["updated_at"]
+        for r in await db.pool.fetch(
+            "SELECT subscription_id, updated_at FROM lifecycle.subscriptions WHERE customer_id = $1", customer
+        )
+    }
+    assert seen == sorted(made, key=lambda s: (stamps[s], s), reverse=True)
+    only = await client.get(f"/subscriptions?customer={customer}&status=suspended")
+    assert len(re.findall(r'<td><a href="/subscriptions/', only.text)) == 50  # 62 suspended: a full page
+    by_mail = await client.get(f"/subscriptions?q=owner7@{settings.topic_namespace}EXAMPLE")
+    assert re.findall(r'<td><a href="/subscriptions/([^"]+)">', by_mail.text) == [made[7]]
+    by_id = await client.get(f"/subscriptions?q={made[100]}")
+    assert re.findall(r'<td><a href="/subscriptions/([^"]+)">', by_id.text) == [made[100]]
