@@ -379,3 +379,53 @@ async def test_keyset_pages_show_every_subscription_once_in_order(
     assert re.findall(r'<td><a href="/subscriptions/([^"]+)">', by_mail.text) == [made[7]]
     by_id = await client.get(f"/subscriptions?q={made[100]}")
     assert re.findall(r'<td><a href="/subscriptions/([^"]+)">', by_id.text) == [made[100]]
+
+
+async def test_operator_lifecycle_actions_and_logout(
+    settings: Settings, db: Database, client: httpx.AsyncClient
+) -> None:
+    start = datetime(2025, 9, 1, tzinfo=UTC)
+    clock = await new_clock(db, settings, start)
+    sid = f"{settings.topic_namespace}sub-{uuid.uuid4().hex[:8]}"
+    operator = await make_user(db, "operator")
+    async with running_workers(settings, db, names=("lifecycle",)):
+        await send(settings, "create", sid, effective_at=start, clock=clock, plan_id="pro", quantity=2)
+        assert await status_of(db, sid, want="active") == "active"
+        await login(client, operator)
+        token = await session_token(client)
+        steps = [
+            ("suspend", {}, "suspended"),
+            ("reactivate", {}, "active"),
+            ("cancel", {"timing": "period_end"}, "non_renewing"),
+            ("cancel", {"timing": "immediate"}, "cancelled"),
+        ]
+        for action, extra, want in steps:
+            page = await client.get(f"/subscriptions/{sid}")
+            assert f"/subscriptions/{sid}/{action}" in page.text, (action, want)
+            r = await client.post(
+                f"/subscriptions/{sid}/{action}",
+                data={"csrf_token": token, "reason": f"step {want}", **extra},
+            )
+            assert r.status_code == 303 and "applied" in r.headers["location"], r.headers["location"]
+            assert await status_of(db, sid, want=want) == want
+        # Terminate is an admin's: the operator is refused, nothing is sent.
+        r = await client.post(f"/subscriptions/{sid}/terminate", data={"csrf_token": token, "reason": "x"})
+        assert r.status_code == 403
+    audit = await db.pool.fetch(
+        "SELECT command, actor, reason, to_status FROM lifecycle.audit_trail WHERE subscription_id = $1 "
+        "AND actor LIKE 'console:%' ORDER BY id",
+        sid,
+    )
+    assert [(a["command"], a["to_status"], a["reason"]) for a in audit] == [
+        ("suspend", "suspended", "step suspended"),
+        ("reactivate", "active", "step active"),
+        ("cancel", "non_renewing", "step non_renewing"),
+        ("cancel", "cancelled", "step cancelled"),
+    ]
+    assert {a["actor"] for a in audit} == {f"console:{operator}"}
+    # Logging out ends the session on the server, not only in the browser.
+    sid_cookie = client.cookies["som_session"]
+    assert (await client.post("/logout", data={"csrf_token": token})).status_code == 303
+    assert await operators.session(db.pool, sid_cookie) is None
+    client.cookies.set("som_session", sid_cookie)  # a stolen copy of the old cookie
+    assert (await client.get("/")).status_code == 303
