@@ -108,9 +108,18 @@ class Settings(BaseSettings):
     traces_url: str | None = Field(
         default=None, description="Jaeger UI base URL; set = the console links each audit row to its trace"
     )
-    oidc_issuer: str | None = Field(default=None, description="OIDC issuer for console login (not used yet)")
+    console_public_url: str | None = Field(
+        default=None,
+        description="the console's URL as browsers reach it (OIDC redirect); unset = the request's",
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="OIDC issuer; set with client id and secret = SSO login"
+    )
     oidc_client_id: str | None = None
     oidc_client_secret: str | None = Field(default=None, repr=False)
+    oidc_username_claim: str = Field(
+        default="preferred_username", description="ID-token claim that names the console user"
+    )
 
     def group(self, service: str) -> str:
         """Consumer group of a service, inside the namespace."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
@@ -43,12 +44,14 @@ from shared.db.pool import create_pool
 from shared.messaging.views import outbox_backlog
 from shared.settings import Settings
 from shared.timekeeping import consumer_lag, pending_timers
-from som.console.security import may, needs_rehash, new_token, same_token, verify_password
+from som.console import oidc
+from som.console.security import hash_password, may, needs_rehash, new_token, same_token, verify_password
 
 log = logging.getLogger("som.console")
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "som_session"
 LOGIN_CSRF_COOKIE = "som_login_csrf"
+OIDC_COOKIE = "som_oidc"
 PAGE_SIZE = 50
 ASYNCAPI_DOC = HERE.parents[1] / "schemas" / "asyncapi.yaml"
 
@@ -131,6 +134,7 @@ class Console:
         self.settings = settings
         self.pool: asyncpg.Pool | None = pool
         self.templates = _Templates()
+        self._oidc_provider: oidc.Provider | None = None
 
     @property
     def db(self) -> asyncpg.Pool:
@@ -490,7 +494,9 @@ class Console:
 
     async def login_page(self, request: Request) -> Response:
         token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_token()
-        response = self.render(request, "login.html", None, csrf_token=token, error=None)
+        response = self.render(
+            request, "login.html", None, csrf_token=token, error=None, sso=self._oidc_configured()
+        )
         self._set_cookie(request, response, LOGIN_CSRF_COOKIE, token, max_age=3600)
         return response
 
@@ -524,16 +530,83 @@ class Console:
                 request, "login.html", None, 401, csrf_token=token, error="wrong user name or password"
             )
         if needs_rehash(found["password_hash"]):
-            from som.console.security import hash_password
-
             await operators.set_password_hash(self.db, name, await asyncio.to_thread(hash_password, password))
+        return await self._start_session(request, name)
+
+    async def _start_session(self, request: Request, name: str) -> Response:
+        # A fresh id at every login: a session id planted before login is never promoted.
         sid, csrf = new_token(), new_token()
         ttl = int(self.settings.console_session_hours * 3600)
         await operators.create_session(self.db, sid, name, csrf, ttl)
         response = RedirectResponse("/", status_code=303)
         self._set_cookie(request, response, SESSION_COOKIE, sid, max_age=ttl)
         response.delete_cookie(LOGIN_CSRF_COOKIE)
+        response.delete_cookie(OIDC_COOKIE)
         return response
+
+    # -- OIDC (authorization-code flow) ------------------------------------------------------
+
+    def _oidc_configured(self) -> bool:
+        s = self.settings
+        return bool(s.oidc_issuer and s.oidc_client_id and s.oidc_client_secret)
+
+    async def _provider(self) -> oidc.Provider:
+        if self._oidc_provider is None:
+            assert self.settings.oidc_issuer
+            self._oidc_provider = await oidc.discover(self.settings.oidc_issuer)
+        return self._oidc_provider
+
+    def _redirect_uri(self, request: Request) -> str:
+        base = (self.settings.console_public_url or str(request.base_url)).rstrip("/")
+        return f"{base}/login/oidc/callback"
+
+    async def oidc_start(self, request: Request) -> Response:
+        if not self._oidc_configured():
+            return self.render(request, "error.html", None, 404, message="OIDC login is not configured")
+        assert self.settings.oidc_client_id
+        state, nonce = new_token(), new_token()
+        provider = await self._provider()
+        url = oidc.authorization_url(
+            provider, self.settings.oidc_client_id, self._redirect_uri(request), state, nonce
+        )
+        response = RedirectResponse(url, status_code=303)
+        # SameSite=Lax still travels on the provider's top-level redirect back to us.
+        self._set_cookie(request, response, OIDC_COOKIE, f"{state}.{nonce}", max_age=600)
+        return response
+
+    async def oidc_callback(self, request: Request) -> Response:
+        if not self._oidc_configured():
+            return self.render(request, "error.html", None, 404, message="OIDC login is not configured")
+        s = self.settings
+        assert s.oidc_client_id and s.oidc_client_secret
+        state, _, nonce = (request.cookies.get(OIDC_COOKIE) or "").partition(".")
+        if not same_token(state, request.query_params.get("state")) or not nonce:
+            return self.render(
+                request, "error.html", None, 403, message="forbidden: login state does not match"
+            )
+        code = request.query_params.get("code")
+        if not code:
+            error = request.query_params.get("error", "no code")
+            return self.render(request, "error.html", None, 403, message=f"the provider refused: {error}")
+        try:
+            provider = await self._provider()
+            token = await oidc.exchange_code(
+                provider, s.oidc_client_id, s.oidc_client_secret, code, self._redirect_uri(request)
+            )
+            claims = await oidc.verify_id_token(provider, token, s.oidc_client_id, nonce)
+        except (oidc.OidcError, httpx.HTTPError) as exc:
+            log.warning("OIDC login refused: %s", exc)
+            return self.render(request, "error.html", None, 403, message=f"forbidden: {exc}")
+        name = str(claims.get(s.oidc_username_claim) or "")
+        if not name or await operators.user(self.db, name) is None:
+            return self.render(
+                request,
+                "error.html",
+                None,
+                403,
+                message=f"forbidden: no console user {name!r} (an admin adds it: som users add NAME --role ROLE)",
+            )
+        return await self._start_session(request, name)
 
     async def logout(self, request: Request, user: User) -> Response:
         await self.checked_form(request, user)
@@ -618,6 +691,8 @@ def create_app(settings: Settings, pool: asyncpg.Pool | None = None) -> Starlett
     routes = [
         Route("/login", console.login_page, methods=["GET"]),
         Route("/login", console.login, methods=["POST"]),
+        Route("/login/oidc", console.oidc_start, methods=["GET"]),
+        Route("/login/oidc/callback", console.oidc_callback, methods=["GET"]),
         Route("/logout", g(console.logout), methods=["POST"]),
         Route("/", g(console.overview)),
         Route("/subscriptions", g(console.subscriptions)),
