@@ -25,7 +25,7 @@ from shared import operators
 from shared.db.uow import Database
 from shared.messaging import topics
 from shared.settings import Settings
-from som.console.app import create_app
+from som.console.app import ASYNCAPI_DOC, create_app
 from som.console.security import ACTION_ROLES, may
 from tests.integration.console_helpers import PASSWORD, csrf_of, login, make_user, session_token
 from tests.integration.helpers import TopicReader, publish, running_workers
@@ -77,6 +77,8 @@ async def test_login_required_and_cookie_flags(
     assert "som_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
     assert "secure" not in cookie  # plain http here
     assert (await client.get("/")).status_code == 200
+    # The AsyncAPI page is there once `schemas/asyncapi.yaml` is generated.
+    assert (await client.get("/docs/events")).status_code == (200 if ASYNCAPI_DOC.exists() else 404)
     async with _client_for(settings, db, "10.0.0.2", base="https://console.test") as tls:
         secure = await login(tls, name)
         assert "secure" in secure.headers["set-cookie"].lower()

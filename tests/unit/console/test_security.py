@@ -70,3 +70,13 @@ def test_actions_offered_are_exactly_what_the_state_table_allows(status: Status)
         assert {"approve", "reject", "cancel", "terminate"} <= set(offered)
     if status is Status.TERMINATED:
         assert offered == {}
+
+
+def test_amounts_are_shown_exactly_as_stored() -> None:
+    from decimal import Decimal
+
+    from som.console.app import _money
+
+    assert _money(Decimal("0.1") + Decimal("0.2"), "USD") == "0.3 USD"
+    assert _money("147.000", "BHD") == "147.000 BHD"  # the currency's digits are kept
+    assert _money(None, "EUR") == ""
