@@ -431,3 +431,38 @@ async def test_operator_lifecycle_actions_and_logout(
     assert await operators.session(db.pool, sid_cookie) is None
     client.cookies.set("som_session", sid_cookie)  # a stolen copy of the old cookie
     assert (await client.get("/")).status_code == 303
+
+
+async def test_som_users_add_makes_a_user_who_can_log_in(
+    settings: Settings, db: Database, client: httpx.AsyncClient
+) -> None:
+    import subprocess
+    import sys
+
+    from som.runner import child_env
+
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "som", "users", "add", name, "--role", "approver", "--password-stdin"],
+        input="a long enough password\n",
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    stored = await operators.user(db.pool, name)
+    assert stored is not None and stored["role"] == "approver"
+    assert "a long enough password" not in stored["password_hash"]
+    assert (await login(client, name, "a long enough password")).status_code == 303
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "som", "users", "add", name, "--role", "root", "--password-stdin"],
+        input="a long enough password\n",
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "unknown role" in bad.stderr
