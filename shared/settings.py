@@ -188,6 +188,29 @@ class Settings(BaseSettings):
         default=60.0, description="a call in flight this long is taken over (its maker died)"
     )
 
+    # Operator console (som console)
+    console_host: str = Field(default="127.0.0.1", description="address the console listens on")
+    console_port: int = Field(default=8080, description="console port; `som up` starts it there (0 = not)")
+    console_session_hours: float = Field(default=8.0, description="a console login lasts this long")
+    console_login_limit: int = Field(
+        default=5, description="failed logins per user and client address per minute before 429"
+    )
+    traces_url: str | None = Field(
+        default=None, description="Jaeger UI base URL; set = the console links each audit row to its trace"
+    )
+    console_public_url: str | None = Field(
+        default=None,
+        description="the console's URL as browsers reach it (OIDC redirect); unset = the request's",
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="OIDC issuer; set with client id and secret = SSO login"
+    )
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = Field(default=None, repr=False)
+    oidc_username_claim: str = Field(
+        default="preferred_username", description="ID-token claim that names the console user"
+    )
+
     def group(self, service: str) -> str:
         """Consumer group of a service, inside the namespace."""
         return f"{self.topic_namespace}som.{service}"

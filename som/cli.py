@@ -29,6 +29,9 @@ from som.commands import (
     simulate,
     subscriptions,
 )
+from som.commands import (
+    console as console_commands,
+)
 from som.common import UserError, err
 
 app = typer.Typer(
@@ -48,6 +51,8 @@ app.add_typer(billing.app, name="billing")
 app.add_typer(billing.revenue_app, name="revenue")
 app.add_typer(k8s.app, name="k8s")
 app.command("chaos")(chaos.chaos)
+app.add_typer(console_commands.app, name="console")
+app.add_typer(console_commands.users_app, name="users")
 
 
 def main() -> None:

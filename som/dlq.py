@@ -115,6 +115,7 @@ async def replay(
     letter: DeadLetter,
     *,
     payload: Path | None = None,
+    payload_bytes: bytes | None = None,
     force: bool = False,
 ) -> str:
     """Publish the record (or a corrected payload) to its original topic; returns that topic.
@@ -128,7 +129,10 @@ async def replay(
         raise ValueError(
             f"record {letter.dlq_topic}[{letter.partition}]@{letter.offset} has no original topic"
         )
-    value = await asyncio.to_thread(payload.read_bytes) if payload else letter.value
+    if payload_bytes is not None:  # an edited payload (the console)
+        value = payload_bytes
+    else:
+        value = await asyncio.to_thread(payload.read_bytes) if payload else letter.value
     headers = {k: v for k, v in letter.headers.items() if k not in RUNTIME_HEADERS}
     headers["x-replayed-from"] = f"{letter.dlq_topic}/{letter.partition}/{letter.offset}"
     async with pool.acquire() as conn, conn.transaction():

@@ -237,6 +237,18 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
+def start_console(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    """The operator console as a child process (``som up``); it dies with its parent like the workers."""
+    env = child_env(settings)
+    env[PARENT_PID_ENV] = str(os.getpid())
+    return subprocess.Popen(
+        [sys.executable, "-m", "som", "console", "--host", settings.console_host, "--port", str(port)],
+        env=env,
+        start_new_session=True,
+        preexec_fn=parent_death_preexec(signal.SIGTERM),
+    )
+
+
 @contextlib.contextmanager
 def worker_set(
     settings: Settings,

@@ -65,6 +65,17 @@ async def export_documents(
     return [dict(r) for r in rows]
 
 
+async def customer_documents(pool: asyncpg.Pool, customer_id: str) -> list[dict[str, Any]]:
+    """Invoices and credit notes of a customer, newest first."""
+    rows = await pool.fetch(
+        "SELECT document_number, document_type, subscription_id, issue_date, due_date, total, amount_due, "
+        "currency, status FROM billing.documents WHERE customer_id = $1 "
+        "ORDER BY issue_date DESC, document_number DESC LIMIT 500",
+        customer_id,
+    )
+    return [dict(r) for r in rows]
+
+
 async def export_journal(
     pool: asyncpg.Pool,
     service: str,
@@ -90,3 +101,14 @@ async def export_journal(
         include_test,
     )
     return [json.loads(r["payload"]) if isinstance(r["payload"], str) else dict(r["payload"]) for r in rows]
+
+
+async def renewal_payment_outcomes(pool: asyncpg.Pool, *, since_hours: float = 24.0) -> dict[str, int]:
+    """Results of renewal invoices' payments recorded in the last ``since_hours``, by outcome."""
+    rows = await pool.fetch(
+        "SELECT a.outcome, count(*) AS n FROM billing.payment_attempts a "
+        "JOIN billing.documents d ON d.document_number = a.document_number "
+        "WHERE d.reason = 'renewal' AND a.recorded_at > now() - make_interval(secs => $1) GROUP BY a.outcome",
+        since_hours * 3600,
+    )
+    return {str(r["outcome"]): int(r["n"]) for r in rows}

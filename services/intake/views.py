@@ -41,3 +41,30 @@ async def latest_rejection_reasons(
         list(channel_event_ids),
     )
     return {r["channel_event_id"]: list(r["reasons"]) for r in rows}
+
+
+async def orders_since(pool: asyncpg.Pool, *, seconds: float) -> int:
+    """Orders accepted in the last ``seconds``."""
+    value = await pool.fetchval(
+        "SELECT count(*) FROM intake.orders WHERE received_at > now() - make_interval(secs => $1)", seconds
+    )
+    return int(value or 0)
+
+
+async def rejections_by_channel(
+    pool: asyncpg.Pool, *, top: int, since_hours: float
+) -> dict[str, list[dict[str, Any]]]:
+    """Per channel, its ``top`` rejections of the last ``since_hours`` by impact, then most recent."""
+    rows = await pool.fetch(
+        "SELECT * FROM (SELECT channel, channel_subscription_id, channel_event_id, reasons, impact_score, "
+        "order_value, currency, received_at, row_number() OVER (PARTITION BY channel "
+        "ORDER BY impact_score DESC, received_at DESC) AS rank FROM intake.rejections "
+        "WHERE received_at > now() - make_interval(secs => $2)) ranked WHERE rank <= $1 "
+        "ORDER BY channel, rank",
+        top,
+        since_hours * 3600,
+    )
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        grouped.setdefault(str(r["channel"]), []).append(dict(r))
+    return grouped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -92,3 +93,75 @@ async def existing_subscriptions(pool: asyncpg.Pool, subscription_ids: list[str]
         sorted(subscription_ids),
     )
     return [str(r["subscription_id"]) for r in rows]
+
+
+async def page_subscriptions(
+    pool: asyncpg.Pool,
+    *,
+    status: str | None = None,
+    channel: str | None = None,
+    customer: str | None = None,
+    plan: str | None = None,
+    search: str | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """One page of subscriptions, most recently changed first, after the keyset ``after``.
+
+    ``search`` is a subscription id or a user's e-mail (exact, case-insensitive). The order
+    ``(updated_at, subscription_id)`` is a unique key, so pages neither skip nor repeat rows, and
+    each filter has an index on ``(column, updated_at, subscription_id)`` (migration 0002).
+    """
+    after_at, after_id = after if after is not None else (None, None)
+    ids: list[str] | None = None
+    if search is not None:
+        # Resolved first, so the page query is primary-key lookups (an OR with a sub-select scans).
+        owners = await pool.fetch(
+            "SELECT subscription_id FROM lifecycle.subscription_users WHERE lower(email) = lower($1)", search
+        )
+        ids = [search, *(str(r["subscription_id"]) for r in owners)]
+    rows = await pool.fetch(
+        "SELECT s.subscription_id, s.status, s.channel, s.customer_id, s.plan_id, s.version, s.updated_at, "
+        "s.created_at, s.state->'domain'->>'quantity' AS quantity, "
+        "s.state->'domain'->>'current_period_end' AS next_renewal "
+        "FROM lifecycle.subscriptions s WHERE ($1::text IS NULL OR s.status = $1) "
+        "AND ($2::text IS NULL OR s.channel = $2) AND ($3::text IS NULL OR s.customer_id = $3) "
+        "AND ($4::text IS NULL OR s.plan_id = $4) "
+        "AND ($5::text[] IS NULL OR s.subscription_id = ANY($5::text[])) "
+        "AND ($6::timestamptz IS NULL OR (s.updated_at, s.subscription_id) < ($6, $7::text)) "
+        "ORDER BY s.updated_at DESC, s.subscription_id DESC LIMIT $8",
+        status,
+        channel,
+        customer,
+        plan,
+        ids,
+        after_at,
+        after_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def pending_approvals(pool: asyncpg.Pool, *, limit: int = 200) -> list[dict[str, Any]]:
+    """Subscriptions waiting in ``pending_approval``, oldest first."""
+    rows = await pool.fetch(
+        "SELECT subscription_id, channel, customer_id, plan_id, created_at, "
+        "state->'domain'->>'quantity' AS quantity FROM lifecycle.subscriptions "
+        "WHERE status = 'pending_approval' ORDER BY created_at, subscription_id LIMIT $1",
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def status_counts(pool: asyncpg.Pool) -> dict[str, int]:
+    """How many subscriptions are in each status."""
+    rows = await pool.fetch("SELECT status, count(*) AS n FROM lifecycle.subscriptions GROUP BY status")
+    return {str(r["status"]): int(r["n"]) for r in rows}
+
+
+async def command_outcome(pool: asyncpg.Pool, idempotency_key: str) -> str | None:
+    """How the command with ``idempotency_key`` ended (``applied``, ``rejected``...), None while unseen."""
+    value = await pool.fetchval(
+        "SELECT outcome FROM lifecycle.command_keys WHERE idempotency_key = $1", idempotency_key
+    )
+    return str(value) if value is not None else None

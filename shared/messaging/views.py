@@ -36,3 +36,14 @@ async def record_replay(
         replayed_to,
     )
     return bool(inserted)
+
+
+async def outbox_backlog(pool: asyncpg.Pool) -> dict[str, object]:
+    """Events committed but not yet published: how many, and the oldest one's age in seconds."""
+    row = await pool.fetchrow(
+        "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS oldest_seconds "
+        "FROM messaging.outbox"
+    )
+    assert row is not None
+    oldest = row["oldest_seconds"]
+    return {"rows": int(row["n"]), "oldest_seconds": float(oldest) if oldest is not None else None}

@@ -14,6 +14,7 @@ from shared.contracts import events as ev
 from shared.contracts.commands import CommandParams, params_for
 from shared.contracts.envelope import derived_id, make_event
 from shared.messaging import topics
+from shared.settings import Settings
 from som.common import EXIT_NOT_FOUND, UserError, console, db_pool, resolved_settings, run
 
 app = typer.Typer()
@@ -27,12 +28,16 @@ async def send_command(
     reason: str | None,
     params: CommandParams | None = None,
     effective_at: datetime | None = None,
+    settings: Settings | None = None,
+    source: str = "som/cli",
 ) -> str:
     """Publish an operator command on subscriptions.commands; returns its idempotency key.
 
     ``params``: the typed command; without it, ``command`` must be one without parameters.
+    ``settings``: where the system is (default: the environment or the ``som up`` running here);
+    ``source``: the CloudEvent source (the console sends as ``som/console``).
     """
-    settings = resolved_settings()
+    settings = settings or resolved_settings()
     key = f"operator:{uuid.uuid4()}"
     from shared.timekeeping import SYSTEM_CLOCK, clock_now
 
@@ -55,7 +60,7 @@ async def send_command(
     correlation = derived_id("operator", key)
     event = make_event(
         type=ev.SUBSCRIPTION_COMMAND,
-        source="som/cli",
+        source=source,
         subject=subscription_id,
         data=cmd,
         correlation_id=correlation,

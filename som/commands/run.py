@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
 from typing import Annotated
 
@@ -22,9 +23,12 @@ def up(
     demo: Annotated[bool, typer.Option("--demo", help="Also feed sample orders and show invoices.")] = False,
     demo_rate: Annotated[float, typer.Option(help="Demo orders per second.")] = 1.0,
     health_port_base: Annotated[int, typer.Option(help="First health/metrics port (one per worker).")] = 9400,
+    console_port: Annotated[
+        int | None, typer.Option(help="Operator console port (default SOM_CONSOLE_PORT, 8080; 0 = none).")
+    ] = None,
 ) -> None:
     """Start everything: embedded broker and database (unless configured), migrations, topics, all workers."""
-    from som.runner import prepare, worker_set
+    from som.runner import prepare, start_console, worker_set
 
     settings = get_settings().model_copy(update={"health_port_base": health_port_base})
     if settings.kafka_bootstrap is None:
@@ -43,6 +47,13 @@ def up(
         run(prepare(s))
         _banner(s)
         with worker_set(s) as workers:
+            port = s.console_port if console_port is None else console_port
+            web = start_console(s, port) if port else None
+            if web is not None:
+                console.print(
+                    f"Operator console: [bold]http://{s.console_host}:{port}/[/bold] "
+                    "(first user: som users add NAME --role admin)"
+                )
             demo_task = None
             if demo:
                 import threading
@@ -63,6 +74,13 @@ def up(
                     time.sleep(0.2)
             finally:
                 console.print("[yellow]stopping workers...[/yellow]")
+                if web is not None and web.poll() is None:
+                    web.send_signal(signal.SIGTERM)
+                    try:
+                        web.wait(10)
+                    except subprocess.TimeoutExpired:
+                        web.kill()
+                        web.wait(5)
                 if demo_task:
                     demo_stop.set()
                     demo_task.join(10)
