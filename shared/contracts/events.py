@@ -27,6 +27,9 @@ SUBSCRIPTION_STATE_CHANGED = "som.subscription.state_changed"
 INVOICE_ISSUED = "som.billing.invoice_issued"
 CREDIT_NOTE_ISSUED = "som.billing.credit_note_issued"
 ENTITLEMENTS_CHANGED = "som.entitlements.changed"
+CUSTOMER_ENTITLEMENTS_CHANGED = "som.entitlements.customer_changed"
+CUSTOMER_ENTITLEMENTS_SNAPSHOT = "som.entitlements.customer_snapshot"
+ENTITLEMENTS_COMMAND = "som.entitlements.command"
 PAYMENT_REQUESTED = "som.payment.requested"
 PAYMENT_RESULT = "som.payment.result"
 PAYMENT_METHOD_UPDATED = "som.payment.method_updated"
@@ -173,18 +176,89 @@ class InvoiceIssued(BaseModel):
     test: bool = False
 
 
+class PendingEntitlementChange(BaseModel):
+    """A change already decided that takes effect at ``effective_at`` (published in advance).
+
+    ``kind``: ``access`` (a grace period ends: ``access`` is the level after it), ``plan_change``
+    (``to_plan_id``, ``to_quantity``), ``cancellation``, ``override_start``, ``override_end``.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    effective_at: datetime
+
+
 class EntitlementsChanged(BaseModel):
-    """The full entitlement set of a subscription; ``version`` only grows."""
+    """The full entitlement set of a subscription; ``version`` only grows.
+
+    ``previous_version`` is the version this one follows (0 for the first): a consumer that holds
+    another version has missed one and asks for a snapshot (``som entitlements snapshot``).
+    """
 
     subscription_id: str
+    customer_id: str | None = None
     version: int
+    previous_version: int = 0
     status: str
     plan_id: str
+    access: Literal["full", "held", "read_only", "revoked"] = "full"
     features: list[str]
     limits: dict[str, int]
     instances: int
     can_create_instances: bool
+    writable: bool = True
+    overrides: list[str] = Field(default_factory=list, description="ids of the operator overrides in force")
+    pending: list[PendingEntitlementChange] = Field(default_factory=list)
     effective_at: datetime
+
+
+class CustomerEntitlementsChanged(BaseModel):
+    """A customer's set merged over all its subscriptions (on ``entitlements.customers``, keyed by customer).
+
+    Booleans OR, each limit by the catalog's merge rule (sum or max), instances add up, the
+    strongest access wins; customer-wide overrides are applied. ``version`` only grows per customer.
+    A snapshot (type ``som.entitlements.customer_snapshot``) repeats the current version unchanged.
+    """
+
+    customer_id: str
+    version: int
+    previous_version: int
+    access: Literal["full", "held", "read_only", "revoked"]
+    features: list[str]
+    limits: dict[str, int]
+    instances: int
+    can_create_instances: bool
+    writable: bool
+    subscriptions: list[str]
+    overrides: list[str] = Field(default_factory=list)
+    pending: list[PendingEntitlementChange] = Field(default_factory=list)
+    effective_at: datetime
+
+
+class EntitlementCommand(BaseModel):
+    """An instruction to the entitlements worker (on ``entitlements.commands``, keyed by customer).
+
+    - ``grant``: an override of ``feature`` (a limit raised to ``value``, or a boolean when ``value``
+      is None) for the customer or one ``subscription_id``, from ``starts_at`` until ``until``;
+    - ``snapshot``: publish the current sets again (a consumer saw a version gap);
+    - ``reconcile``: recompute from the stored subscriptions, catalog and policy, repair drift;
+    - ``recompute``: a timer's: re-evaluate at ``at`` (a grace period or an override ends).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: Literal["grant", "snapshot", "reconcile", "recompute"]
+    customer_id: str
+    command_id: str
+    subscription_id: str | None = None
+    feature: str | None = None
+    value: int | None = None
+    starts_at: datetime | None = None
+    until: datetime | None = None
+    at: datetime | None = None
+    reason: str | None = None
+    actor: str = "system"
 
 
 class SubscriptionNotice(BaseModel):

@@ -36,6 +36,8 @@ def contracts() -> list[type[BaseModel]]:
         "PaymentMethodUpdated",
         "JournalEntryPosted",
         "UpcomingChargeNotice",
+        "CustomerEntitlementsChanged",
+        "EntitlementCommand",
     ):
         model = getattr(events, name, None)
         if isinstance(model, type) and issubclass(model, BaseModel):

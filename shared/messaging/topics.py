@@ -20,6 +20,8 @@ SUBSCRIPTIONS_EVENTS = "subscriptions.events"
 SUBSCRIPTIONS_COMMAND_REJECTIONS = "subscriptions.command-rejections"
 BILLING_INVOICES = "billing.invoices"
 ENTITLEMENTS_CHANGED = "entitlements.changed"
+ENTITLEMENTS_CUSTOMERS = "entitlements.customers"  # per-customer merged sets, keyed by customer
+ENTITLEMENTS_COMMANDS = "entitlements.commands"  # grants, snapshot requests, reconcile, timers
 PAYMENTS_REQUESTS = "payments.requests"
 PAYMENTS_RESULTS = "payments.results"
 ACCOUNTING_JOURNAL = "accounting.journal"
@@ -72,6 +74,8 @@ def main_topics(default_partitions: int) -> list[TopicSpec]:
         SUBSCRIPTIONS_COMMAND_REJECTIONS,
         BILLING_INVOICES,
         ENTITLEMENTS_CHANGED,
+        ENTITLEMENTS_CUSTOMERS,
+        ENTITLEMENTS_COMMANDS,
         PAYMENTS_REQUESTS,
         PAYMENTS_RESULTS,
         ACCOUNTING_JOURNAL,
