@@ -78,6 +78,9 @@ class Settings(BaseSettings):
 
     # Domain configuration
     catalog_path: Path | None = None
+    entitlement_policy_path: Path | None = Field(
+        default=None, description="access policy YAML of the entitlements worker (default: the packaged one)"
+    )
 
     # Channel webhook signatures (several secrets, comma-separated, are accepted during a rotation)
     stripe_webhook_secret: str | None = Field(

@@ -21,6 +21,7 @@ from som.commands import (
     billing,
     clock,
     dlq,
+    entitlements,
     intake,
     orders,
     run,
@@ -45,6 +46,7 @@ app.add_typer(clock.app, name="clock")
 app.add_typer(intake.app, name="intake")
 app.add_typer(billing.app, name="billing")
 app.add_typer(billing.revenue_app, name="revenue")
+app.add_typer(entitlements.app, name="entitlements")
 app.command("chaos")(chaos.chaos)
 
 

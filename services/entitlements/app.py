@@ -13,23 +13,31 @@ NAME = "entitlements"
 
 
 def wire(settings: Settings, db: Database) -> Wiring:
-    """The entitlement handlers (no background task)."""
+    """The entitlement handlers and the scheduler of its timers (grace ends, override starts and ends)."""
     # Imported here: the registry reads every spec, a worker process builds only its own.
+    from services.entitlements.domain.policy import load_policy
     from services.entitlements.handlers import EntitlementHandlers
     from shared.catalog import cached_catalog
     from shared.messaging.runtime import Route
+    from shared.timekeeping import run_scheduler
 
     handlers = EntitlementHandlers(
-        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
+        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None),
+        load_policy(settings.entitlement_policy_path),
     )
-    return Wiring([Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event)])
+    routes = [
+        Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event),
+        Route(topics.ENTITLEMENTS_COMMANDS, handlers.on_command),
+    ]
+    return Wiring(routes, [lambda: run_scheduler(db, NAME, poll_seconds=settings.scheduler_poll_seconds)])
 
 
 SPEC = ServiceSpec(
     name=NAME,
-    consumes=(topics.SUBSCRIPTIONS_EVENTS,),
-    produces=(topics.ENTITLEMENTS_CHANGED,),
+    consumes=(topics.SUBSCRIPTIONS_EVENTS, topics.ENTITLEMENTS_COMMANDS),
+    produces=(topics.ENTITLEMENTS_CHANGED, topics.ENTITLEMENTS_CUSTOMERS, topics.ENTITLEMENTS_COMMANDS),
     migrations=Path(__file__).resolve().parent / "migrations",
     wire=wire,
+    background=("scheduler",),
 )
 build = SPEC.build

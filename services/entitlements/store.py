@@ -1,77 +1,199 @@
-"""What the entitlements worker keeps in PostgreSQL (schema ``entitlements``)."""
+"""What the entitlements worker keeps in PostgreSQL (schema ``entitlements``).
+
+Every call runs on the handler's connection, inside its transaction.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
 import asyncpg
+
+from services.entitlements.domain.entitlements import Override, SubscriptionInputs
 
 
 @dataclass(frozen=True)
 class EntitlementRecord:
-    """The last entitlement set published for a subscription."""
+    """The last set published for a subscription, and the lifecycle snapshot it came from."""
 
     version: int
     lifecycle_version: int
     body: dict[str, Any]
+    inputs: SubscriptionInputs | None = None
 
 
-class EntitlementStore(Protocol):
-    """The entitlement sets; every call runs on the handler's connection (its transaction)."""
+@dataclass(frozen=True)
+class HistoryRow:
+    """One published set, with its cause."""
 
-    async def load(self, conn: Any, subscription_id: str) -> EntitlementRecord | None:
-        """The subscription's set, locked for the transaction; None when there is none yet."""
-        ...
-
-    async def touch(self, conn: Any, subscription_id: str, lifecycle_version: int) -> None:
-        """Record that ``lifecycle_version`` was applied without changing the set."""
-        ...
-
-    async def save(
-        self, conn: Any, subscription_id: str, version: int, lifecycle_version: int, body: dict[str, Any]
-    ) -> None:
-        """Insert or replace the subscription's set."""
-        ...
+    scope: str  # subscription or customer
+    customer_id: str
+    subscription_id: str | None
+    version: int
+    previous_version: int
+    body: dict[str, Any]
+    effective_at: datetime
+    cause_event_id: str
+    cause_command: str
+    cause_actor: str
 
 
 class PgEntitlementStore:
-    """:class:`EntitlementStore` on PostgreSQL."""
+    """The entitlement sets, their history and the overrides, on PostgreSQL."""
 
-    async def load(self, conn: asyncpg.Connection, subscription_id: str) -> EntitlementRecord | None:
-        """The subscription's set, locked for the transaction; None when there is none yet."""
-        row = await conn.fetchrow(
-            "SELECT version, lifecycle_version, body FROM entitlements.entitlement_sets "
-            "WHERE subscription_id = $1 FOR UPDATE",
-            subscription_id,
-        )
-        if row is None:
-            return None
-        return EntitlementRecord(row["version"], row["lifecycle_version"], row["body"])
+    async def lock_customer(self, conn: asyncpg.Connection, customer_id: str) -> tuple[int, dict[str, Any]]:
+        """The customer's merged set (version 0 and ``{}`` before the first), locked for the transaction.
 
-    async def touch(self, conn: asyncpg.Connection, subscription_id: str, lifecycle_version: int) -> None:
-        """Record that ``lifecycle_version`` was applied without changing the set."""
+        Every change of a customer's entitlements takes this lock first, so concurrent changes to
+        two of its subscriptions run one after the other and the second sees the first.
+        """
         await conn.execute(
-            "UPDATE entitlements.entitlement_sets SET lifecycle_version = $2 WHERE subscription_id = $1",
-            subscription_id,
-            lifecycle_version,
+            "INSERT INTO entitlements.customer_sets (customer_id, version, body) VALUES ($1, 0, '{}') "
+            "ON CONFLICT DO NOTHING",
+            customer_id,
         )
+        row = await conn.fetchrow(
+            "SELECT version, body FROM entitlements.customer_sets WHERE customer_id = $1 FOR UPDATE",
+            customer_id,
+        )
+        assert row is not None
+        return int(row["version"]), dict(row["body"])
 
-    async def save(
+    async def customer_of(self, conn: asyncpg.Connection, subscription_id: str) -> str | None:
+        """The customer a subscription's set belongs to, if known."""
+        value = await conn.fetchval(
+            "SELECT customer_id FROM entitlements.entitlement_sets WHERE subscription_id = $1",
+            subscription_id,
+        )
+        return str(value) if value is not None else None
+
+    async def subscriptions_of(
+        self, conn: asyncpg.Connection, customer_id: str
+    ) -> dict[str, EntitlementRecord]:
+        """Every subscription set of the customer (call with the customer locked)."""
+        rows = await conn.fetch(
+            "SELECT subscription_id, version, lifecycle_version, body, inputs FROM entitlements.entitlement_sets "
+            "WHERE customer_id = $1 AND inputs IS NOT NULL",
+            customer_id,
+        )
+        return {
+            r["subscription_id"]: EntitlementRecord(
+                r["version"],
+                r["lifecycle_version"],
+                dict(r["body"]),
+                SubscriptionInputs.from_json(r["inputs"]),
+            )
+            for r in rows
+        }
+
+    async def legacy_version(self, conn: asyncpg.Connection, subscription_id: str) -> tuple[int, int] | None:
+        """(version, lifecycle version) of a set, also of one stored before customers were recorded."""
+        row = await conn.fetchrow(
+            "SELECT version, lifecycle_version FROM entitlements.entitlement_sets WHERE subscription_id = $1 "
+            "FOR UPDATE",
+            subscription_id,
+        )
+        return (int(row["version"]), int(row["lifecycle_version"])) if row is not None else None
+
+    async def save_subscription(
         self,
         conn: asyncpg.Connection,
         subscription_id: str,
+        *,
         version: int,
         lifecycle_version: int,
         body: dict[str, Any],
+        inputs: SubscriptionInputs,
     ) -> None:
-        """Insert or replace the subscription's set."""
+        """Insert or replace the subscription's set and inputs."""
         await conn.execute(
-            "INSERT INTO entitlements.entitlement_sets (subscription_id, version, lifecycle_version, body) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id) DO UPDATE SET version = EXCLUDED.version, "
-            "lifecycle_version = EXCLUDED.lifecycle_version, body = EXCLUDED.body, updated_at = now()",
+            "INSERT INTO entitlements.entitlement_sets "
+            "(subscription_id, customer_id, version, lifecycle_version, body, inputs) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subscription_id) DO UPDATE SET "
+            "customer_id = EXCLUDED.customer_id, version = EXCLUDED.version, "
+            "lifecycle_version = EXCLUDED.lifecycle_version, body = EXCLUDED.body, inputs = EXCLUDED.inputs, "
+            "updated_at = now()",
             subscription_id,
+            inputs.customer_id,
             version,
             lifecycle_version,
             body,
+            inputs.as_json(),
         )
+
+    async def save_customer(
+        self, conn: asyncpg.Connection, customer_id: str, version: int, body: dict[str, Any]
+    ) -> None:
+        """Replace the customer's merged set (its row exists: :meth:`lock_customer` made it)."""
+        await conn.execute(
+            "UPDATE entitlements.customer_sets SET version = $2, body = $3, updated_at = now() "
+            "WHERE customer_id = $1",
+            customer_id,
+            version,
+            body,
+        )
+
+    async def append_history(self, conn: asyncpg.Connection, rows: Sequence[HistoryRow]) -> None:
+        """Add published sets to the append-only history, in one statement."""
+        if not rows:
+            return
+        await conn.execute(
+            "INSERT INTO entitlements.history (scope, customer_id, subscription_id, version, previous_version, "
+            "body, effective_at, cause_event_id, cause_command, cause_actor) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::jsonb[], "
+            "$7::timestamptz[], $8::text[], $9::text[], $10::text[])",
+            [r.scope for r in rows],
+            [r.customer_id for r in rows],
+            [r.subscription_id for r in rows],
+            [r.version for r in rows],
+            [r.previous_version for r in rows],
+            [r.body for r in rows],
+            [r.effective_at for r in rows],
+            [r.cause_event_id for r in rows],
+            [r.cause_command for r in rows],
+            [r.cause_actor for r in rows],
+        )
+
+    async def overrides(self, conn: asyncpg.Connection, customer_id: str) -> list[Override]:
+        """Every override ever granted to the customer or one of its subscriptions."""
+        rows = await conn.fetch(
+            "SELECT override_id, customer_id, subscription_id, feature, value, starts_at, until, reason, actor "
+            "FROM entitlements.overrides WHERE customer_id = $1 ORDER BY override_id",
+            customer_id,
+        )
+        return [override_of(r) for r in rows]
+
+    async def add_override(self, conn: asyncpg.Connection, o: Override) -> bool:
+        """Record a grant; False when this override id was recorded before (a repeated command)."""
+        status = await conn.execute(
+            "INSERT INTO entitlements.overrides (override_id, customer_id, subscription_id, feature, value, "
+            "starts_at, until, reason, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            o.override_id,
+            o.customer_id,
+            o.subscription_id,
+            o.feature,
+            o.value,
+            o.starts_at,
+            o.until,
+            o.reason,
+            o.actor,
+        )
+        return str(status).endswith(" 1")
+
+
+def override_of(r: Any) -> Override:
+    """An override from its row."""
+    return Override(
+        override_id=r["override_id"],
+        customer_id=r["customer_id"],
+        subscription_id=r["subscription_id"],
+        feature=r["feature"],
+        value=int(r["value"]) if r["value"] is not None else None,
+        starts_at=r["starts_at"],
+        until=r["until"],
+        reason=r["reason"],
+        actor=r["actor"],
+    )

@@ -279,7 +279,11 @@ def customer_body(
         for p in b["pending"]:
             detail = {k: v for k, v in p.items() if k not in ("kind", "effective_at")}
             pending.append(
-                PendingChange(p["kind"], datetime.fromisoformat(p["effective_at"]), {**detail, "subscription_id": sub_id})
+                PendingChange(
+                    p["kind"],
+                    datetime.fromisoformat(p["effective_at"]),
+                    {**detail, "subscription_id": sub_id},
+                )
             )
     wide = [o for o in overrides if o.customer_id == customer_id and o.subscription_id is None]
     pending += _override_boundaries(wide, at)
@@ -324,6 +328,11 @@ def scheduled_after(previous: Sequence[PendingChange], events: Iterable[Any]) ->
         elif kind == "CancellationScheduled":
             kept = [p for p in kept if p.kind != "cancellation"]
             kept.append(PendingChange("cancellation", day_start(e.effective_on), {"to_status": "cancelled"}))
-        elif kind in ("CancellationRevoked", "SubscriptionCancelled", "SubscriptionExpired", "SubscriptionTerminated"):
+        elif kind in (
+            "CancellationRevoked",
+            "SubscriptionCancelled",
+            "SubscriptionExpired",
+            "SubscriptionTerminated",
+        ):
             kept = [p for p in kept if p.kind != "cancellation"]
     return tuple(kept)
