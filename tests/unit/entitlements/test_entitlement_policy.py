@@ -130,7 +130,7 @@ def test_a_broken_policy_file_names_itself(tmp_path: object) -> None:
 
     bad = Path(str(tmp_path)) / "p.yaml"
     bad.write_text("default: {active: {access: maybe}}\n")
-    with pytest.raises(PolicyError, match="p.yaml"):
+    with pytest.raises(PolicyError, match=r"p\.yaml"):
         load_policy(bad)
 
 

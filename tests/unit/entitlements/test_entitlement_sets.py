@@ -158,7 +158,7 @@ def _replay(events: list[tuple[int, str, str, str, int]]) -> dict[str, Any] | No
     if not events:
         return None
     state: dict[str, SubscriptionInputs] = {}
-    for hours, sub, plan, status, qty in events:
+    for _hours, sub, plan, status, qty in events:
         state[sub] = _inputs(sub, plan, status, quantity=qty)
     at = T0 + timedelta(hours=events[-1][0])
     bodies = {s: subscription_body(CATALOG, POLICY, i, [], at) for s, i in state.items()}
