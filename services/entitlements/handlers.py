@@ -135,7 +135,9 @@ class EntitlementHandlers:
         changed: tuple[SubscriptionInputs, int, int] | None,
     ) -> None:
         """Recompute the customer's sets at ``at`` (its row is locked) and publish what changed."""
-        customer_version, customer_current = await self.store.lock_customer(uow.conn, customer_id)
+        customer_version, customer_current, last_at = await self.store.lock_customer(uow.conn, customer_id)
+        if last_at is not None and last_at > at:
+            at = last_at  # a change never takes effect before the one already recorded: history stays ordered
         subs = await self.store.subscriptions_of(uow.conn, customer_id)
         overrides = await self.store.overrides(uow.conn, customer_id)
         history: list[HistoryRow] = []
@@ -203,7 +205,7 @@ class EntitlementHandlers:
         merged = customer_body(self.catalog, customer_id, bodies, overrides, at)
         if merged != customer_current:
             new_version = customer_version + 1
-            await self.store.save_customer(uow.conn, customer_id, new_version, merged)
+            await self.store.save_customer(uow.conn, customer_id, new_version, merged, at)
             history.append(
                 self._history(
                     "customer", customer_id, None, new_version, customer_version, merged, at, event, cause
@@ -258,7 +260,8 @@ class EntitlementHandlers:
         self, uow: UnitOfWork, event: CloudEvent, customer_id: str, subs: dict[str, Any]
     ) -> None:
         """Publish the current sets again, versions unchanged (a consumer saw a gap)."""
-        version, body = await self.store.lock_customer(uow.conn, customer_id)
+        version, body, last_at = await self.store.lock_customer(uow.conn, customer_id)
+        at = last_at or event.time
         for sid, rec in sorted(subs.items()):
             data = ev.EntitlementsChanged.model_validate(
                 {
@@ -266,7 +269,7 @@ class EntitlementHandlers:
                     "subscription_id": sid,
                     "version": rec.version,
                     "previous_version": rec.version - 1,
-                    "effective_at": event.time,
+                    "effective_at": at,
                 }
             )
             uow.emit(
@@ -288,7 +291,7 @@ class EntitlementHandlers:
                     type=ev.CUSTOMER_ENTITLEMENTS_SNAPSHOT,
                     source=SOURCE,
                     subject=customer_id,
-                    data=_customer_event(customer_id, version, version - 1, body, event.time),
+                    data=_customer_event(customer_id, version, version - 1, body, at),
                     discriminator=f"snapshot:{version}",
                 ),
             )

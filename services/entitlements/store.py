@@ -44,8 +44,11 @@ class HistoryRow:
 class PgEntitlementStore:
     """The entitlement sets, their history and the overrides, on PostgreSQL."""
 
-    async def lock_customer(self, conn: asyncpg.Connection, customer_id: str) -> tuple[int, dict[str, Any]]:
-        """The customer's merged set (version 0 and ``{}`` before the first), locked for the transaction.
+    async def lock_customer(
+        self, conn: asyncpg.Connection, customer_id: str
+    ) -> tuple[int, dict[str, Any], datetime | None]:
+        """The customer's merged set (version 0 and ``{}`` before the first) and the business time of its
+        last recompute, locked for the transaction.
 
         Every change of a customer's entitlements takes this lock first, so concurrent changes to
         two of its subscriptions run one after the other and the second sees the first.
@@ -56,11 +59,11 @@ class PgEntitlementStore:
             customer_id,
         )
         row = await conn.fetchrow(
-            "SELECT version, body FROM entitlements.customer_sets WHERE customer_id = $1 FOR UPDATE",
+            "SELECT version, body, effective_at FROM entitlements.customer_sets WHERE customer_id = $1 FOR UPDATE",
             customer_id,
         )
         assert row is not None
-        return int(row["version"]), dict(row["body"])
+        return int(row["version"]), dict(row["body"]), row["effective_at"]
 
     async def customer_of(self, conn: asyncpg.Connection, subscription_id: str) -> str | None:
         """The customer a subscription's set belongs to, if known."""
@@ -125,15 +128,16 @@ class PgEntitlementStore:
         )
 
     async def save_customer(
-        self, conn: asyncpg.Connection, customer_id: str, version: int, body: dict[str, Any]
+        self, conn: asyncpg.Connection, customer_id: str, version: int, body: dict[str, Any], at: datetime
     ) -> None:
         """Replace the customer's merged set (its row exists: :meth:`lock_customer` made it)."""
         await conn.execute(
-            "UPDATE entitlements.customer_sets SET version = $2, body = $3, updated_at = now() "
+            "UPDATE entitlements.customer_sets SET version = $2, body = $3, effective_at = $4, updated_at = now() "
             "WHERE customer_id = $1",
             customer_id,
             version,
             body,
+            at,
         )
 
     async def append_history(self, conn: asyncpg.Connection, rows: Sequence[HistoryRow]) -> None:

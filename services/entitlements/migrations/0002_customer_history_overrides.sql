@@ -11,6 +11,7 @@ CREATE TABLE entitlements.customer_sets (
     customer_id text PRIMARY KEY,
     version     integer NOT NULL,          -- only grows; 0 = nothing published yet
     body        jsonb NOT NULL,
+    effective_at timestamptz,              -- business time of the last recompute: history stays ordered
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 

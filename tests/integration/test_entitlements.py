@@ -1,0 +1,283 @@
+"""Entitlements through the real lifecycle and entitlements workers, and the ``som entitlements`` CLI.
+
+One customer with two subscriptions on a test clock: the merged customer set, a pause of one while
+the other keeps full access, a period-end downgrade shown as pending and then applied, a grant with
+an expiry applied by a timer exactly once, the history answering for past instants, the history
+refusing changes, snapshot and reconcile. Then concurrent changes to one customer losing nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from shared.contracts import events as ev
+from shared.db.uow import Database
+from shared.messaging import topics
+from shared.settings import Settings
+from shared.timekeeping import advance_clock, create_clock
+from som.runner import child_env
+from tests.integration.helpers import TopicReader, running_workers
+from tests.integration.test_billing_dunning import command, eventually, fast
+
+pytestmark = pytest.mark.integration
+
+WORKERS = ("lifecycle", "entitlements")
+
+
+async def som(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI against the test's broker and database."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "som", *args],
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def som_json(settings: Settings, *args: str) -> dict[str, Any]:
+    done = await som(settings, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def customer_events(reader: TopicReader, customer: str) -> list[dict[str, Any]]:
+    return [v for v in reader.values() if v["subject"] == customer]
+
+
+async def customer_set_where(reader: TopicReader, customer: str, what: str, check: Any) -> dict[str, Any]:
+    """Wait for a customer event whose data satisfies ``check``; return that data."""
+
+    async def probe() -> dict[str, Any] | None:
+        await reader.poll(0.1)
+        found = [v["data"] for v in customer_events(reader, customer) if check(v["data"])]
+        return found[-1] if found else None
+
+    return await eventually(probe, what=what, timeout=30)  # type: ignore[no-any-return]
+
+
+async def test_customer_view_policy_pending_grant_history_snapshot_and_reconcile(
+    settings: Settings, db: Database
+) -> None:
+    settings = fast(settings)
+    bootstrap, ns = str(settings.kafka_bootstrap), settings.topic_namespace
+    clock = f"{ns}ent"
+    start = datetime(2025, 3, 1, 9, tzinfo=UTC)
+    await create_clock(db.pool, clock, start)
+    cus = f"cus-{uuid.uuid4().hex[:8]}"
+    customer = ev.Customer(customer_id=cus, email="e@customer.example")
+    a, b = f"sub-a-{uuid.uuid4().hex[:6]}", f"sub-b-{uuid.uuid4().hex[:6]}"
+    async with (
+        running_workers(settings, db, names=WORKERS),
+        TopicReader(bootstrap, f"{ns}{topics.ENTITLEMENTS_CUSTOMERS}") as customers,
+        TopicReader(bootstrap, f"{ns}{topics.ENTITLEMENTS_CHANGED}") as subs,
+    ):
+        await command(
+            settings, "create", a, at=start, clock=clock, plan_id="starter", quantity=1, customer=customer
+        )
+        await command(
+            settings, "create", b, at=start, clock=clock, plan_id="pro", quantity=2, customer=customer
+        )
+        both = await customer_set_where(
+            customers, cus, "both subscriptions", lambda d: len(d["subscriptions"]) == 2
+        )
+        assert set(both["features"]) == {"api_access", "email_support", "sso", "audit_log"}
+        assert both["limits"]["storage_gb"] == 10 + 2 * 250 and both["limits"]["projects"] == 25
+        assert both["access"] == "full" and both["instances"] == 6
+        versions = [
+            (d["previous_version"], d["version"])
+            for d in (v["data"] for v in customer_events(customers, cus))
+        ]
+        assert versions == [(n - 1, n) for n in range(1, len(versions) + 1)]  # gap-free chain
+
+        # Pause B: held (existing things stay, nothing new); A keeps the customer at full access.
+        paused_at = start + timedelta(days=3)
+        await advance_clock(db.pool, bootstrap, ns, clock, paused_at, services=WORKERS)
+        await command(settings, "pause", b, at=paused_at)
+        await customer_set_where(subs, b, "b held", lambda d: d["access"] == "held")
+        sub_b = await som_json(settings, "entitlements", "show", cus, "--subscription", b)
+        assert sub_b["body"]["access"] == "held" and sub_b["body"]["can_create_instances"] is False
+        now = await som_json(settings, "entitlements", "show", cus)
+        assert now["body"]["access"] == "full" and now["body"]["can_create_instances"] is True
+        await command(settings, "resume", b, at=paused_at + timedelta(hours=1))
+
+        # A period-end downgrade of B: pending in advance, applied at the period end.
+        await command(
+            settings,
+            "change_plan",
+            b,
+            at=paused_at + timedelta(hours=2),
+            plan_id="starter",
+            timing="period_end",
+        )
+        pending = await customer_set_where(
+            customers,
+            cus,
+            "pending downgrade",
+            lambda d: any(p["kind"] == "plan_change" for p in d["pending"]),
+        )
+        change = next(p for p in pending["pending"] if p["kind"] == "plan_change")
+        assert change["to_plan_id"] == "starter" and change["subscription_id"] == b
+        assert "sso" in pending["features"]
+
+        # A grant for three days (customer-wide), expiring by a timer.
+        grant_from = paused_at + timedelta(days=1)
+        done = await som(
+            settings, "entitlements", "grant", cus, "--feature", "priority_support", "--reason", "goodwill",
+            "--from", grant_from.isoformat(), "--until", (grant_from + timedelta(days=3)).isoformat(),
+            "--actor", "ops",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        granted = await customer_set_where(
+            customers,
+            cus,
+            "grant recorded",
+            lambda d: any(p["kind"] == "override_start" for p in d["pending"]),
+        )
+        assert "priority_support" not in granted["features"]
+        await advance_clock(db.pool, bootstrap, ns, clock, grant_from + timedelta(hours=1), services=WORKERS)
+        with_grant = await customer_set_where(
+            customers, cus, "grant in force", lambda d: "priority_support" in d["features"]
+        )
+        assert with_grant["overrides"] and with_grant["access"] == "full"
+        await advance_clock(db.pool, bootstrap, ns, clock, grant_from + timedelta(days=4), services=WORKERS)
+        expired = await customer_set_where(
+            customers,
+            cus,
+            "grant expired",
+            lambda d: "priority_support" not in d["features"] and d["version"] > with_grant["version"],
+        )
+        assert expired["overrides"] == []
+        ended = await db.pool.fetchval(
+            "SELECT count(*) FROM entitlements.history WHERE customer_id = $1 AND scope = 'customer' "
+            "AND cause_command = 'recompute' AND NOT body->'features' ? 'priority_support' "
+            "AND effective_at = $2",
+            cus,
+            grant_from + timedelta(days=3),
+        )
+        assert ended == 1  # the expiry applied once
+
+        # The period end: the downgrade applies, the pending entry is gone.
+        await advance_clock(
+            db.pool, bootstrap, ns, clock, datetime(2025, 4, 2, 12, tzinfo=UTC), services=WORKERS
+        )
+        applied = await customer_set_where(
+            customers, cus, "downgrade applied", lambda d: "sso" not in d["features"] and d["pending"] == []
+        )
+        assert applied["limits"]["storage_gb"] == 10 + 10
+
+        # History answers for past instants, with the cause.
+        first = await som_json(settings, "entitlements", "show", cus, "--at", start.isoformat())
+        assert "sso" in first["body"]["features"] and first["cause_command"] == "create"
+        during = await som_json(
+            settings, "entitlements", "show", cus, "--at", (grant_from + timedelta(days=1)).isoformat()
+        )
+        assert "priority_support" in during["body"]["features"] and during["cause_actor"] == "system:timer"
+        paused = await som_json(
+            settings,
+            "entitlements",
+            "show",
+            cus,
+            "--subscription",
+            b,
+            "--at",
+            (paused_at + timedelta(minutes=30)).isoformat(),
+        )
+        assert paused["body"]["access"] == "held" and paused["cause_command"] == "pause"
+        before = await som(settings, "entitlements", "show", cus, "--at", "2025-01-01")
+        assert before.returncode == 3
+
+        # The history refuses changes.
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await db.pool.execute(
+                "UPDATE entitlements.history SET cause_actor = 'x' WHERE customer_id = $1", cus
+            )
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await db.pool.execute("DELETE FROM entitlements.overrides WHERE customer_id = $1", cus)
+
+        # Snapshot: the current sets again, versions unchanged.
+        current = await som_json(settings, "entitlements", "show", cus)
+        done = await som(settings, "entitlements", "snapshot", "--customer", cus)
+        assert done.returncode == 0, done.stderr
+        snap = await eventually(lambda: _snapshot(customers, cus), what="customer snapshot", timeout=30)
+        assert snap["version"] == current["version"] and snap["features"] == current["body"]["features"]
+
+        # Reconcile: nothing to do; a corrupted set is one drift, repaired with a new version.
+        clean = await som_json(settings, "entitlements", "reconcile", "--dry-run", "--customer", cus)
+        assert clean["drift"] == []
+        a_version = (await som_json(settings, "entitlements", "show", cus, "--subscription", a))["version"]
+        await db.pool.execute(
+            "UPDATE entitlements.entitlement_sets SET body = jsonb_set(body, '{features}', '[]') "
+            "WHERE subscription_id = $1",
+            a,
+        )
+        dirty = await som_json(settings, "entitlements", "reconcile", "--dry-run", "--customer", cus)
+        assert [(d["subscription_id"], d["fields"]) for d in dirty["drift"]] == [(a, ["features"])]
+        repaired = await som_json(settings, "entitlements", "reconcile", "--customer", cus)
+        assert len(repaired["drift"]) == 1
+
+        async def a_repaired() -> bool:
+            await subs.poll(0.1)
+            return any(
+                v["subject"] == a and v["data"]["features"] and v["data"]["version"] == a_version + 1
+                for v in subs.values()
+            )
+
+        await eventually(a_repaired, what="repaired set published", timeout=30)
+        again = await som_json(settings, "entitlements", "reconcile", "--dry-run", "--customer", cus)
+        assert again["drift"] == []
+
+
+async def _snapshot(reader: TopicReader, customer: str) -> dict[str, Any] | None:
+    await reader.poll(0.1)
+    found = [
+        v["data"]
+        for v in reader.values()
+        if v["subject"] == customer and v["type"] == ev.CUSTOMER_ENTITLEMENTS_SNAPSHOT
+    ]
+    return found[-1] if found else None
+
+
+async def test_concurrent_changes_to_one_customers_subscriptions_lose_nothing(
+    settings: Settings, db: Database
+) -> None:
+    settings = fast(settings)
+    bootstrap, ns = str(settings.kafka_bootstrap), settings.topic_namespace
+    cus = f"cus-{uuid.uuid4().hex[:8]}"
+    customer = ev.Customer(customer_id=cus)
+    at = datetime(2025, 5, 1, 9, tzinfo=UTC)
+    subs = [f"sub-c{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]  # spread over the partitions (3 lanes)
+    async with (
+        running_workers(settings, db, names=WORKERS),
+        TopicReader(bootstrap, f"{ns}{topics.ENTITLEMENTS_CUSTOMERS}") as customers,
+    ):
+        await asyncio.gather(
+            *(
+                command(settings, "create", s, at=at, plan_id="starter", quantity=1, customer=customer)
+                for s in subs
+            )
+        )
+        final = await customer_set_where(customers, cus, "all six", lambda d: len(d["subscriptions"]) == 6)
+        assert final["limits"]["storage_gb"] == 6 * 10 and final["instances"] == 6
+        chain = sorted(
+            (d["version"], d["previous_version"])
+            for d in (v["data"] for v in customer_events(customers, cus))
+        )
+        assert chain == [(n, n - 1) for n in range(1, len(chain) + 1)]
+    stored = await db.pool.fetchval(
+        "SELECT version FROM entitlements.customer_sets WHERE customer_id = $1", cus
+    )
+    history = await db.pool.fetchval(
+        "SELECT count(*) FROM entitlements.history WHERE customer_id = $1 AND scope = 'customer'", cus
+    )
+    assert stored == len(chain) == history
