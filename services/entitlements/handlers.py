@@ -99,7 +99,6 @@ class EntitlementHandlers:
         subs = await self.store.subscriptions_of(uow.conn, cmd.customer_id)
         at = (
             cmd.at
-            or cmd.starts_at
             or await timekeeping.clock_now(uow.conn, _clock_of(r.inputs for r in subs.values()))
         )
         if cmd.command == "snapshot":
