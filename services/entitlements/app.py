@@ -13,23 +13,25 @@ NAME = "entitlements"
 
 
 def wire(settings: Settings, db: Database) -> Wiring:
-    """The entitlement handlers and the scheduler of its timers (grace ends, override starts and ends)."""
+    """The handlers, the scheduler of its timers (grace ends, override starts and ends), and the
+    in-memory projection the check API answers from (``GET /v1/customers/{id}/entitlements``)."""
     # Imported here: the registry reads every spec, a worker process builds only its own.
     from services.entitlements.domain.policy import load_policy
     from services.entitlements.handlers import EntitlementHandlers
+    from services.entitlements.projection import EntitlementProjection
     from shared.catalog import cached_catalog
     from shared.messaging.runtime import Route
     from shared.timekeeping import run_scheduler
 
-    handlers = EntitlementHandlers(
-        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None),
-        load_policy(settings.entitlement_policy_path),
-    )
+    catalog = cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
+    handlers = EntitlementHandlers(catalog, load_policy(settings.entitlement_policy_path))
+    projection = EntitlementProjection(db.pool, catalog)
     routes = [
         Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event),
         Route(topics.ENTITLEMENTS_COMMANDS, handlers.on_command),
     ]
-    return Wiring(routes, [lambda: run_scheduler(db, NAME, poll_seconds=settings.scheduler_poll_seconds)])
+    background = [lambda: run_scheduler(db, NAME, poll_seconds=settings.scheduler_poll_seconds), projection.run]
+    return Wiring(routes, background, http=projection.answer)
 
 
 SPEC = ServiceSpec(
@@ -38,6 +40,6 @@ SPEC = ServiceSpec(
     produces=(topics.ENTITLEMENTS_CHANGED, topics.ENTITLEMENTS_CUSTOMERS, topics.ENTITLEMENTS_COMMANDS),
     migrations=Path(__file__).resolve().parent / "migrations",
     wire=wire,
-    background=("scheduler",),
+    background=("scheduler", "check-api projection"),
 )
 build = SPEC.build

@@ -281,3 +281,76 @@ async def test_concurrent_changes_to_one_customers_subscriptions_lose_nothing(
         "SELECT count(*) FROM entitlements.history WHERE customer_id = $1 AND scope = 'customer'", cus
     )
     assert stored == len(chain) == history
+
+
+async def http_get(port: int, path: str) -> tuple[int, dict[str, Any]]:
+    """A plain HTTP/1.1 GET on localhost."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+async def test_check_api_answers_from_memory_and_flags_stale_when_the_database_is_down(
+    settings: Settings, db: Database
+) -> None:
+    from services.entitlements.projection import FAULT_POINT
+    from shared.health import HealthServer
+    from shared.messaging.faults import faults
+
+    cus = f"cus-{uuid.uuid4().hex[:8]}"
+    sub = f"sub-{uuid.uuid4().hex[:8]}"
+    at = datetime(2025, 6, 1, 9, tzinfo=UTC)
+    async with running_workers(settings, db, names=WORKERS) as workers:
+        worker = workers["entitlements"]
+        server = HealthServer(worker.readiness, host="127.0.0.1", port=0, routes=worker.http)
+        port = await server.start()
+        try:
+            status, missing = await http_get(port, f"/v1/customers/{cus}/entitlements")
+            assert status == 404 and missing["customer_id"] == cus
+            await command(
+                settings,
+                "create",
+                sub,
+                at=at,
+                plan_id="pro",
+                quantity=1,
+                customer=ev.Customer(customer_id=cus),
+            )
+
+            async def known() -> dict[str, Any] | None:
+                code, doc = await http_get(port, f"/v1/customers/{cus}/entitlements")
+                return doc if code == 200 else None
+
+            doc = await eventually(known, what="set in the projection", timeout=30)
+            assert doc["version"] == 1 and "sso" in doc["features"] and doc["stale"] is False and doc["as_of"]
+            code, sso = await http_get(port, f"/v1/customers/{cus}/entitlements/sso")
+            assert code == 200 and sso["enabled"] is True and sso["kind"] == "boolean"
+            code, storage = await http_get(port, f"/v1/customers/{cus}/entitlements/storage_gb")
+            assert storage["kind"] == "limit" and storage["limit"] == 250
+            code, nothing = await http_get(port, f"/v1/customers/{cus}/entitlements/dedicated_instance")
+            assert nothing["enabled"] is False
+
+            faults.arm(FAULT_POINT, times=1_000_000)
+            try:
+
+                async def stale() -> dict[str, Any] | None:
+                    code, doc = await http_get(port, f"/v1/customers/{cus}/entitlements")
+                    return doc if code == 200 and doc["stale"] else None
+
+                last_known = await eventually(stale, what="stale answer", timeout=30)
+                assert last_known["version"] == 1 and "sso" in last_known["features"]
+            finally:
+                faults.disarm()
+
+            async def fresh() -> dict[str, Any] | None:
+                code, doc = await http_get(port, f"/v1/customers/{cus}/entitlements")
+                return doc if code == 200 and not doc["stale"] else None
+
+            await eventually(fresh, what="fresh again", timeout=30)
+            assert (await http_get(port, "/v1/nothing"))[0] == 404
+        finally:
+            await server.stop()
