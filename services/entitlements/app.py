@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.entitlements import metrics
 from shared.db.uow import Database
 from shared.messaging import topics
 from shared.service import ServiceSpec, Wiring
@@ -19,6 +20,7 @@ def wire(settings: Settings, db: Database) -> Wiring:
     from services.entitlements.domain.policy import load_policy
     from services.entitlements.handlers import EntitlementHandlers
     from services.entitlements.projection import EntitlementProjection
+    from services.entitlements.sync import SyncHandlers, run_republisher
     from shared.catalog import cached_catalog
     from shared.messaging.runtime import Route
     from shared.timekeeping import run_scheduler
@@ -26,20 +28,41 @@ def wire(settings: Settings, db: Database) -> Wiring:
     catalog = cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
     handlers = EntitlementHandlers(catalog, load_policy(settings.entitlement_policy_path))
     projection = EntitlementProjection(db.pool, catalog)
+    sync = SyncHandlers()
     routes = [
         Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event),
         Route(topics.ENTITLEMENTS_COMMANDS, handlers.on_command),
+        Route(topics.ENTITLEMENTS_APPLIED, sync.on_applied),
+        Route(topics.PROVISIONING_INSTANCES, sync.on_instance_report),
     ]
-    background = [lambda: run_scheduler(db, NAME, poll_seconds=settings.scheduler_poll_seconds), projection.run]
+    background = [
+        lambda: run_scheduler(db, NAME, poll_seconds=settings.scheduler_poll_seconds),
+        projection.run,
+    ]
+    timeout = settings.entitlement_ack_timeout_seconds
+    if timeout:  # only where provisioning acknowledges: otherwise every set would be re-sent for ever
+        background.append(lambda: run_republisher(db, NAME, timeout))
     return Wiring(routes, background, http=projection.answer)
 
 
 SPEC = ServiceSpec(
     name=NAME,
-    consumes=(topics.SUBSCRIPTIONS_EVENTS, topics.ENTITLEMENTS_COMMANDS),
-    produces=(topics.ENTITLEMENTS_CHANGED, topics.ENTITLEMENTS_CUSTOMERS, topics.ENTITLEMENTS_COMMANDS),
+    consumes=(
+        topics.SUBSCRIPTIONS_EVENTS,
+        topics.ENTITLEMENTS_COMMANDS,
+        topics.ENTITLEMENTS_APPLIED,
+        topics.PROVISIONING_INSTANCES,
+    ),
+    produces=(
+        topics.ENTITLEMENTS_CHANGED,
+        topics.ENTITLEMENTS_CUSTOMERS,
+        topics.ENTITLEMENTS_COMMANDS,
+        topics.ENTITLEMENTS_VIOLATION,
+        topics.ENTITLEMENTS_INSTRUCTIONS,
+    ),
     migrations=Path(__file__).resolve().parent / "migrations",
     wire=wire,
-    background=("scheduler", "check-api projection"),
+    background=("scheduler", "check-api projection", "re-publisher of unacknowledged changes"),
+    metrics=metrics.ALL,
 )
 build = SPEC.build

@@ -18,12 +18,13 @@ from services.entitlements.domain.entitlements import (
     Override,
     SubscriptionInputs,
     customer_body,
+    data_cleanup_due,
     next_boundary,
     scheduled_after,
     subscription_body,
 )
 from services.entitlements.domain.policy import AccessPolicy
-from services.entitlements.store import HistoryRow, PgEntitlementStore
+from services.entitlements.store import HistoryRow, PgEntitlementStore, PgSyncStore
 from shared import timekeeping
 from shared.catalog import Catalog
 from shared.contracts import events as ev
@@ -46,6 +47,7 @@ class EntitlementHandlers:
         self.catalog = catalog
         self.policy = policy
         self.store = store or PgEntitlementStore()
+        self.sync = PgSyncStore()
 
     async def on_subscription_event(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Apply a lifecycle change to its subscription's inputs and recompute the customer."""
@@ -97,10 +99,7 @@ class EntitlementHandlers:
         cmd: ev.EntitlementCommand = event.payload(ev.EntitlementCommand)
         await self.store.lock_customer(uow.conn, cmd.customer_id)
         subs = await self.store.subscriptions_of(uow.conn, cmd.customer_id)
-        at = (
-            cmd.at
-            or await timekeeping.clock_now(uow.conn, _clock_of(r.inputs for r in subs.values()))
-        )
+        at = cmd.at or await timekeeping.clock_now(uow.conn, _clock_of(r.inputs for r in subs.values()))
         if cmd.command == "snapshot":
             await self._snapshot(uow, event, cmd.customer_id, subs)
             return
@@ -153,6 +152,7 @@ class EntitlementHandlers:
                 **subscription_body(self.catalog, self.policy, inputs, overrides, at),
             }
             bodies[sid] = body
+            await self._instructions(uow, event, inputs, rec.body if rec else None, body, at)
             lifecycle_version = rec.lifecycle_version if rec else 0
             version = rec.version if rec else 0
             if changed is not None and changed[0].subscription_id == sid:
@@ -224,6 +224,51 @@ class EntitlementHandlers:
             )
         await self.store.append_history(uow.conn, history)
         await self._schedule_boundary(uow, customer_id, [*bodies.values(), merged], inputs_of.values())
+
+    async def _instructions(
+        self,
+        uow: UnitOfWork,
+        event: CloudEvent,
+        inputs: SubscriptionInputs,
+        before: dict[str, Any] | None,
+        after: dict[str, Any],
+        at: datetime,
+    ) -> None:
+        """Tell provisioning to block (or allow again) new instances, and to clean up after the grace period."""
+        sid = inputs.subscription_id
+        wanted: list[tuple[str, str]] = []
+        was = bool(before["can_create_instances"]) if before else False
+        now = bool(after["can_create_instances"])
+        if before is not None and was and not now and after["access"] != "revoked":
+            wanted.append((f"block_new_instances:{sid}:{at.isoformat()}", "block_new_instances"))
+        elif before is not None and not was and now:
+            wanted.append((f"allow_new_instances:{sid}:{at.isoformat()}", "allow_new_instances"))
+        if data_cleanup_due(inputs, at):
+            assert inputs.grace_ends_at is not None
+            wanted.append((f"data_cleanup:{sid}:{inputs.grace_ends_at.isoformat()}", "data_cleanup"))
+        for instruction_id, kind in wanted:
+            if not await self.sync.add_instruction(
+                uow.conn, instruction_id, kind, sid, inputs.customer_id, at
+            ):
+                continue  # given before (a data cleanup is due on every later recompute too)
+            uow.emit(
+                topics.ENTITLEMENTS_INSTRUCTIONS,
+                caused_by(
+                    event,
+                    type=ev.ENTITLEMENTS_INSTRUCTION,
+                    source=SOURCE,
+                    subject=sid,
+                    data=ev.EntitlementInstruction(
+                        instruction_id=instruction_id,
+                        kind=kind,  # type: ignore[arg-type]
+                        subscription_id=sid,
+                        customer_id=inputs.customer_id,
+                        effective_at=at,
+                    ),
+                    discriminator=instruction_id,
+                    time=at,
+                ),
+            )
 
     async def _schedule_boundary(
         self,

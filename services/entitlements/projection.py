@@ -81,7 +81,9 @@ class EntitlementProjection:
                 raise
             except Exception as exc:
                 if not self.stale:
-                    log.warning("check API: database unreachable (%s); serving stale sets", type(exc).__name__)
+                    log.warning(
+                        "check API: database unreachable (%s); serving stale sets", type(exc).__name__
+                    )
                 self.stale = True
             await asyncio.sleep(self.poll_seconds)
 

@@ -118,7 +118,8 @@ class PgEntitlementStore:
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subscription_id) DO UPDATE SET "
             "customer_id = EXCLUDED.customer_id, version = EXCLUDED.version, "
             "lifecycle_version = EXCLUDED.lifecycle_version, body = EXCLUDED.body, inputs = EXCLUDED.inputs, "
-            "updated_at = now()",
+            "updated_at = now(), published_at = CASE WHEN EXCLUDED.version <> entitlements.entitlement_sets.version "
+            "THEN now() ELSE entitlements.entitlement_sets.published_at END",
             subscription_id,
             inputs.customer_id,
             version,
@@ -201,3 +202,105 @@ def override_of(r: Any) -> Override:
         reason=r["reason"],
         actor=r["actor"],
     )
+
+
+class PgSyncStore:
+    """Acknowledgements, instances and instructions of the acknowledged sync with provisioning."""
+
+    async def ack_version(self, conn: asyncpg.Connection, subscription_id: str, version: int) -> None:
+        """Provisioning applied ``version``; an older acknowledgement than the one held changes nothing."""
+        await conn.execute(
+            "UPDATE entitlements.entitlement_sets SET applied_version = GREATEST(applied_version, $2) "
+            "WHERE subscription_id = $1",
+            subscription_id,
+            version,
+        )
+
+    async def ack_instruction(self, conn: asyncpg.Connection, instruction_id: str) -> None:
+        """Provisioning carried out an instruction."""
+        await conn.execute(
+            "UPDATE entitlements.instructions SET acknowledged_at = now() "
+            "WHERE instruction_id = $1 AND acknowledged_at IS NULL",
+            instruction_id,
+        )
+
+    async def record_instance(
+        self, conn: asyncpg.Connection, subscription_id: str, instance_id: str, status: str, at: datetime
+    ) -> None:
+        """Keep the latest reported status of an instance (an older report changes nothing)."""
+        await conn.execute(
+            "INSERT INTO entitlements.instances (subscription_id, instance_id, status, reported_at) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id, instance_id) DO UPDATE SET "
+            "status = EXCLUDED.status, reported_at = EXCLUDED.reported_at "
+            "WHERE entitlements.instances.reported_at <= EXCLUDED.reported_at",
+            subscription_id,
+            instance_id,
+            status,
+            at,
+        )
+
+    async def running_instances(self, conn: asyncpg.Connection, subscription_id: str) -> list[str]:
+        """Instances of the subscription not reported gone."""
+        rows = await conn.fetch(
+            "SELECT instance_id FROM entitlements.instances WHERE subscription_id = $1 "
+            "AND status NOT IN ('deleted', 'terminated', 'failed') ORDER BY instance_id",
+            subscription_id,
+        )
+        return [r["instance_id"] for r in rows]
+
+    async def add_instruction(
+        self,
+        conn: asyncpg.Connection,
+        instruction_id: str,
+        kind: str,
+        subscription_id: str,
+        customer_id: str,
+        effective_at: datetime,
+    ) -> bool:
+        """Record an instruction; False when it was recorded before."""
+        status = await conn.execute(
+            "INSERT INTO entitlements.instructions (instruction_id, kind, subscription_id, customer_id, "
+            "effective_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            instruction_id,
+            kind,
+            subscription_id,
+            customer_id,
+            effective_at,
+        )
+        return str(status).endswith(" 1")
+
+    async def claim_unacknowledged(
+        self, conn: asyncpg.Connection, older_than_seconds: float, limit: int = 500
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Sets and instructions published longer ago than the timeout and not acknowledged, stamped
+        re-published now (locked: another replica takes others)."""
+        sets = await conn.fetch(
+            "UPDATE entitlements.entitlement_sets s SET published_at = now(), republished = s.republished + 1 "
+            "FROM (SELECT subscription_id FROM entitlements.entitlement_sets WHERE version > applied_version "
+            "AND published_at < now() - make_interval(secs => $1) ORDER BY published_at LIMIT $2 "
+            "FOR UPDATE SKIP LOCKED) due WHERE s.subscription_id = due.subscription_id "
+            "RETURNING s.subscription_id, s.version, s.body, s.republished, s.updated_at",
+            older_than_seconds,
+            limit,
+        )
+        instructions = await conn.fetch(
+            "UPDATE entitlements.instructions i SET published_at = now(), republished = i.republished + 1 "
+            "FROM (SELECT instruction_id FROM entitlements.instructions WHERE acknowledged_at IS NULL "
+            "AND published_at < now() - make_interval(secs => $1) ORDER BY published_at LIMIT $2 "
+            "FOR UPDATE SKIP LOCKED) due WHERE i.instruction_id = due.instruction_id "
+            "RETURNING i.instruction_id, i.kind, i.subscription_id, i.customer_id, i.effective_at, i.republished",
+            older_than_seconds,
+            limit,
+        )
+        return [dict(r) for r in sets], [dict(r) for r in instructions]
+
+    async def unacknowledged(self, conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, int, float]:
+        """Sets and instructions not acknowledged, and the age in seconds of the oldest such change."""
+        row = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM entitlements.entitlement_sets WHERE version > applied_version) AS sets, "
+            "(SELECT count(*) FROM entitlements.instructions WHERE acknowledged_at IS NULL) AS instructions, "
+            "EXTRACT(EPOCH FROM now() - (SELECT min(updated_at) FROM entitlements.entitlement_sets "
+            "WHERE version > applied_version)) AS oldest"
+        )
+        assert row is not None
+        return int(row["sets"]), int(row["instructions"]), float(row["oldest"] or 0)

@@ -30,6 +30,9 @@ ENTITLEMENTS_CHANGED = "som.entitlements.changed"
 CUSTOMER_ENTITLEMENTS_CHANGED = "som.entitlements.customer_changed"
 CUSTOMER_ENTITLEMENTS_SNAPSHOT = "som.entitlements.customer_snapshot"
 ENTITLEMENTS_COMMAND = "som.entitlements.command"
+ENTITLEMENTS_APPLIED = "som.entitlements.applied"
+ENTITLEMENTS_VIOLATION = "som.entitlements.violation"
+ENTITLEMENTS_INSTRUCTION = "som.entitlements.instruction"
 PAYMENT_REQUESTED = "som.payment.requested"
 PAYMENT_RESULT = "som.payment.result"
 PAYMENT_METHOD_UPDATED = "som.payment.method_updated"
@@ -341,3 +344,41 @@ class JournalEntryPosted(BaseModel):
     total_debit: DecimalString
     total_credit: DecimalString
     test: bool = False
+
+
+class EntitlementsApplied(BaseModel):
+    """Provisioning reports what it applied (on ``entitlements.applied``, keyed by subscription).
+
+    ``version``: the subscription's entitlement version now in force downstream (an older one
+    than already acknowledged changes nothing); or ``instruction_id``: an instruction carried out.
+    """
+
+    subscription_id: str
+    version: int | None = None
+    instruction_id: str | None = None
+    applied_at: datetime | None = None
+
+
+class EntitlementViolation(BaseModel):
+    """More running than allowed (on ``entitlements.violation``): ``running`` instances > ``allowed``."""
+
+    subscription_id: str
+    customer_id: str | None = None
+    kind: Literal["instances"] = "instances"
+    allowed: int
+    running: int
+    instance_ids: list[str]
+    detected_at: datetime
+
+
+class EntitlementInstruction(BaseModel):
+    """What provisioning must do (on ``entitlements.instructions``, keyed by subscription), acknowledged
+    with ``EntitlementsApplied.instruction_id``: ``block_new_instances`` (suspended or held: existing
+    instances stay), ``allow_new_instances`` (lifted), ``data_cleanup`` (the grace period after the end
+    is over: delete the subscription's data and resources)."""
+
+    instruction_id: str
+    kind: Literal["block_new_instances", "allow_new_instances", "data_cleanup"]
+    subscription_id: str
+    customer_id: str
+    effective_at: datetime

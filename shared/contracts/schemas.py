@@ -38,6 +38,9 @@ def contracts() -> list[type[BaseModel]]:
         "UpcomingChargeNotice",
         "CustomerEntitlementsChanged",
         "EntitlementCommand",
+        "EntitlementsApplied",
+        "EntitlementViolation",
+        "EntitlementInstruction",
     ):
         model = getattr(events, name, None)
         if isinstance(model, type) and issubclass(model, BaseModel):

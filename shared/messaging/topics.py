@@ -22,6 +22,9 @@ BILLING_INVOICES = "billing.invoices"
 ENTITLEMENTS_CHANGED = "entitlements.changed"
 ENTITLEMENTS_CUSTOMERS = "entitlements.customers"  # per-customer merged sets, keyed by customer
 ENTITLEMENTS_COMMANDS = "entitlements.commands"  # grants, snapshot requests, reconcile, timers
+ENTITLEMENTS_APPLIED = "entitlements.applied"  # provisioning's acknowledgements, keyed by subscription
+ENTITLEMENTS_VIOLATION = "entitlements.violation"  # more in use than allowed
+ENTITLEMENTS_INSTRUCTIONS = "entitlements.instructions"  # block new instances, data cleanup
 PAYMENTS_REQUESTS = "payments.requests"
 PAYMENTS_RESULTS = "payments.results"
 ACCOUNTING_JOURNAL = "accounting.journal"
@@ -76,6 +79,9 @@ def main_topics(default_partitions: int) -> list[TopicSpec]:
         ENTITLEMENTS_CHANGED,
         ENTITLEMENTS_CUSTOMERS,
         ENTITLEMENTS_COMMANDS,
+        ENTITLEMENTS_APPLIED,
+        ENTITLEMENTS_VIOLATION,
+        ENTITLEMENTS_INSTRUCTIONS,
         PAYMENTS_REQUESTS,
         PAYMENTS_RESULTS,
         ACCOUNTING_JOURNAL,

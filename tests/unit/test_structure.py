@@ -40,6 +40,14 @@ DOMAIN_IDENTIFIERS = frozenset(
         "EntitlementCommand",
         "PendingEntitlementChange",
         "entitlement_policy_path",
+        "entitlement_ack_timeout_seconds",
+        "ENTITLEMENTS_APPLIED",
+        "ENTITLEMENTS_VIOLATION",
+        "ENTITLEMENTS_INSTRUCTION",
+        "ENTITLEMENTS_INSTRUCTIONS",
+        "EntitlementsApplied",
+        "EntitlementViolation",
+        "EntitlementInstruction",
     }
 )
 

@@ -118,6 +118,14 @@ class Override:
         return self.starts_at <= at and (self.until is None or at < self.until)
 
 
+ENDED = frozenset({"cancelled", "expired", "terminated"})
+
+
+def data_cleanup_due(inputs: SubscriptionInputs, at: datetime) -> bool:
+    """An ended subscription whose grace period is over: its data may be deleted now."""
+    return inputs.status in ENDED and inputs.grace_ends_at is not None and inputs.grace_ends_at <= at
+
+
 def day_start(d: date) -> datetime:
     """Midnight UTC of a day: when a period-end change applies."""
     return datetime.combine(d, time(0), UTC)
@@ -240,6 +248,8 @@ def subscription_body(
     if access.changes_at is not None and access.next_level is not None:
         pending.append(PendingChange("access", access.changes_at, {"access": access.next_level}))
     pending += _override_boundaries(mine, at)
+    if inputs.status in ENDED and inputs.grace_ends_at is not None and inputs.grace_ends_at > at:
+        pending.append(PendingChange("data_cleanup", inputs.grace_ends_at))
     if access.level == "revoked":
         features, limits, instances = set(), {}, 0
     used = _apply_overrides(catalog, features, limits, mine, at)
