@@ -354,3 +354,134 @@ async def test_check_api_answers_from_memory_and_flags_stale_when_the_database_i
             assert (await http_get(port, "/v1/nothing"))[0] == 404
         finally:
             await server.stop()
+
+
+async def publish_event(settings: Settings, topic: str, type_: str, subject: str, data: Any) -> None:
+    """Publish a CloudEvent as provisioning would."""
+    from shared.contracts.envelope import make_event
+    from tests.integration.helpers import publish
+
+    corr = f"test-{uuid.uuid4()}"
+    event = make_event(
+        type=type_,
+        source="tests/provisioning",
+        subject=subject,
+        data=data,
+        correlation_id=corr,
+        causation_id=corr,
+    )
+    await publish(settings, topic, event.model_dump_json().encode(), key=subject, headers={"ce_id": event.id})
+
+
+async def test_unacknowledged_changes_are_republished_and_violations_and_instructions_flow(
+    settings: Settings, db: Database
+) -> None:
+    from services.entitlements import metrics
+
+    settings = settings.model_copy(update={"entitlement_ack_timeout_seconds": 0.5})
+    bootstrap, ns = str(settings.kafka_bootstrap), settings.topic_namespace
+    cus = f"cus-{uuid.uuid4().hex[:8]}"
+    sub = f"sub-{uuid.uuid4().hex[:8]}"
+    at = datetime(2025, 7, 1, 9, tzinfo=UTC)
+    async with (
+        running_workers(settings, db, names=WORKERS),
+        TopicReader(bootstrap, f"{ns}{topics.ENTITLEMENTS_CHANGED}") as sets,
+        TopicReader(bootstrap, f"{ns}{topics.ENTITLEMENTS_VIOLATION}") as violations,
+        TopicReader(bootstrap, f"{ns}{topics.ENTITLEMENTS_INSTRUCTIONS}") as instructions,
+    ):
+        await command(
+            settings,
+            "create",
+            sub,
+            at=at,
+            plan_id="starter",
+            quantity=1,
+            customer=ev.Customer(customer_id=cus),
+        )
+
+        def copies(version: int) -> int:
+            return sum(1 for v in sets.values() if v["subject"] == sub and v["data"]["version"] == version)
+
+        async def republished(version: int) -> bool:
+            await sets.poll(0.1)
+            return copies(version) >= 3
+
+        await eventually(lambda: republished(1), what="v1 re-published while unacknowledged", timeout=30)
+        assert metrics.UNACKNOWLEDGED.labels("set")._value.get() > 0
+
+        await publish_event(
+            settings, topics.ENTITLEMENTS_APPLIED, ev.ENTITLEMENTS_APPLIED, sub,
+            ev.EntitlementsApplied(subscription_id=sub, version=1),
+        )  # fmt: skip
+
+        async def acked() -> bool:
+            return bool(
+                await db.pool.fetchval(
+                    "SELECT applied_version = 1 FROM entitlements.entitlement_sets WHERE subscription_id = $1",
+                    sub,
+                )
+            )
+
+        await eventually(acked, what="acknowledgement recorded")
+        await sets.settle(1.0)
+        settled = copies(1)
+        await sets.settle(2.0)  # four timeouts: an acknowledged version is not sent again
+        assert copies(1) == settled
+
+        # Pause: held, a block-new-instances instruction, itself re-sent until acknowledged.
+        await command(settings, "pause", sub, at=at + timedelta(days=2))
+
+        async def block() -> list[dict[str, Any]]:
+            await instructions.poll(0.1)
+            return [
+                v["data"]
+                for v in instructions.values()
+                if v["data"]["kind"] == "block_new_instances" and v["subject"] == sub
+            ]
+
+        blocks = await eventually(block, what="block instruction")
+        await eventually(lambda: _at_least(block, 2), what="block re-sent", timeout=30)
+        # An older acknowledgement does not clear the paused set's version 2.
+        await publish_event(
+            settings, topics.ENTITLEMENTS_APPLIED, ev.ENTITLEMENTS_APPLIED, sub,
+            ev.EntitlementsApplied(subscription_id=sub, version=1, instruction_id=blocks[0]["instruction_id"]),
+        )  # fmt: skip
+
+        async def instruction_acked() -> bool:
+            return bool(
+                await db.pool.fetchval(
+                    "SELECT acknowledged_at IS NOT NULL FROM entitlements.instructions WHERE instruction_id = $1",
+                    blocks[0]["instruction_id"],
+                )
+            )
+
+        await eventually(instruction_acked, what="instruction acknowledged")
+        before = copies(2)
+        await sets.settle(1.5)
+        assert copies(2) > before  # v2 still unacknowledged: still re-sent
+
+        # Two instances running where starter allows one: a violation.
+        for n in (1, 2):
+            await publish_event(
+                settings, topics.PROVISIONING_INSTANCES, "som.provisioning.instance_reported", sub,
+                ev.InstanceReported(subscription_id=sub, instance_id=f"i-{n}", status="running", reported_at=at + timedelta(days=3, minutes=n)),
+            )  # fmt: skip
+
+        async def violated() -> dict[str, Any] | None:
+            await violations.poll(0.1)
+            found = [v["data"] for v in violations.values() if v["subject"] == sub]
+            return found[-1] if found else None
+
+        violation = await eventually(violated, what="violation")
+        assert (
+            violation["allowed"] == 1
+            and violation["running"] == 2
+            and violation["instance_ids"] == ["i-1", "i-2"]
+        )
+        assert (
+            len([v for v in violations.values() if v["subject"] == sub]) == 1
+        )  # the first report was within
+
+
+async def _at_least(probe: Any, n: int) -> bool:
+    return len(await probe()) >= n
