@@ -28,12 +28,13 @@ def wire(settings: Settings, db: Database) -> Wiring:
     catalog = cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
     handlers = EntitlementHandlers(catalog, load_policy(settings.entitlement_policy_path))
     projection = EntitlementProjection(db.pool, catalog)
-    sync = SyncHandlers()
+    sync = SyncHandlers(catalog)
     routes = [
         Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event),
         Route(topics.ENTITLEMENTS_COMMANDS, handlers.on_command),
         Route(topics.ENTITLEMENTS_APPLIED, sync.on_applied),
         Route(topics.PROVISIONING_INSTANCES, sync.on_instance_report),
+        Route(topics.USAGE_REPORTED, sync.on_usage),
     ]
     background = [
         lambda: run_scheduler(db, NAME, poll_seconds=settings.scheduler_poll_seconds),
@@ -52,6 +53,7 @@ SPEC = ServiceSpec(
         topics.ENTITLEMENTS_COMMANDS,
         topics.ENTITLEMENTS_APPLIED,
         topics.PROVISIONING_INSTANCES,
+        topics.USAGE_REPORTED,
     ),
     produces=(
         topics.ENTITLEMENTS_CHANGED,
@@ -59,6 +61,7 @@ SPEC = ServiceSpec(
         topics.ENTITLEMENTS_COMMANDS,
         topics.ENTITLEMENTS_VIOLATION,
         topics.ENTITLEMENTS_INSTRUCTIONS,
+        topics.ENTITLEMENTS_USAGE,
     ),
     migrations=Path(__file__).resolve().parent / "migrations",
     wire=wire,

@@ -81,6 +81,7 @@ class EntitlementHandlers:
             grace_ends_at=snap.grace_period_ends_at,
             clock=snap.clock or timekeeping.SYSTEM_CLOCK,
             scheduled=scheduled_after(before.scheduled if before else (), change.events),
+            current_period_start=snap.current_period_start,
         )
         await self._recompute(
             uow,

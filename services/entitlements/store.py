@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -304,3 +304,64 @@ class PgSyncStore:
         )
         assert row is not None
         return int(row["sets"]), int(row["instructions"]), float(row["oldest"] or 0)
+
+
+class PgUsageStore:
+    """Usage reports and the per-period counters of counted limits."""
+
+    async def record_report(self, conn: asyncpg.Connection, r: Any) -> bool:
+        """Keep a usage report; False when its id was seen before (it counts once)."""
+        status = await conn.execute(
+            "INSERT INTO entitlements.usage_reports (usage_id, customer_id, feature, quantity, occurred_at) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            r.usage_id,
+            r.customer_id,
+            r.feature,
+            r.quantity,
+            r.occurred_at,
+        )
+        return str(status).endswith(" 1")
+
+    async def add(
+        self, conn: asyncpg.Connection, customer_id: str, feature: str, period_start: date, quantity: int
+    ) -> tuple[int, frozenset[int]]:
+        """Add to the period's counter (row-locked for the transaction); returns the total and the
+        thresholds already raised this period."""
+        row = await conn.fetchrow(
+            "INSERT INTO entitlements.usage_counters (customer_id, feature, period_start, used) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (customer_id, feature, period_start) DO UPDATE "
+            "SET used = entitlements.usage_counters.used + EXCLUDED.used RETURNING used, raised",
+            customer_id,
+            feature,
+            period_start,
+            quantity,
+        )
+        assert row is not None
+        return int(row["used"]), frozenset(row["raised"])
+
+    async def mark_raised(
+        self,
+        conn: asyncpg.Connection,
+        customer_id: str,
+        feature: str,
+        period_start: date,
+        thresholds: list[int],
+    ) -> None:
+        """Remember thresholds raised this period."""
+        await conn.execute(
+            "UPDATE entitlements.usage_counters SET raised = raised || $4::int[] "
+            "WHERE customer_id = $1 AND feature = $2 AND period_start = $3",
+            customer_id,
+            feature,
+            period_start,
+            thresholds,
+        )
+
+    async def customer_limit(self, conn: asyncpg.Connection, customer_id: str, feature: str) -> int:
+        """The customer's current limit of ``feature`` (0 when it has none)."""
+        value = await conn.fetchval(
+            "SELECT (body->'limits'->>$2)::bigint FROM entitlements.customer_sets WHERE customer_id = $1",
+            customer_id,
+            feature,
+        )
+        return int(value or 0)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import date
 
 from services.entitlements import metrics
-from services.entitlements.store import PgEntitlementStore, PgSyncStore
+from services.entitlements.domain.usage import crossed, period_start
+from services.entitlements.store import PgEntitlementStore, PgSyncStore, PgUsageStore
+from shared.catalog import Catalog
 from shared.contracts import events as ev
 from shared.contracts.envelope import caused_by, derived_id, make_event
 from shared.db.uow import Database, UnitOfWork
@@ -16,15 +19,18 @@ from shared.messaging.errors import is_outage
 from shared.messaging.runtime import Incoming
 
 log = logging.getLogger("som.entitlements.sync")
+NEVER_RESETS = date(1970, 1, 1)  # the counting "period" of a limit that is not metered
 SOURCE = "som/entitlements"
 
 
 class SyncHandlers:
-    """Handlers of ``entitlements.applied`` and ``provisioning.instances``."""
+    """Handlers of ``entitlements.applied``, ``provisioning.instances`` and ``usage.reported``."""
 
-    def __init__(self, sync: PgSyncStore | None = None, sets: PgEntitlementStore | None = None) -> None:
-        self.sync = sync or PgSyncStore()
-        self.sets = sets or PgEntitlementStore()
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        self.catalog = catalog
+        self.sync = PgSyncStore()
+        self.sets = PgEntitlementStore()
+        self.usage = PgUsageStore()
 
     async def on_applied(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Record what provisioning applied: a version of a set, or an instruction."""
@@ -34,6 +40,51 @@ class SyncHandlers:
             await self.sync.ack_version(uow.conn, ack.subscription_id, ack.version)
         if ack.instruction_id is not None:
             await self.sync.ack_instruction(uow.conn, ack.instruction_id)
+
+    async def on_usage(self, incoming: Incoming, uow: UnitOfWork) -> None:
+        """Count a usage report (once per ``usage_id``) against the period's limit; raise 80 % and 100 %."""
+        event = incoming.cloud_event()
+        report: ev.UsageReported = event.payload(ev.UsageReported)
+        if self.catalog is None or not await self.usage.record_report(uow.conn, report):
+            return
+        definition = self.catalog.feature(report.feature, numeric=True)
+        billing_start = None
+        if report.subscription_id is not None:
+            subs = await self.sets.subscriptions_of(uow.conn, report.customer_id)
+            known = subs.get(report.subscription_id)
+            billing_start = known.inputs.current_period_start if known and known.inputs else None
+        start = (
+            period_start(definition.period, report.occurred_at, billing_start)
+            if definition.kind == "metered"
+            else NEVER_RESETS
+        )
+        used, raised = await self.usage.add(
+            uow.conn, report.customer_id, report.feature, start, report.quantity
+        )
+        limit = await self.usage.customer_limit(uow.conn, report.customer_id, report.feature)
+        reached = crossed(used, limit, raised)
+        if not reached:
+            return
+        await self.usage.mark_raised(uow.conn, report.customer_id, report.feature, start, reached)
+        for threshold in reached:
+            uow.emit(
+                topics.ENTITLEMENTS_USAGE,
+                caused_by(
+                    event,
+                    type=ev.USAGE_THRESHOLD_REACHED,
+                    source=SOURCE,
+                    subject=report.customer_id,
+                    data=ev.UsageThresholdReached(
+                        customer_id=report.customer_id,
+                        feature=report.feature,
+                        period_start=start,
+                        threshold=threshold,
+                        used=used,
+                        limit=limit,
+                    ),
+                    discriminator=str(threshold),
+                ),
+            )
 
     async def on_instance_report(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Keep the instance's status; more running than the set allows raises ``entitlements.violation``."""

@@ -33,6 +33,8 @@ ENTITLEMENTS_COMMAND = "som.entitlements.command"
 ENTITLEMENTS_APPLIED = "som.entitlements.applied"
 ENTITLEMENTS_VIOLATION = "som.entitlements.violation"
 ENTITLEMENTS_INSTRUCTION = "som.entitlements.instruction"
+USAGE_REPORTED = "som.usage.reported"
+USAGE_THRESHOLD_REACHED = "som.entitlements.usage_threshold_reached"
 PAYMENT_REQUESTED = "som.payment.requested"
 PAYMENT_RESULT = "som.payment.result"
 PAYMENT_METHOD_UPDATED = "som.payment.method_updated"
@@ -382,3 +384,25 @@ class EntitlementInstruction(BaseModel):
     subscription_id: str
     customer_id: str
     effective_at: datetime
+
+
+class UsageReported(BaseModel):
+    """Usage of a metered feature (on ``usage.reported``, keyed by customer); idempotent by ``usage_id``."""
+
+    usage_id: str
+    customer_id: str
+    subscription_id: str | None = Field(default=None, description="its billing period is the counting period")
+    feature: str
+    quantity: int = Field(ge=0)
+    occurred_at: datetime
+
+
+class UsageThresholdReached(BaseModel):
+    """A customer's usage of a feature reached 80 or 100 % of the period's limit (once per period)."""
+
+    customer_id: str
+    feature: str
+    period_start: date
+    threshold: int = Field(description="per cent: 80 or 100")
+    used: int
+    limit: int

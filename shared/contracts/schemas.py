@@ -41,6 +41,8 @@ def contracts() -> list[type[BaseModel]]:
         "EntitlementsApplied",
         "EntitlementViolation",
         "EntitlementInstruction",
+        "UsageReported",
+        "UsageThresholdReached",
     ):
         model = getattr(events, name, None)
         if isinstance(model, type) and issubclass(model, BaseModel):

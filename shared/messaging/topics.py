@@ -25,6 +25,8 @@ ENTITLEMENTS_COMMANDS = "entitlements.commands"  # grants, snapshot requests, re
 ENTITLEMENTS_APPLIED = "entitlements.applied"  # provisioning's acknowledgements, keyed by subscription
 ENTITLEMENTS_VIOLATION = "entitlements.violation"  # more in use than allowed
 ENTITLEMENTS_INSTRUCTIONS = "entitlements.instructions"  # block new instances, data cleanup
+ENTITLEMENTS_USAGE = "entitlements.usage"  # 80 % / 100 % of a counted limit reached, once per period
+USAGE_REPORTED = "usage.reported"  # usage of metered features, keyed by customer
 PAYMENTS_REQUESTS = "payments.requests"
 PAYMENTS_RESULTS = "payments.results"
 ACCOUNTING_JOURNAL = "accounting.journal"
@@ -82,6 +84,8 @@ def main_topics(default_partitions: int) -> list[TopicSpec]:
         ENTITLEMENTS_APPLIED,
         ENTITLEMENTS_VIOLATION,
         ENTITLEMENTS_INSTRUCTIONS,
+        ENTITLEMENTS_USAGE,
+        USAGE_REPORTED,
         PAYMENTS_REQUESTS,
         PAYMENTS_RESULTS,
         ACCOUNTING_JOURNAL,

@@ -485,3 +485,68 @@ async def test_unacknowledged_changes_are_republished_and_violations_and_instruc
 
 async def _at_least(probe: Any, n: int) -> bool:
     return len(await probe()) >= n
+
+
+async def test_usage_counts_once_per_id_and_raises_each_threshold_once_per_period(
+    settings: Settings, db: Database
+) -> None:
+    bootstrap, ns = str(settings.kafka_bootstrap), settings.topic_namespace
+    cus = f"cus-{uuid.uuid4().hex[:8]}"
+    sub = f"sub-{uuid.uuid4().hex[:8]}"
+    day = datetime(2025, 8, 1, 9, tzinfo=UTC)
+    async with (
+        running_workers(settings, db, names=WORKERS),
+        TopicReader(bootstrap, f"{ns}{topics.ENTITLEMENTS_USAGE}") as usage,
+        TopicReader(bootstrap, f"{ns}{topics.ENTITLEMENTS_CUSTOMERS}") as customers,
+    ):
+        await command(
+            settings,
+            "create",
+            sub,
+            at=day,
+            plan_id="starter",
+            quantity=1,
+            customer=ev.Customer(customer_id=cus),
+        )
+        await customer_set_where(
+            customers, cus, "set", lambda d: d["limits"].get("api_calls_per_day") == 10000
+        )
+
+        async def report(usage_id: str, quantity: int, at: datetime) -> None:
+            await publish_event(
+                settings, topics.USAGE_REPORTED, ev.USAGE_REPORTED, cus,
+                ev.UsageReported(usage_id=usage_id, customer_id=cus, subscription_id=sub,
+                                 feature="api_calls_per_day", quantity=quantity, occurred_at=at),
+            )  # fmt: skip
+
+        for usage_id, quantity, at in (
+            ("u1", 7000, day),
+            ("u1", 7000, day),  # the same report again, in a new envelope: counted once
+            ("u2", 1500, day),  # 8500: 80 %
+            ("u3", 2000, day),  # 10500: 100 %
+            ("u4", 100, day),  # nothing new
+            ("u5", 9000, day + timedelta(days=1)),  # a new day: the counter reset, 80 % again
+        ):
+            await report(usage_id, quantity, at)
+
+        async def thresholds() -> list[tuple[str, int, int]] | None:
+            await usage.poll(0.1)
+            found = [
+                (v["data"]["period_start"], v["data"]["threshold"], v["data"]["used"]) for v in usage.values()
+            ]
+            return found if len(found) >= 3 else None
+
+        await eventually(thresholds, what="three threshold events", timeout=30)
+        await usage.settle(1.0)
+        found = sorted(
+            (v["data"]["period_start"], v["data"]["threshold"], v["data"]["used"]) for v in usage.values()
+        )
+        assert found == [("2025-08-01", 80, 8500), ("2025-08-01", 100, 10500), ("2025-08-02", 80, 9000)]
+    counters = await db.pool.fetch(
+        "SELECT period_start, used FROM entitlements.usage_counters WHERE customer_id = $1 ORDER BY period_start",
+        cus,
+    )
+    assert [(str(r["period_start"]), r["used"]) for r in counters] == [
+        ("2025-08-01", 10600),
+        ("2025-08-02", 9000),
+    ]

@@ -48,6 +48,7 @@ DOMAIN_IDENTIFIERS = frozenset(
         "EntitlementsApplied",
         "EntitlementViolation",
         "EntitlementInstruction",
+        "ENTITLEMENTS_USAGE",
     }
 )
 

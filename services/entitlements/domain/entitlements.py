@@ -57,6 +57,7 @@ class SubscriptionInputs:
     grace_ends_at: datetime | None = None
     clock: str = "system"
     scheduled: tuple[PendingChange, ...] = ()  # lifecycle changes scheduled for a period end
+    current_period_start: date | None = None  # counted limits of P1M features reset at renewal
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready form for storage."""
@@ -72,6 +73,9 @@ class SubscriptionInputs:
             "grace_ends_at": self.grace_ends_at.isoformat() if self.grace_ends_at else None,
             "clock": self.clock,
             "scheduled": [p.as_json() for p in self.scheduled],
+            "current_period_start": self.current_period_start.isoformat()
+            if self.current_period_start
+            else None,
         }
 
     @classmethod
@@ -95,6 +99,9 @@ class SubscriptionInputs:
                     {k: v for k, v in p.items() if k not in ("kind", "effective_at")},
                 )
                 for p in raw.get("scheduled", [])
+            ),
+            current_period_start=(
+                date.fromisoformat(raw["current_period_start"]) if raw.get("current_period_start") else None
             ),
         )
 

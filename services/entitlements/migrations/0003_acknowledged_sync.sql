@@ -30,3 +30,22 @@ CREATE TABLE entitlements.instructions (
 );
 CREATE INDEX instructions_unacknowledged ON entitlements.instructions (published_at)
     WHERE acknowledged_at IS NULL;
+
+-- Counted limits: usage reports (idempotent by their id) summed per customer, feature and period,
+-- with the thresholds already raised in that period.
+CREATE TABLE entitlements.usage_reports (
+    usage_id     text PRIMARY KEY,
+    customer_id  text NOT NULL,
+    feature      text NOT NULL,
+    quantity     bigint NOT NULL,
+    occurred_at  timestamptz NOT NULL,
+    recorded_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE entitlements.usage_counters (
+    customer_id  text NOT NULL,
+    feature      text NOT NULL,
+    period_start date NOT NULL,
+    used         bigint NOT NULL DEFAULT 0,
+    raised       integer[] NOT NULL DEFAULT '{}',   -- thresholds (per cent) already raised this period
+    PRIMARY KEY (customer_id, feature, period_start)
+);
