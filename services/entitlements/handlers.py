@@ -24,7 +24,7 @@ from services.entitlements.domain.entitlements import (
     subscription_body,
 )
 from services.entitlements.domain.policy import AccessPolicy
-from services.entitlements.store import HistoryRow, PgEntitlementStore, PgSyncStore
+from services.entitlements.store import HistoryRow, PgEntitlementStore, PgSyncStore, PgUserStore
 from shared import timekeeping
 from shared.catalog import Catalog
 from shared.contracts import events as ev
@@ -48,6 +48,7 @@ class EntitlementHandlers:
         self.policy = policy
         self.store = store or PgEntitlementStore()
         self.sync = PgSyncStore()
+        self.users = PgUserStore()
 
     async def on_subscription_event(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Apply a lifecycle change to its subscription's inputs and recompute the customer."""
@@ -103,6 +104,24 @@ class EntitlementHandlers:
         at = cmd.at or await timekeeping.clock_now(uow.conn, _clock_of(r.inputs for r in subs.values()))
         if cmd.command == "snapshot":
             await self._snapshot(uow, event, cmd.customer_id, subs)
+            return
+        if cmd.command in ("user_add", "user_remove"):
+            if (
+                cmd.subscription_id is None
+                or cmd.email is None
+                or (cmd.command == "user_add") != bool(cmd.role)
+            ):
+                raise ValueError("a user change names a subscription, an email, and a role when adding")
+            await self.users.set_user(
+                uow.conn,
+                subscription_id=cmd.subscription_id,
+                customer_id=cmd.customer_id,
+                email=cmd.email.strip().lower(),
+                role=cmd.role if cmd.command == "user_add" else None,
+                actor=cmd.actor,
+                reason=cmd.reason,
+                cause_event_id=event.id,
+            )
             return
         if cmd.command == "grant":
             if cmd.feature is None:

@@ -204,6 +204,53 @@ def override_of(r: Any) -> Override:
     )
 
 
+class PgUserStore:
+    """Users and roles per subscription, with their append-only audit."""
+
+    async def set_user(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        subscription_id: str,
+        customer_id: str,
+        email: str,
+        role: str | None,
+        actor: str,
+        reason: str | None,
+        cause_event_id: str,
+    ) -> None:
+        """Give ``email`` a role on the subscription (``role`` None: remove it), and audit the change."""
+        if role is None:
+            await conn.execute(
+                "UPDATE entitlements.subscription_users SET removed = true, updated_at = now() "
+                "WHERE subscription_id = $1 AND email = $2",
+                subscription_id,
+                email,
+            )
+        else:
+            await conn.execute(
+                "INSERT INTO entitlements.subscription_users (subscription_id, customer_id, email, role) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id, email) DO UPDATE SET role = EXCLUDED.role, "
+                "removed = false, updated_at = now()",
+                subscription_id,
+                customer_id,
+                email,
+                role,
+            )
+        await conn.execute(
+            "INSERT INTO entitlements.user_audit (subscription_id, customer_id, email, action, role, actor, reason, "
+            "cause_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            subscription_id,
+            customer_id,
+            email,
+            "remove" if role is None else "add",
+            role,
+            actor,
+            reason,
+            cause_event_id,
+        )
+
+
 class PgSyncStore:
     """Acknowledgements, instances and instructions of the acknowledged sync with provisioning."""
 

@@ -81,3 +81,31 @@ async def inputs_of(pool: asyncpg.Pool, customer_id: str) -> list[SubscriptionIn
         customer_id,
     )
     return [SubscriptionInputs.from_json(r["inputs"]) for r in rows]
+
+
+async def customer_of(pool: asyncpg.Pool, subscription_id: str) -> str | None:
+    """The customer of a subscription, as entitlements knows it."""
+    value = await pool.fetchval(
+        "SELECT customer_id FROM entitlements.entitlement_sets WHERE subscription_id = $1", subscription_id
+    )
+    return str(value) if value is not None else None
+
+
+async def users(pool: asyncpg.Pool, subscription_id: str) -> list[dict[str, Any]]:
+    """Current users and roles of a subscription."""
+    rows = await pool.fetch(
+        "SELECT email, role, updated_at FROM entitlements.subscription_users WHERE subscription_id = $1 "
+        "AND NOT removed ORDER BY email",
+        subscription_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def user_audit(pool: asyncpg.Pool, subscription_id: str) -> list[dict[str, Any]]:
+    """Every change of the subscription's users, oldest first."""
+    rows = await pool.fetch(
+        "SELECT email, action, role, actor, reason, recorded_at FROM entitlements.user_audit "
+        "WHERE subscription_id = $1 ORDER BY id",
+        subscription_id,
+    )
+    return [dict(r) for r in rows]

@@ -248,12 +248,13 @@ class EntitlementCommand(BaseModel):
       is None) for the customer or one ``subscription_id``, from ``starts_at`` until ``until``;
     - ``snapshot``: publish the current sets again (a consumer saw a version gap);
     - ``reconcile``: recompute from the stored subscriptions, catalog and policy, repair drift;
-    - ``recompute``: a timer's: re-evaluate at ``at`` (a grace period or an override ends).
+    - ``recompute``: a timer's: re-evaluate at ``at`` (a grace period or an override ends);
+    - ``user_add`` / ``user_remove``: ``email`` gets ``role`` on ``subscription_id``, or loses it (audited).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    command: Literal["grant", "snapshot", "reconcile", "recompute"]
+    command: Literal["grant", "snapshot", "reconcile", "recompute", "user_add", "user_remove"]
     customer_id: str
     command_id: str
     subscription_id: str | None = None
@@ -264,6 +265,8 @@ class EntitlementCommand(BaseModel):
     at: datetime | None = None
     reason: str | None = None
     actor: str = "system"
+    email: str | None = None
+    role: Literal["owner", "admin", "editor", "reader"] | None = None
 
 
 class SubscriptionNotice(BaseModel):

@@ -550,3 +550,92 @@ async def test_usage_counts_once_per_id_and_raises_each_threshold_once_per_perio
         ("2025-08-01", 10600),
         ("2025-08-02", 9000),
     ]
+
+
+async def test_users_and_roles_through_the_cli_limit_the_per_user_check(
+    settings: Settings, db: Database
+) -> None:
+    from shared.health import HealthServer
+
+    bootstrap, ns = str(settings.kafka_bootstrap), settings.topic_namespace
+    cus = f"cus-{uuid.uuid4().hex[:8]}"
+    pro, starter = f"sub-p-{uuid.uuid4().hex[:6]}", f"sub-s-{uuid.uuid4().hex[:6]}"
+    at = datetime(2025, 9, 1, 9, tzinfo=UTC)
+    async with (
+        running_workers(settings, db, names=WORKERS) as workers,
+        TopicReader(bootstrap, f"{ns}{topics.ENTITLEMENTS_CUSTOMERS}") as customers,
+    ):
+        worker = workers["entitlements"]
+        server = HealthServer(worker.readiness, host="127.0.0.1", port=0, routes=worker.http)
+        port = await server.start()
+        try:
+            customer = ev.Customer(customer_id=cus)
+            await command(settings, "create", pro, at=at, plan_id="pro", quantity=1, customer=customer)
+            await command(
+                settings, "create", starter, at=at, plan_id="starter", quantity=1, customer=customer
+            )
+            await customer_set_where(
+                customers, cus, "two subscriptions", lambda d: len(d["subscriptions"]) == 2
+            )
+            for args in (
+                (
+                    "add",
+                    pro,
+                    "Alice@Example.com",
+                    "--role",
+                    "owner",
+                    "--actor",
+                    "ops",
+                    "--reason",
+                    "purchaser",
+                ),
+                ("add", starter, "alice@example.com", "--role", "editor"),
+                ("add", pro, "bob@example.com", "--role", "reader"),
+            ):
+                done = await som(settings, "subscriptions", "users", *args)
+                assert done.returncode == 0, done.stderr
+
+            async def user(email: str, present: bool = True) -> dict[str, Any] | None:
+                code, doc = await http_get(port, f"/v1/customers/{cus}/users/{email}/entitlements")
+                if present:
+                    return (
+                        doc
+                        if code == 200
+                        and len(doc.get("roles", {})) >= (2 if email.startswith("alice") else 1)
+                        else None
+                    )
+                return doc if code == 404 else None
+
+            alice = await eventually(lambda: user("alice@example.com"), what="alice's check", timeout=30)
+            assert alice["roles"] == {pro: "owner", starter: "editor"}
+            assert alice["can_create_instances"] is True and "sso" in alice["features"]
+            bob = await eventually(lambda: user("bob@example.com"), what="bob's check", timeout=30)
+            assert (
+                bob["access"] == "read_only"
+                and bob["can_create_instances"] is False
+                and bob["writable"] is False
+            )
+            assert "sso" in bob["features"] and bob["roles"] == {pro: "reader"}
+
+            done = await som(
+                settings, "subscriptions", "users", "remove", pro, "bob@example.com", "--reason", "left"
+            )
+            assert done.returncode == 0, done.stderr
+            await eventually(lambda: user("bob@example.com", present=False), what="bob removed", timeout=30)
+            missing = await som(settings, "subscriptions", "users", "add", "sub-unknown", "x@example.com")
+            assert missing.returncode == 3
+        finally:
+            await server.stop()
+    audit = await db.pool.fetch(
+        "SELECT email, action, role, actor, reason FROM entitlements.user_audit WHERE customer_id = $1 ORDER BY id",
+        cus,
+    )
+    assert [(r["email"], r["action"], r["role"]) for r in audit] == [
+        ("alice@example.com", "add", "owner"),
+        ("alice@example.com", "add", "editor"),
+        ("bob@example.com", "add", "reader"),
+        ("bob@example.com", "remove", None),
+    ]
+    assert (
+        audit[0]["actor"] == "user:ops" and audit[0]["reason"] == "purchaser" and audit[3]["reason"] == "left"
+    )

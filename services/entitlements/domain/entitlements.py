@@ -353,3 +353,34 @@ def scheduled_after(previous: Sequence[PendingChange], events: Iterable[Any]) ->
         ):
             kept = [p for p in kept if p.kind != "cancellation"]
     return tuple(kept)
+
+
+ROLES = ("owner", "admin", "editor", "reader")
+# The most a role may do, whatever the subscription allows: editors change data but provision
+# nothing new; readers only read.
+ROLE_CAP: dict[str, Level] = {"owner": "full", "admin": "full", "editor": "held", "reader": "read_only"}
+
+
+def capped(body: Mapping[str, Any], role: str) -> dict[str, Any]:
+    """A subscription's set as a user with ``role`` may use it."""
+    cap = ROLE_CAP[role]
+    level: Level = min(body["access"], cap, key=LEVELS.index)
+    out = dict(body)
+    out["access"] = level
+    out["can_create_instances"] = bool(body["can_create_instances"]) and level == "full"
+    out["writable"] = bool(body["writable"]) and level in ("full", "held")
+    return out
+
+
+def user_body(
+    catalog: Catalog,
+    customer_id: str,
+    subscription_bodies: Mapping[str, Mapping[str, Any]],
+    roles: Mapping[str, str],
+    at: datetime,
+) -> dict[str, Any]:
+    """What one user may use: the subscriptions they have a role in, each capped by that role, merged."""
+    mine = {sid: capped(body, roles[sid]) for sid, body in subscription_bodies.items() if sid in roles}
+    merged = customer_body(catalog, customer_id, mine, [], at)
+    merged["roles"] = {sid: roles[sid] for sid in sorted(mine)}
+    return merged

@@ -224,3 +224,16 @@ def test_a_gap_detecting_consumer_converges_under_drops_reorders_and_duplicates(
     for event in stream:
         consumer.receive(event)
     assert consumer.version == n and consumer.body == {"v": n}
+
+
+@pytest.mark.parametrize("role", ["owner", "admin", "editor", "reader"])
+@pytest.mark.parametrize("level", ["full", "held", "read_only", "revoked"])
+def test_a_role_never_gives_more_than_the_subscription_or_the_role_allows(role: str, level: str) -> None:
+    from services.entitlements.domain.entitlements import LEVELS as ORDER
+    from services.entitlements.domain.entitlements import ROLE_CAP, capped
+
+    body = {"access": level, "can_create_instances": level == "full", "writable": level in ("full", "held")}
+    out = capped(body, role)
+    assert ORDER.index(out["access"]) == min(ORDER.index(level), ORDER.index(ROLE_CAP[role]))
+    assert out["can_create_instances"] is (out["access"] == "full")
+    assert out["writable"] is (out["access"] in ("full", "held"))
