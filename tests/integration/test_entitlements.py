@@ -100,6 +100,19 @@ async def test_customer_view_policy_pending_grant_history_snapshot_and_reconcile
         ]
         assert versions == [(n - 1, n) for n in range(1, len(versions) + 1)]  # gap-free chain
 
+        # Upgrade A to pro, then an add-on: the customer's storage grows with each.
+        await advance_clock(db.pool, bootstrap, ns, clock, start + timedelta(days=1), services=WORKERS)
+        await command(
+            settings, "change_plan", a, at=start + timedelta(days=1), plan_id="pro", timing="immediate"
+        )
+        await command(
+            settings, "add_addon", a, at=start + timedelta(days=1, hours=1), addon_plan_id="extra-storage"
+        )
+        grown = await customer_set_where(
+            customers, cus, "upgrade and add-on", lambda d: d["limits"]["storage_gb"] == 250 + 100 + 500
+        )
+        assert grown["instances"] == 10
+
         # Pause B: held (existing things stay, nothing new); A keeps the customer at full access.
         paused_at = start + timedelta(days=3)
         await advance_clock(db.pool, bootstrap, ns, clock, paused_at, services=WORKERS)
@@ -172,9 +185,13 @@ async def test_customer_view_policy_pending_grant_history_snapshot_and_reconcile
             db.pool, bootstrap, ns, clock, datetime(2025, 4, 2, 12, tzinfo=UTC), services=WORKERS
         )
         applied = await customer_set_where(
-            customers, cus, "downgrade applied", lambda d: "sso" not in d["features"] and d["pending"] == []
+            subs, b, "downgrade applied", lambda d: d["plan_id"] == "starter" and d["pending"] == []
         )
-        assert applied["limits"]["storage_gb"] == 10 + 10
+        assert "sso" not in applied["features"] and applied["limits"]["storage_gb"] == 10
+        merged = await customer_set_where(
+            customers, cus, "downgrade merged", lambda d: d["limits"]["storage_gb"] == 350 + 10
+        )
+        assert merged["pending"] == [] and "sso" in merged["features"]  # A (pro) still grants it
 
         # History answers for past instants, with the cause.
         first = await som_json(settings, "entitlements", "show", cus, "--at", start.isoformat())
