@@ -23,7 +23,7 @@ async def customer_set(pool: asyncpg.Pool, customer_id: str) -> dict[str, Any] |
 async def subscription_sets(pool: asyncpg.Pool, customer_id: str) -> list[dict[str, Any]]:
     """The current set of each of the customer's subscriptions."""
     rows = await pool.fetch(
-        "SELECT subscription_id, version, lifecycle_version, body, inputs, updated_at "
+        "SELECT subscription_id, version, lifecycle_version, applied_version, body, inputs, updated_at "
         "FROM entitlements.entitlement_sets WHERE customer_id = $1 ORDER BY subscription_id",
         customer_id,
     )

@@ -218,13 +218,16 @@ def reconcile(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Recompute every set from the stored subscriptions, the catalog and the policy; report and repair drift.
+    """Recompute every set from the stored subscriptions, the catalog and the policy; report and repair drift,
+    and list the sets provisioning has not acknowledged (its applied version is behind).
 
     Overrides are part of the recomputation, so a deliberate grant is never reverted.
     """
     settings = resolved_settings()
     catalog = cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
     policy = load_policy(settings.entitlement_policy_path)
+
+    behind: list[dict[str, Any]] = []
 
     async def go() -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -233,6 +236,12 @@ def reconcile(
         async with db_pool(settings) as pool:
             for c in [customer] if customer else await views.customers(pool):
                 at, drifts = await drift_of(pool, catalog, policy, c)
+                behind.extend(
+                    {"customer_id": c, "subscription_id": r["subscription_id"], "version": r["version"],
+                     "applied_version": r["applied_version"]}
+                    for r in await views.subscription_sets(pool, c)
+                    if r["applied_version"] < r["version"]
+                )  # fmt: skip
                 for d in drifts:
                     found.append(
                         {
@@ -260,7 +269,7 @@ def reconcile(
 
     drifts = run(go())
     if as_json:
-        console.print_json(data=jsonable({"dry_run": dry_run, "drift": drifts}))
+        console.print_json(data=jsonable({"dry_run": dry_run, "drift": drifts, "downstream_behind": behind}))
         return
     table = Table(
         "customer",
@@ -278,3 +287,4 @@ def reconcile(
         )
     console.print(table)
     console.print(f"{len(drifts)} drifted set(s)" + ("" if dry_run else "; repair sent"))
+    console.print(f"{len(behind)} set(s) not yet acknowledged downstream (applied version < version)")

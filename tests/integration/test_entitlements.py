@@ -232,6 +232,8 @@ async def test_customer_view_policy_pending_grant_history_snapshot_and_reconcile
         # Reconcile: nothing to do; a corrupted set is one drift, repaired with a new version.
         clean = await som_json(settings, "entitlements", "reconcile", "--dry-run", "--customer", cus)
         assert clean["drift"] == []
+        # No provisioning acknowledges here: every set is behind downstream.
+        assert {d["subscription_id"] for d in clean["downstream_behind"]} == {a, b}
         a_version = (await som_json(settings, "entitlements", "show", cus, "--subscription", a))["version"]
         await db.pool.execute(
             "UPDATE entitlements.entitlement_sets SET body = jsonb_set(body, '{features}', '[]') "
