@@ -24,7 +24,14 @@ from services.entitlements.domain.entitlements import (
     subscription_body,
 )
 from services.entitlements.domain.policy import AccessPolicy
-from services.entitlements.store import HistoryRow, PgEntitlementStore, PgSyncStore, PgUserStore
+from services.entitlements.store import (
+    EntitlementRecord,
+    HistoryRow,
+    LockedCustomer,
+    PgEntitlementStore,
+    PgSyncStore,
+    PgUserStore,
+)
 from shared import timekeeping
 from shared.catalog import Catalog
 from shared.contracts import events as ev
@@ -58,12 +65,19 @@ class EntitlementHandlers:
         change: ev.SubscriptionStateChanged = event.payload(ev.SubscriptionStateChanged)
         snap = change.snapshot
         customer_id = snap.customer.customer_id
-        await self.store.lock_customer(uow.conn, customer_id)
-        previous = await self.store.legacy_version(uow.conn, change.subscription_id)
+        locked = await self.store.lock_customer(uow.conn, customer_id)
+        subs = await self.store.subscriptions_of(uow.conn, customer_id)
+        known = subs.get(change.subscription_id)
+        previous = (
+            (known.version, known.lifecycle_version)
+            if known is not None
+            else await self.store.legacy_version(
+                uow.conn, change.subscription_id
+            )  # new, or stored before customers
+        )
         if previous is not None and previous[1] >= change.version:
             log.info("stale lifecycle version %d for %s ignored", change.version, change.subscription_id)
             return
-        known = (await self.store.subscriptions_of(uow.conn, customer_id)).get(change.subscription_id)
         before = known.inputs if known else None
         status_since = (
             before.status_since
@@ -88,6 +102,7 @@ class EntitlementHandlers:
             uow,
             event,
             customer_id,
+            (locked, subs),
             at=change.effective_at,
             cause=(change.command, change.actor),
             changed=(inputs, change.version, previous[0] if previous else 0),
@@ -99,11 +114,11 @@ class EntitlementHandlers:
         if event.type != ev.ENTITLEMENTS_COMMAND:
             return
         cmd: ev.EntitlementCommand = event.payload(ev.EntitlementCommand)
-        await self.store.lock_customer(uow.conn, cmd.customer_id)
+        locked = await self.store.lock_customer(uow.conn, cmd.customer_id)
         subs = await self.store.subscriptions_of(uow.conn, cmd.customer_id)
         at = cmd.at or await timekeeping.clock_now(uow.conn, _clock_of(r.inputs for r in subs.values()))
         if cmd.command == "snapshot":
-            await self._snapshot(uow, event, cmd.customer_id, subs)
+            await self._snapshot(uow, event, cmd.customer_id, locked, subs)
             return
         if cmd.command in ("user_add", "user_remove"):
             if (
@@ -139,7 +154,7 @@ class EntitlementHandlers:
             )
             await self.store.add_override(uow.conn, granted)
         await self._recompute(
-            uow, event, cmd.customer_id, at=at, cause=(cmd.command, cmd.actor), changed=None
+            uow, event, cmd.customer_id, (locked, subs), at=at, cause=(cmd.command, cmd.actor), changed=None
         )
 
     async def _recompute(
@@ -147,16 +162,17 @@ class EntitlementHandlers:
         uow: UnitOfWork,
         event: CloudEvent,
         customer_id: str,
+        state: tuple[LockedCustomer, dict[str, EntitlementRecord]],
         *,
         at: datetime,
         cause: tuple[str, str],
         changed: tuple[SubscriptionInputs, int, int] | None,
     ) -> None:
-        """Recompute the customer's sets at ``at`` (its row is locked) and publish what changed."""
-        customer_version, customer_current, last_at = await self.store.lock_customer(uow.conn, customer_id)
-        if last_at is not None and last_at > at:
-            at = last_at  # a change never takes effect before the one already recorded: history stays ordered
-        subs = await self.store.subscriptions_of(uow.conn, customer_id)
+        """Recompute the customer's sets at ``at`` (``state``: read under its row lock) and publish what changed."""
+        locked, subs = state
+        customer_version, customer_current = locked.version, locked.body
+        if locked.effective_at is not None and locked.effective_at > at:
+            at = locked.effective_at  # never before the change already recorded: history stays ordered
         overrides = await self.store.overrides(uow.conn, customer_id)
         history: list[HistoryRow] = []
         bodies: dict[str, dict[str, Any]] = {}
@@ -243,7 +259,9 @@ class EntitlementHandlers:
                 ),
             )
         await self.store.append_history(uow.conn, history)
-        await self._schedule_boundary(uow, customer_id, [*bodies.values(), merged], inputs_of.values())
+        await self._schedule_boundary(
+            uow, customer_id, locked.next_boundary, [*bodies.values(), merged], inputs_of.values()
+        )
 
     async def _instructions(
         self,
@@ -294,12 +312,17 @@ class EntitlementHandlers:
         self,
         uow: UnitOfWork,
         customer_id: str,
+        scheduled: datetime | None,
         bodies: list[dict[str, Any]],
         inputs: Iterable[SubscriptionInputs],
     ) -> None:
         """One timer per customer, at its next pending change: the timer re-evaluates then."""
-        await timekeeping.cancel_timers(uow, customer_id, [BOUNDARY_TIMER])
         due = next_boundary(bodies)
+        if due == scheduled:
+            return  # the timer that is due then is already there (or none is needed)
+        await self.store.set_boundary(uow.conn, customer_id, due)
+        if scheduled is not None:
+            await timekeeping.cancel_timers(uow, customer_id, [BOUNDARY_TIMER])
         if due is None:
             return
         cmd = ev.EntitlementCommand(
@@ -321,11 +344,16 @@ class EntitlementHandlers:
         )
 
     async def _snapshot(
-        self, uow: UnitOfWork, event: CloudEvent, customer_id: str, subs: dict[str, Any]
+        self,
+        uow: UnitOfWork,
+        event: CloudEvent,
+        customer_id: str,
+        locked: LockedCustomer,
+        subs: dict[str, EntitlementRecord],
     ) -> None:
         """Publish the current sets again, versions unchanged (a consumer saw a gap)."""
-        version, body, last_at = await self.store.lock_customer(uow.conn, customer_id)
-        at = last_at or event.time
+        version, body = locked.version, locked.body
+        at = locked.effective_at or event.time
         for sid, rec in sorted(subs.items()):
             data = ev.EntitlementsChanged.model_validate(
                 {

@@ -26,6 +26,16 @@ class EntitlementRecord:
 
 
 @dataclass(frozen=True)
+class LockedCustomer:
+    """The customer's merged set as stored, read under its row lock."""
+
+    version: int  # 0 before the first
+    body: dict[str, Any]
+    effective_at: datetime | None  # business time of the last recompute
+    next_boundary: datetime | None  # when its re-evaluation timer is due
+
+
+@dataclass(frozen=True)
 class HistoryRow:
     """One published set, with its cause."""
 
@@ -44,9 +54,7 @@ class HistoryRow:
 class PgEntitlementStore:
     """The entitlement sets, their history and the overrides, on PostgreSQL."""
 
-    async def lock_customer(
-        self, conn: asyncpg.Connection, customer_id: str
-    ) -> tuple[int, dict[str, Any], datetime | None]:
+    async def lock_customer(self, conn: asyncpg.Connection, customer_id: str) -> LockedCustomer:
         """The customer's merged set (version 0 and ``{}`` before the first) and the business time of its
         last recompute, locked for the transaction.
 
@@ -59,11 +67,22 @@ class PgEntitlementStore:
             customer_id,
         )
         row = await conn.fetchrow(
-            "SELECT version, body, effective_at FROM entitlements.customer_sets WHERE customer_id = $1 FOR UPDATE",
+            "SELECT version, body, effective_at, next_boundary FROM entitlements.customer_sets "
+            "WHERE customer_id = $1 FOR UPDATE",
             customer_id,
         )
         assert row is not None
-        return int(row["version"]), dict(row["body"]), row["effective_at"]
+        return LockedCustomer(
+            int(row["version"]), dict(row["body"]), row["effective_at"], row["next_boundary"]
+        )
+
+    async def set_boundary(self, conn: asyncpg.Connection, customer_id: str, due: datetime | None) -> None:
+        """Remember when the customer's re-evaluation timer is due."""
+        await conn.execute(
+            "UPDATE entitlements.customer_sets SET next_boundary = $2 WHERE customer_id = $1",
+            customer_id,
+            due,
+        )
 
     async def customer_of(self, conn: asyncpg.Connection, subscription_id: str) -> str | None:
         """The customer a subscription's set belongs to, if known."""

@@ -12,6 +12,7 @@ CREATE TABLE entitlements.customer_sets (
     version     integer NOT NULL,          -- only grows; 0 = nothing published yet
     body        jsonb NOT NULL,
     effective_at timestamptz,              -- business time of the last recompute: history stays ordered
+    next_boundary timestamptz,             -- when its one re-evaluation timer is due (NULL: none)
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
