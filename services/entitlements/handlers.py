@@ -204,6 +204,8 @@ class EntitlementHandlers:
                         inputs=inputs,
                     )
                 continue
+            if rec is not None and int(body["instances"]) < int(rec.body.get("instances", 0)):
+                await self._check_allowance(uow, event, sid, customer_id, int(body["instances"]), at)
             new_version = version + 1
             await self.store.save_subscription(
                 uow.conn,
@@ -261,6 +263,32 @@ class EntitlementHandlers:
         await self.store.append_history(uow.conn, history)
         await self._schedule_boundary(
             uow, customer_id, locked.next_boundary, [*bodies.values(), merged], inputs_of.values()
+        )
+
+    async def _check_allowance(
+        self, uow: UnitOfWork, event: CloudEvent, sid: str, customer_id: str, allowed: int, at: datetime
+    ) -> None:
+        """The allowance shrank (a downgrade, an end): instances already beyond it are a violation."""
+        running = await self.sync.running_instances(uow.conn, sid)
+        if len(running) <= allowed:
+            return
+        uow.emit(
+            topics.ENTITLEMENTS_VIOLATION,
+            caused_by(
+                event,
+                type=ev.ENTITLEMENTS_VIOLATION,
+                source=SOURCE,
+                subject=sid,
+                data=ev.EntitlementViolation(
+                    subscription_id=sid,
+                    customer_id=customer_id,
+                    allowed=allowed,
+                    running=len(running),
+                    instance_ids=running,
+                    detected_at=at,
+                ),
+                discriminator=f"allowance:{allowed}",
+            ),
         )
 
     async def _instructions(

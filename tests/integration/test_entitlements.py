@@ -501,6 +501,34 @@ async def test_unacknowledged_changes_are_republished_and_violations_and_instruc
             len([v for v in violations.values() if v["subject"] == sub]) == 1
         )  # the first report was within
 
+        # Cancelled: read-only for the 30-day grace period, then revoked (a timer; the wall clock is long past
+        # it here, so at once): the allowance drops to none while both still run, and data cleanup is due.
+        await command(settings, "cancel", sub, at=at + timedelta(days=4), timing="immediate")
+
+        async def shrunk() -> dict[str, Any] | None:
+            await violations.poll(0.1)
+            found = [
+                v["data"] for v in violations.values() if v["subject"] == sub and v["data"]["allowed"] == 0
+            ]
+            return found[-1] if found else None
+
+        got = await eventually(shrunk, what="violation after the end")
+        assert got["running"] == 2 and got["detected_at"].startswith(
+            "2025-08-04"
+        )  # the grace end, by its timer
+
+        async def cleanup() -> list[dict[str, Any]]:
+            await instructions.poll(0.1)
+            return [
+                v["data"]
+                for v in instructions.values()
+                if v["data"]["kind"] == "data_cleanup" and v["subject"] == sub
+            ]
+
+        assert (await eventually(cleanup, what="data cleanup after the grace period"))[0][
+            "effective_at"
+        ].startswith("2025-08-04")
+
 
 async def _at_least(probe: Any, n: int) -> bool:
     return len(await probe()) >= n
