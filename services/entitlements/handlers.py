@@ -97,6 +97,7 @@ class EntitlementHandlers:
             clock=snap.clock or timekeeping.SYSTEM_CLOCK,
             scheduled=scheduled_after(before.scheduled if before else (), change.events),
             current_period_start=snap.current_period_start,
+            started_at=before.started_at if before is not None and before.started_at else change.effective_at,
         )
         await self._recompute(
             uow,

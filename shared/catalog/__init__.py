@@ -84,6 +84,21 @@ BOOLEAN_FEATURE = FeatureDefinition(kind="boolean")
 DEFAULT_LIMIT = FeatureDefinition(kind="limit", merge="sum")
 
 
+class GrantVersion(BaseModel):
+    """A dated edit of what a plan grants: from ``effective_from``, these fields replace the plan's own.
+
+    Under ``renewal_pricing: grandfathered`` a subscription keeps the version in force when it
+    started (as it keeps its price); under ``current`` every subscription follows the latest.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    effective_from: date
+    features: tuple[str, ...] | None = None
+    limits: dict[str, int] | None = None
+    instances: int | None = None
+
+
 class Plan(BaseModel):
     """A sellable plan (or add-on) with its prices, features and limits."""
 
@@ -103,6 +118,18 @@ class Plan(BaseModel):
     limits: dict[str, int] = Field(default_factory=dict)
     per_seat: tuple[str, ...] = ()  # limits multiplied by the subscription's quantity
     instances: int = 0
+    grant_versions: tuple[GrantVersion, ...] = ()
+
+    def grants_on(self, on: date | None) -> tuple[tuple[str, ...], dict[str, int], int]:
+        """Features, limits and instances the plan grants on ``on`` (None: the latest version)."""
+        features, limits, instances = self.features, dict(self.limits), self.instances
+        for v in sorted(self.grant_versions, key=lambda v: v.effective_from):
+            if on is not None and v.effective_from > on:
+                break
+            features = v.features if v.features is not None else features
+            limits = dict(v.limits) if v.limits is not None else limits
+            instances = v.instances if v.instances is not None else instances
+        return features, limits, instances
 
     @model_validator(mode="after")
     def _per_seat_limits(self) -> Plan:

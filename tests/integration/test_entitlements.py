@@ -686,3 +686,83 @@ async def test_users_and_roles_through_the_cli_limit_the_per_user_check(
     assert (
         audit[0]["actor"] == "user:ops" and audit[0]["reason"] == "purchaser" and audit[3]["reason"] == "left"
     )
+
+
+async def test_a_catalog_edit_reaches_existing_sets_through_reconcile_unless_grandfathered(
+    settings: Settings, db: Database, tmp_path: Any
+) -> None:
+    import yaml
+
+    from shared.catalog import load_catalog
+
+    base = load_catalog().model_dump(mode="json")
+    plain, dated = json.loads(json.dumps(base)), json.loads(json.dumps(base))
+    for raw, edit in ((plain, "plain"), (dated, "dated")):
+        for plan in raw["plans"]:
+            if plan["id"] == "starter" and edit == "plain":
+                plan["features"] = [*plan["features"], "sso"]
+            if plan["id"] == "starter" and edit == "dated":  # only for subscriptions started from 2026
+                plan["grant_versions"] = [{"effective_from": "2026-01-01", "features": ["api_access", "sso"]}]
+    paths = {}
+    for name, raw in (("original", base), ("plain", plain), ("dated", dated)):
+        paths[name] = tmp_path / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(raw))
+
+    async def reconcile(catalog: str, *args: str) -> dict[str, Any]:
+        env = child_env(settings, SOM_CATALOG_PATH=str(paths[catalog]))
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "som", "entitlements", "reconcile", "--customer", cus, "--json", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    bootstrap, ns = str(settings.kafka_bootstrap), settings.topic_namespace
+    cus = f"cus-{uuid.uuid4().hex[:8]}"
+    sub = f"sub-{uuid.uuid4().hex[:8]}"
+    at = datetime(2025, 10, 1, 9, tzinfo=UTC)
+    clock = f"{ns}catalog"  # a test clock: no renewal (the wall clock is past 2025) recomputes meanwhile
+    await create_clock(db.pool, clock, at)
+    before = settings.model_copy(update={"catalog_path": paths["original"]})
+    async with (
+        running_workers(before, db, names=WORKERS),
+        TopicReader(bootstrap, f"{ns}{topics.ENTITLEMENTS_CUSTOMERS}") as customers,
+    ):
+        await command(
+            settings,
+            "create",
+            sub,
+            at=at,
+            clock=clock,
+            plan_id="starter",
+            quantity=1,
+            customer=ev.Customer(customer_id=cus),
+        )
+        await customer_set_where(customers, cus, "starter set", lambda d: d["subscriptions"] == [sub])
+        done = await som(
+            settings, "entitlements", "grant", cus, "--feature", "priority_support", "--until", "2099-01-01",
+            "--reason", "comp",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        await customer_set_where(customers, cus, "grant", lambda d: "priority_support" in d["features"])
+
+    assert (await reconcile("original", "--dry-run"))["drift"] == []
+    assert (await reconcile("dated", "--dry-run"))["drift"] == []  # grandfathered: started before the edit
+    drift = (await reconcile("plain", "--dry-run"))["drift"]
+    assert sorted((d["subscription_id"] or "customer", d["fields"]) for d in drift) == [
+        ("customer", ["features"]),
+        (sub, ["features"]),
+    ]
+    after = settings.model_copy(update={"catalog_path": paths["plain"]})
+    async with (
+        running_workers(after, db, names=WORKERS),
+        TopicReader(bootstrap, f"{ns}{topics.ENTITLEMENTS_CUSTOMERS}") as customers,
+    ):
+        assert len((await reconcile("plain"))["drift"]) == 2
+        repaired = await customer_set_where(customers, cus, "repaired", lambda d: "sso" in d["features"])
+        assert "priority_support" in repaired["features"]  # the deliberate grant is not reverted
+        assert (await reconcile("plain", "--dry-run"))["drift"] == []

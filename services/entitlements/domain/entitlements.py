@@ -58,6 +58,7 @@ class SubscriptionInputs:
     clock: str = "system"
     scheduled: tuple[PendingChange, ...] = ()  # lifecycle changes scheduled for a period end
     current_period_start: date | None = None  # counted limits of P1M features reset at renewal
+    started_at: datetime | None = None  # grandfathered catalogs grant what was in force then
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready form for storage."""
@@ -76,6 +77,7 @@ class SubscriptionInputs:
             "current_period_start": self.current_period_start.isoformat()
             if self.current_period_start
             else None,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
         }
 
     @classmethod
@@ -103,6 +105,7 @@ class SubscriptionInputs:
             current_period_start=(
                 date.fromisoformat(raw["current_period_start"]) if raw.get("current_period_start") else None
             ),
+            started_at=datetime.fromisoformat(raw["started_at"]) if raw.get("started_at") else None,
         )
 
 
@@ -143,18 +146,27 @@ def _merge_limit(catalog: Catalog, name: str, a: int, b: int) -> int:
 
 
 def granted(
-    catalog: Catalog, *, plan_id: str, quantity: int, addons: Iterable[tuple[str, int]]
+    catalog: Catalog,
+    *,
+    plan_id: str,
+    quantity: int,
+    addons: Iterable[tuple[str, int]],
+    on: date | None = None,
 ) -> tuple[set[str], dict[str, int], int]:
-    """Features, limits and instances a plan with its add-ons grants (before the access policy)."""
+    """Features, limits and instances a plan with its add-ons grants (before the access policy).
+
+    ``on``: the catalog's grant versions in force that day (grandfathering); None: the latest.
+    """
     plan = catalog.plan(plan_id)
-    limits = {n: v * quantity if n in plan.per_seat else v for n, v in plan.limits.items()}
-    features = set(plan.features)
-    instances = plan.instances
+    plan_features, plan_limits, instances = plan.grants_on(on)
+    limits = {n: v * quantity if n in plan.per_seat else v for n, v in plan_limits.items()}
+    features = set(plan_features)
     for addon_id, addon_quantity in addons:
         addon = catalog.plan(addon_id)
-        features.update(addon.features)
-        instances += addon.instances * addon_quantity
-        for name, value in addon.limits.items():
+        addon_features, addon_limits, addon_instances = addon.grants_on(on)
+        features.update(addon_features)
+        instances += addon_instances * addon_quantity
+        for name, value in addon_limits.items():
             # Repeated add-ons stack: quantity N adds N times, whatever the merge rule across grants.
             extra = value * addon_quantity
             limits[name] = _merge_limit(catalog, name, limits[name], extra) if name in limits else extra
@@ -248,8 +260,13 @@ def subscription_body(
         grace_ends_at=inputs.grace_ends_at,
         at=at,
     )
+    grandfathered = catalog.renewal_pricing == "grandfathered" and inputs.started_at is not None
     features, limits, instances = granted(
-        catalog, plan_id=inputs.plan_id, quantity=inputs.quantity, addons=inputs.addons
+        catalog,
+        plan_id=inputs.plan_id,
+        quantity=inputs.quantity,
+        addons=inputs.addons,
+        on=inputs.started_at.date() if grandfathered and inputs.started_at else at.date(),
     )
     pending = [p for p in inputs.scheduled if p.effective_at > at]
     if access.changes_at is not None and access.next_level is not None:

@@ -22,6 +22,7 @@ from services.entitlements.domain.entitlements import (
     scheduled_after,
     subscription_body,
 )
+from services.entitlements.domain.entitlements import PendingChange as PendingChangeAlias
 from services.entitlements.domain.policy import load_policy
 from shared.catalog import Catalog, cached_catalog
 from shared.contracts import subscription as sc
@@ -237,3 +238,39 @@ def test_a_role_never_gives_more_than_the_subscription_or_the_role_allows(role: 
     assert ORDER.index(out["access"]) == min(ORDER.index(level), ORDER.index(ROLE_CAP[role]))
     assert out["can_create_instances"] is (out["access"] == "full")
     assert out["writable"] is (out["access"] in ("full", "held"))
+
+
+def _versioned(pricing: str) -> Catalog:
+    raw = CATALOG.model_dump(mode="json")
+    raw["renewal_pricing"] = pricing
+    for plan in raw["plans"]:
+        if plan["id"] == "starter":
+            plan["grant_versions"] = [
+                {"effective_from": "2025-06-01", "features": ["api_access", "email_support", "sso"]}
+            ]
+    return Catalog.model_validate(raw)
+
+
+@pytest.mark.parametrize(("pricing", "old_gets_sso"), [("grandfathered", False), ("current", True)])
+def test_a_dated_catalog_edit_reaches_old_subscriptions_unless_grandfathered(
+    pricing: str, old_gets_sso: bool
+) -> None:
+    catalog = _versioned(pricing)
+    old = replace(_inputs("old", "starter"), started_at=T0)
+    new = replace(_inputs("new", "starter"), started_at=datetime(2025, 7, 1, tzinfo=UTC))
+    july = datetime(2025, 7, 2, tzinfo=UTC)
+    assert ("sso" in subscription_body(catalog, POLICY, old, [], july)["features"]) is old_gets_sso
+    assert "sso" in subscription_body(catalog, POLICY, new, [], july)["features"]
+    assert "sso" not in subscription_body(catalog, POLICY, old, [], T0)["features"]  # before the edit
+
+
+def test_inputs_survive_their_json_form() -> None:
+    full = replace(
+        _inputs("a", "pro", addons=2),
+        grace_ends_at=T0,
+        clock="c",
+        current_period_start=date(2025, 3, 1),
+        started_at=T0,
+        scheduled=(PendingChangeAlias("plan_change", T0, {"to_plan_id": "starter"}),),
+    )
+    assert SubscriptionInputs.from_json(full.as_json()) == full
