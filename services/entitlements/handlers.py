@@ -79,6 +79,18 @@ class EntitlementHandlers:
             log.info("stale lifecycle version %d for %s ignored", change.version, change.subscription_id)
             return
         before = known.inputs if known else None
+        if previous is None and snap.customer.email:
+            # The ordering customer, as the channel sent it, is the subscription's first user.
+            await self.users.set_user(
+                uow.conn,
+                subscription_id=change.subscription_id,
+                customer_id=customer_id,
+                email=snap.customer.email.strip().lower(),
+                role="owner",
+                actor=change.actor,
+                reason="ordering customer",
+                cause_event_id=event.id,
+            )
         status_since = (
             before.status_since
             if before is not None and before.status == snap.status

@@ -616,7 +616,7 @@ async def test_users_and_roles_through_the_cli_limit_the_per_user_check(
         server = HealthServer(worker.readiness, host="127.0.0.1", port=0, routes=worker.http)
         port = await server.start()
         try:
-            customer = ev.Customer(customer_id=cus)
+            customer = ev.Customer(customer_id=cus, email="Buyer@Example.com")
             await command(settings, "create", pro, at=at, plan_id="pro", quantity=1, customer=customer)
             await command(
                 settings, "create", starter, at=at, plan_id="starter", quantity=1, customer=customer
@@ -648,7 +648,7 @@ async def test_users_and_roles_through_the_cli_limit_the_per_user_check(
                     return (
                         doc
                         if code == 200
-                        and len(doc.get("roles", {})) >= (2 if email.startswith("alice") else 1)
+                        and len(doc.get("roles", {})) >= (2 if email.startswith(("alice", "buyer")) else 1)
                         else None
                     )
                 return doc if code == 404 else None
@@ -669,6 +669,10 @@ async def test_users_and_roles_through_the_cli_limit_the_per_user_check(
             )
             assert done.returncode == 0, done.stderr
             await eventually(lambda: user("bob@example.com", present=False), what="bob removed", timeout=30)
+            buyer = await eventually(
+                lambda: user("buyer@example.com", present=True), what="buyer", timeout=30
+            )
+            assert buyer["roles"] == {pro: "owner", starter: "owner"}
             missing = await som(settings, "subscriptions", "users", "add", "sub-unknown", "x@example.com")
             assert missing.returncode == 3
         finally:
@@ -677,6 +681,11 @@ async def test_users_and_roles_through_the_cli_limit_the_per_user_check(
         "SELECT email, action, role, actor, reason FROM entitlements.user_audit WHERE customer_id = $1 ORDER BY id",
         cus,
     )
+    assert sorted((r["email"], r["actor"]) for r in audit[:2]) == [  # the buyer, from the order
+        ("buyer@example.com", "user:test"),
+        ("buyer@example.com", "user:test"),
+    ]
+    audit = audit[2:]
     assert [(r["email"], r["action"], r["role"]) for r in audit] == [
         ("alice@example.com", "add", "owner"),
         ("alice@example.com", "add", "editor"),
