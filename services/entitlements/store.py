@@ -55,22 +55,23 @@ class PgEntitlementStore:
     """The entitlement sets, their history and the overrides, on PostgreSQL."""
 
     async def lock_customer(self, conn: asyncpg.Connection, customer_id: str) -> LockedCustomer:
-        """The customer's merged set (version 0 and ``{}`` before the first) and the business time of its
-        last recompute, locked for the transaction.
+        """The customer's merged set (version 0 and ``{}`` before the first), locked for the transaction.
 
         Every change of a customer's entitlements takes this lock first, so concurrent changes to
         two of its subscriptions run one after the other and the second sees the first.
         """
-        await conn.execute(
-            "INSERT INTO entitlements.customer_sets (customer_id, version, body) VALUES ($1, 0, '{}') "
-            "ON CONFLICT DO NOTHING",
-            customer_id,
-        )
-        row = await conn.fetchrow(
+        select = (
             "SELECT version, body, effective_at, next_boundary FROM entitlements.customer_sets "
-            "WHERE customer_id = $1 FOR UPDATE",
-            customer_id,
+            "WHERE customer_id = $1 FOR UPDATE"
         )
+        row = await conn.fetchrow(select, customer_id)
+        if row is None:  # a new customer: create its row (a concurrent first change waits on it), then lock
+            await conn.execute(
+                "INSERT INTO entitlements.customer_sets (customer_id, version, body) VALUES ($1, 0, '{}') "
+                "ON CONFLICT DO NOTHING",
+                customer_id,
+            )
+            row = await conn.fetchrow(select, customer_id)
         assert row is not None
         return LockedCustomer(
             int(row["version"]), dict(row["body"]), row["effective_at"], row["next_boundary"]
