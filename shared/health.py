@@ -9,13 +9,19 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
+# A service's own GET routes beside the probes: path -> (status, JSON document), or None for 404.
+HttpRoutes = Callable[[str], Awaitable[tuple[int, object] | None]]
 
 
 class HealthServer:
-    """``/livez`` (the loop answers), ``/readyz`` (every check true), ``/metrics``."""
+    """``/livez`` (the loop answers), ``/readyz`` (every check true), ``/metrics``, and a service's own
+    GET ``routes`` (the entitlements check API)."""
 
-    def __init__(self, readiness: Readiness, *, host: str = "0.0.0.0", port: int = 0) -> None:
+    def __init__(
+        self, readiness: Readiness, *, host: str = "0.0.0.0", port: int = 0, routes: HttpRoutes | None = None
+    ) -> None:
         self.readiness = readiness
+        self.routes = routes
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
@@ -47,8 +53,12 @@ class HealthServer:
             elif path == "/metrics":
                 status, body, ctype = 200, generate_latest(), CONTENT_TYPE_LATEST
             else:
-                status, body, ctype = 404, b'{"error":"not found"}', "application/json"
-            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+                answer = await self.routes(path) if self.routes is not None else None
+                if answer is None:
+                    status, body, ctype = 404, b'{"error":"not found"}', "application/json"
+                else:
+                    status, body, ctype = answer[0], json.dumps(answer[1]).encode(), "application/json"
+            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}.get(status, "Error")
             writer.write(
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n".encode()

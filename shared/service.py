@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # the runtime pulls in FastStream: only a build needs it
     from opentelemetry.sdk.trace import TracerProvider
 
     from shared.db.uow import Database
+    from shared.health import HttpRoutes
     from shared.messaging.runtime import Route, Worker
     from shared.settings import Settings
 
@@ -26,6 +27,7 @@ class Wiring:
 
     routes: list[Route]
     background: list[BackgroundTask] = field(default_factory=list)
+    http: HttpRoutes | None = None  # GET routes the worker's HTTP server answers beside the probes
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class ServiceSpec:
             raise ValueError(
                 f"{self.name}: routes {routed} differ from the declared topics {sorted(self.consumes)}"
             )
-        return Worker(
+        worker = Worker(
             self.name,
             wiring.routes,
             settings=settings,
@@ -69,3 +71,5 @@ class ServiceSpec:
             tracer_provider=tracer_provider,
             background=wiring.background,
         )
+        worker.http = wiring.http
+        return worker

@@ -86,6 +86,14 @@ class Settings(BaseSettings):
 
     # Domain configuration
     catalog_path: Path | None = None
+    entitlement_policy_path: Path | None = Field(
+        default=None, description="access policy YAML of the entitlements worker (default: the packaged one)"
+    )
+    entitlement_ack_timeout_seconds: float | None = Field(
+        default=None,
+        description="an entitlement change or instruction not acknowledged this long is re-published "
+        "(unset: provisioning does not acknowledge, nothing is re-published)",
+    )
 
     # Channel webhook signatures (several secrets, comma-separated, are accepted during a rotation)
     stripe_webhook_secret: str | None = Field(

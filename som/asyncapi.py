@@ -49,6 +49,14 @@ CLOUD_EVENTS: dict[str, type[BaseModel]] = {
     ev.UPCOMING_CHARGE_NOTICE: ev.SubscriptionNotice,
     "som.provisioning.instance_reported": ev.InstanceReported,
     ev.VENDOR_DEADLINE_MISSED: ev.VendorDeadlineMissed,
+    ev.CUSTOMER_ENTITLEMENTS_CHANGED: ev.CustomerEntitlementsChanged,
+    ev.CUSTOMER_ENTITLEMENTS_SNAPSHOT: ev.CustomerEntitlementsChanged,
+    ev.ENTITLEMENTS_COMMAND: ev.EntitlementCommand,
+    ev.ENTITLEMENTS_APPLIED: ev.EntitlementsApplied,
+    ev.ENTITLEMENTS_VIOLATION: ev.EntitlementViolation,
+    ev.ENTITLEMENTS_INSTRUCTION: ev.EntitlementInstruction,
+    ev.USAGE_REPORTED: ev.UsageReported,
+    ev.USAGE_THRESHOLD_REACHED: ev.UsageThresholdReached,
 }
 
 # Provisioning publishes these; the lifecycle reads only the data, whatever the type says.
@@ -56,6 +64,7 @@ EXTERNAL_TYPES = frozenset({"som.provisioning.instance_reported"})
 
 # Main topic -> (event types on it, what its key is).
 SUBSCRIPTION_KEY = "the subscription id (per-subscription order)"
+CUSTOMER_KEY = "the customer id (per-customer order)"
 TOPIC_MESSAGES: dict[str, tuple[tuple[str, ...], str]] = {
     topics.ORDERS_REJECTED: ((ev.ORDER_REJECTED,), "the channel's subscription id, else the channel name"),
     topics.SUBSCRIPTIONS_COMMANDS: ((ev.SUBSCRIPTION_COMMAND,), SUBSCRIPTION_KEY),
@@ -72,6 +81,16 @@ TOPIC_MESSAGES: dict[str, tuple[tuple[str, ...], str]] = {
     topics.NOTIFICATIONS: ((ev.UPCOMING_CHARGE_NOTICE,), SUBSCRIPTION_KEY),
     topics.PROVISIONING_INSTANCES: (("som.provisioning.instance_reported",), SUBSCRIPTION_KEY),
     topics.CHANNELS_DEADLINE_MISSED: ((ev.VENDOR_DEADLINE_MISSED,), SUBSCRIPTION_KEY),
+    topics.ENTITLEMENTS_CUSTOMERS: (
+        (ev.CUSTOMER_ENTITLEMENTS_CHANGED, ev.CUSTOMER_ENTITLEMENTS_SNAPSHOT),
+        CUSTOMER_KEY,
+    ),
+    topics.ENTITLEMENTS_COMMANDS: ((ev.ENTITLEMENTS_COMMAND,), CUSTOMER_KEY),
+    topics.ENTITLEMENTS_APPLIED: ((ev.ENTITLEMENTS_APPLIED,), SUBSCRIPTION_KEY),
+    topics.ENTITLEMENTS_VIOLATION: ((ev.ENTITLEMENTS_VIOLATION,), SUBSCRIPTION_KEY),
+    topics.ENTITLEMENTS_INSTRUCTIONS: ((ev.ENTITLEMENTS_INSTRUCTION,), SUBSCRIPTION_KEY),
+    topics.ENTITLEMENTS_USAGE: ((ev.USAGE_THRESHOLD_REACHED,), CUSTOMER_KEY),
+    topics.USAGE_REPORTED: ((ev.USAGE_REPORTED,), CUSTOMER_KEY),
 }
 
 RULES = f"""\

@@ -318,3 +318,91 @@ async def run_renewals(
         renewal_invoices_per_second=len(renewed) / window,
         seconds_until_quiet=quiet_after,
     )
+
+
+def free_port_base(count: int) -> int:
+    """A port with ``count`` free ports from it (the workers' HTTP servers: base + their index)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count >= 65535:
+            continue
+        try:
+            held = []
+            for port in range(base, base + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+        return base
+    raise RuntimeError("no free port range")
+
+
+async def _get(port: int, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def run_entitlement_checks(
+    settings: Settings, port: int, checks: int, rate: float, *, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Place one order, wait until the entitlements worker's check API knows its customer, then send
+    ``checks`` GETs at ``rate`` per second (alternating the set and one feature) and time each."""
+    order = direct_order(plan="pro", quantity=2, customer_id=f"cus-bench-{time.time_ns()}")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await send_orders(producer, settings.topic_namespace, [order])
+    finally:
+        await producer.stop()
+    from shared.contracts.envelope import derived_id
+
+    customer = derived_id("customer", "direct", order["customer"]["id"])  # intake's internal customer id
+    paths = [f"/v1/customers/{customer}/entitlements", f"/v1/customers/{customer}/entitlements/sso"]
+    deadline = time.monotonic() + timeout
+    while (await _get(port, paths[0]))[0] != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the check API never knew the bench customer")
+        await asyncio.sleep(0.1)
+    latencies: list[float] = []
+    failures = 0
+
+    async def one(i: int) -> None:
+        nonlocal failures
+        started = time.perf_counter()
+        status, _ = await _get(port, paths[i % 2])
+        latencies.append((time.perf_counter() - started) * 1000)
+        failures += status != 200
+
+    began = time.perf_counter()
+    tasks = []
+    for i in range(checks):
+        # A fixed schedule (open loop): a slow answer does not slow the arrivals down.
+        delay = began + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - began
+    lat = sorted(latencies)
+    return {
+        "checks": checks,
+        "target_rate": rate,
+        "achieved_rate": round(checks / elapsed, 1),
+        "failures": failures,
+        "p50_ms": round(_percentile(lat, 0.50), 3),
+        "p99_ms": round(_percentile(lat, 0.99), 3),
+        "max_ms": round(lat[-1], 3) if lat else float("nan"),
+    }

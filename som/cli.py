@@ -21,6 +21,7 @@ from som.commands import (
     billing,
     clock,
     dlq,
+    entitlements,
     intake,
     k8s,
     orders,
@@ -50,6 +51,7 @@ app.add_typer(intake.app, name="intake")
 app.add_typer(billing.app, name="billing")
 app.add_typer(billing.revenue_app, name="revenue")
 app.add_typer(k8s.app, name="k8s")
+app.add_typer(entitlements.app, name="entitlements")
 app.command("chaos")(chaos.chaos)
 app.add_typer(console_commands.app, name="console")
 app.add_typer(console_commands.users_app, name="users")

@@ -147,7 +147,7 @@ async def run_worker(name: str, settings: Settings, *, stop: asyncio.Event | Non
             settings.health_port_base + WORKERS.index(name) if settings.health_port_base else None
         )
         if port:
-            health = HealthServer(worker.readiness, port=port)
+            health = HealthServer(worker.readiness, port=port, routes=worker.http)
             await health.start()
         log.info("worker %s started (group %s)", name, worker.group)
         await stop.wait()

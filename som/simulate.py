@@ -92,11 +92,32 @@ class PaymentFailureAction(_Action):
     reason: str = "card_declined"
 
 
+class GrantAction(_Action):
+    """``grant: {feature, value?, until, reason?}``: an operator override for the customer (entitlements)."""
+
+    feature: str
+    value: int | None = None
+    until: date
+    reason: str = "scenario"
+
+
+class ExtraSubscription(BaseModel):
+    """Another subscription of the scenario's customer, ordered at ``start``; steps name it by ``key``."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str
+    plan: str
+    quantity: int = 1
+
+
 class Step(BaseModel):
-    """One dated step. Exactly one action key besides ``at``."""
+    """One dated step. Exactly one action key besides ``at`` (and ``subscription``, which names the
+    target among ``more_subscriptions``; default the scenario's own)."""
 
     model_config = ConfigDict(extra="forbid")
     at: date
+    subscription: str | None = None
+    grant: GrantAction | None = None
     change_plan: ChangePlanAction | None = None
     change_quantity: int | ChangeQuantityAction | None = None
     add_addon: AddAddonAction | None = None
@@ -111,14 +132,14 @@ class Step(BaseModel):
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
-        actions = [k for k, v in self.__dict__.items() if k != "at" and v is not None]
+        actions = [k for k, v in self.__dict__.items() if k not in ("at", "subscription") and v is not None]
         if len(actions) != 1:
             raise ValueError(f"step at {self.at} needs exactly one action, got {actions or 'none'}")
         return self
 
     @property
     def action(self) -> str:
-        return next(k for k, v in self.__dict__.items() if k != "at" and v is not None)
+        return next(k for k, v in self.__dict__.items() if k not in ("at", "subscription") and v is not None)
 
 
 class Scenario(BaseModel):
@@ -135,12 +156,21 @@ class Scenario(BaseModel):
     trial: bool = False
     until: date | None = Field(default=None, description="advance the clock to this date after the last step")
     steps: list[Step] = Field(default_factory=list)
+    more_subscriptions: list[ExtraSubscription] = Field(default_factory=list)
+    entitlements_at: list[datetime] = Field(
+        default_factory=list,
+        description="instants the customer's entitlements are answered for from the history",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Scenario:
         dates = [self.start] + [s.at for s in self.steps]
         if dates != sorted(dates):
             raise ValueError("steps must be in date order, on or after start")
+        keys = {m.key for m in self.more_subscriptions}
+        unknown = {s.subscription for s in self.steps if s.subscription is not None} - keys
+        if unknown:
+            raise ValueError(f"steps name unknown subscriptions {sorted(unknown)}")
         return self
 
 
@@ -197,18 +227,21 @@ class _PlannedFailures:
 class Timeline:
     """Everything the workers published about the subscription, in order."""
 
-    def __init__(self, subscription_id: str) -> None:
+    def __init__(self, subscription_id: str, others: tuple[str, ...] = ()) -> None:
         self.subscription_id = subscription_id
+        self.subjects = {subscription_id, *others}  # more subscriptions, the customer (entitlements)
         self.entries: list[dict[str, Any]] = []
 
     def add(self, topic: str, event: dict[str, Any]) -> None:
-        if event.get("subject") != self.subscription_id:
+        if event.get("subject") not in self.subjects:
             return
         data = event.get("data", {})
         kind = topic.rsplit(".", 2)[-2] + "." + topic.rsplit(".", 1)[-1] if "." in topic else topic
         entry: dict[str, Any] = {"time": event.get("time"), "topic": kind, "type": event.get("type")}
         if event["type"] == ev.SUBSCRIPTION_STATE_CHANGED:
             snap = data["snapshot"]
+            if len(self.subjects) > 1:
+                entry["subscription"] = data["subscription_id"]
             entry.update(
                 what=f"{data['from_status'] or '-'} -> {data['to_status']}",
                 command=data["command"],
@@ -245,6 +278,21 @@ class Timeline:
                 features=data["features"],
                 can_create_instances=data["can_create_instances"],
             )
+            if len(self.subjects) > 1:
+                entry.update(
+                    subscription=data["subscription_id"],
+                    access=data.get("access"),
+                    limits=data.get("limits"),
+                    pending=data.get("pending", []),
+                )
+        elif event["type"] == ev.CUSTOMER_ENTITLEMENTS_CHANGED:
+            entry.update(
+                what=f"customer entitlements v{data['version']} ({data['access']})",
+                features=data["features"],
+                limits=data["limits"],
+                overrides=data["overrides"],
+                pending=data["pending"],
+            )
         elif event["type"] == ev.JOURNAL_ENTRY_POSTED:
             entry.update(what=f"journal {data.get('kind', '')}".strip(), lines=data.get("lines"))
         else:
@@ -276,7 +324,20 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         "trial": scenario.trial,
     }
     sub_id = subscription_id_of(order)
-    timeline = Timeline(sub_id)
+    extra_orders = {
+        m.key: {**order, "order_id": f"sim-{uuid.uuid4().hex[:10]}", "plan": m.plan, "quantity": m.quantity}
+        for m in scenario.more_subscriptions
+    }
+    sub_ids: dict[str | None, str] = {
+        None: sub_id,
+        **{k: subscription_id_of(o) for k, o in extra_orders.items()},
+    }
+    customer_id = derived_id("customer", "direct", scenario.customer.id)  # intake's internal id
+    about_entitlements = bool(
+        scenario.more_subscriptions or scenario.entitlements_at or any(st.grant for st in scenario.steps)
+    )
+    others = (*(v for k, v in sub_ids.items() if k is not None), customer_id) if about_entitlements else ()
+    timeline = Timeline(sub_id, others)
     watched = [
         f"{ns}{t}"
         for t in (
@@ -287,6 +348,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             topics.PAYMENTS_REQUESTS,
             topics.SUBSCRIPTIONS_COMMAND_REJECTIONS,
             topics.NOTIFICATIONS,
+            topics.ENTITLEMENTS_CUSTOMERS,
         )
     ]
     consumer = AIOKafkaConsumer(
@@ -299,7 +361,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await consumer.start()
     await producer.start()
-    failures = _PlannedFailures()
+    failures_of = {v: _PlannedFailures() for v in sub_ids.values()}  # each subscription's own
     rejections: list[dict[str, Any]] = []
 
     async def pump() -> None:
@@ -310,7 +372,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                 for r in recs:
                     event = json.loads(r.value)
                     topic = r.topic.removeprefix(ns)
-                    if topic == topics.PAYMENTS_REQUESTS and event.get("subject") == sub_id:
+                    if topic == topics.PAYMENTS_REQUESTS and event.get("subject") in sub_ids.values():
                         await answer_payment(event)
                     if topic == topics.SUBSCRIPTIONS_COMMAND_REJECTIONS and event.get("subject") == sub_id:
                         rejections.append(event["data"])
@@ -318,6 +380,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
 
     async def answer_payment(request: dict[str, Any]) -> None:
         data = request["data"]
+        failures = failures_of[str(request["subject"])]
         failed = failures.left > 0
         if failed:
             failures.left -= 1
@@ -333,10 +396,11 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                 "processed_at": request["time"],
             }
         )
+        paid = str(request["subject"])
         event = make_event(
             type=ev.PAYMENT_RESULT,
             source="som/simulator",
-            subject=sub_id,
+            subject=paid,
             data=result,
             correlation_id=request["correlationid"],
             causation_id=request["id"],
@@ -344,24 +408,24 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         await producer.send_and_wait(
             f"{ns}{topics.PAYMENTS_RESULTS}",
             value=event.model_dump_json().encode(),
-            key=sub_id.encode(),
+            key=paid.encode(),
             headers=[("ce_id", event.id.encode())],
         )
 
-    async def command(day: date, params: CommandParams) -> None:
+    async def command(day: date, params: CommandParams, target: str = sub_id) -> None:
         cmd = ev.SubscriptionCommand(
-            subscription_id=sub_id,
-            idempotency_key=f"sim:{sub_id}:{day}:{params.command}",
+            subscription_id=target,
+            idempotency_key=f"sim:{target}:{day}:{params.command}",
             channel="direct",
             effective_at=_at(day),
             actor="user:simulator",
             params=params,
         )
-        corr = derived_id("simulation", sub_id)
+        corr = derived_id("simulation", target)
         event = make_event(
             type=ev.SUBSCRIPTION_COMMAND,
             source="som/simulator",
-            subject=sub_id,
+            subject=target,
             data=cmd,
             correlation_id=corr,
             causation_id=derived_id(cmd.idempotency_key),
@@ -369,7 +433,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         await producer.send_and_wait(
             f"{ns}{topics.SUBSCRIPTIONS_COMMANDS}",
             value=event.model_dump_json().encode(),
-            key=sub_id.encode(),
+            key=target.encode(),
             headers=[("ce_id", event.id.encode())],
         )
 
@@ -388,15 +452,50 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             key=str(order["order_id"]).encode(),
             headers=headers,
         )
+        for extra in extra_orders.values():
+            await producer.send_and_wait(
+                f"{ns}{topics.inbound('direct')}",
+                value=json.dumps(extra).encode(),
+                key=str(extra["order_id"]).encode(),
+                headers=headers,
+            )
         await settle()
         for step in scenario.steps:
             await advance_clock(pool, bootstrap, ns, clock, _at(step.at))
             a = step.action
             params = step_command(step)
             if params is not None:
-                await command(step.at, params)
+                await command(step.at, params, sub_ids[step.subscription])
+            elif a == "grant":
+                assert step.grant is not None
+                g = ev.EntitlementCommand(
+                    command="grant",
+                    customer_id=customer_id,
+                    command_id=f"grant:sim:{customer_id}:{step.at}:{step.grant.feature}",
+                    feature=step.grant.feature,
+                    value=step.grant.value,
+                    starts_at=_at(step.at),
+                    until=_at(step.grant.until),
+                    reason=step.grant.reason,
+                    actor="user:simulator",
+                )
+                grant_event = make_event(
+                    type=ev.ENTITLEMENTS_COMMAND,
+                    source="som/simulator",
+                    subject=customer_id,
+                    data=g,
+                    correlation_id=derived_id("simulation", customer_id),
+                    causation_id=derived_id(g.command_id),
+                )
+                await producer.send_and_wait(
+                    f"{ns}{topics.ENTITLEMENTS_COMMANDS}",
+                    value=grant_event.model_dump_json().encode(),
+                    key=customer_id.encode(),
+                    headers=[("ce_id", grant_event.id.encode())],
+                )
             elif a == "payment_failure":
                 assert step.payment_failure is not None
+                failures = failures_of[sub_ids[step.subscription]]
                 failures.left += step.payment_failure.times
                 failures.reason = step.payment_failure.reason
             elif a == "payment_method_updated":
@@ -420,6 +519,8 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             await advance_clock(pool, bootstrap, ns, clock, _at(scenario.until))
             await settle()
         status = await lifecycle_views.status(pool, sub_id)
+        history = await _entitlements_at(pool, customer_id, scenario.entitlements_at)
+        statuses = {k: await lifecycle_views.status(pool, v) for k, v in sub_ids.items() if k is not None}
     finally:
         pumping.cancel()
         await asyncio.gather(pumping, return_exceptions=True)
@@ -433,7 +534,42 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         "timeline": timeline.entries,
         "command_rejections": rejections,
         "totals": _totals(timeline.entries),
+        **(
+            {
+                "customer_id": customer_id,
+                "more_subscriptions": {
+                    k: {"subscription_id": sub_ids[k], "final_status": v} for k, v in statuses.items()
+                },
+                "entitlements_at": history,
+            }
+            if about_entitlements
+            else {}
+        ),
     }
+
+
+async def _entitlements_at(pool: Any, customer_id: str, instants: list[datetime]) -> list[dict[str, Any]]:
+    """The customer's entitlements at each instant, answered from the append-only history."""
+    from services.entitlements import views as entitlement_views
+
+    out = []
+    for t in instants:
+        when = t if t.tzinfo else t.replace(tzinfo=UTC)
+        found = await entitlement_views.set_at(pool, customer_id, when)
+        body = dict(found["body"]) if found else {}
+        out.append(
+            {
+                "at": when.isoformat(),
+                "version": found["version"] if found else None,
+                "access": body.get("access"),
+                "features": body.get("features", []),
+                "limits": body.get("limits", {}),
+                "overrides": body.get("overrides", []),
+                "pending": body.get("pending", []),
+                "cause": f"{found['cause_command']} by {found['cause_actor']}" if found else None,
+            }
+        )
+    return out
 
 
 def _totals(entries: list[dict[str, Any]]) -> dict[str, str]:

@@ -55,6 +55,50 @@ class QuantityBounds(BaseModel):
     max: int = 1_000_000
 
 
+FeatureKind = Literal["boolean", "limit", "metered"]
+MergeRule = Literal["sum", "max"]
+
+
+class FeatureDefinition(BaseModel):
+    """How a feature behaves: a switch, a numeric limit, or a metered limit per period.
+
+    ``merge`` says how two grants of one limit combine (two subscriptions of a customer, a plan and
+    its add-ons): ``sum`` adds them, ``max`` keeps the larger. ``period`` is when a metered
+    feature's counter resets (``P1D`` daily, ``P1M`` with the billing period).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: FeatureKind = "boolean"
+    merge: MergeRule = "sum"
+    period: Literal["P1D", "P1M"] | None = None
+
+    @model_validator(mode="after")
+    def _period(self) -> FeatureDefinition:
+        if (self.kind == "metered") != (self.period is not None):
+            raise ValueError("a metered feature needs a period, and only a metered one has one")
+        return self
+
+
+BOOLEAN_FEATURE = FeatureDefinition(kind="boolean")
+DEFAULT_LIMIT = FeatureDefinition(kind="limit", merge="sum")
+
+
+class GrantVersion(BaseModel):
+    """A dated edit of what a plan grants: from ``effective_from``, these fields replace the plan's own.
+
+    Under ``renewal_pricing: grandfathered`` a subscription keeps the version in force when it
+    started (as it keeps its price); under ``current`` every subscription follows the latest.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    effective_from: date
+    features: tuple[str, ...] | None = None
+    limits: dict[str, int] | None = None
+    instances: int | None = None
+
+
 class Plan(BaseModel):
     """A sellable plan (or add-on) with its prices, features and limits."""
 
@@ -72,7 +116,27 @@ class Plan(BaseModel):
     prices: tuple[PlanPrice, ...]
     features: tuple[str, ...] = ()
     limits: dict[str, int] = Field(default_factory=dict)
+    per_seat: tuple[str, ...] = ()  # limits multiplied by the subscription's quantity
     instances: int = 0
+    grant_versions: tuple[GrantVersion, ...] = ()
+
+    def grants_on(self, on: date | None) -> tuple[tuple[str, ...], dict[str, int], int]:
+        """Features, limits and instances the plan grants on ``on`` (None: the latest version)."""
+        features, limits, instances = self.features, dict(self.limits), self.instances
+        for v in sorted(self.grant_versions, key=lambda v: v.effective_from):
+            if on is not None and v.effective_from > on:
+                break
+            features = v.features if v.features is not None else features
+            limits = dict(v.limits) if v.limits is not None else limits
+            instances = v.instances if v.instances is not None else instances
+        return features, limits, instances
+
+    @model_validator(mode="after")
+    def _per_seat_limits(self) -> Plan:
+        unknown = set(self.per_seat) - set(self.limits)
+        if unknown:
+            raise ValueError(f"plan {self.id}: per_seat names no limit of the plan: {sorted(unknown)}")
+        return self
 
     @property
     def billing_intervals(self) -> frozenset[str]:
@@ -103,6 +167,7 @@ class Catalog(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     renewal_pricing: Literal["grandfathered", "current"] = "grandfathered"
+    features: dict[str, FeatureDefinition] = Field(default_factory=dict)
     plans: tuple[Plan, ...]
 
     @model_validator(mode="after")
@@ -118,6 +183,13 @@ class Catalog(BaseModel):
             if p.id == plan_id:
                 return p
         raise CatalogError(f"unknown plan {plan_id!r}")
+
+    def feature(self, name: str, *, numeric: bool) -> FeatureDefinition:
+        """The definition of a feature; an undeclared one is a boolean, or a summed limit if ``numeric``."""
+        found = self.features.get(name)
+        if found is not None:
+            return found
+        return DEFAULT_LIMIT if numeric else BOOLEAN_FEATURE
 
     def find(self, plan_id: str) -> Plan | None:
         """The plan with this id, or ``None``."""

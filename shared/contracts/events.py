@@ -27,6 +27,14 @@ SUBSCRIPTION_STATE_CHANGED = "som.subscription.state_changed"
 INVOICE_ISSUED = "som.billing.invoice_issued"
 CREDIT_NOTE_ISSUED = "som.billing.credit_note_issued"
 ENTITLEMENTS_CHANGED = "som.entitlements.changed"
+CUSTOMER_ENTITLEMENTS_CHANGED = "som.entitlements.customer_changed"
+CUSTOMER_ENTITLEMENTS_SNAPSHOT = "som.entitlements.customer_snapshot"
+ENTITLEMENTS_COMMAND = "som.entitlements.command"
+ENTITLEMENTS_APPLIED = "som.entitlements.applied"
+ENTITLEMENTS_VIOLATION = "som.entitlements.violation"
+ENTITLEMENTS_INSTRUCTION = "som.entitlements.instruction"
+USAGE_REPORTED = "som.usage.reported"
+USAGE_THRESHOLD_REACHED = "som.entitlements.usage_threshold_reached"
 PAYMENT_REQUESTED = "som.payment.requested"
 PAYMENT_RESULT = "som.payment.result"
 PAYMENT_METHOD_UPDATED = "som.payment.method_updated"
@@ -188,18 +196,92 @@ class InvoiceIssued(BaseModel):
     test: bool = False
 
 
+class PendingEntitlementChange(BaseModel):
+    """A change already decided that takes effect at ``effective_at`` (published in advance).
+
+    ``kind``: ``access`` (a grace period ends: ``access`` is the level after it), ``plan_change``
+    (``to_plan_id``, ``to_quantity``), ``cancellation``, ``override_start``, ``override_end``.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    effective_at: datetime
+
+
 class EntitlementsChanged(BaseModel):
-    """The full entitlement set of a subscription; ``version`` only grows."""
+    """The full entitlement set of a subscription; ``version`` only grows.
+
+    ``previous_version`` is the version this one follows (0 for the first): a consumer that holds
+    another version has missed one and asks for a snapshot (``som entitlements snapshot``).
+    """
 
     subscription_id: str
+    customer_id: str | None = None
     version: int
+    previous_version: int = 0
     status: str
     plan_id: str
+    access: Literal["full", "held", "read_only", "revoked"] = "full"
     features: list[str]
     limits: dict[str, int]
     instances: int
     can_create_instances: bool
+    writable: bool = True
+    overrides: list[str] = Field(default_factory=list, description="ids of the operator overrides in force")
+    pending: list[PendingEntitlementChange] = Field(default_factory=list)
     effective_at: datetime
+
+
+class CustomerEntitlementsChanged(BaseModel):
+    """A customer's set merged over all its subscriptions (on ``entitlements.customers``, keyed by customer).
+
+    Booleans OR, each limit by the catalog's merge rule (sum or max), instances add up, the
+    strongest access wins; customer-wide overrides are applied. ``version`` only grows per customer.
+    A snapshot (type ``som.entitlements.customer_snapshot``) repeats the current version unchanged.
+    """
+
+    customer_id: str
+    version: int
+    previous_version: int
+    access: Literal["full", "held", "read_only", "revoked"]
+    features: list[str]
+    limits: dict[str, int]
+    instances: int
+    can_create_instances: bool
+    writable: bool
+    subscriptions: list[str]
+    overrides: list[str] = Field(default_factory=list)
+    pending: list[PendingEntitlementChange] = Field(default_factory=list)
+    effective_at: datetime
+
+
+class EntitlementCommand(BaseModel):
+    """An instruction to the entitlements worker (on ``entitlements.commands``, keyed by customer).
+
+    - ``grant``: an override of ``feature`` (a limit raised to ``value``, or a boolean when ``value``
+      is None) for the customer or one ``subscription_id``, from ``starts_at`` until ``until``;
+    - ``snapshot``: publish the current sets again (a consumer saw a version gap);
+    - ``reconcile``: recompute from the stored subscriptions, catalog and policy, repair drift;
+    - ``recompute``: a timer's: re-evaluate at ``at`` (a grace period or an override ends);
+    - ``user_add`` / ``user_remove``: ``email`` gets ``role`` on ``subscription_id``, or loses it (audited).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: Literal["grant", "snapshot", "reconcile", "recompute", "user_add", "user_remove"]
+    customer_id: str
+    command_id: str
+    subscription_id: str | None = None
+    feature: str | None = None
+    value: int | None = None
+    starts_at: datetime | None = None
+    until: datetime | None = None
+    at: datetime | None = None
+    reason: str | None = None
+    actor: str = "system"
+    email: str | None = None
+    role: Literal["owner", "admin", "editor", "reader"] | None = None
 
 
 class SubscriptionNotice(BaseModel):
@@ -282,3 +364,63 @@ class JournalEntryPosted(BaseModel):
     total_debit: DecimalString
     total_credit: DecimalString
     test: bool = False
+
+
+class EntitlementsApplied(BaseModel):
+    """Provisioning reports what it applied (on ``entitlements.applied``, keyed by subscription).
+
+    ``version``: the subscription's entitlement version now in force downstream (an older one
+    than already acknowledged changes nothing); or ``instruction_id``: an instruction carried out.
+    """
+
+    subscription_id: str
+    version: int | None = None
+    instruction_id: str | None = None
+    applied_at: datetime | None = None
+
+
+class EntitlementViolation(BaseModel):
+    """More running than allowed (on ``entitlements.violation``): ``running`` instances > ``allowed``."""
+
+    subscription_id: str
+    customer_id: str | None = None
+    kind: Literal["instances"] = "instances"
+    allowed: int
+    running: int
+    instance_ids: list[str]
+    detected_at: datetime
+
+
+class EntitlementInstruction(BaseModel):
+    """What provisioning must do (on ``entitlements.instructions``, keyed by subscription), acknowledged
+    with ``EntitlementsApplied.instruction_id``: ``block_new_instances`` (suspended or held: existing
+    instances stay), ``allow_new_instances`` (lifted), ``data_cleanup`` (the grace period after the end
+    is over: delete the subscription's data and resources)."""
+
+    instruction_id: str
+    kind: Literal["block_new_instances", "allow_new_instances", "data_cleanup"]
+    subscription_id: str
+    customer_id: str
+    effective_at: datetime
+
+
+class UsageReported(BaseModel):
+    """Usage of a metered feature (on ``usage.reported``, keyed by customer); idempotent by ``usage_id``."""
+
+    usage_id: str
+    customer_id: str
+    subscription_id: str | None = Field(default=None, description="its billing period is the counting period")
+    feature: str
+    quantity: int = Field(ge=0)
+    occurred_at: datetime
+
+
+class UsageThresholdReached(BaseModel):
+    """A customer's usage of a feature reached 80 or 100 % of the period's limit (once per period)."""
+
+    customer_id: str
+    feature: str
+    period_start: date
+    threshold: int = Field(description="per cent: 80 or 100")
+    used: int
+    limit: int

@@ -37,6 +37,13 @@ def contracts() -> list[type[BaseModel]]:
         "JournalEntryPosted",
         "UpcomingChargeNotice",
         "VendorDeadlineMissed",
+        "CustomerEntitlementsChanged",
+        "EntitlementCommand",
+        "EntitlementsApplied",
+        "EntitlementViolation",
+        "EntitlementInstruction",
+        "UsageReported",
+        "UsageThresholdReached",
     ):
         model = getattr(events, name, None)
         if isinstance(model, type) and issubclass(model, BaseModel):

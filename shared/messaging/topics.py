@@ -20,6 +20,13 @@ SUBSCRIPTIONS_EVENTS = "subscriptions.events"
 SUBSCRIPTIONS_COMMAND_REJECTIONS = "subscriptions.command-rejections"
 BILLING_INVOICES = "billing.invoices"
 ENTITLEMENTS_CHANGED = "entitlements.changed"
+ENTITLEMENTS_CUSTOMERS = "entitlements.customers"  # per-customer merged sets, keyed by customer
+ENTITLEMENTS_COMMANDS = "entitlements.commands"  # grants, snapshot requests, reconcile, timers
+ENTITLEMENTS_APPLIED = "entitlements.applied"  # provisioning's acknowledgements, keyed by subscription
+ENTITLEMENTS_VIOLATION = "entitlements.violation"  # more in use than allowed
+ENTITLEMENTS_INSTRUCTIONS = "entitlements.instructions"  # block new instances, data cleanup
+ENTITLEMENTS_USAGE = "entitlements.usage"  # 80 % / 100 % of a counted limit reached, once per period
+USAGE_REPORTED = "usage.reported"  # usage of metered features, keyed by customer
 PAYMENTS_REQUESTS = "payments.requests"
 PAYMENTS_RESULTS = "payments.results"
 ACCOUNTING_JOURNAL = "accounting.journal"
@@ -73,6 +80,13 @@ def main_topics(default_partitions: int) -> list[TopicSpec]:
         SUBSCRIPTIONS_COMMAND_REJECTIONS,
         BILLING_INVOICES,
         ENTITLEMENTS_CHANGED,
+        ENTITLEMENTS_CUSTOMERS,
+        ENTITLEMENTS_COMMANDS,
+        ENTITLEMENTS_APPLIED,
+        ENTITLEMENTS_VIOLATION,
+        ENTITLEMENTS_INSTRUCTIONS,
+        ENTITLEMENTS_USAGE,
+        USAGE_REPORTED,
         PAYMENTS_REQUESTS,
         PAYMENTS_RESULTS,
         ACCOUNTING_JOURNAL,

@@ -95,6 +95,8 @@ class Worker:
         self.routes = routes
         self.status = WorkerStatus()
         self.background_factories = background or []
+        # The service's own GET routes (shared.health.HttpRoutes), served beside the probes.
+        self.http: Any = None
         self._background: list[asyncio.Task[None]] = []
         assert settings.kafka_bootstrap, "kafka_bootstrap must be resolved before building a worker"
         self.broker = KafkaBroker(

@@ -42,6 +42,11 @@ def bench(
             min=1, help="Instead: N subscriptions on a test clock renewed at once; renewal invoices/s."
         ),
     ] = None,
+    entitlement_checks: Annotated[
+        int | None,
+        typer.Option(min=1, help="Instead: N entitlement checks over HTTP at --check-rate; p50/p99."),
+    ] = None,
+    check_rate: Annotated[float, typer.Option(min=1, help="Entitlement checks per second.")] = 500.0,
 ) -> None:
     """Measure throughput and p50/p99 latency from inbound order to invoice on billing.invoices.
 
@@ -50,6 +55,9 @@ def bench(
     """
     from som.bench import default_baseline_script, run_baseline, run_bench, run_renewals, tracing_env
 
+    if entitlement_checks is not None:
+        _entitlement_checks(entitlement_checks, check_rate, as_json=as_json)
+        return
     if renewals is not None:
         with isolated_system("bench", extra_env=tracing_env(tracing, trace_ratio)) as s:
             say = (lambda _m: None) if as_json else (lambda m: err.print(f"[dim]{m}[/dim]"))
@@ -94,4 +102,23 @@ def bench(
             table.add_row(k, str(v))
         console.print(table)
     if result.invoices < result.orders:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _entitlement_checks(checks: int, rate: float, *, as_json: bool) -> None:
+    """``--entitlement-checks``: the worker set with HTTP servers, one customer, timed checks."""
+    from services.registry import WORKERS
+    from som.bench import free_port_base, run_entitlement_checks
+
+    base = free_port_base(len(WORKERS))
+    with isolated_system("bench", extra_env={"SOM_HEALTH_PORT_BASE": str(base)}) as s:
+        figures = run(run_entitlement_checks(s, base + WORKERS.index("entitlements"), checks, rate))
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        table = Table("figure", "value", title="entitlement checks (GET /v1/customers/{id}/entitlements)")
+        for k, v in figures.items():
+            table.add_row(k, str(v))
+        console.print(table)
+    if figures["failures"]:
         raise typer.Exit(EXIT_FAILED)

@@ -129,3 +129,65 @@ def subscriptions_show(
         for r in rows:
             t.add_row(*(str(r[c] if r[c] is not None else "") for c in cols))
         console.print(t)
+
+
+users_app = typer.Typer(help="Users and roles of a subscription (audited; the check API answers per user).")
+app.add_typer(users_app, name="users")
+
+
+def _user_change(subscription_id: str, email: str, role: str | None, actor: str, reason: str | None) -> str:
+    """Send a user change to the entitlements worker; returns its command id."""
+    import uuid
+
+    from services.entitlements import views as entitlement_views
+    from shared.contracts import events as ev
+    from som.commands.entitlements import send_commands
+
+    settings = resolved_settings()
+
+    async def go() -> str:
+        async with db_pool(settings) as pool:
+            customer = await entitlement_views.customer_of(pool, subscription_id)
+        if customer is None:
+            raise UserError(f"no subscription {subscription_id} with entitlements", EXIT_NOT_FOUND)
+        cmd = ev.EntitlementCommand(
+            command="user_add" if role else "user_remove",
+            customer_id=customer,
+            command_id=f"user:{uuid.uuid4()}",
+            subscription_id=subscription_id,
+            email=email,
+            role=cast(Any, role),
+            actor=f"user:{actor}",
+            reason=reason,
+        )
+        await send_commands(settings, [cmd])
+        return cmd.command_id
+
+    return run(go())
+
+
+@users_app.command("add")
+def users_add(
+    subscription_id: Annotated[str, typer.Argument(help="Internal subscription id.")],
+    email: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Option(help="owner | admin | editor | reader")] = "reader",
+    actor: Annotated[str, typer.Option(help="Who (audited).")] = "operator",
+    reason: Annotated[str | None, typer.Option(help="Why (audited).")] = None,
+) -> None:
+    """Give a user a role on a subscription (or change it)."""
+    if role not in ("owner", "admin", "editor", "reader"):
+        raise typer.BadParameter("role must be owner, admin, editor or reader", param_hint="--role")
+    command_id = _user_change(subscription_id, email, role, actor, reason)
+    console.print(f"{email} -> {role} on {subscription_id} sent ({command_id})")
+
+
+@users_app.command("remove")
+def users_remove(
+    subscription_id: Annotated[str, typer.Argument(help="Internal subscription id.")],
+    email: Annotated[str, typer.Argument()],
+    actor: Annotated[str, typer.Option(help="Who (audited).")] = "operator",
+    reason: Annotated[str | None, typer.Option(help="Why (audited).")] = None,
+) -> None:
+    """Take a user's role on a subscription away."""
+    command_id = _user_change(subscription_id, email, None, actor, reason)
+    console.print(f"{email} removed from {subscription_id} ({command_id})")

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from services.entitlements.store import EntitlementRecord
 from services.intake.store import CustomerStanding, LastCancellation, SubscriptionMapping
 from shared import timekeeping
 from shared.contracts.envelope import CloudEvent
@@ -27,28 +26,6 @@ class FakeUnitOfWork:
     def emit(self, topic: str, event: CloudEvent, *, key: str | None = None) -> None:
         """Queue ``event`` for ``topic``."""
         self.emitted.append((topic, event))
-
-
-@dataclass
-class FakeEntitlementStore:
-    """Entitlement sets in a dict, keyed by subscription id."""
-
-    sets: dict[str, EntitlementRecord] = field(default_factory=dict)
-
-    async def load(self, conn: Any, subscription_id: str) -> EntitlementRecord | None:
-        """The subscription's set, or None."""
-        return self.sets.get(subscription_id)
-
-    async def touch(self, conn: Any, subscription_id: str, lifecycle_version: int) -> None:
-        """Only the applied lifecycle version changes."""
-        current = self.sets[subscription_id]
-        self.sets[subscription_id] = EntitlementRecord(current.version, lifecycle_version, current.body)
-
-    async def save(
-        self, conn: Any, subscription_id: str, version: int, lifecycle_version: int, body: dict[str, Any]
-    ) -> None:
-        """Insert or replace the set."""
-        self.sets[subscription_id] = EntitlementRecord(version, lifecycle_version, body)
 
 
 @dataclass

@@ -107,3 +107,22 @@ def test_pause_dunning_downgrade_cancel_example(migrated: Infra, tmp_path: Path)
     totals = [Decimal(i["total"]) for i in _invoices(result)]
     assert totals.count(Decimal("147.00")) >= 3 and totals[-1] == Decimal("57.00")
     assert result["command_rejections"] == []
+
+
+def test_entitlements_example_two_subscriptions_history_and_pending(migrated: Infra, tmp_path: Path) -> None:
+    result = _simulate(migrated, "entitlements-two-subscriptions.yaml", tmp_path)
+    assert result["final_status"] == "active"
+    assert result["more_subscriptions"]["b"]["final_status"] == "suspended"
+    first, granted, pending, late = result["entitlements_at"]
+    assert first["limits"]["storage_gb"] == 10 + 2 * 250 and "sso" in first["features"]
+    # main upgraded to pro (250) with one add-on (100), b still pro x 2 (500); the grant in force
+    assert granted["limits"]["storage_gb"] == 850 and "priority_support" in granted["features"]
+    assert granted["overrides"] and [p["kind"] for p in granted["pending"]] == ["override_end"]
+    assert "priority_support" not in pending["features"]
+    assert [p["kind"] for p in pending["pending"]] == ["plan_change"]
+    # b downgraded to starter (10) and suspended (held), main still full: the customer stays full
+    assert late["limits"]["storage_gb"] == 350 + 10 and late["access"] == "full"
+    b = result["more_subscriptions"]["b"]["subscription_id"]
+    b_sets = [e for e in result["timeline"] if e.get("subscription") == b and "access" in e]
+    assert b_sets[-1]["access"] == "held" and b_sets[-1]["can_create_instances"] is False
+    assert any(e["pending"] and e["pending"][0]["kind"] == "plan_change" for e in b_sets)

@@ -30,6 +30,25 @@ DOMAIN_IDENTIFIERS = frozenset(
         "BILLING_INVOICES",  # topic "billing.invoices": the invoice stream, read outside this system
         "ENTITLEMENTS_CHANGED",  # topic / event type of the entitlement set
         "EntitlementsChanged",
+        # The entitlement contracts downstream consumers read: per-customer sets, commands, pending changes
+        "ENTITLEMENTS_CUSTOMERS",
+        "ENTITLEMENTS_COMMANDS",
+        "ENTITLEMENTS_COMMAND",
+        "CUSTOMER_ENTITLEMENTS_CHANGED",
+        "CUSTOMER_ENTITLEMENTS_SNAPSHOT",
+        "CustomerEntitlementsChanged",
+        "EntitlementCommand",
+        "PendingEntitlementChange",
+        "entitlement_policy_path",
+        "entitlement_ack_timeout_seconds",
+        "ENTITLEMENTS_APPLIED",
+        "ENTITLEMENTS_VIOLATION",
+        "ENTITLEMENTS_INSTRUCTION",
+        "ENTITLEMENTS_INSTRUCTIONS",
+        "EntitlementsApplied",
+        "EntitlementViolation",
+        "EntitlementInstruction",
+        "ENTITLEMENTS_USAGE",
     }
 )
 
