@@ -39,7 +39,7 @@ from services.billing.domain.model import (
     Timing,
 )
 from services.billing.domain.policy import BillingPolicy, ChangeRule, plan_change_rule
-from services.billing.domain.proration import ProrationFraction, prorate, unused_credit
+from services.billing.domain.proration import convention_fraction, credit_from, prorate, unused_credit
 from services.billing.domain.tax import TaxTable
 from shared.catalog import Catalog
 from shared.contracts import events as ev
@@ -320,8 +320,9 @@ def _charge(
     state = draft.state
     unit = unit_price(ctx, state, item, period[0])
     full = unit * item.quantity
-    fraction = ProrationFraction(days_between(start, end), days_between(*period))
-    amount = prorate(full, fraction, state.currency)
+    convention = ctx.catalog.proration_for(item.plan_id)
+    fraction = convention_fraction(convention, start, end, *period)
+    amount = prorate(full, fraction, state.currency, convention.rounding)
     plan = ctx.catalog.plan(item.plan_id)
     description = f"{plan.name} ({state.billing_interval}) x {item.quantity}, {start} to {end}"
     if not fraction.is_full:
@@ -350,6 +351,8 @@ def _charge(
         amount=amount,
         service_period_start=start,
         service_period_end=end,
+        period_start=period[0],
+        period_end=period[1],
     )
     draft.update(charged=(*state.charged, charged), next_charge_seq=state.next_charge_seq + 1)
 
@@ -359,7 +362,9 @@ def _credit_unused(draft: _Draft, ctx: BillingContext, item_ids: set[str], on: d
     state = draft.state
     ledger: list[ChargedLine] = []
     for c in state.charged:
-        if c.item_id not in item_ids or c.service_period_end <= on:
+        convention = ctx.catalog.proration_for(c.plan_id)
+        first = credit_from(on, convention)
+        if c.item_id not in item_ids or c.service_period_end <= first:
             ledger.append(c)
             continue
         credit = unused_credit(
@@ -369,8 +374,10 @@ def _credit_unused(draft: _Draft, ctx: BillingContext, item_ids: set[str], on: d
             on,
             state.currency,
             already_credited=c.credited,
+            convention=convention,
+            period=c.period,
         )
-        start = max(on, c.service_period_start)
+        start = max(first, c.service_period_start)
         if credit > 0:
             plan = ctx.catalog.find(c.plan_id)
             name = plan.name if plan else c.plan_id
