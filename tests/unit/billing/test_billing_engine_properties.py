@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -53,6 +54,7 @@ from services.billing.domain.revenue import (
     recognition_entries,
     revenue_schedule,
 )
+from shared.catalog.conventions import ProrationConvention
 from shared.money import from_minor, is_exact, round_half_up
 
 CURRENCY_COUNTRY = st.sampled_from(
@@ -66,6 +68,17 @@ CURRENCY_COUNTRY = st.sampled_from(
     ]
 )
 INTERVALS = st.sampled_from(["P1W", "P1M", "P3M", "P1Y"])
+CONVENTIONS = st.builds(
+    ProrationConvention,
+    day_count=st.sampled_from(["actual", "fixed_30", "30_360", "actual_360"]),
+    change_day_used=st.booleans(),
+    rounding=st.sampled_from(["half_up", "half_even"]),
+)
+
+
+def with_convention(ctx: BillingContext, convention: ProrationConvention) -> BillingContext:
+    """The context with the catalog's proration convention replaced."""
+    return replace(ctx, catalog=ctx.catalog.model_copy(update={"proration": convention}))
 TIMINGS: st.SearchStrategy[Timing | None] = st.sampled_from([None, "immediate", "period_end"])
 INVOICING: st.SearchStrategy[Invoicing | None] = st.sampled_from([None, "pending", "invoice_immediately"])
 
@@ -160,6 +173,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "credit": from_minor(draw(st.sampled_from([0, 0, 1, 999, 10_000_000])), currency),
         "steps": steps,
         "with_preview": draw(st.booleans()),
+        "convention": draw(CONVENTIONS),
     }
 
 
@@ -190,6 +204,8 @@ def check_document(doc: Document, credit_before: Decimal, credit_after: Decimal)
 
 @given(sc=scenarios())
 def test_random_histories_keep_every_invariant(ctx: BillingContext, sc: dict[str, Any]) -> None:
+    # Every proration convention keeps every invariant (and preview == apply under each).
+    ctx = with_convention(ctx, sc["convention"])
     cur = sc["currency"]
     anchor: date = sc["anchor"]
     state = new_billing_state(
