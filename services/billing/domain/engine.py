@@ -44,7 +44,7 @@ from services.billing.domain.tax import TaxTable
 from shared.catalog import Catalog
 from shared.contracts import events as ev
 from shared.money import DecimalString, is_exact, normalize_currency
-from shared.periods import days_between, parse_interval, period_containing
+from shared.periods import parse_interval, period_containing, periods_between
 
 
 @dataclass(frozen=True)
@@ -315,8 +315,14 @@ def _charge(
     end: date,
     period: tuple[date, date],
     kind: Literal["recurring", "proration_charge"],
+    *,
+    ledger: bool = True,
 ) -> None:
-    """Charge ``item`` for ``[start, end)`` of ``period`` and record it in the ledger."""
+    """Charge ``item`` for ``[start, end)`` of ``period`` and record it in the ledger.
+
+    In-arrears charges (``ledger=False``) bill time already served: nothing of them is
+    ever credited back, so they stay out of the ledger of creditable charges.
+    """
     state = draft.state
     unit = unit_price(ctx, state, item, period[0])
     full = unit * item.quantity
@@ -354,7 +360,55 @@ def _charge(
         period_start=period[0],
         period_end=period[1],
     )
-    draft.update(charged=(*state.charged, charged), next_charge_seq=state.next_charge_seq + 1)
+    if ledger:
+        draft.update(charged=(*state.charged, charged), next_charge_seq=state.next_charge_seq + 1)
+    else:
+        draft.update(next_charge_seq=state.next_charge_seq + 1)
+
+
+def in_arrears(ctx: BillingContext, item: Item) -> bool:
+    """True when the item's plan bills in arrears (at the end of each period)."""
+    return ctx.catalog.billing_mode(item.plan_id) == "in_arrears"
+
+
+def _bill_arrears(
+    draft: _Draft, ctx: BillingContext, item_ids: set[str] | None, until: date, *, restart: date | None
+) -> None:
+    """Bill the served, unbilled time ``[arrears_from, until)`` of in-arrears items, per billing period.
+
+    Each piece is prorated against the billing period it falls in (a full period is a
+    ``recurring`` line). Afterwards the item accrues again from ``restart`` (``None``: it
+    stops accruing, as on a pause or an end).
+    """
+    state = draft.state
+    items = []
+    for item in state.items:
+        if (item_ids is not None and item.item_id not in item_ids) or not in_arrears(ctx, item):
+            items.append(item)
+            continue
+        if item.arrears_from is not None and item.arrears_from < until:
+            for a, b in periods_between(
+                item.arrears_from,
+                until,
+                billing_anchor=state.billing_anchor,
+                interval=state.billing_interval,
+                anchor_day=state.anchor_day,
+            ):
+                period = current_period(draft.state, a)
+                kind: Literal["recurring", "proration_charge"] = (
+                    "recurring" if (a, b) == period else "proration_charge"
+                )
+                _charge(draft, ctx, item, a, b, period, kind, ledger=False)
+        items.append(item.model_copy(update={"arrears_from": restart}))
+    draft.update(items=tuple(items))
+
+
+def _start_arrears(state: BillingState, ctx: BillingContext, on: date) -> tuple[Item, ...]:
+    # In-arrears items not accruing yet start accruing on `on`; the others keep their date.
+    return tuple(
+        i.model_copy(update={"arrears_from": on}) if in_arrears(ctx, i) and i.arrears_from is None else i
+        for i in state.items
+    )
 
 
 def _credit_unused(draft: _Draft, ctx: BillingContext, item_ids: set[str], on: date) -> None:
@@ -417,18 +471,30 @@ def _settle(
     draft.update(pending_adjustments=())
     if not lines:
         return [], [], account_credit
-    assembled = assemble_document(
-        lines,
-        subscription_id=state.subscription_id,
-        currency=state.currency,
-        issue_date=on,
-        tax_table=ctx.tax_table,
-        tax_profile=state.tax_profile,
-        payment_terms_days=state.payment_terms_days,
-        account_credit=account_credit,
-        settlement=settlement,
-    )
-    return [assembled.document], [], assembled.account_credit_after
+    if not state.tax_profile.country and not state.tax_profile.tax_exempt:
+        draft.notes.append("customer has no country: taxed by the table's missing-country rule")
+    charges = [line for line in lines if line.amount > 0]
+    credits = [line for line in lines if line.amount <= 0]
+    net = sum((line.amount for line in lines), ZERO)
+    # A charge line never travels inside a credit note: when the credits outweigh the charges,
+    # the credits go on a credit note (settled first) and the charges on an invoice.
+    groups = [credits, charges] if net < 0 and charges else [lines]
+    docs: list[Document] = []
+    for group in groups:
+        assembled = assemble_document(
+            group,
+            subscription_id=state.subscription_id,
+            currency=state.currency,
+            issue_date=on,
+            tax_table=ctx.tax_table,
+            tax_profile=state.tax_profile,
+            payment_terms_days=state.payment_terms_days,
+            account_credit=account_credit,
+            settlement=settlement,
+        )
+        docs.append(assembled.document)
+        account_credit = assembled.account_credit_after
+    return docs, [], account_credit
 
 
 def _outcome(
@@ -448,6 +514,10 @@ def _outcome(
         effective_on=on,
         notes=tuple(draft.notes),
     )
+
+
+def _has_base(state: BillingState) -> bool:
+    return any(i.item_id == BASE_ITEM for i in state.items)
 
 
 def _require_live(state: BillingState) -> None:
@@ -510,6 +580,7 @@ def _change_items(
         except BillingError:
             pass
     interval_changes = new_interval is not None and new_interval != state.billing_interval
+    conv = ctx.catalog.proration_for(state.item(BASE_ITEM).plan_id if _has_base(state) else "")
     charged_now = (
         state.paused_since is None and state.charged_through is not None and state.charged_through > on
     )
@@ -518,29 +589,45 @@ def _change_items(
         assert new_interval is not None
         if charged_now:
             _credit_unused(draft, ctx, set(old_by_id), on)
+            _bill_arrears(draft, ctx, set(old_by_id), credit_from(on, conv), restart=None)
+        realign = ctx.policy.plan_change.interval_change_anchor == "realign"
         draft.update(
-            items=new_items,
+            items=tuple(i.model_copy(update={"arrears_from": None}) for i in new_items),
             billing_interval=new_interval,
-            billing_anchor=on,
-            anchor_day=None,
+            billing_anchor=on if realign else state.billing_anchor,
+            anchor_day=None if realign else state.anchor_day,
             scheduled_change=None,
         )
         if charged_now:
             period = current_period(draft.state, on)
             for item in new_items:
-                _charge(draft, ctx, item, on, period[1], period, "recurring")
-            draft.update(charged_through=period[1])
+                if not in_arrears(ctx, item):
+                    kind: Literal["recurring", "proration_charge"] = (
+                        "recurring" if period[0] == on else "proration_charge"
+                    )
+                    _charge(draft, ctx, item, on, period[1], period, kind)
+            draft.update(charged_through=period[1], items=_start_arrears(draft.state, ctx, credit_from(on, conv)))
     else:
         affected = {i for i in old_by_id.keys() | new_by_id.keys() if old_by_id.get(i) != new_by_id.get(i)}
         if not affected:
             raise NoChange(f"{reason}: nothing changes")
-        draft.update(items=new_items, scheduled_change=scheduled)
         if charged_now:
             _credit_unused(draft, ctx, affected, on)
+            _bill_arrears(draft, ctx, affected, credit_from(on, conv), restart=None)
+        billed = {i.item_id: i for i in draft.state.items}
+        # Items the change leaves alone keep their accrual date; changed ones start afresh.
+        new_items = tuple(
+            billed[i.item_id] if i.item_id not in affected and i.item_id in billed else
+            i.model_copy(update={"arrears_from": None})
+            for i in new_items
+        )
+        draft.update(items=new_items, scheduled_change=scheduled)
+        if charged_now:
             period = current_period(state, on)
             for item in new_items:
-                if item.item_id in affected:
+                if item.item_id in affected and not in_arrears(ctx, item):
                     _charge(draft, ctx, item, on, period[1], period, "proration_charge")
+            draft.update(items=_start_arrears(draft.state, ctx, credit_from(on, conv)))
     if not charged_now:
         draft.notes.append("current period not charged: items changed without proration")
     docs, pending, credit = _settle(draft, ctx, on, rule.invoicing, account_credit)
@@ -662,9 +749,11 @@ def _activate(state: BillingState, cmd: Activate, ctx: BillingContext, credit: D
     draft = _Draft(state, [], [])
     period = current_period(state, cmd.on)
     for item in state.items:
+        if in_arrears(ctx, item):
+            continue  # billed at the period end, for the days served
         # A start off the anchor day bills a leading stub prorated against the full period.
         _charge(draft, ctx, item, cmd.on, period[1], period, "recurring")
-    draft.update(charged_through=period[1])
+    draft.update(charged_through=period[1], items=_start_arrears(draft.state, ctx, cmd.on))
     docs, pending, credit = _settle(draft, ctx, cmd.on, "invoice_immediately", credit)
     return _outcome(draft, docs, pending, credit, cmd.on)
 
@@ -677,16 +766,17 @@ def _renew(state: BillingState, cmd: Renew, ctx: BillingContext, credit: Decimal
     if on < state.charged_through:
         raise BillingError(f"already billed through {state.charged_through}; cannot renew on {on}")
     draft = _Draft(state, [], [])
+    # The period that ends now is billed for the in-arrears items that served it (old terms).
+    end_of_service = min(on, state.cancel_at) if state.cancel_at is not None else on
+    _bill_arrears(draft, ctx, None, end_of_service, restart=None)
     sc = state.scheduled_change
     if sc is not None and sc.effective_on <= on:
         update: dict[str, object] = {"items": sc.items, "scheduled_change": None}
         if sc.billing_interval and sc.billing_interval != state.billing_interval:
             # An interval change restarts the cycle where it takes effect.
-            update |= {
-                "billing_interval": sc.billing_interval,
-                "billing_anchor": sc.effective_on,
-                "anchor_day": None,
-            }
+            update["billing_interval"] = sc.billing_interval
+            if ctx.policy.plan_change.interval_change_anchor == "realign":
+                update |= {"billing_anchor": sc.effective_on, "anchor_day": None}
         draft.update(**update)
         draft.notes.append(f"applied scheduled {sc.reason} effective {sc.effective_on}")
     period = current_period(draft.state, on)
@@ -703,8 +793,13 @@ def _renew(state: BillingState, cmd: Renew, ctx: BillingContext, credit: Decimal
         draft.notes.append(f"paused since {state.paused_since}: period not billed")
         return _outcome(draft, [], [], credit, on)
     for item in draft.state.items:
-        _charge(draft, ctx, item, on, period[1], period, "recurring")
-    draft.update(charged_through=period[1])
+        if not in_arrears(ctx, item):
+            _charge(draft, ctx, item, on, period[1], period, "recurring")
+    draft.update(
+        charged_through=period[1],
+        items=tuple(i.model_copy(update={"arrears_from": None}) for i in draft.state.items),
+    )
+    draft.update(items=_start_arrears(draft.state, ctx, on))
     docs, pending, credit = _settle(draft, ctx, on, "invoice_immediately", credit)
     return _outcome(draft, docs, pending, credit, on)
 
@@ -720,6 +815,9 @@ def _cancel(state: BillingState, cmd: Cancel, ctx: BillingContext, credit: Decim
         draft.notes.append(f"cancels at the end of the term, {end}: no credit")
         return _outcome(draft, [], [], credit, end, Timing.PERIOD_END)
     mode = cmd.credit or policy.immediate_credit
+    # The used part of in-arrears items is invoiced at once, whatever happens to unused time.
+    convention = ctx.catalog.proration_for(state.item(BASE_ITEM).plan_id if _has_base(state) else "")
+    _bill_arrears(draft, ctx, None, credit_from(cmd.on, convention), restart=None)
     if mode != "none":
         # Half-open periods: the cancellation day itself is credited, not charged.
         _credit_unused(draft, ctx, {i.item_id for i in state.items}, cmd.on)
@@ -736,6 +834,8 @@ def _pause(state: BillingState, cmd: Pause, ctx: BillingContext, credit: Decimal
     draft = _Draft(state, [], [])
     if ctx.policy.pause.credit_paused_days:
         _credit_unused(draft, ctx, {i.item_id for i in state.items}, cmd.on)
+    # In-arrears items stop accruing: the days served so far are billed (with the next invoice).
+    _bill_arrears(draft, ctx, None, cmd.on, restart=None)
     draft.update(paused_since=cmd.on)
     docs, pending, credit = _settle(draft, ctx, cmd.on, "pending", credit)
     return _outcome(draft, docs, pending, credit, cmd.on)
@@ -754,6 +854,8 @@ def _resume(state: BillingState, cmd: Resume, ctx: BillingContext, credit: Decim
     period = current_period(state, cmd.on)
     if state.charged_through is not None:
         for item in state.items:
+            if in_arrears(ctx, item):
+                continue  # accrues from the resume day, billed at the period end
             # Days already paid and not credited (credit_paused_days: false) are not charged twice.
             if any(c.item_id == item.item_id and c.covers(cmd.on) for c in draft.state.charged):
                 continue
@@ -761,7 +863,10 @@ def _resume(state: BillingState, cmd: Resume, ctx: BillingContext, credit: Decim
                 "recurring" if cmd.on == period[0] else "proration_charge"
             )
             _charge(draft, ctx, item, cmd.on, period[1], period, kind)
-        draft.update(charged_through=max(state.charged_through, period[1]))
+        draft.update(
+            charged_through=max(state.charged_through, period[1]),
+            items=_start_arrears(draft.state, ctx, cmd.on),
+        )
     docs, pending, credit = _settle(draft, ctx, cmd.on, "invoice_immediately", credit)
     return _outcome(draft, docs, pending, credit, cmd.on)
 

@@ -154,6 +154,9 @@ class Item(_Frozen):
     quantity: int = 1
     unit_amount: DecimalString | None = None
     price_date: date
+    arrears_from: date | None = Field(
+        default=None, description="in-arrears item: first day served and not yet billed (None: not accruing)"
+    )
 
     @field_validator("quantity")
     @classmethod

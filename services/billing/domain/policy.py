@@ -54,6 +54,11 @@ class PlanChangePolicy(_Frozen):
     upgrade: ChangeRule = ChangeRule(timing=Timing.IMMEDIATE)
     downgrade: ChangeRule = ChangeRule(timing=Timing.PERIOD_END)
     sidegrade: ChangeRule = ChangeRule(timing=Timing.IMMEDIATE)
+    interval_change_anchor: Literal["realign", "keep"] = Field(
+        default="realign",
+        description="a new billing interval restarts the cycle on the change date (Stripe, Kill Bill's "
+        "annual items) or keeps the billing day",
+    )
 
 
 class QuantityChangePolicy(_Frozen):
