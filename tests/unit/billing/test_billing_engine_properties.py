@@ -174,6 +174,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "steps": steps,
         "with_preview": draw(st.booleans()),
         "convention": draw(CONVENTIONS),
+        "arrears": draw(st.sampled_from([(), ("extra-storage",), ("pro", "starter")])),
     }
 
 
@@ -206,6 +207,11 @@ def check_document(doc: Document, credit_before: Decimal, credit_after: Decimal)
 def test_random_histories_keep_every_invariant(ctx: BillingContext, sc: dict[str, Any]) -> None:
     # Every proration convention keeps every invariant (and preview == apply under each).
     ctx = with_convention(ctx, sc["convention"])
+    plans = tuple(
+        p.model_copy(update={"billing_mode": "in_arrears"}) if p.id in sc["arrears"] else p
+        for p in ctx.catalog.plans
+    )
+    ctx = replace(ctx, catalog=ctx.catalog.model_copy(update={"plans": plans}))
     cur = sc["currency"]
     anchor: date = sc["anchor"]
     state = new_billing_state(
