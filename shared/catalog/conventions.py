@@ -106,3 +106,27 @@ def span_measure(convention: DayCount, start: date, end: date, period_start: dat
     else:
         value = (end - start).days
     return max(0, min(value, denominator))
+
+
+def aligned_first_period(
+    alignment: Alignment,
+    start: date,
+    interval: str,
+    *,
+    account_billing_day: int | None = None,
+    anchor: date | None = None,
+) -> tuple[date, int | None, date, date]:
+    """The first period of an item set by the alignment policy of its billing interval.
+
+    ``subscription``: the subscription's own date (or its explicit ``anchor``);
+    ``account``: the account's billing cycle day (the start's day when the account has none);
+    ``calendar``: the 1st of the month, quarter or year. Returns
+    ``(billing_anchor, anchor_day, period_start, period_end)`` (see :func:`shared.periods.first_period`).
+    """
+    from shared.periods import first_period
+
+    if alignment == "calendar":
+        return first_period(start, interval, calendar=True)
+    if alignment == "account" and account_billing_day is not None:
+        return first_period(start, interval, billing_day=account_billing_day)
+    return first_period(start, interval, anchor=anchor)

@@ -66,9 +66,15 @@ class _Command(BaseModel):
 
 
 class Activate(_Command):
-    """First invoice: at subscription start, or at trial conversion (a trial is free)."""
+    """First invoice: at subscription start, or at trial conversion (a trial is free).
+
+    ``through``: a backdated start (Stripe's ``backdate_start_date``) invoiced on that later
+    day: every period from ``on`` up to the one containing ``through`` is billed at once (in
+    advance), the elapsed periods of in-arrears items too, and the anchor is kept.
+    """
 
     command: Literal["activate"] = "activate"
+    through: date | None = None
 
 
 class Renew(_Command):
@@ -754,7 +760,18 @@ def _activate(state: BillingState, cmd: Activate, ctx: BillingContext, credit: D
         # A start off the anchor day bills a leading stub prorated against the full period.
         _charge(draft, ctx, item, cmd.on, period[1], period, "recurring")
     draft.update(charged_through=period[1], items=_start_arrears(draft.state, ctx, cmd.on))
-    docs, pending, credit = _settle(draft, ctx, cmd.on, "invoice_immediately", credit)
+    issue_on = cmd.on
+    if cmd.through is not None and cmd.through > cmd.on:
+        # Backdated: the elapsed periods are billed now, on their own dates; the anchor stays.
+        issue_on = cmd.through
+        while period[1] <= cmd.through:
+            period = current_period(draft.state, period[1])
+            for item in draft.state.items:
+                if not in_arrears(ctx, item):
+                    _charge(draft, ctx, item, period[0], period[1], period, "recurring")
+            draft.update(charged_through=period[1])
+        _bill_arrears(draft, ctx, None, period[0], restart=period[0])
+    docs, pending, credit = _settle(draft, ctx, issue_on, "invoice_immediately", credit)
     return _outcome(draft, docs, pending, credit, cmd.on)
 
 
