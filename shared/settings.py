@@ -78,6 +78,9 @@ class Settings(BaseSettings):
 
     # Domain configuration
     catalog_path: Path | None = None
+    billing_policy_path: Path | None = Field(
+        default=None, description="another billing_policy.yaml for the billing worker (and its previews)"
+    )
 
     # Channel webhook signatures (several secrets, comma-separated, are accepted during a rotation)
     stripe_webhook_secret: str | None = Field(

@@ -102,6 +102,9 @@ class BillingHandlers:
                 if done is None:
                     continue
                 outcome, reason = done
+                for note in outcome.notes:
+                    if note.startswith("customer has no country"):
+                        log.warning("%s: %s", change.subscription_id, note)
                 rec.state = outcome.state
                 rec.account_credit = outcome.account_credit_after
                 for doc in outcome.documents:

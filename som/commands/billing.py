@@ -20,7 +20,10 @@ def _context() -> Any:
     from shared.catalog import cached_catalog
 
     settings = resolved_settings(require=False)
-    return billing_context(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
+    return billing_context(
+        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None),
+        settings.billing_policy_path,
+    )
 
 
 def _date(value: str) -> date:

@@ -553,8 +553,12 @@ def _change_items(
     *,
     reason: str,
     new_interval: str | None = None,
+    net_item: str | None = None,
 ) -> BillingOutcome:
-    """Apply an item change now (with proration) or schedule it for the end of the term."""
+    """Apply an item change now (with proration) or schedule it for the end of the term.
+
+    ``net_item``: present the proration of that item as one line for the difference.
+    """
     _require_live(state)
     draft = _Draft(state, [], [])
     if rule.timing is Timing.PERIOD_END:
@@ -636,8 +640,43 @@ def _change_items(
             draft.update(items=_start_arrears(draft.state, ctx, credit_from(on, conv)))
     if not charged_now:
         draft.notes.append("current period not charged: items changed without proration")
+    if net_item is not None:
+        _net_lines(draft, ctx, net_item, state.item(net_item).quantity)
     docs, pending, credit = _settle(draft, ctx, on, rule.invoicing, account_credit)
     return _outcome(draft, docs, pending, credit, on, Timing.IMMEDIATE)
+
+
+def _net_lines(draft: _Draft, ctx: BillingContext, item_id: str, old_quantity: int) -> None:
+    """Replace an item's proration credit and charge lines by one line for their difference.
+
+    The ledger of charged lines is unchanged (the old charge is still credited and the new
+    one recorded): only the presentation differs.
+    """
+    mine = [ln for ln in draft.lines if ln.item_id == item_id and ln.kind in ("proration_credit", "proration_charge")]
+    charges = [ln for ln in mine if ln.kind == "proration_charge"]
+    if not charges or len(mine) < 2:
+        return
+    charge = charges[-1]
+    net = sum((ln.amount for ln in mine), ZERO)
+    rest = [ln for ln in draft.lines if ln not in mine]
+    if net != 0:
+        plan = ctx.catalog.find(charge.plan_id or "")
+        name = plan.name if plan else charge.plan_id
+        rest.append(
+            Line(
+                kind="proration_charge" if net > 0 else "proration_credit",
+                description=f"{name}: quantity {old_quantity} -> {charge.quantity}, "
+                f"{charge.service_period_start} to {charge.service_period_end}",
+                item_id=item_id,
+                plan_id=charge.plan_id,
+                service_period_start=charge.service_period_start,
+                service_period_end=charge.service_period_end,
+                quantity=abs(charge.quantity - old_quantity),
+                unit_amount=charge.unit_amount,
+                amount=net,
+            )
+        )
+    draft.lines = rest
 
 
 def _change_plan(
@@ -700,7 +739,8 @@ def _change_quantity(
             i.model_copy(update={"quantity": cmd.quantity}) if i.item_id == cmd.item_id else i for i in items
         )
 
-    return _change_items(state, ctx, cmd.on, mutate, rule, credit, reason="quantity change")
+    net = cmd.item_id if rules.presentation == "difference" else None
+    return _change_items(state, ctx, cmd.on, mutate, rule, credit, reason="quantity change", net_item=net)
 
 
 def _add_addon(state: BillingState, cmd: AddAddon, ctx: BillingContext, credit: Decimal) -> BillingOutcome:
@@ -926,6 +966,29 @@ def _invoice_pending(
 
 
 # --------------------------------------------------------------------------- entry points
+
+
+def renewals_due(state: BillingState | None, on: date, *, include_on: bool = True) -> list[date]:
+    """Period starts from the charged-through date up to ``on`` not billed yet (a preview runs them first).
+
+    Nothing for a state that is not running (not activated, ended, paused) or that ends
+    before; with ``include_on`` a renewal dated ``on`` itself counts (it fires at midnight).
+    """
+    if state is None or state.charged_through is None or state.cancelled_on is not None:
+        return []
+    if state.paused_since is not None:
+        return []
+    days = []
+    day = state.charged_through
+    while day < on or (include_on and day == on):
+        days.append(day)
+        if state.cancel_at is not None and day >= state.cancel_at:
+            break
+        day = current_period(state, day)[1]
+        if len(days) > 1000:  # a runaway preview date, not a real catch-up
+            raise BillingError(f"{on} is more than 1000 renewals after {state.charged_through}")
+    return days
+
 
 
 def apply(

@@ -66,6 +66,11 @@ class QuantityChangePolicy(_Frozen):
 
     increase: ChangeRule = ChangeRule(timing=Timing.IMMEDIATE)
     decrease: ChangeRule = ChangeRule(timing=Timing.PERIOD_END)
+    presentation: Literal["credit_and_charge", "difference"] = Field(
+        default="credit_and_charge",
+        description="credit_and_charge: a credit for the old quantity and a charge for the new one "
+        "(Kill Bill); difference: one line for the difference (Recurly, Chargebee)",
+    )
 
 
 class AddonPolicy(_Frozen):
