@@ -894,7 +894,7 @@ def _pause(state: BillingState, cmd: Pause, ctx: BillingContext, credit: Decimal
     # In-arrears items stop accruing: the days served so far are billed (with the next invoice).
     _bill_arrears(draft, ctx, None, cmd.on, restart=None)
     draft.update(paused_since=cmd.on)
-    docs, pending, credit = _settle(draft, ctx, cmd.on, "pending", credit)
+    docs, pending, credit = _settle(draft, ctx, cmd.on, ctx.policy.pause.invoicing, credit)
     return _outcome(draft, docs, pending, credit, cmd.on)
 
 

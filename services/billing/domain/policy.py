@@ -97,6 +97,11 @@ class PausePolicy(_Frozen):
     """Whether pausing credits the paused, already charged days."""
 
     credit_paused_days: bool = True
+    invoicing: Invoicing = Field(
+        default="invoice_immediately",
+        description="invoice_immediately: the pause credit is a credit note at once, so the customer's "
+        "balance shows it while paused; pending: it rolls into the resume invoice",
+    )
 
 
 class PaymentTermsPolicy(_Frozen):
