@@ -221,7 +221,7 @@ def first_period(
     start: date,
     interval: str,
     *,
-    billing_day: int | None = None,
+    cycle_day: int | None = None,
     calendar: bool = False,
     anchor: date | None = None,
 ) -> tuple[date, int | None, date, date]:
@@ -229,7 +229,7 @@ def first_period(
 
     * default (anniversary): the start is the anchor; the first period is a full one;
     * ``anchor``: an explicit billing cycle anchor (Stripe's ``billing_cycle_anchor``);
-    * ``billing_day``: the account's billing cycle day (Kill Bill's BCD), 1..31, clamped
+    * ``cycle_day``: the account's billing cycle day (Kill Bill's BCD), 1..31, clamped
       to month ends;
     * ``calendar``: periods start on the 1st of the month, quarter or year (Lago's calendar billing).
 
@@ -240,15 +240,15 @@ def first_period(
     anchor_day: int | None = None
     if calendar:
         boundary = calendar_start(start, interval)
-    elif billing_day is not None:
-        if not 1 <= billing_day <= 31:
-            raise PeriodError(f"billing day must be 1..31, got {billing_day}")
+    elif cycle_day is not None:
+        if not 1 <= cycle_day <= 31:
+            raise PeriodError(f"billing day must be 1..31, got {cycle_day}")
         unit, _ = parse_interval(interval)
         if unit != "M":
             raise PeriodError(f"a billing day needs a month-based interval, not {interval}")
-        clamped = date(start.year, start.month, min(billing_day, days_in_month(start.year, start.month)))
-        boundary = clamped if clamped <= start else _add_months(clamped, -1, billing_day)
-        anchor_day = billing_day if billing_day != boundary.day else None
+        clamped = date(start.year, start.month, min(cycle_day, days_in_month(start.year, start.month)))
+        boundary = clamped if clamped <= start else _add_months(clamped, -1, cycle_day)
+        anchor_day = cycle_day if cycle_day != boundary.day else None
     elif anchor is not None:
         anchor_day = anchor.day
         boundary = add_interval(

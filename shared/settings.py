@@ -78,8 +78,10 @@ class Settings(BaseSettings):
 
     # Domain configuration
     catalog_path: Path | None = None
-    billing_policy_path: Path | None = Field(
-        default=None, description="another billing_policy.yaml for the billing worker (and its previews)"
+    charge_policy_path: Path | None = Field(
+        default=None,
+        validation_alias="SOM_BILLING_POLICY_PATH",
+        description="SOM_BILLING_POLICY_PATH: another billing_policy.yaml for the billing worker (and its previews)",
     )
 
     # Channel webhook signatures (several secrets, comma-separated, are accepted during a rotation)

@@ -43,7 +43,7 @@ def wire(settings: Settings, db: Database) -> Wiring:
 
     ctx = billing_context(
         cached_catalog(str(settings.catalog_path) if settings.catalog_path else None),
-        settings.billing_policy_path,
+        settings.charge_policy_path,
     )
     handlers = BillingHandlers(ctx)
     routes = [

@@ -147,6 +147,10 @@ async def preview_change(
     rec = await store.load(conn, subscription_id)
     if rec is None or rec.state is None:
         raise PreviewError(f"billing has no state for subscription {subscription_id}", not_found=True)
+    # The customer's balance, as the worker reads it for this subscription's next change.
+    rec.account_credit = await store.customer_credit(
+        conn, rec.snapshot.customer.customer_id, rec.snapshot.currency.upper()
+    )
     handlers = BillingHandlers(ctx)
     work = copy.copy(rec)
     result = Preview(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from shared.catalog.conventions import (
     Alignment,
-    BillingMode,
+    ChargeMode,
     ProrationConvention,
     ProrationOverride,
 )
@@ -79,7 +79,7 @@ class Plan(BaseModel):
     features: tuple[str, ...] = ()
     limits: dict[str, int] = Field(default_factory=dict)
     instances: int = 0
-    billing_mode: BillingMode = Field(
+    charge_mode: ChargeMode = Field(
         default="in_advance", description="in_advance: each period billed at its start; in_arrears: at its end"
     )
     proration: ProrationOverride | None = Field(default=None, description="overrides the catalog's convention")
@@ -142,10 +142,10 @@ class Catalog(BaseModel):
             return self.proration
         return plan.proration.over(self.proration)
 
-    def billing_mode(self, plan_id: str) -> BillingMode:
+    def charge_mode(self, plan_id: str) -> ChargeMode:
         """``in_advance`` or ``in_arrears`` for a plan (unknown plans bill in advance)."""
         plan = self.find(plan_id)
-        return plan.billing_mode if plan is not None else "in_advance"
+        return plan.charge_mode if plan is not None else "in_advance"
 
     def alignment_for(self, billing_interval: str) -> Alignment:
         """Which day a billing interval's items bill on (``subscription`` unless configured)."""

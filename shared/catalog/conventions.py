@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 DayCount = Literal["actual", "fixed_30", "30_360", "actual_360"]
 Rounding = Literal["half_up", "half_even"]
-BillingMode = Literal["in_advance", "in_arrears"]
+ChargeMode = Literal["in_advance", "in_arrears"]
 Alignment = Literal["subscription", "account", "calendar"]
 
 
@@ -113,7 +113,7 @@ def aligned_first_period(
     start: date,
     interval: str,
     *,
-    account_billing_day: int | None = None,
+    account_cycle_day: int | None = None,
     anchor: date | None = None,
 ) -> tuple[date, int | None, date, date]:
     """The first period of an item set by the alignment policy of its billing interval.
@@ -127,6 +127,6 @@ def aligned_first_period(
 
     if alignment == "calendar":
         return first_period(start, interval, calendar=True)
-    if alignment == "account" and account_billing_day is not None:
-        return first_period(start, interval, billing_day=account_billing_day)
+    if alignment == "account" and account_cycle_day is not None:
+        return first_period(start, interval, cycle_day=account_cycle_day)
     return first_period(start, interval, anchor=anchor)

@@ -217,7 +217,9 @@ class PaymentRequested(BaseModel):
     currency: str
     attempt: int = Field(ge=1, description="1 for the first collection, 2.. for retries")
     due_date: date
-    reason: Literal["invoice", "retry", "payment_method_updated"] = "invoice"
+    reason: Literal["invoice", "retry", "payment_method_updated", "refund"] = Field(
+        default="invoice", description="refund: pay a credit note's refund back to the customer"
+    )
     test: bool = False
 
 
@@ -258,7 +260,7 @@ class JournalEntryPosted(BaseModel):
 
     entry_id: str
     subscription_id: str
-    kind: Literal["issue", "account_credit", "recognition"]
+    kind: Literal["issue", "account_credit", "recognition", "refund"]
     entry_date: date
     currency: str
     description: str

@@ -22,7 +22,7 @@ def _context() -> Any:
     settings = resolved_settings(require=False)
     return billing_context(
         cached_catalog(str(settings.catalog_path) if settings.catalog_path else None),
-        settings.billing_policy_path,
+        settings.charge_policy_path,
     )
 
 

@@ -374,7 +374,7 @@ def _charge(
 
 def in_arrears(ctx: BillingContext, item: Item) -> bool:
     """True when the item's plan bills in arrears (at the end of each period)."""
-    return ctx.catalog.billing_mode(item.plan_id) == "in_arrears"
+    return ctx.catalog.charge_mode(item.plan_id) == "in_arrears"
 
 
 def _bill_arrears(

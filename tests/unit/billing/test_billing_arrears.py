@@ -37,7 +37,7 @@ D = Decimal
 def arrears_ctx(ctx: BillingContext, *plan_ids: str) -> BillingContext:
     """The context whose catalog bills these plans in arrears."""
     plans = tuple(
-        p.model_copy(update={"billing_mode": "in_arrears"}) if p.id in plan_ids else p for p in ctx.catalog.plans
+        p.model_copy(update={"charge_mode": "in_arrears"}) if p.id in plan_ids else p for p in ctx.catalog.plans
     )
     return replace(ctx, catalog=ctx.catalog.model_copy(update={"plans": plans}))
 

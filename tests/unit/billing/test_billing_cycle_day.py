@@ -32,12 +32,12 @@ def started(
     *,
     currency: str = "USD",
     plan: str = "pro",
-    billing_day: int | None = None,
+    cycle_day: int | None = None,
     calendar: bool = False,
     anchor: date | None = None,
 ) -> BillingState:
     boundary, anchor_day, _, _ = first_period(
-        start, interval, billing_day=billing_day, calendar=calendar, anchor=anchor
+        start, interval, cycle_day=cycle_day, calendar=calendar, anchor=anchor
     )
     return new_billing_state(
         subscription_id="bcd",
@@ -65,9 +65,9 @@ def test_kill_bill_account_bcd_examples(ctx: BillingContext) -> None:
     BCD 25, start Sep 16: stub Sep 16 - Sep 25 of the period Aug 25 - Sep 25 (31 days): 9/31 x 24.95 = 7.243 -> 7.24.
     BCD 17, start Sep 25: stub Sep 25 - Oct 17 of Sep 17 - Oct 17 (30 days): 22/30 x 24.95 = 18.297 -> 18.30.
     """
-    s = started("24.95", date(2025, 9, 16), billing_day=25)
+    s = started("24.95", date(2025, 9, 16), cycle_day=25)
     assert amounts(s, ctx, Activate(on=date(2025, 9, 16))) == [(date(2025, 9, 16), date(2025, 9, 25), D("7.24"))]
-    s = started("24.95", date(2025, 9, 25), billing_day=17)
+    s = started("24.95", date(2025, 9, 25), cycle_day=17)
     assert amounts(s, ctx, Activate(on=date(2025, 9, 25))) == [(date(2025, 9, 25), date(2025, 10, 17), D("18.30"))]
 
 
@@ -110,8 +110,8 @@ def test_alignment_policy_per_interval(ctx: BillingContext) -> None:
     """Kill Bill's default catalog: monthly items on the account's day, annual on the subscription's date."""
     catalog = ctx.catalog.model_copy(update={"alignment": {"P1M": "account", "P1Y": "subscription"}})
     start = date(2025, 3, 20)
-    monthly = aligned_first_period(catalog.alignment_for("P1M"), start, "P1M", account_billing_day=1)
-    yearly = aligned_first_period(catalog.alignment_for("P1Y"), start, "P1Y", account_billing_day=1)
+    monthly = aligned_first_period(catalog.alignment_for("P1M"), start, "P1M", account_cycle_day=1)
+    yearly = aligned_first_period(catalog.alignment_for("P1Y"), start, "P1Y", account_cycle_day=1)
     assert monthly == (date(2025, 3, 1), None, start, date(2025, 4, 1))
     assert yearly == (start, None, start, date(2026, 3, 20))
     assert catalog.alignment_for("P3M") == "subscription"
@@ -119,16 +119,16 @@ def test_alignment_policy_per_interval(ctx: BillingContext) -> None:
 
 @given(
     start=st.dates(min_value=date(2023, 1, 1), max_value=date(2028, 12, 31)),
-    billing_day=st.integers(1, 31),
+    cycle_day=st.integers(1, 31),
     interval=st.sampled_from(["P1M", "P3M", "P1Y"]),
 )
-def test_billing_day_boundaries_clamp_to_month_ends(start: date, billing_day: int, interval: str) -> None:
+def test_cycle_day_boundaries_clamp_to_month_ends(start: date, cycle_day: int, interval: str) -> None:
     """Every boundary falls on the billing day, clamped to shorter months; the stub never exceeds a period."""
-    anchor, anchor_day, p_start, end = first_period(start, interval, billing_day=billing_day)
+    anchor, anchor_day, p_start, end = first_period(start, interval, cycle_day=cycle_day)
     assert anchor <= start == p_start < end
     for k in range(0, 14):
         b = add_interval(anchor, interval, k, anchor_day=anchor_day)
-        assert b.day == min(billing_day, days_in_month(b.year, b.month))
+        assert b.day == min(cycle_day, days_in_month(b.year, b.month))
     assert end == add_interval(anchor, interval, 1, anchor_day=anchor_day)
 
 

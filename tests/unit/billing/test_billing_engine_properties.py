@@ -208,7 +208,7 @@ def test_random_histories_keep_every_invariant(ctx: BillingContext, sc: dict[str
     # Every proration convention keeps every invariant (and preview == apply under each).
     ctx = with_convention(ctx, sc["convention"])
     plans = tuple(
-        p.model_copy(update={"billing_mode": "in_arrears"}) if p.id in sc["arrears"] else p
+        p.model_copy(update={"charge_mode": "in_arrears"}) if p.id in sc["arrears"] else p
         for p in ctx.catalog.plans
     )
     ctx = replace(ctx, catalog=ctx.catalog.model_copy(update={"plans": plans}))
