@@ -14,7 +14,7 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from services.lifecycle import views as lifecycle_views
 from shared.contracts import commands as wire
 from shared.contracts import events as ev
-from shared.contracts.commands import CommandParams, Timing, TimingInput
+from shared.contracts.commands import CommandParams, Invoice, Timing, TimingInput
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.pool import create_pool
 from shared.messaging import topics
@@ -52,18 +52,24 @@ class _Action(BaseModel):
 
 
 class ChangePlanAction(_Action):
-    """``change_plan: {plan, timing?, quantity?}``; without timing the plan-change rule decides."""
+    """``change_plan: {plan, timing?, quantity?, invoice?}``; without timing the plan-change rule decides.
+
+    ``invoice: now`` invoices the proration at once, ``next`` rolls it into the next invoice;
+    unset, the billing policy decides.
+    """
 
     plan: str
     timing: TimingInput | None = None
     quantity: int | None = None
+    invoice: Invoice | None = None
 
 
 class ChangeQuantityAction(_Action):
-    """``change_quantity: {quantity, timing?}`` (or just ``change_quantity: N``, immediate)."""
+    """``change_quantity: {quantity, timing?, invoice?}`` (or just ``change_quantity: N``, immediate)."""
 
     quantity: int
     timing: TimingInput = Timing.IMMEDIATE
+    invoice: Invoice | None = None
 
 
 class AddAddonAction(_Action):
@@ -93,10 +99,17 @@ class PaymentFailureAction(_Action):
 
 
 class Step(BaseModel):
-    """One dated step. Exactly one action key besides ``at``."""
+    """One dated step. Exactly one action key besides ``at`` (and ``before_renewal``).
+
+    ``at`` is a date (the step acts at noon, after that day's midnight renewals) or a date
+    and time in UTC (``2025-02-01T09:30:00Z``). ``before_renewal: true`` makes the step act
+    at 00:00 of its day *before* that day's renewal runs (a change effective at the start
+    of the new period is billed on that period's renewal invoice).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    at: date
+    at: datetime | date
+    before_renewal: bool = False
     change_plan: ChangePlanAction | None = None
     change_quantity: int | ChangeQuantityAction | None = None
     add_addon: AddAddonAction | None = None
@@ -111,14 +124,40 @@ class Step(BaseModel):
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
-        actions = [k for k, v in self.__dict__.items() if k != "at" and v is not None]
+        actions = [k for k, v in self.__dict__.items() if k not in _NOT_ACTIONS and v is not None]
         if len(actions) != 1:
             raise ValueError(f"step at {self.at} needs exactly one action, got {actions or 'none'}")
+        if self.before_renewal and isinstance(self.at, datetime):
+            raise ValueError(f"step at {self.at}: before_renewal takes a date, not a time")
         return self
 
     @property
     def action(self) -> str:
-        return next(k for k, v in self.__dict__.items() if k != "at" and v is not None)
+        return next(k for k, v in self.__dict__.items() if k not in _NOT_ACTIONS and v is not None)
+
+    @property
+    def day(self) -> date:
+        """The business date of the step."""
+        return self.at.astimezone(UTC).date() if isinstance(self.at, datetime) else self.at
+
+    @property
+    def moment(self) -> datetime:
+        """When the step acts: its time, 00:00 before the renewal, or noon."""
+        if isinstance(self.at, datetime):
+            return self.at.astimezone(UTC) if self.at.tzinfo else self.at.replace(tzinfo=UTC)
+        if self.before_renewal:
+            return datetime.combine(self.at, time(0), tzinfo=UTC)
+        return _at(self.at)
+
+    @property
+    def clock_target(self) -> datetime:
+        """How far the test clock moves before the step acts (just short of midnight before a renewal)."""
+        if self.before_renewal:
+            return self.moment - timedelta(microseconds=1)
+        return self.moment
+
+
+_NOT_ACTIONS = ("at", "before_renewal")
 
 
 class Scenario(BaseModel):
@@ -138,7 +177,7 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> Scenario:
-        dates = [self.start] + [s.at for s in self.steps]
+        dates = [self.start] + [s.day for s in self.steps]
         if dates != sorted(dates):
             raise ValueError("steps must be in date order, on or after start")
         return self
@@ -160,12 +199,12 @@ def step_command(step: Step) -> CommandParams | None:
     """The lifecycle command a step sends; ``None`` for steps that are no command (payments, advance)."""
     if step.change_plan is not None:
         c = step.change_plan
-        return wire.ChangePlanParams(plan_id=c.plan, quantity=c.quantity, timing=c.timing)
+        return wire.ChangePlanParams(plan_id=c.plan, quantity=c.quantity, timing=c.timing, invoice=c.invoice)
     if step.change_quantity is not None:
         q = step.change_quantity
         if isinstance(q, int):
             q = ChangeQuantityAction(quantity=q)
-        return wire.ChangeQuantityParams(quantity=q.quantity, timing=q.timing)
+        return wire.ChangeQuantityParams(quantity=q.quantity, timing=q.timing, invoice=q.invoice)
     if step.add_addon is not None:
         return wire.AddAddonParams(addon_plan_id=step.add_addon.plan, quantity=step.add_addon.quantity)
     if step.remove_addon is not None:
@@ -348,12 +387,12 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             headers=[("ce_id", event.id.encode())],
         )
 
-    async def command(day: date, params: CommandParams) -> None:
+    async def command(moment: datetime, params: CommandParams) -> None:
         cmd = ev.SubscriptionCommand(
             subscription_id=sub_id,
-            idempotency_key=f"sim:{sub_id}:{day}:{params.command}",
+            idempotency_key=f"sim:{sub_id}:{moment.isoformat()}:{params.command}",
             channel="direct",
-            effective_at=_at(day),
+            effective_at=moment,
             actor="user:simulator",
             params=params,
         )
@@ -390,24 +429,24 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         )
         await settle()
         for step in scenario.steps:
-            await advance_clock(pool, bootstrap, ns, clock, _at(step.at))
+            await advance_clock(pool, bootstrap, ns, clock, step.clock_target)
             a = step.action
             params = step_command(step)
             if params is not None:
-                await command(step.at, params)
+                await command(step.moment, params)
             elif a == "payment_failure":
                 assert step.payment_failure is not None
                 failures.left += step.payment_failure.times
                 failures.reason = step.payment_failure.reason
             elif a == "payment_method_updated":
-                update = ev.PaymentMethodUpdated(subscription_id=sub_id, updated_at=_at(step.at))
+                update = ev.PaymentMethodUpdated(subscription_id=sub_id, updated_at=step.moment)
                 event = make_event(
                     type=ev.PAYMENT_METHOD_UPDATED,
                     source="som/simulator",
                     subject=sub_id,
                     data=update,
                     correlation_id=derived_id("simulation", sub_id),
-                    causation_id=derived_id("pmu", sub_id, str(step.at)),
+                    causation_id=derived_id("pmu", sub_id, step.moment.isoformat()),
                 )
                 await producer.send_and_wait(
                     f"{ns}{topics.PAYMENTS_RESULTS}",

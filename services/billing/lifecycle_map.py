@@ -61,10 +61,15 @@ from services.billing.domain import (
     Renew,
     Resume,
 )
-from services.billing.domain.model import ScheduledChange
+from services.billing.domain.model import Invoicing, ScheduledChange
 from shared.contracts import events as ev
 from shared.contracts import subscription as lc
 from shared.contracts.commands import Timing
+
+
+def _invoicing(invoice: str | None) -> Invoicing | None:
+    # The command's `invoice: now|next` in billing's words; None leaves it to the billing policy.
+    return {"now": "invoice_immediately", "next": "pending"}.get(invoice or "")  # type: ignore[return-value]
 
 
 def _day(moment: datetime) -> date:
@@ -111,7 +116,11 @@ def steps_for(event: lc.DomainEvent) -> list[Step]:
         return [
             Run(
                 ChangePlan(
-                    on=on, plan_id=event.to_plan_id, quantity=event.to_quantity, timing=Timing.IMMEDIATE
+                    on=on,
+                    plan_id=event.to_plan_id,
+                    quantity=event.to_quantity,
+                    timing=Timing.IMMEDIATE,
+                    invoicing=_invoicing(event.invoice),
                 ),
                 "change",
             )
@@ -119,7 +128,12 @@ def steps_for(event: lc.DomainEvent) -> list[Step]:
     if isinstance(event, lc.QuantityChanged):
         if event.timing is not Timing.IMMEDIATE:  # applied at a period boundary: the Align carries it
             return []
-        return [Run(ChangeQuantity(on=on, quantity=event.to_quantity), "change")]
+        return [
+            Run(
+                ChangeQuantity(on=on, quantity=event.to_quantity, invoicing=_invoicing(event.invoice)),
+                "change",
+            )
+        ]
     if isinstance(event, lc.AddOnAdded):
         return [Run(AddAddon(on=on, plan_id=event.addon_plan_id, quantity=event.quantity), "change")]
     if isinstance(event, lc.AddOnRemoved):

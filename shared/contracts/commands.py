@@ -58,6 +58,10 @@ class _Params(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+Invoice = Literal["now", "next"]
+"""When a change's proration is invoiced: at once, or rolled into the next invoice."""
+
+
 class CreateParams(_Params):
     """Create a subscription (intake). Commercial terms the lifecycle keeps for billing travel here."""
 
@@ -111,6 +115,9 @@ class ChangePlanParams(_Params):
     timing: Timing | None = Field(
         default=None, description="None: the plan-change rule (upgrades now, the rest at period end)"
     )
+    invoice: Invoice | None = Field(
+        default=None, description="now: invoice the proration at once; next: with the next invoice; None: policy"
+    )
 
 
 class ChangeQuantityParams(_Params):
@@ -119,6 +126,9 @@ class ChangeQuantityParams(_Params):
     command: Literal["change_quantity"] = "change_quantity"
     quantity: int = Field(ge=1)
     timing: Timing = Timing.IMMEDIATE
+    invoice: Invoice | None = Field(
+        default=None, description="now: invoice the proration at once; next: with the next invoice; None: policy"
+    )
 
 
 class AddAddonParams(_Params):

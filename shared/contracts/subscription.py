@@ -141,6 +141,7 @@ class PlanChanged(DomainEvent):
     from_quantity: int
     to_quantity: int
     timing: Timing
+    invoice: Literal["now", "next"] | None = None  # the command's choice; None: billing policy
     period_start: date | None
     period_end: date | None
 
@@ -176,6 +177,7 @@ class QuantityChanged(DomainEvent):
     from_quantity: int
     to_quantity: int
     timing: Timing = Timing.IMMEDIATE
+    invoice: Literal["now", "next"] | None = None  # the command's choice; None: billing policy
 
 
 class AddOnAdded(DomainEvent):

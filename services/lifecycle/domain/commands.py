@@ -91,6 +91,7 @@ class ChangePlan(CommandBase):
     plan: PlanRef
     timing: Timing = Timing.IMMEDIATE
     quantity: int | None = None  # None: keep the current quantity
+    invoice: Literal["now", "next"] | None = None  # passed on to billing; None: its policy
 
 
 class ChangeQuantity(CommandBase):
@@ -99,6 +100,7 @@ class ChangeQuantity(CommandBase):
     kind: Literal["change_quantity"] = "change_quantity"
     quantity: int
     timing: Timing = Timing.IMMEDIATE
+    invoice: Literal["now", "next"] | None = None  # passed on to billing; None: its policy
 
 
 class AddAddon(CommandBase):

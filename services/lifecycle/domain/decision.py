@@ -253,6 +253,7 @@ def _plan_changed(
         from_quantity=state.quantity,
         to_quantity=to_quantity,
         timing=timing,
+        invoice=change.invoice if isinstance(change, ChangePlan) else None,
         period_start=period[0],
         period_end=period[1],
     )
@@ -458,7 +459,11 @@ def _change_quantity(ctx: _Ctx) -> _Outcome:
         return Deny(problem.code, problem.message + " (the scheduled plan change keeps the quantity)")
     return ctx.moved(quantity=cmd.quantity), [
         ctx.event(
-            ev.QuantityChanged, plan_id=cur.plan.plan_id, from_quantity=cur.quantity, to_quantity=cmd.quantity
+            ev.QuantityChanged,
+            plan_id=cur.plan.plan_id,
+            from_quantity=cur.quantity,
+            to_quantity=cmd.quantity,
+            invoice=cmd.invoice,
         )
     ]
 

@@ -129,9 +129,9 @@ def decode_command(
         if timing is None:  # the plan-change rule: upgrades now, the rest at period end
             upgrade = current is None or target.tier >= current.plan.tier
             timing = Timing.IMMEDIATE if upgrade else Timing.PERIOD_END
-        return ChangePlan(**common, plan=target, timing=timing, quantity=p.quantity)  # type: ignore[arg-type]
+        return ChangePlan(**common, plan=target, timing=timing, quantity=p.quantity, invoice=p.invoice)  # type: ignore[arg-type]
     if isinstance(p, wire.ChangeQuantityParams):
-        return ChangeQuantity(**common, quantity=p.quantity, timing=p.timing)  # type: ignore[arg-type]
+        return ChangeQuantity(**common, quantity=p.quantity, timing=p.timing, invoice=p.invoice)  # type: ignore[arg-type]
     if isinstance(p, wire.AddAddonParams):
         addon = plan_ref(catalog.plan(p.addon_plan_id))
         return AddAddon(**common, addon=addon, quantity=p.quantity)  # type: ignore[arg-type]
