@@ -211,6 +211,7 @@ class LifecycleHandlers:
             unit_amount=commercial.get("unit_amount"),
             addons=[ev.SubscriptionItem(plan_id=a.plan.plan_id, quantity=a.quantity) for a in state.addons],
             billing_anchor=state.billing_anchor,
+            anchor_day=state.anchor_day,
             current_period_start=state.current_period_start,
             current_period_end=state.current_period_end,
             trial_ends_at=state.trial_ends_at,

@@ -79,6 +79,16 @@ class CreateParams(_Params):
     )
     clock: str | None = Field(default=None, description="test clock the subscription lives on; None: system")
     test: bool = False
+    cycle_day: int | None = Field(
+        default=None,
+        ge=1,
+        le=31,
+        description="the account's billing cycle day (month-based intervals): periods start on it, "
+        "clamped to month ends, after a prorated first stub; None: the start date",
+    )
+    calendar_cycle: bool = Field(
+        default=False, description="periods start on the 1st of the month, quarter or year (prorated first stub)"
+    )
 
 
 class ApproveParams(_Params):

@@ -80,6 +80,9 @@ class SubscriptionSnapshot(BaseModel):
     unit_amount: DecimalString | None = Field(default=None, description="price override, if any")
     addons: list[SubscriptionItem] = Field(default_factory=list)
     billing_anchor: date | None = None
+    anchor_day: int | None = Field(
+        default=None, description="day of month boundaries return to when the anchor is a clamped date"
+    )
     current_period_start: date | None = None
     current_period_end: date | None = None
     trial_ends_at: datetime | None = None

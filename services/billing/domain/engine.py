@@ -271,6 +271,7 @@ def state_from_snapshot(snapshot: ev.SubscriptionSnapshot, *, started_on: date) 
         items=items,
         tax_profile=TaxProfile(country=c.country, region=c.region, tax_exempt=c.tax_exempt),
         payment_terms_days=snapshot.payment_terms_days,
+        anchor_day=snapshot.anchor_day,
     )
 
 

@@ -52,6 +52,8 @@ class Create(CommandBase):
     billing_interval: BillingInterval = "P1M"
     approval: ApprovalMode = "auto"
     trial_days: int | None = Field(default=None, ge=0)  # None: the plan's trial_days; 0: no trial
+    cycle_day: int | None = Field(default=None, ge=1, le=31)  # the account's billing day; None: start date
+    calendar_cycle: bool = False  # periods on the 1st of the month / quarter / year
 
     @property
     def effective_trial_days(self) -> int:

@@ -44,7 +44,7 @@ from services.lifecycle.domain.model import (
 from services.lifecycle.domain.table import Deny, lookup, variant_of
 from services.lifecycle.domain.timers import Timer, TimerKind, timer_changes
 from shared.contracts.commands import Timing
-from shared.periods import add_interval, period_containing
+from shared.periods import first_period, parse_interval, period_containing
 
 
 class AuditEntry(BaseModel):
@@ -196,11 +196,24 @@ def decide(
 
 
 def _first_period(state: SubscriptionState, day: date) -> dict[str, Any]:
-    """Fields that start a fresh paid period on ``day``, which becomes the billing anchor."""
+    """Fields that start a fresh paid period on ``day``.
+
+    By default ``day`` becomes the billing anchor. With an account billing day or calendar
+    billing the first period is a stub from ``day`` to the next boundary, and the anchor is
+    the boundary on or before ``day`` (billing prorates the stub against its full period).
+    """
+    month_based = parse_interval(state.billing_interval)[0] == "M"
+    anchor, anchor_day, start, end = first_period(
+        day,
+        state.billing_interval,
+        cycle_day=state.cycle_day if month_based else None,
+        calendar=state.calendar_cycle,
+    )
     return {
-        "billing_anchor": day,
-        "current_period_start": day,
-        "current_period_end": add_interval(day, state.billing_interval),
+        "billing_anchor": anchor,
+        "anchor_day": anchor_day,
+        "current_period_start": start,
+        "current_period_end": end,
     }
 
 
@@ -209,7 +222,9 @@ def _period_containing(state: SubscriptionState, day: date) -> tuple[date, date]
     # renewing on month ends (Feb 28/29, Mar 31, Apr 30 ...) instead of drifting to the 28th.
     if state.billing_anchor is None:
         raise AssertionError("a running period needs a billing anchor")
-    return period_containing(day, billing_anchor=state.billing_anchor, interval=state.billing_interval)
+    return period_containing(
+        day, billing_anchor=state.billing_anchor, interval=state.billing_interval, anchor_day=state.anchor_day
+    )
 
 
 def _ended(ctx: _Ctx, grace_days: int | None = None) -> SubscriptionState:
@@ -311,6 +326,8 @@ def _create(ctx: _Ctx) -> _Outcome:
         quantity=cmd.quantity,
         billing_interval=cmd.billing_interval,
         approval_mode=cmd.approval,
+        cycle_day=cmd.cycle_day,
+        calendar_cycle=cmd.calendar_cycle,
         approved_at=None if ctx.target is Status.PENDING_APPROVAL else ctx.at,
         requested_trial_days=trial_days,
         created_at=ctx.at,

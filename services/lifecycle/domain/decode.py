@@ -122,6 +122,8 @@ def decode_command(
             billing_interval=p.billing_interval or "P1M",  # type: ignore[arg-type]  # Create validates it
             approval=mode,
             trial_days=None if p.trial else 0,  # None: the plan's trial
+            cycle_day=p.cycle_day,
+            calendar_cycle=p.calendar_cycle,
         )
     if isinstance(p, wire.ChangePlanParams):
         target = plan_ref(catalog.plan(p.plan_id))

@@ -508,3 +508,36 @@ def test_renewal_catches_up_one_period_at_a_time() -> None:
     assert timer(d, TimerKind.RENEWAL_DUE).due_at == start_of_day(
         date(2024, 3, 10)
     )  # due: fires again at once
+
+
+# --- billing day independent of the start (issue 11) --------------------------------------------
+
+
+def test_account_billing_day_31_starts_with_a_stub_and_renews_on_month_ends() -> None:
+    """Kill Bill's account BCD: created Mar 5 with billing day 31, the first period is Mar 5 - Mar 31."""
+    created = datetime(2025, 3, 5, 10, tzinfo=UTC)
+    decision = apply(None, create(cycle_day=31), created)
+    state = decision.state
+    # The anchor is the boundary before the start, Feb 28 (clamped), returning to the 31st.
+    assert (state.billing_anchor, state.anchor_day) == (date(2025, 2, 28), 31)
+    assert (state.current_period_start, state.current_period_end) == (date(2025, 3, 5), date(2025, 3, 31))
+    activated = [e for e in decision.events if e.type == "SubscriptionActivated"]
+    assert [(e.period_start, e.period_end) for e in activated] == [(date(2025, 3, 5), date(2025, 3, 31))]  # type: ignore[attr-defined]
+    renewals: list[date] = []
+    for _ in range(3):
+        decision = fire(state, timer(decision, TimerKind.RENEWAL_DUE))
+        state = decision.state
+        renewals.append(state.current_period_start)  # type: ignore[arg-type]
+    assert renewals == [date(2025, 3, 31), date(2025, 4, 30), date(2025, 5, 31)]
+
+
+def test_calendar_billing_quarterly_periods_start_on_quarter_days() -> None:
+    """Lago's calendar billing: a quarterly subscription created May 10 runs May 10 - Jul 1, then Jul 1 - Oct 1."""
+    decision = apply(None, create(calendar_cycle=True, billing_interval="P3M"), datetime(2025, 5, 10, 8, tzinfo=UTC))
+    state = decision.state
+    assert (state.current_period_start, state.current_period_end) == (date(2025, 5, 10), date(2025, 7, 1))
+    decision = fire(state, timer(decision, TimerKind.RENEWAL_DUE))
+    assert (decision.state.current_period_start, decision.state.current_period_end) == (
+        date(2025, 7, 1),
+        date(2025, 10, 1),
+    )
