@@ -160,12 +160,22 @@ class Step(BaseModel):
 _NOT_ACTIONS = ("at", "before_renewal")
 
 
+class ScenarioAccount(BaseModel):
+    """``account: {billing_day}``: the account's billing cycle day (Kill Bill's BCD), 1..31."""
+
+    model_config = ConfigDict(extra="forbid")
+    billing_day: int | None = Field(default=None, ge=1, le=31)
+
+
 class Scenario(BaseModel):
     """A scenario file."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
+    source: str | None = Field(default=None, description="where the worked example comes from")
     customer: ScenarioCustomer = Field(default_factory=ScenarioCustomer)
+    account: ScenarioAccount | None = None
+    calendar_billing: bool = False
     plan: str
     quantity: int = 1
     billing_interval: str = "P1M"
@@ -314,7 +324,10 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         "effective_at": _at(scenario.start).isoformat().replace("+00:00", "Z"),
         "trial": scenario.trial,
     }
-    sub_id = subscription_id_of(order)
+    # A billing day or calendar billing is a term of the lifecycle's create command, which the
+    # direct order format does not carry: such scenarios send the create command themselves.
+    direct_create = scenario.calendar_billing or (scenario.account is not None and scenario.account.billing_day)
+    sub_id = derived_id("simulation", order["order_id"]) if direct_create else subscription_id_of(order)
     timeline = Timeline(sub_id)
     watched = [
         f"{ns}{t}"
@@ -421,12 +434,31 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         headers = [("som-test-clock", clock.encode())]
         if scenario.customer.country:
             headers.append(("country", scenario.customer.country.encode()))
-        await producer.send_and_wait(
-            f"{ns}{topics.inbound('direct')}",
-            value=json.dumps(order).encode(),
-            key=str(order["order_id"]).encode(),
-            headers=headers,
-        )
+        if direct_create:
+            c = scenario.customer
+            await command(
+                _at(scenario.start),
+                wire.CreateParams(
+                    plan_id=scenario.plan,
+                    quantity=scenario.quantity,
+                    billing_interval=scenario.billing_interval,
+                    currency=scenario.currency,
+                    customer=wire.Customer(
+                        customer_id=c.id, email=c.email, name=c.name, country=c.country, region=c.region
+                    ),
+                    trial=scenario.trial,
+                    clock=clock,
+                    cycle_day=scenario.account.billing_day if scenario.account else None,
+                    calendar_cycle=scenario.calendar_billing,
+                ),
+            )
+        else:
+            await producer.send_and_wait(
+                f"{ns}{topics.inbound('direct')}",
+                value=json.dumps(order).encode(),
+                key=str(order["order_id"]).encode(),
+                headers=headers,
+            )
         await settle()
         for step in scenario.steps:
             await advance_clock(pool, bootstrap, ns, clock, step.clock_target)

@@ -1,0 +1,62 @@
+"""Worked examples of the anchor billing systems, run by ``som simulate`` through the real workers.
+
+Each scenario file (``examples/scenarios/anchors/``) cites its source; the arithmetic is written
+here and in the file. Billing day independent of the start (Kill Bill BCD), calendar billing
+(Lago), same-day ordering of a seat change and the renewal, and ``invoice: now`` (Recurly /
+Chargebee).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Infra
+from tests.integration.test_simulate import _invoices, _simulate
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+D = Decimal
+
+
+def _billed(result: dict[str, Any]) -> list[tuple[str, Decimal, list[tuple[str, Decimal]]]]:
+    return [
+        (i["issue_date"], D(i["total"]), [(ln["kind"], D(ln["amount"])) for ln in i["lines"]])
+        for i in _invoices(result)
+    ]
+
+
+def test_kill_bill_account_bcd(migrated: Infra, tmp_path: Path) -> None:
+    result = _simulate(migrated, "anchors/killbill-account-bcd.yaml", tmp_path)
+    # 49.00 x 9/31 = 14.2258 -> 14.23 for Sep 16 - Sep 25; then full months on the 25th.
+    assert _billed(result) == [
+        ("2025-09-16", D("14.23"), [("recurring", D("14.23"))]),
+        ("2025-09-25", D("49.00"), [("recurring", D("49.00"))]),
+        ("2025-10-25", D("49.00"), [("recurring", D("49.00"))]),
+    ]
+
+
+def test_lago_calendar_billing(migrated: Infra, tmp_path: Path) -> None:
+    result = _simulate(migrated, "anchors/lago-calendar.yaml", tmp_path)
+    # 45.00 x 17/31 = 24.677 -> 24.68 for Jan 15 - Feb 1; then the 1st of each month.
+    assert [(d, t) for d, t, _ in _billed(result)] == [
+        ("2025-01-15", D("24.68")),
+        ("2025-02-01", D("45.00")),
+        ("2025-03-01", D("45.00")),
+    ]
+
+
+def test_seat_change_before_the_renewal_and_an_increase_invoiced_now(migrated: Infra, tmp_path: Path) -> None:
+    result = _simulate(migrated, "anchors/recurly-seats-renewal-day.yaml", tmp_path)
+    assert result["command_rejections"] == []
+    assert _billed(result) == [
+        ("2025-03-01", D("98.00"), [("recurring", D("98.00"))]),
+        # The 5 seats apply before the Apr 1 renewal: billed on it, not credited and re-billed later.
+        ("2025-04-01", D("245.00"), [("recurring", D("245.00"))]),
+        # invoice: now -> -122.50 + 147.00 = 24.50 at once (April: 30 days, 15 left).
+        ("2025-04-16", D("24.50"), [("proration_credit", D("-122.50")), ("proration_charge", D("147.00"))]),
+        ("2025-05-01", D("294.00"), [("recurring", D("294.00"))]),
+    ]
