@@ -326,7 +326,9 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
     }
     # A billing day or calendar billing is a term of the lifecycle's create command, which the
     # direct order format does not carry: such scenarios send the create command themselves.
-    direct_create = scenario.calendar_billing or (scenario.account is not None and scenario.account.billing_day)
+    direct_create = scenario.calendar_billing or (
+        scenario.account is not None and scenario.account.billing_day
+    )
     sub_id = derived_id("simulation", order["order_id"]) if direct_create else subscription_id_of(order)
     timeline = Timeline(sub_id)
     watched = [

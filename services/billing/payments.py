@@ -147,7 +147,11 @@ class Payments:
         rec, now = await self._context(uow, result.subscription_id)
         today = now.date()
         doc = await store.document(uow.conn, result.document_number, lock=True)
-        if doc is not None and doc.subscription_id == result.subscription_id and doc.document_type == "credit_note":
+        if (
+            doc is not None
+            and doc.subscription_id == result.subscription_id
+            and doc.document_type == "credit_note"
+        ):
             # The provider's answer to a refund request: recorded, nothing to collect.
             await uow.conn.execute(
                 "INSERT INTO billing.payment_attempts (document_number, attempt, outcome, failure_reason, "

@@ -24,6 +24,7 @@ from services.billing.domain import (
     Cancel,
     ChangePlan,
     ChangeQuantity,
+    Document,
     InvoicePending,
     Pause,
     RemoveAddon,
@@ -161,7 +162,7 @@ async def preview_change(
     )
     # Renewals due between the last one billed and the change's date run first, as the worker
     # would have run them (a renewal fires at midnight, before a change dated that day).
-    renewal_docs = []
+    renewal_docs: list[Document] = []
     include_on = not isinstance(command, Renew)
     while due := renewals_due(work.state, command.on, include_on=include_on):
         # One at a time: a renewal may apply a scheduled interval change that moves the next date.

@@ -80,9 +80,12 @@ class Plan(BaseModel):
     limits: dict[str, int] = Field(default_factory=dict)
     instances: int = 0
     charge_mode: ChargeMode = Field(
-        default="in_advance", description="in_advance: each period billed at its start; in_arrears: at its end"
+        default="in_advance",
+        description="in_advance: each period billed at its start; in_arrears: at its end",
     )
-    proration: ProrationOverride | None = Field(default=None, description="overrides the catalog's convention")
+    proration: ProrationOverride | None = Field(
+        default=None, description="overrides the catalog's convention"
+    )
 
     @property
     def billing_intervals(self) -> frozenset[str]:

@@ -87,7 +87,8 @@ class CreateParams(_Params):
         "clamped to month ends, after a prorated first stub; None: the start date",
     )
     calendar_cycle: bool = Field(
-        default=False, description="periods start on the 1st of the month, quarter or year (prorated first stub)"
+        default=False,
+        description="periods start on the 1st of the month, quarter or year (prorated first stub)",
     )
 
 
@@ -126,7 +127,8 @@ class ChangePlanParams(_Params):
         default=None, description="None: the plan-change rule (upgrades now, the rest at period end)"
     )
     invoice: Invoice | None = Field(
-        default=None, description="now: invoice the proration at once; next: with the next invoice; None: policy"
+        default=None,
+        description="now: invoice the proration at once; next: with the next invoice; None: policy",
     )
 
 
@@ -137,7 +139,8 @@ class ChangeQuantityParams(_Params):
     quantity: int = Field(ge=1)
     timing: Timing = Timing.IMMEDIATE
     invoice: Invoice | None = Field(
-        default=None, description="now: invoice the proration at once; next: with the next invoice; None: policy"
+        default=None,
+        description="now: invoice the proration at once; next: with the next invoice; None: policy",
     )
 
 

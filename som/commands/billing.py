@@ -177,7 +177,9 @@ def billing_balance(
             {
                 "currency": r["currency"],
                 "balance": str(r["balance"]),
-                "movements": [{k: (str(v) if v is not None else None) for k, v in m.items()} for m in r["movements"]],
+                "movements": [
+                    {k: (str(v) if v is not None else None) for k, v in m.items()} for m in r["movements"]
+                ],
             }
             for r in rows
         ]
@@ -188,7 +190,12 @@ def billing_balance(
         return
     for r in rows:
         t = Table(
-            "date", "movement", "amount", "balance", "subscription", "document",
+            "date",
+            "movement",
+            "amount",
+            "balance",
+            "subscription",
+            "document",
             title=f"account credit of {customer_id}: {r['balance']} {r['currency']}",
         )
         for m in r["movements"]:

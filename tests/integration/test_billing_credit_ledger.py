@@ -53,8 +53,12 @@ async def test_a_credit_note_of_one_subscription_pays_the_next_invoice_of_anothe
         running_workers(settings, db, names=WORKERS),
         TopicReader(bootstrap, f"{ns}{topics.PAYMENTS_REQUESTS}") as requests,
     ):
-        await command(settings, "create", a, at=start, clock=clock, plan_id="pro", quantity=1, customer=customer)
-        await command(settings, "create", b, at=start, clock=clock, plan_id="starter", quantity=1, customer=customer)
+        await command(
+            settings, "create", a, at=start, clock=clock, plan_id="pro", quantity=1, customer=customer
+        )
+        await command(
+            settings, "create", b, at=start, clock=clock, plan_id="starter", quantity=1, customer=customer
+        )
 
         async def both_invoiced() -> bool:
             n = await db.pool.fetchval(
@@ -74,7 +78,9 @@ async def test_a_credit_note_of_one_subscription_pays_the_next_invoice_of_anothe
         assert [(m["kind"], m["amount"]) for m in bal["movements"]] == [("credit_note", D("25.29"))]
 
         # B renews on Apr 1 (19.00): paid from the customer's credit, 6.29 left.
-        await advance_clock(db.pool, bootstrap, ns, clock, datetime(2025, 4, 1, 9, tzinfo=UTC), services=WORKERS)
+        await advance_clock(
+            db.pool, bootstrap, ns, clock, datetime(2025, 4, 1, 9, tzinfo=UTC), services=WORKERS
+        )
 
         async def consumed() -> dict[str, Any] | None:
             bal = await _balance(db, customer.customer_id)

@@ -617,7 +617,9 @@ def _change_items(
                         "recurring" if period[0] == on else "proration_charge"
                     )
                     _charge(draft, ctx, item, on, period[1], period, kind)
-            draft.update(charged_through=period[1], items=_start_arrears(draft.state, ctx, credit_from(on, conv)))
+            draft.update(
+                charged_through=period[1], items=_start_arrears(draft.state, ctx, credit_from(on, conv))
+            )
     else:
         affected = {i for i in old_by_id.keys() | new_by_id.keys() if old_by_id.get(i) != new_by_id.get(i)}
         if not affected:
@@ -628,8 +630,9 @@ def _change_items(
         billed = {i.item_id: i for i in draft.state.items}
         # Items the change leaves alone keep their accrual date; changed ones start afresh.
         new_items = tuple(
-            billed[i.item_id] if i.item_id not in affected and i.item_id in billed else
-            i.model_copy(update={"arrears_from": None})
+            billed[i.item_id]
+            if i.item_id not in affected and i.item_id in billed
+            else i.model_copy(update={"arrears_from": None})
             for i in new_items
         )
         draft.update(items=new_items, scheduled_change=scheduled)
@@ -653,7 +656,11 @@ def _net_lines(draft: _Draft, ctx: BillingContext, item_id: str, old_quantity: i
     The ledger of charged lines is unchanged (the old charge is still credited and the new
     one recorded): only the presentation differs.
     """
-    mine = [ln for ln in draft.lines if ln.item_id == item_id and ln.kind in ("proration_credit", "proration_charge")]
+    mine = [
+        ln
+        for ln in draft.lines
+        if ln.item_id == item_id and ln.kind in ("proration_credit", "proration_charge")
+    ]
     charges = [ln for ln in mine if ln.kind == "proration_charge"]
     if not charges or len(mine) < 2:
         return
@@ -989,7 +996,6 @@ def renewals_due(state: BillingState | None, on: date, *, include_on: bool = Tru
         if len(days) > 1000:  # a runaway preview date, not a real catch-up
             raise BillingError(f"{on} is more than 1000 renewals after {state.charged_through}")
     return days
-
 
 
 def apply(

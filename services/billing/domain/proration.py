@@ -21,7 +21,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
-
 from shared.catalog.conventions import ProrationConvention, Rounding, period_measure, span_measure
 from shared.money import from_minor, to_minor
 from shared.periods import days_between, period_length
@@ -157,9 +156,7 @@ def unused_credit(
     if convention == ACTUAL and period is None:
         fraction = remaining_fraction(change_date, service_period_start, service_period_end)
     else:
-        fraction = remaining_share(
-            convention, change_date, service_period_start, service_period_end, period
-        )
+        fraction = remaining_share(convention, change_date, service_period_start, service_period_end, period)
     target = prorate(charged_amount, fraction, currency, convention.rounding)
     if charged_amount >= 0:
         return max(Decimal(0), min(target, charged_amount) - already_credited)

@@ -31,7 +31,9 @@ from services.billing.domain.proration import split_by_days
 from shared.money import DecimalString, format_major, round_half_up
 from shared.periods import days_between, days_in_month, month_end_boundaries
 
-Account = Literal["accounts_receivable", "deferred_revenue", "revenue", "tax_payable", "customer_credit", "cash"]
+Account = Literal[
+    "accounts_receivable", "deferred_revenue", "revenue", "tax_payable", "customer_credit", "cash"
+]
 
 
 class Posting(BaseModel):

@@ -37,13 +37,20 @@ D = Decimal
 def arrears_ctx(ctx: BillingContext, *plan_ids: str) -> BillingContext:
     """The context whose catalog bills these plans in arrears."""
     plans = tuple(
-        p.model_copy(update={"charge_mode": "in_arrears"}) if p.id in plan_ids else p for p in ctx.catalog.plans
+        p.model_copy(update={"charge_mode": "in_arrears"}) if p.id in plan_ids else p
+        for p in ctx.catalog.plans
     )
     return replace(ctx, catalog=ctx.catalog.model_copy(update={"plans": plans}))
 
 
 def state(
-    unit: str, *, anchor: date, plan: str = "pro", interval: str = "P1M", currency: str = "USD", addon: str | None = None
+    unit: str,
+    *,
+    anchor: date,
+    plan: str = "pro",
+    interval: str = "P1M",
+    currency: str = "USD",
+    addon: str | None = None,
 ) -> BillingState:
     items = [Item(item_id="base", plan_id=plan, unit_amount=D(unit), price_date=anchor)]
     if addon:
@@ -111,7 +118,9 @@ def test_lago_pay_in_arrears_upgrade_bills_used_days_at_once(ctx: BillingContext
     )
     s = state("100.00", anchor=date(2025, 1, 1), currency="EUR")
     active = apply(s, Activate(on=date(2025, 1, 1)), c)
-    up = apply(active.state, ChangePlan(on=date(2025, 1, 15), plan_id="enterprise", unit_amount=D("300.00")), c)
+    up = apply(
+        active.state, ChangePlan(on=date(2025, 1, 15), plan_id="enterprise", unit_amount=D("300.00")), c
+    )
     assert lines(up) == [("invoice", "proration_charge", D("45.16"))]
     feb = apply(up.state, Renew(on=date(2025, 2, 1)), c)
     # Enterprise Jan 15..31 = 17 days: 17/31 x 300 = 164.516 -> 164.52.
@@ -160,7 +169,9 @@ def test_advance_and_arrears_totals_match_over_a_year(
     start_offset = data.draw(st.integers(0, (add_interval(anchor, interval) - anchor).days - 1))
     start = anchor - timedelta(days=start_offset)  # in the period that ends on the anchor
     cmds: list[BillingCommand] = [Activate(on=start)]
-    cmds += [Renew(on=add_interval(anchor, interval, k)) for k in range(0 if start_offset else 1, periods + 1)]
+    cmds += [
+        Renew(on=add_interval(anchor, interval, k)) for k in range(0 if start_offset else 1, periods + 1)
+    ]
     outs = run(s, c, *cmds)
     before = [s] + [o.state for o in outs[:-1]]
     for prior, cmd, out in zip(before, cmds, outs, strict=True):

@@ -27,7 +27,6 @@ from services.billing.domain import (
     to_invoice_issued,
 )
 from services.billing.domain.engine import renewals_due
-from services.billing.domain.policy import QuantityChangePolicy
 from shared.contracts import events as ev
 from shared.contracts.commands import Timing
 
@@ -68,7 +67,9 @@ def test_recurly_quantity_increase_is_one_line_for_the_difference(ctx: BillingCo
     s = apply(state("10.00", date(2025, 4, 1), quantity=5), Activate(on=date(2025, 4, 1)), ctx).state
     cmd = ChangeQuantity(on=date(2025, 4, 16), quantity=8, invoicing="invoice_immediately")
     diff = apply(s, cmd, presenting(ctx, "difference"))
-    assert [(ln.kind, ln.quantity, ln.amount) for ln in diff.documents[0].lines] == [("proration_charge", 3, D("15.00"))]
+    assert [(ln.kind, ln.quantity, ln.amount) for ln in diff.documents[0].lines] == [
+        ("proration_charge", 3, D("15.00"))
+    ]
     both = apply(s, cmd, presenting(ctx, "credit_and_charge"))
     assert [(ln.kind, ln.amount) for ln in both.documents[0].lines] == [
         ("proration_credit", D("-25.00")),
@@ -87,7 +88,11 @@ def test_chargebee_immediate_prorated_quantity_decrease(ctx: BillingContext) -> 
     c = presenting(ctx, "difference")
     s = apply(state("10.00", date(2025, 4, 1), quantity=8), Activate(on=date(2025, 4, 1)), c).state
     out = apply(
-        s, ChangeQuantity(on=date(2025, 4, 16), quantity=5, timing=Timing.IMMEDIATE, invoicing="invoice_immediately"), c
+        s,
+        ChangeQuantity(
+            on=date(2025, 4, 16), quantity=5, timing=Timing.IMMEDIATE, invoicing="invoice_immediately"
+        ),
+        c,
     )
     (note,) = out.documents
     assert note.document_type == "credit_note" and note.total == D("-15.00")
@@ -105,7 +110,13 @@ def test_stripe_interval_change_resets_the_anchor(ctx: BillingContext) -> None:
     Kill Bill's "realign" and the ``keep`` policy: keeping the 1st bills Mar 16 - Mar 1 2026 = 350/365 x 490 = 469.863 -> 469.86.
     """
     s = apply(state("49.00", date(2025, 3, 1)), Activate(on=date(2025, 3, 1)), ctx).state
-    cmd = ChangePlan(on=date(2025, 3, 16), plan_id="pro", billing_interval="P1Y", unit_amount=D("490.00"), timing=Timing.IMMEDIATE)
+    cmd = ChangePlan(
+        on=date(2025, 3, 16),
+        plan_id="pro",
+        billing_interval="P1Y",
+        unit_amount=D("490.00"),
+        timing=Timing.IMMEDIATE,
+    )
     out = apply(s, cmd, ctx)
     assert sorted(ln.amount for ln in out.new_pending) == [D("-25.29"), D("490.00")]
     assert out.state.charged_through == date(2026, 3, 16)
@@ -125,12 +136,20 @@ def test_zuora_annual_to_monthly_at_period_end(ctx: BillingContext) -> None:
     s = apply(state("490.00", date(2025, 1, 1), interval="P1Y"), Activate(on=date(2025, 1, 1)), ctx).state
     out = apply(
         s,
-        ChangePlan(on=date(2025, 6, 1), plan_id="pro", billing_interval="P1M", unit_amount=D("49.00"), timing=Timing.PERIOD_END),
+        ChangePlan(
+            on=date(2025, 6, 1),
+            plan_id="pro",
+            billing_interval="P1M",
+            unit_amount=D("49.00"),
+            timing=Timing.PERIOD_END,
+        ),
         ctx,
     )
     assert out.documents == () and out.new_pending == ()
     jan = apply(out.state, Renew(on=date(2026, 1, 1)), ctx)
-    assert [(ln.service_period_end, ln.amount) for ln in jan.documents[0].lines] == [(date(2026, 2, 1), D("49.00"))]
+    assert [(ln.service_period_end, ln.amount) for ln in jan.documents[0].lines] == [
+        (date(2026, 2, 1), D("49.00"))
+    ]
 
 
 def test_invoice_now_or_next_per_change(ctx: BillingContext) -> None:
@@ -152,7 +171,9 @@ def test_zero_rate_credit_has_no_negative_zero_tax(ctx: BillingContext) -> None:
     doc = out.documents[0]
     assert doc.lines[0].amount < 0
     customer = ev.Customer(customer_id="c")
-    published = json.loads(to_invoice_issued(doc, document_number="CN-1", customer=customer).model_dump_json())
+    published = json.loads(
+        to_invoice_issued(doc, document_number="CN-1", customer=customer).model_dump_json()
+    )
     assert published["lines"][0]["tax_amount"] == "0.00"
     assert published["tax"] == "0.00"
 

@@ -157,10 +157,10 @@ def test_credit_plus_used_equals_charged(
     charged = from_minor(minor, currency)
     period = (anchor, add_interval(anchor, interval))
     line_start = data.draw(st.dates(min_value=period[0], max_value=period[1] - timedelta(days=1)))
-    on = data.draw(st.dates(min_value=line_start - timedelta(days=3), max_value=period[1] + timedelta(days=3)))
-    credit = unused_credit(
-        charged, line_start, period[1], on, currency, convention=conv, period=period
+    on = data.draw(
+        st.dates(min_value=line_start - timedelta(days=3), max_value=period[1] + timedelta(days=3))
     )
+    credit = unused_credit(charged, line_start, period[1], on, currency, convention=conv, period=period)
     used = used_amount(charged, line_start, period[1], on, currency, convention=conv, period=period)
     assert credit + used == charged
     assert 0 <= credit <= charged

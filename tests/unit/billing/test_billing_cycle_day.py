@@ -50,7 +50,9 @@ def started(
     )
 
 
-def amounts(state: BillingState, ctx: BillingContext, cmd: Activate | Renew) -> list[tuple[date, date, Decimal]]:
+def amounts(
+    state: BillingState, ctx: BillingContext, cmd: Activate | Renew
+) -> list[tuple[date, date, Decimal]]:
     out = apply(state, cmd, ctx)
     return [
         (ln.service_period_start, ln.service_period_end, ln.amount)  # type: ignore[misc]
@@ -66,9 +68,13 @@ def test_kill_bill_account_bcd_examples(ctx: BillingContext) -> None:
     BCD 17, start Sep 25: stub Sep 25 - Oct 17 of Sep 17 - Oct 17 (30 days): 22/30 x 24.95 = 18.297 -> 18.30.
     """
     s = started("24.95", date(2025, 9, 16), cycle_day=25)
-    assert amounts(s, ctx, Activate(on=date(2025, 9, 16))) == [(date(2025, 9, 16), date(2025, 9, 25), D("7.24"))]
+    assert amounts(s, ctx, Activate(on=date(2025, 9, 16))) == [
+        (date(2025, 9, 16), date(2025, 9, 25), D("7.24"))
+    ]
     s = started("24.95", date(2025, 9, 25), cycle_day=17)
-    assert amounts(s, ctx, Activate(on=date(2025, 9, 25))) == [(date(2025, 9, 25), date(2025, 10, 17), D("18.30"))]
+    assert amounts(s, ctx, Activate(on=date(2025, 9, 25))) == [
+        (date(2025, 9, 25), date(2025, 10, 17), D("18.30"))
+    ]
 
 
 def test_lago_calendar_billing_prorates_the_first_period(ctx: BillingContext) -> None:
@@ -81,9 +87,13 @@ def test_lago_calendar_billing_prorates_the_first_period(ctx: BillingContext) ->
     first = apply(s, Activate(on=date(2025, 1, 15)), ctx)
     assert [ln.amount for ln in first.documents[0].lines] == [D("54.84")]
     assert first.state.charged_through == date(2025, 2, 1)
-    assert amounts(first.state, ctx, Renew(on=date(2025, 2, 1))) == [(date(2025, 2, 1), date(2025, 3, 1), D("100.00"))]
+    assert amounts(first.state, ctx, Renew(on=date(2025, 2, 1))) == [
+        (date(2025, 2, 1), date(2025, 3, 1), D("100.00"))
+    ]
     q = started("300.00", date(2025, 5, 10), "P3M", calendar=True)
-    assert amounts(q, ctx, Activate(on=date(2025, 5, 10))) == [(date(2025, 5, 10), date(2025, 7, 1), D("171.43"))]
+    assert amounts(q, ctx, Activate(on=date(2025, 5, 10))) == [
+        (date(2025, 5, 10), date(2025, 7, 1), D("171.43"))
+    ]
 
 
 def test_stripe_billing_cycle_anchor_and_backdate(ctx: BillingContext) -> None:
@@ -95,7 +105,9 @@ def test_stripe_billing_cycle_anchor_and_backdate(ctx: BillingContext) -> None:
     February are invoiced at once (20.00 + 20.00); the anchor stays on the 1st (next renewal Mar 1).
     """
     s = started("30.00", date(2025, 9, 15), anchor=date(2025, 10, 1))
-    assert amounts(s, ctx, Activate(on=date(2025, 9, 15))) == [(date(2025, 9, 15), date(2025, 10, 1), D("16.00"))]
+    assert amounts(s, ctx, Activate(on=date(2025, 9, 15))) == [
+        (date(2025, 9, 15), date(2025, 10, 1), D("16.00"))
+    ]
     b = started("20.00", date(2025, 1, 1))
     out = apply(b, Activate(on=date(2025, 1, 1), through=date(2025, 2, 14)), ctx)
     assert [(ln.service_period_start, ln.amount) for ln in out.documents[0].lines] == [

@@ -79,6 +79,8 @@ CONVENTIONS = st.builds(
 def with_convention(ctx: BillingContext, convention: ProrationConvention) -> BillingContext:
     """The context with the catalog's proration convention replaced."""
     return replace(ctx, catalog=ctx.catalog.model_copy(update={"proration": convention}))
+
+
 TIMINGS: st.SearchStrategy[Timing | None] = st.sampled_from([None, "immediate", "period_end"])
 INVOICING: st.SearchStrategy[Invoicing | None] = st.sampled_from([None, "pending", "invoice_immediately"])
 
@@ -244,8 +246,10 @@ def test_random_histories_keep_every_invariant(ctx: BillingContext, sc: dict[str
         before = credit
         for doc in out.documents:
             # A credit note (settled first) and an invoice may come from one command: thread the balance.
-            after = before + doc.credit_to_account if doc.document_type == "credit_note" else (
-                before - doc.credits_applied
+            after = (
+                before + doc.credit_to_account
+                if doc.document_type == "credit_note"
+                else (before - doc.credits_applied)
             )
             check_document(doc, before, after)
             if doc.document_type == "credit_note":

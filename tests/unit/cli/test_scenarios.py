@@ -68,7 +68,13 @@ def test_old_scenarios_stay_valid_and_each_step_sends_a_typed_command(tmp_path: 
     commands = [step_command(s) for s in load_scenario(f).steps]
     assert [c.model_dump(mode="json", exclude_defaults=False) if c else None for c in commands] == [
         # `invoice` (issue 11) is a new optional field: None leaves it to the billing policy.
-        {"command": "change_plan", "plan_id": "starter", "quantity": None, "timing": "period_end", "invoice": None},
+        {
+            "command": "change_plan",
+            "plan_id": "starter",
+            "quantity": None,
+            "timing": "period_end",
+            "invoice": None,
+        },
         {"command": "change_quantity", "quantity": 4, "timing": "period_end", "invoice": None},
         {"command": "change_quantity", "quantity": 5, "timing": "immediate", "invoice": None},
         {"command": "cancel", "timing": "period_end"},
@@ -117,7 +123,13 @@ def test_invoice_time_of_day_and_before_renewal_steps(tmp_path: Path) -> None:
     assert steps[1].moment == datetime(2025, 3, 11, 9, 30, tzinfo=UTC)
     # Before the renewal: effective at 00:00, the clock stops just short of it (the renewal timer waits).
     assert steps[2].moment == datetime(2025, 4, 1, tzinfo=UTC)
-    assert steps[2].clock_target < steps[2].moment and steps[2].clock_target.date().isoformat() == "2025-03-31"
-    f.write_text(NEW_KEYS.replace("change_plan: {plan: enterprise, invoice: now}", "change_plan: {plan: x, invoice: later}"))
+    assert (
+        steps[2].clock_target < steps[2].moment and steps[2].clock_target.date().isoformat() == "2025-03-31"
+    )
+    f.write_text(
+        NEW_KEYS.replace(
+            "change_plan: {plan: enterprise, invoice: now}", "change_plan: {plan: x, invoice: later}"
+        )
+    )
     with pytest.raises(ScenarioError, match="invoice"):
         load_scenario(f)

@@ -533,7 +533,9 @@ def test_account_billing_day_31_starts_with_a_stub_and_renews_on_month_ends() ->
 
 def test_calendar_billing_quarterly_periods_start_on_quarter_days() -> None:
     """Lago's calendar billing: a quarterly subscription created May 10 runs May 10 - Jul 1, then Jul 1 - Oct 1."""
-    decision = apply(None, create(calendar_cycle=True, billing_interval="P3M"), datetime(2025, 5, 10, 8, tzinfo=UTC))
+    decision = apply(
+        None, create(calendar_cycle=True, billing_interval="P3M"), datetime(2025, 5, 10, 8, tzinfo=UTC)
+    )
     state = decision.state
     assert (state.current_period_start, state.current_period_end) == (date(2025, 5, 10), date(2025, 7, 1))
     decision = fire(state, timer(decision, TimerKind.RENEWAL_DUE))
