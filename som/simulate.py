@@ -52,15 +52,17 @@ class _Action(BaseModel):
 
 
 class ChangePlanAction(_Action):
-    """``change_plan: {plan, timing?, quantity?, invoice?}``; without timing the plan-change rule decides.
+    """``change_plan: {plan, timing?, quantity?, billing_interval?, invoice?}``.
 
-    ``invoice: now`` invoices the proration at once, ``next`` rolls it into the next invoice;
-    unset, the billing policy decides.
+    Without timing the plan-change rule decides. ``billing_interval`` changes the interval (the
+    cycle restarts on the change date, or at the period end). ``invoice: now`` invoices the
+    proration at once, ``next`` rolls it into the next invoice; unset, the billing policy decides.
     """
 
     plan: str
     timing: TimingInput | None = None
     quantity: int | None = None
+    billing_interval: str | None = None
     invoice: Invoice | None = None
 
 
@@ -209,7 +211,13 @@ def step_command(step: Step) -> CommandParams | None:
     """The lifecycle command a step sends; ``None`` for steps that are no command (payments, advance)."""
     if step.change_plan is not None:
         c = step.change_plan
-        return wire.ChangePlanParams(plan_id=c.plan, quantity=c.quantity, timing=c.timing, invoice=c.invoice)
+        return wire.ChangePlanParams(
+            plan_id=c.plan,
+            quantity=c.quantity,
+            timing=c.timing,
+            billing_interval=c.billing_interval,
+            invoice=c.invoice,
+        )
     if step.change_quantity is not None:
         q = step.change_quantity
         if isinstance(q, int):

@@ -121,6 +121,7 @@ def steps_for(event: lc.DomainEvent) -> list[Step]:
                     quantity=event.to_quantity,
                     timing=Timing.IMMEDIATE,
                     invoicing=_invoicing(event.invoice),
+                    billing_interval=event.billing_interval,
                 ),
                 "change",
             )
@@ -195,8 +196,11 @@ def align(
     sc = state.scheduled_change
     due = sc is not None and sc.effective_on <= on
     upcoming = sc.items if sc is not None and due else state.items
+    upcoming_interval = (sc.billing_interval if sc is not None and due else None) or state.billing_interval
     desired = snapshot_items(snapshot, previous=upcoming, on=on)
-    if _terms(upcoming) == _terms(desired):
+    # The lifecycle owns the interval too: a change of interval at this boundary restarts the cycle.
+    interval = snapshot.billing_interval if snapshot.billing_interval != upcoming_interval else None
+    if _terms(upcoming) == _terms(desired) and interval is None:
         return state, None
     charged_from_on = (
         state.paused_since is None and state.charged_through is not None and state.charged_through > on
@@ -207,5 +211,10 @@ def align(
         return state.model_copy(update={"items": desired, "scheduled_change": None if due else sc}), (
             f"items aligned with the lifecycle on resume {on}"
         )
-    change = ScheduledChange(effective_on=on, items=desired, reason="lifecycle terms for the new period")
+    change = ScheduledChange(
+        effective_on=on,
+        items=desired,
+        billing_interval=interval or (sc.billing_interval if sc is not None and due else None),
+        reason="lifecycle terms for the new period",
+    )
     return state.model_copy(update={"scheduled_change": change}), f"items aligned with the lifecycle on {on}"

@@ -126,6 +126,11 @@ class ChangePlanParams(_Params):
     timing: Timing | None = Field(
         default=None, description="None: the plan-change rule (upgrades now, the rest at period end)"
     )
+    billing_interval: str | None = Field(
+        default=None,
+        description="a new billing interval (P1M, P3M, P1Y): the cycle restarts on the change date "
+        "(immediate) or on the period end; None: keep the interval",
+    )
     invoice: Invoice | None = Field(
         default=None,
         description="now: invoice the proration at once; next: with the next invoice; None: policy",

@@ -142,6 +142,7 @@ class PlanChanged(DomainEvent):
     to_quantity: int
     timing: Timing
     invoice: Literal["now", "next"] | None = None  # the command's choice; None: billing policy
+    billing_interval: str | None = None  # the new interval when it changes; the cycle restarts
     period_start: date | None
     period_end: date | None
 

@@ -60,3 +60,15 @@ def test_seat_change_before_the_renewal_and_an_increase_invoiced_now(migrated: I
         ("2025-04-16", D("24.50"), [("proration_credit", D("-122.50")), ("proration_charge", D("147.00"))]),
         ("2025-05-01", D("294.00"), [("recurring", D("294.00"))]),
     ]
+
+
+def test_interval_changes_now_and_at_the_period_end(migrated: Infra, tmp_path: Path) -> None:
+    result = _simulate(migrated, "anchors/stripe-zuora-interval-change.yaml", tmp_path)
+    assert result["command_rejections"] == []
+    assert _billed(result) == [
+        ("2025-03-01", D("49.00"), [("recurring", D("49.00"))]),
+        # -25.29 (16/31 of March) + 490.00 (a year from Mar 16) = 464.71, invoiced at once.
+        ("2025-03-16", D("464.71"), [("proration_credit", D("-25.29")), ("recurring", D("490.00"))]),
+        ("2026-03-16", D("49.00"), [("recurring", D("49.00"))]),
+        ("2026-04-16", D("49.00"), [("recurring", D("49.00"))]),
+    ]

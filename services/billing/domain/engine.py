@@ -591,6 +591,9 @@ def _change_items(
         except BillingError:
             pass
     interval_changes = new_interval is not None and new_interval != state.billing_interval
+    if interval_changes:
+        # A new interval bills a new period in advance from today: it is invoiced now.
+        rule = ChangeRule(timing=rule.timing, invoicing="invoice_immediately")
     conv = ctx.catalog.proration_for(state.item(BASE_ITEM).plan_id if _has_base(state) else "")
     charged_now = (
         state.paused_since is None and state.charged_through is not None and state.charged_through > on

@@ -94,6 +94,7 @@ class ChangePlan(CommandBase):
     timing: Timing = Timing.IMMEDIATE
     quantity: int | None = None  # None: keep the current quantity
     invoice: Literal["now", "next"] | None = None  # passed on to billing; None: its policy
+    billing_interval: BillingInterval | None = None  # a new interval; the cycle restarts
 
 
 class ChangeQuantity(CommandBase):

@@ -44,7 +44,7 @@ from services.lifecycle.domain.model import (
 from services.lifecycle.domain.table import Deny, lookup, variant_of
 from services.lifecycle.domain.timers import Timer, TimerKind, timer_changes
 from shared.contracts.commands import Timing
-from shared.periods import first_period, parse_interval, period_containing
+from shared.periods import add_interval, first_period, parse_interval, period_containing
 
 
 class AuditEntry(BaseModel):
@@ -269,6 +269,9 @@ def _plan_changed(
         to_quantity=to_quantity,
         timing=timing,
         invoice=change.invoice if isinstance(change, ChangePlan) else None,
+        billing_interval=change.billing_interval
+        if change.billing_interval != state.billing_interval
+        else None,
         period_start=period[0],
         period_end=period[1],
     )
@@ -282,8 +285,19 @@ def _apply_due_change(
     if change is None or change.effective_on > period[0]:
         return {}, []
     quantity = state.quantity if change.quantity is None else change.quantity
+    cycle: dict[str, Any] = {}
+    if change.billing_interval is not None and change.billing_interval != state.billing_interval:
+        # A new interval restarts the cycle at the boundary where it applies.
+        start = period[0]
+        period = (start, add_interval(start, change.billing_interval))
+        cycle = {
+            "billing_interval": change.billing_interval,
+            "billing_anchor": start,
+            "anchor_day": None,
+            "current_period_end": period[1],
+        }
     event: ev.DomainEvent
-    if change.plan.plan_id == state.plan.plan_id:  # a scheduled seat change
+    if change.plan.plan_id == state.plan.plan_id and not cycle:  # a scheduled seat change
         event = ctx.event(
             ev.QuantityChanged,
             plan_id=state.plan.plan_id,
@@ -293,7 +307,7 @@ def _apply_due_change(
         )
     else:
         event = _plan_changed(ctx, change, state, quantity, Timing.PERIOD_END, period)
-    return {"plan": change.plan, "quantity": quantity, "scheduled_change": None}, [event]
+    return {"plan": change.plan, "quantity": quantity, "scheduled_change": None, **cycle}, [event]
 
 
 def _dropped(ctx: _Ctx, change: ScheduledPlanChange) -> ev.ScheduledPlanChangeDropped:
@@ -416,31 +430,48 @@ def _change_plan(ctx: _Ctx) -> _Outcome:
     assert isinstance(cmd, ChangePlan)
     if cmd.plan.kind != "base":
         return Deny(Reason.INVALID_PLAN, f"{cmd.plan.plan_id} is an add-on, not a base plan")
-    if cmd.plan.plan_id == cur.plan.plan_id:
+    new_interval = cmd.billing_interval if cmd.billing_interval != cur.billing_interval else None
+    if cmd.plan.plan_id == cur.plan.plan_id and new_interval is None:
         return Deny(Reason.NO_CHANGE, f"already on {cur.plan.plan_id} (change_quantity changes seats)")
     quantity = cur.quantity if cmd.quantity is None else cmd.quantity
     if problem := _quantity_problem(cmd.plan, quantity):
         return problem
     if cmd.timing is Timing.IMMEDIATE:
         # An immediate change supersedes a scheduled one.
-        state = ctx.moved(plan=cmd.plan, quantity=quantity, scheduled_change=None)
+        cycle: dict[str, Any] = {}
+        if new_interval is not None:
+            # A new interval restarts the cycle on the change date (Stripe resets the anchor).
+            day = ctx.at.date()
+            cycle = {
+                "billing_interval": new_interval,
+                "billing_anchor": day,
+                "anchor_day": None,
+                "current_period_start": day,
+                "current_period_end": add_interval(day, new_interval),
+            }
+        state = ctx.moved(plan=cmd.plan, quantity=quantity, scheduled_change=None, **cycle)
         events: list[ev.DomainEvent] = []
         if cur.scheduled_change is not None:
             events.append(_dropped(ctx, cur.scheduled_change))
-        period = (cur.current_period_start, cur.current_period_end)
+        period = (state.current_period_start, state.current_period_end)
         events.append(_plan_changed(ctx, cmd, cur, quantity, Timing.IMMEDIATE, period))
         return state, events
     assert cur.current_period_end is not None  # the table allows period_end only with a running period
     change = ScheduledPlanChange(
         plan=cmd.plan,
         quantity=cmd.quantity,
+        billing_interval=new_interval,
         effective_on=cur.current_period_end,
         requested_at=ctx.at,
         actor=cmd.actor,
         reason=cmd.reason,
     )
     old = cur.scheduled_change
-    if old is not None and (old.plan, old.quantity) == (change.plan, change.quantity):
+    if old is not None and (old.plan, old.quantity, old.billing_interval) == (
+        change.plan,
+        change.quantity,
+        change.billing_interval,
+    ):
         return Deny(Reason.NO_CHANGE, "this plan change is already scheduled")
     return ctx.moved(scheduled_change=change), [
         ctx.event(
@@ -563,6 +594,7 @@ def _resume(ctx: _Ctx) -> _Outcome:
     # Billing resumes on the cycle: the current period is the anchored one containing the resume day.
     start, end = _period_containing(cur, ctx.at.date())
     changes, events = _apply_due_change(ctx, cur, (start, end))
+    end = changes.pop("current_period_end", end)
     state = ctx.moved(
         paused_at=None, resume_on=None, current_period_start=start, current_period_end=end, **changes
     )
@@ -666,6 +698,7 @@ def _renew(ctx: _Ctx) -> _Outcome:
     # One period per renew: a late scheduler catches up one invoice at a time.
     start, end = _period_containing(cur, cur.current_period_end)
     changes, events = _apply_due_change(ctx, cur, (start, end))
+    end = changes.pop("current_period_end", end)
     state = ctx.moved(current_period_start=start, current_period_end=end, **changes)
     renewed = ctx.event(
         ev.SubscriptionRenewed,

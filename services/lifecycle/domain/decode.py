@@ -126,12 +126,22 @@ def decode_command(
             calendar_cycle=p.calendar_cycle,
         )
     if isinstance(p, wire.ChangePlanParams):
-        target = plan_ref(catalog.plan(p.plan_id))
+        plan = catalog.plan(p.plan_id)
+        if p.billing_interval is not None and p.billing_interval not in plan.billing_intervals:
+            raise CommandNotUnderstood(f"plan {plan.id} has no {p.billing_interval} price")
+        target = plan_ref(plan)
         timing = p.timing
         if timing is None:  # the plan-change rule: upgrades now, the rest at period end
             upgrade = current is None or target.tier >= current.plan.tier
             timing = Timing.IMMEDIATE if upgrade else Timing.PERIOD_END
-        return ChangePlan(**common, plan=target, timing=timing, quantity=p.quantity, invoice=p.invoice)  # type: ignore[arg-type]
+        return ChangePlan(
+            **common,  # type: ignore[arg-type]
+            plan=target,
+            timing=timing,
+            quantity=p.quantity,
+            invoice=p.invoice,
+            billing_interval=p.billing_interval,  # type: ignore[arg-type]  # checked against the plan's prices
+        )
     if isinstance(p, wire.ChangeQuantityParams):
         return ChangeQuantity(**common, quantity=p.quantity, timing=p.timing, invoice=p.invoice)  # type: ignore[arg-type]
     if isinstance(p, wire.AddAddonParams):

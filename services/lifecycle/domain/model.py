@@ -123,6 +123,7 @@ class ScheduledPlanChange(BaseModel):
 
     plan: PlanRef
     quantity: int | None = None  # None: keep the quantity the subscription has when the change applies
+    billing_interval: BillingInterval | None = None  # a new interval; None: keep it
     effective_on: date  # the period boundary it applies at
     requested_at: AwareDatetime
     actor: str

@@ -118,12 +118,14 @@ def test_stripe_interval_change_resets_the_anchor(ctx: BillingContext) -> None:
         timing=Timing.IMMEDIATE,
     )
     out = apply(s, cmd, ctx)
-    assert sorted(ln.amount for ln in out.new_pending) == [D("-25.29"), D("490.00")]
+    # The new period is billed in advance from today, so the change is invoiced at once: 464.71.
+    assert sorted(ln.amount for d in out.documents for ln in d.lines) == [D("-25.29"), D("490.00")]
+    assert [d.total for d in out.documents] == [D("464.71")]
     assert out.state.charged_through == date(2026, 3, 16)
     pc = ctx.policy.plan_change.model_copy(update={"interval_change_anchor": "keep"})
     keep = replace(ctx, policy=ctx.policy.model_copy(update={"plan_change": pc}))
     kept = apply(s, cmd, keep)
-    assert sorted(ln.amount for ln in kept.new_pending) == [D("-25.29"), D("469.86")]
+    assert sorted(ln.amount for d in kept.documents for ln in d.lines) == [D("-25.29"), D("469.86")]
     assert kept.state.charged_through == date(2026, 3, 1)
 
 

@@ -553,7 +553,9 @@ def test_tax_exempt_and_region_rates(ctx: BillingContext, make_state: StateFacto
 def test_interval_change_restarts_the_cycle(ctx: BillingContext, make_state: StateFactory) -> None:
     """Pro monthly -> pro yearly on 2024-04-16 (sidegrade, immediate): the new cycle is anchored on Apr 16.
 
-    Credit 15/30 x 49.00 = -24.50; charge a full year [2024-04-16, 2025-04-16) = 490.00.
+    Credit 15/30 x 49.00 = -24.50; charge a full year [2024-04-16, 2025-04-16) = 490.00. The new
+    period is billed in advance from the change day, so the change is invoiced at once (465.50), not
+    parked for the renewal a year later.
     """
     state = make_state(anchor=date(2024, 4, 1))
     _, change = run(
@@ -562,18 +564,12 @@ def test_interval_change_restarts_the_cycle(ctx: BillingContext, make_state: Sta
         Activate(on=date(2024, 4, 1)),
         ChangePlan(on=date(2024, 4, 16), plan_id="pro", billing_interval="P1Y"),
     )
-    assert [(line.kind, line.amount) for line in change.new_pending] == [
-        ("proration_credit", D("-24.50")),
-        ("recurring", D("490.00")),
-    ]
+    assert amounts(change) == [("proration_credit", D("-24.50")), ("recurring", D("490.00"))]
+    assert change.documents[0].total == D("465.50") and change.new_pending == ()
     assert change.state.billing_anchor == date(2024, 4, 16)
     assert change.state.charged_through == date(2025, 4, 16)
     [renewal] = run(change.state, ctx, Renew(on=date(2025, 4, 16)))
-    assert amounts(renewal) == [
-        ("proration_credit", D("-24.50")),
-        ("recurring", D("490.00")),
-        ("recurring", D("490.00")),
-    ]
+    assert amounts(renewal) == [("recurring", D("490.00"))]
 
 
 def test_two_changes_in_one_period_credit_what_was_actually_charged(

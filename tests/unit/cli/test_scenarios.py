@@ -67,12 +67,13 @@ def test_old_scenarios_stay_valid_and_each_step_sends_a_typed_command(tmp_path: 
     f.write_text(OLD_SCENARIO)
     commands = [step_command(s) for s in load_scenario(f).steps]
     assert [c.model_dump(mode="json", exclude_defaults=False) if c else None for c in commands] == [
-        # `invoice` (issue 11) is a new optional field: None leaves it to the billing policy.
+        # `billing_interval` and `invoice` (issue 11) are new optional fields: None leaves it to the billing policy.
         {
             "command": "change_plan",
             "plan_id": "starter",
             "quantity": None,
             "timing": "period_end",
+            "billing_interval": None,
             "invoice": None,
         },
         {"command": "change_quantity", "quantity": 4, "timing": "period_end", "invoice": None},

@@ -543,3 +543,36 @@ def test_calendar_billing_quarterly_periods_start_on_quarter_days() -> None:
         date(2025, 7, 1),
         date(2025, 10, 1),
     )
+
+
+def test_interval_change_now_restarts_the_cycle_and_at_period_end_on_the_boundary() -> None:
+    """Monthly -> yearly now: the cycle restarts on the change day. Yearly -> monthly at the period end."""
+    state = step(None, create(), datetime(2025, 3, 1, 9, tzinfo=UTC))
+    decision = apply(
+        state,
+        cmd("change_plan", plan=PRO.model_dump(), billing_interval="P1Y", timing="immediate"),
+        datetime(2025, 3, 16, 12, tzinfo=UTC),
+    )
+    s = decision.state
+    assert (s.billing_interval, s.billing_anchor, s.current_period_start, s.current_period_end) == (
+        "P1Y",
+        date(2025, 3, 16),
+        date(2025, 3, 16),
+        date(2026, 3, 16),
+    )
+    [changed] = [e for e in decision.events if e.type == "PlanChanged"]
+    assert changed.billing_interval == "P1Y"  # type: ignore[attr-defined]
+    later = apply(
+        s,
+        cmd("change_plan", plan=PRO.model_dump(), billing_interval="P1M", timing="period_end"),
+        datetime(2025, 6, 1, 12, tzinfo=UTC),
+    )
+    assert later.state.billing_interval == "P1Y" and later.state.scheduled_change is not None
+    renewed = fire(later.state, timer(later, TimerKind.SCHEDULED_PLAN_CHANGE))
+    r = renewed.state
+    assert (r.billing_interval, r.current_period_start, r.current_period_end) == (
+        "P1M",
+        date(2026, 3, 16),
+        date(2026, 4, 16),
+    )
+    assert [e.type for e in renewed.events] == ["PlanChanged", "SubscriptionRenewed"]
