@@ -178,6 +178,9 @@ class Scenario(BaseModel):
     customer: ScenarioCustomer = Field(default_factory=ScenarioCustomer)
     account: ScenarioAccount | None = None
     calendar_billing: bool = False
+    backdate: date | None = Field(
+        default=None, description="the subscription starts on this earlier date; it is created on `start`"
+    )
     plan: str
     quantity: int = 1
     billing_interval: str = "P1M"
@@ -192,6 +195,8 @@ class Scenario(BaseModel):
         dates = [self.start] + [s.day for s in self.steps]
         if dates != sorted(dates):
             raise ValueError("steps must be in date order, on or after start")
+        if self.backdate is not None and self.backdate >= self.start:
+            raise ValueError(f"backdate {self.backdate} must be before start {self.start}")
         return self
 
 
@@ -334,8 +339,10 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
     }
     # A billing day or calendar billing is a term of the lifecycle's create command, which the
     # direct order format does not carry: such scenarios send the create command themselves.
-    direct_create = scenario.calendar_billing or (
-        scenario.account is not None and scenario.account.billing_day
+    direct_create = (
+        scenario.calendar_billing
+        or scenario.backdate is not None
+        or (scenario.account is not None and scenario.account.billing_day)
     )
     sub_id = derived_id("simulation", order["order_id"]) if direct_create else subscription_id_of(order)
     timeline = Timeline(sub_id)
@@ -447,7 +454,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         if direct_create:
             c = scenario.customer
             await command(
-                _at(scenario.start),
+                _at(scenario.backdate or scenario.start),
                 wire.CreateParams(
                     plan_id=scenario.plan,
                     quantity=scenario.quantity,

@@ -161,7 +161,10 @@ class BillingHandlers:
                     fresh = fresh.model_copy(update={"next_charge_seq": state.next_charge_seq})
                 rec.started_on = step.on
                 return apply(
-                    fresh, Activate(on=step.on), self.ctx, account_credit=rec.account_credit
+                    fresh,
+                    Activate(on=step.on, through=step.through),
+                    self.ctx,
+                    account_credit=rec.account_credit,
                 ), "activation"
             if not is_live(state):
                 log.info("%s: %s while billing is not running: nothing billed", rec.subscription_id, step)

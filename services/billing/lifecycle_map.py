@@ -78,9 +78,13 @@ def _day(moment: datetime) -> date:
 
 @dataclass(frozen=True)
 class Start:
-    """Build the billing state from the snapshot and activate it on ``on`` (first invoice)."""
+    """Build the billing state from the snapshot and activate it on ``on`` (first invoice).
+
+    ``through``: a backdated start, billed at once up to the period containing that day.
+    """
 
     on: date
+    through: date | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def steps_for(event: lc.DomainEvent) -> list[Step]:
     """What one lifecycle event means for billing (see the module docstring)."""
     on = _day(event.effective_at)
     if isinstance(event, lc.SubscriptionActivated):
-        return [Start(event.period_start)]
+        return [Start(event.period_start, event.billed_through)]
     if isinstance(event, lc.SubscriptionReactivated):
         return [Start(event.period_start)] if event.new_billing_anchor else []
     if isinstance(event, lc.SubscriptionRenewed):

@@ -108,6 +108,7 @@ class SubscriptionActivated(DomainEvent):
     type: Literal["SubscriptionActivated"] = "SubscriptionActivated"
     period_start: date
     period_end: date
+    billed_through: date | None = None  # a backdated start: every period up to this day is billed now
 
 
 class TrialStarted(DomainEvent):

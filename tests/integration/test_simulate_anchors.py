@@ -72,3 +72,13 @@ def test_interval_changes_now_and_at_the_period_end(migrated: Infra, tmp_path: P
         ("2026-03-16", D("49.00"), [("recurring", D("49.00"))]),
         ("2026-04-16", D("49.00"), [("recurring", D("49.00"))]),
     ]
+
+
+def test_stripe_backdated_start(migrated: Infra, tmp_path: Path) -> None:
+    result = _simulate(migrated, "anchors/stripe-backdate.yaml", tmp_path)
+    assert result["command_rejections"] == []
+    # January and February at once on Feb 14 (49.00 + 49.00), then the 1st of March.
+    assert _billed(result) == [
+        ("2025-02-14", D("98.00"), [("recurring", D("49.00")), ("recurring", D("49.00"))]),
+        ("2025-03-01", D("49.00"), [("recurring", D("49.00"))]),
+    ]

@@ -110,6 +110,7 @@ class _Ctx:
     target: Status
     at: datetime
     config: LifecycleConfig
+    now: datetime | None = None  # the clock when the command is decided (``at`` may be in the past)
 
     @property
     def cur(self) -> SubscriptionState:
@@ -163,7 +164,7 @@ def decide(
     if isinstance(target, Deny):
         return Rejection(state=state, command=command, code=target.code, message=target.message)
     at = command.effective_at or now
-    outcome = _HANDLERS[kind](_Ctx(state, command, target, at, config))
+    outcome = _HANDLERS[kind](_Ctx(state, command, target, at, config, now))
     if isinstance(outcome, Deny):
         return Rejection(state=state, command=command, code=outcome.code, message=outcome.message)
     new_state, events = outcome
@@ -375,11 +376,21 @@ def _start(
     if ctx.target is Status.ACTIVE:
         state = state.model_copy(update=_first_period(state, ctx.at.date()))
         assert state.current_period_start is not None and state.current_period_end is not None
+        first = (state.current_period_start, state.current_period_end)
+        today = ctx.now.date() if ctx.now is not None else ctx.at.date()
+        billed_through = None
+        if today >= state.current_period_end:
+            # A backdated start (Stripe's backdate_start_date): the periods already elapsed are
+            # billed at once and the cycle runs on from the one containing today, anchor kept.
+            start, end = _period_containing(state, today)
+            state = state.model_copy(update={"current_period_start": start, "current_period_end": end})
+            billed_through = today
         return state, [
             ctx.event(
                 ev.SubscriptionActivated,
-                period_start=state.current_period_start,
-                period_end=state.current_period_end,
+                period_start=first[0],
+                period_end=first[1],
+                billed_through=billed_through,
             )
         ]
     return state, []  # pending approval: nothing starts yet

@@ -576,3 +576,25 @@ def test_interval_change_now_restarts_the_cycle_and_at_period_end_on_the_boundar
         date(2026, 4, 16),
     )
     assert [e.type for e in renewed.events] == ["PlanChanged", "SubscriptionRenewed"]
+
+
+def test_backdated_start_bills_the_elapsed_periods_and_keeps_the_anchor() -> None:
+    """Stripe's backdate_start_date: created Feb 14 with a start on Jan 1; the cycle stays on the 1st."""
+    result = decide(
+        None,
+        create(effective_at=datetime(2025, 1, 1, 12, tzinfo=UTC)),
+        now=datetime(2025, 2, 14, 9, tzinfo=UTC),
+    )
+    assert isinstance(result, Decision)
+    s = result.state
+    assert (s.billing_anchor, s.current_period_start, s.current_period_end) == (
+        date(2025, 1, 1),
+        date(2025, 2, 1),
+        date(2025, 3, 1),
+    )
+    [activated] = [e for e in result.events if e.type == "SubscriptionActivated"]
+    assert (activated.period_start, activated.billed_through) == (date(2025, 1, 1), date(2025, 2, 14))  # type: ignore[attr-defined]
+    # Not backdated: no billed_through.
+    fresh = decide(None, create(), now=datetime(2025, 2, 14, 9, tzinfo=UTC))
+    assert isinstance(fresh, Decision)
+    assert [e.billed_through for e in fresh.events if e.type == "SubscriptionActivated"] == [None]  # type: ignore[attr-defined]
