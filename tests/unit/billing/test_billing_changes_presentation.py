@@ -198,3 +198,41 @@ def test_renewals_due_before_a_previewed_change(ctx: BillingContext) -> None:
     assert renewals_due(s, date(2025, 2, 28), include_on=False) == []
     paused = apply(s, Pause(on=date(2025, 2, 10)), ctx).state
     assert renewals_due(paused, date(2025, 6, 1)) == []
+
+
+def test_chargebee_downgrade_at_end_of_term_has_no_proration(ctx: BillingContext) -> None:
+    """Chargebee docs ("Change subscription", ``end_of_term=true``): the change applies at the next renewal.
+
+    Pro 49.00 x 3 seats from Jun 1, downgraded to starter on Jun 10 at the end of the term: nothing now;
+    the Jul 1 renewal bills starter 19.00 x 3 = 57.00, with no credit for June.
+    """
+    s = apply(state("49.00", date(2025, 6, 1), quantity=3), Activate(on=date(2025, 6, 1)), ctx).state
+    out = apply(s, ChangePlan(on=date(2025, 6, 10), plan_id="starter", timing=Timing.PERIOD_END), ctx)
+    assert out.documents == () and out.new_pending == () and out.effective_on == date(2025, 7, 1)
+    july = apply(out.state, Renew(on=date(2025, 7, 1)), ctx)
+    assert [(ln.plan_id, ln.amount) for ln in july.documents[0].lines] == [("starter", D("57.00"))]
+
+
+def test_recurly_upgrade_now_credit_and_charge_on_one_invoice(ctx: BillingContext) -> None:
+    """Recurly docs ("Change subscription", timeframe ``now``, prorated): an upgrade invoiced at once.
+
+    Starter 19.00 from Apr 1 to pro 49.00 on Apr 11 (April: 30 days, 20 left): credit 19.00 x 20/30 =
+    12.667 -> -12.67, charge 49.00 x 20/30 = 32.667 -> 32.67, one invoice of 20.00.
+    """
+    s = apply(state("19.00", date(2025, 4, 1), plan="starter"), Activate(on=date(2025, 4, 1)), ctx).state
+    out = apply(
+        s,
+        ChangePlan(
+            on=date(2025, 4, 11),
+            plan_id="pro",
+            unit_amount=D("49.00"),
+            timing=Timing.IMMEDIATE,
+            invoicing="invoice_immediately",
+        ),
+        ctx,
+    )
+    assert [(ln.kind, ln.amount) for ln in out.documents[0].lines] == [
+        ("proration_credit", D("-12.67")),
+        ("proration_charge", D("32.67")),
+    ]
+    assert out.documents[0].total == D("20.00")
