@@ -23,7 +23,8 @@ SubscriptionReactivated     Start(period_start) when ``new_billing_anchor`` (res
 SubscriptionRenewed         Align + Renew(period_start): billed in advance
 PlanChanged immediate       ChangePlan(timing=immediate): proration per billing policy
 PlanChanged period_end      nothing (the Align of the renewal/resume it comes with)
-QuantityChanged immediate   ChangeQuantity (billing policy: increase now, decrease at period end)
+QuantityChanged immediate   ChangeQuantity (billing policy: increase now, decrease at period end;
+                            with ``invoice: now|next`` prorated now either way)
 QuantityChanged period_end  nothing (a scheduled seat change: the Align of its renewal)
 AddOnAdded / AddOnRemoved   AddAddon / RemoveAddon
 SubscriptionPaused          Pause: unused paid days credited (pending), no invoices while paused
@@ -135,7 +136,14 @@ def steps_for(event: lc.DomainEvent) -> list[Step]:
             return []
         return [
             Run(
-                ChangeQuantity(on=on, quantity=event.to_quantity, invoicing=_invoicing(event.invoice)),
+                ChangeQuantity(
+                    on=on,
+                    quantity=event.to_quantity,
+                    # A change that says when to invoice its proration is prorated now, a decrease too
+                    # (Chargebee's immediate prorated decrease); otherwise the billing policy decides.
+                    timing=Timing.IMMEDIATE if event.invoice is not None else None,
+                    invoicing=_invoicing(event.invoice),
+                ),
                 "change",
             )
         ]
