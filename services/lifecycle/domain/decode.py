@@ -38,8 +38,9 @@ from services.lifecycle.domain.commands import (
 )
 from services.lifecycle.domain.model import SubscriptionState, plan_ref
 from shared.catalog import Catalog
+from shared.catalog.change_rules import PlanChangePolicy, rule_for
 from shared.contracts import commands as wire
-from shared.contracts.commands import Timing
+from shared.contracts.commands import Timing, parse_timing
 from shared.contracts.events import SubscriptionCommand
 
 SYSTEM_CLOCK = "system"  # the wall clock (shared.timekeeping's name for it; the domain does no I/O)
@@ -85,6 +86,7 @@ def decode_command(
     *,
     catalog: Catalog,
     approval_policy: ApprovalPolicy,
+    plan_change_rules: PlanChangePolicy | None = None,
 ) -> Command:
     """The domain command ``cmd`` means for the subscription in ``current`` (``None``: not created yet).
 
@@ -131,7 +133,11 @@ def decode_command(
             raise CommandNotUnderstood(f"plan {plan.id} has no {p.billing_interval} price")
         target = plan_ref(plan)
         timing = p.timing
-        if timing is None:  # the plan-change rule: upgrades now, the rest at period end
+        if timing is None and current is not None and plan_change_rules is not None:
+            # The same pair and class rules billing reads (billing_policy.yaml, plan_change).
+            rule = rule_for(plan_change_rules, catalog, current.plan.plan_id, plan.id)
+            timing = Timing(parse_timing(rule.timing))
+        if timing is None:  # without rules: upgrades (and sidegrades) now, the rest at period end
             upgrade = current is None or target.tier >= current.plan.tier
             timing = Timing.IMMEDIATE if upgrade else Timing.PERIOD_END
         return ChangePlan(

@@ -21,7 +21,7 @@ from services.lifecycle.domain import (
 from services.lifecycle.domain import events as ev
 from services.lifecycle.domain.model import start_of_day
 
-from .builders import ENTERPRISE, PRO, PRO_EU, STARTER, STORAGE, apply, cmd, create, refuse, step
+from .builders import ENTERPRISE, PRO, PRO_EU, SUB, STARTER, STORAGE, apply, cmd, create, key, refuse, step
 
 
 def timer(decision: Decision, kind: TimerKind) -> Timer:
@@ -598,3 +598,43 @@ def test_backdated_start_bills_the_elapsed_periods_and_keeps_the_anchor() -> Non
     fresh = decide(None, create(), now=datetime(2025, 2, 14, 9, tzinfo=UTC))
     assert isinstance(fresh, Decision)
     assert [e.billed_through for e in fresh.events if e.type == "SubscriptionActivated"] == [None]  # type: ignore[attr-defined]
+
+
+def test_default_plan_change_timing_comes_from_the_shared_pair_rules() -> None:
+    """Without a timing, the lifecycle uses the rules billing invoices by (pairs first, then the class)."""
+    from services.lifecycle.domain.approval import load_approval_policy
+    from services.lifecycle.domain.decode import decode_command
+    from services.lifecycle.handlers import PLAN_CHANGE_RULES_PATH
+    from shared.catalog import load_catalog
+    from shared.catalog.change_rules import PairRule, PlanChangePolicy, load_plan_change_rules
+    from shared.contracts import events as wire_ev
+    from shared.contracts.commands import params_for
+
+    current = step(None, create(plan=STARTER), datetime(2025, 3, 1, 9, tzinfo=UTC))
+
+    def timing(to_plan: str, rules: PlanChangePolicy | None) -> str:
+        command = wire_ev.SubscriptionCommand(
+            subscription_id=SUB,
+            idempotency_key=key(),
+            channel="direct",
+            effective_at=datetime(2025, 3, 10, 12, tzinfo=UTC),
+            actor="user:test",
+            params=params_for("change_plan", plan_id=to_plan),
+        )
+        decoded = decode_command(
+            command,
+            current,
+            catalog=load_catalog(),
+            approval_policy=load_approval_policy(),
+            plan_change_rules=rules,
+        )
+        return str(decoded.timing)  # type: ignore[attr-defined]
+
+    shipped = load_plan_change_rules(PLAN_CHANGE_RULES_PATH)
+    assert timing("pro", shipped) == "immediate"  # an upgrade, by class
+    # A pair rule makes this upgrade wait for the period end, as billing will invoice it.
+    held = PlanChangePolicy(
+        pairs=(PairRule.model_validate({"from": "starter", "to": "pro", "timing": "period_end"}),)
+    )
+    assert timing("pro", held) == "period_end"
+    assert timing("pro", None) == "immediate"  # no rules: the tier decides, as before
