@@ -21,7 +21,7 @@ from services.lifecycle.domain import (
 from services.lifecycle.domain import events as ev
 from services.lifecycle.domain.model import start_of_day
 
-from .builders import ENTERPRISE, PRO, PRO_EU, SUB, STARTER, STORAGE, apply, cmd, create, key, refuse, step
+from .builders import ENTERPRISE, PRO, PRO_EU, STARTER, STORAGE, SUB, apply, cmd, create, key, refuse, step
 
 
 def timer(decision: Decision, kind: TimerKind) -> Timer:
