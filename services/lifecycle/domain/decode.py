@@ -80,6 +80,21 @@ _PLAIN: dict[type[wire._Params], type[Command]] = {
 }
 
 
+def _cycle_terms(catalog: Catalog, p: wire.CreateParams) -> dict[str, Any]:
+    """The billing day terms of a new subscription: the catalog's alignment for its interval wins.
+
+    ``calendar``: the 1st of month/quarter/year; ``subscription``: its own start date (an annual
+    item ignores the account's day, as in Kill Bill's default catalog); ``account``: the account's
+    day; no alignment configured for the interval: the command's terms as given.
+    """
+    alignment = catalog.alignment.get(p.billing_interval or "P1M")
+    if alignment == "calendar":
+        return {"cycle_day": None, "calendar_cycle": True}
+    if alignment == "subscription":
+        return {"cycle_day": None, "calendar_cycle": False}
+    return {"cycle_day": p.cycle_day, "calendar_cycle": p.calendar_cycle and alignment is None}
+
+
 def decode_command(
     cmd: SubscriptionCommand,
     current: SubscriptionState | None,
@@ -124,8 +139,7 @@ def decode_command(
             billing_interval=p.billing_interval or "P1M",  # type: ignore[arg-type]  # Create validates it
             approval=mode,
             trial_days=None if p.trial else 0,  # None: the plan's trial
-            cycle_day=p.cycle_day,
-            calendar_cycle=p.calendar_cycle,
+            **_cycle_terms(catalog, p),
         )
     if isinstance(p, wire.ChangePlanParams):
         plan = catalog.plan(p.plan_id)

@@ -638,3 +638,25 @@ def test_default_plan_change_timing_comes_from_the_shared_pair_rules() -> None:
     )
     assert timing("pro", held) == "period_end"
     assert timing("pro", None) == "immediate"  # no rules: the tier decides, as before
+
+
+def test_catalog_alignment_per_interval_decides_the_billing_day() -> None:
+    """Kill Bill's default catalog: monthly items on the account's day, annual ones on their own date."""
+    from services.lifecycle.domain.decode import _cycle_terms
+    from shared.catalog import load_catalog
+    from shared.contracts.commands import params_for
+
+    catalog = load_catalog().model_copy(
+        update={"alignment": {"P1M": "account", "P1Y": "subscription", "P3M": "calendar"}}
+    )
+
+    def terms(interval: str) -> dict[str, object]:
+        return _cycle_terms(
+            catalog, params_for("create", plan_id="pro", billing_interval=interval, cycle_day=15)
+        )  # type: ignore[arg-type]
+
+    assert terms("P1M") == {"cycle_day": 15, "calendar_cycle": False}
+    assert terms("P1Y") == {"cycle_day": None, "calendar_cycle": False}
+    assert terms("P3M") == {"cycle_day": None, "calendar_cycle": True}
+    unset = _cycle_terms(load_catalog(), params_for("create", plan_id="pro", cycle_day=15))  # type: ignore[arg-type]
+    assert unset == {"cycle_day": 15, "calendar_cycle": False}  # no alignment configured: as given
