@@ -3,11 +3,16 @@
 ``apply`` is the only code path. ``preview`` is ``apply`` with the new state thrown away,
 so a preview equals what the command would actually produce, by construction.
 
-Billing is in advance: activation and each renewal charge the coming period. An
-immediate change credits the unused part of what was actually charged (from the
-ledger of charged lines) and charges the rest of the period on the new terms; the
-lines roll into the next invoice (pending adjustments) or are invoiced at once, per
-the billing policy or the command.
+Billing is in advance by default: activation and each renewal charge the coming period.
+Items of an ``in_arrears`` plan (catalog ``charge_mode``) are billed at each period end
+for the days they served, and their used part is billed at once on a cancellation,
+pause or change. An immediate change credits the unused part of what was actually
+charged (from the ledger of charged lines) and charges the rest of the period on the new
+terms; the lines roll into the next invoice (pending adjustments) or are invoiced at
+once, per the billing policy or the command. Partial periods are priced by the
+catalog's proration convention (day count, change day, rounding; per plan). A document
+never mixes a charge into a credit note: credits that outweigh the charges go on a
+credit note, the charges on an invoice.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ The convention (see docs/billing.md):
 * amount x numerator / denominator, rounded half-up to the currency's minor unit once
   per line.
 
+That is the default convention. Others (fixed 30-day months, 30/360, Actual/360, the
+change day counted as used, half-even rounding) are selected per catalog or plan: see
+:mod:`shared.catalog.conventions`, :func:`convention_fraction` and :func:`remaining_share`.
+
 All arithmetic is done on integer minor units, so no decimal context or precision
 setting can change a result.
 """
