@@ -603,11 +603,14 @@ def _change_items(
     charged_now = (
         state.paused_since is None and state.charged_through is not None and state.charged_through > on
     )
+    # In-arrears items accrue whenever billing runs unpaused, also on a boundary not renewed yet.
+    accruing = state.paused_since is None and state.charged_through is not None
     if interval_changes:
         # A new interval restarts the cycle on the change date (new anchor).
         assert new_interval is not None
         if charged_now:
             _credit_unused(draft, ctx, set(old_by_id), on)
+        if accruing:
             _bill_arrears(draft, ctx, set(old_by_id), credit_from(on, conv), restart=None)
         realign = ctx.policy.plan_change.interval_change_anchor == "realign"
         draft.update(
@@ -625,15 +628,16 @@ def _change_items(
                         "recurring" if period[0] == on else "proration_charge"
                     )
                     _charge(draft, ctx, item, on, period[1], period, kind)
-            draft.update(
-                charged_through=period[1], items=_start_arrears(draft.state, ctx, credit_from(on, conv))
-            )
+            draft.update(charged_through=period[1])
+        if accruing:
+            draft.update(items=_start_arrears(draft.state, ctx, credit_from(on, conv)))
     else:
         affected = {i for i in old_by_id.keys() | new_by_id.keys() if old_by_id.get(i) != new_by_id.get(i)}
         if not affected:
             raise NoChange(f"{reason}: nothing changes")
         if charged_now:
             _credit_unused(draft, ctx, affected, on)
+        if accruing:
             _bill_arrears(draft, ctx, affected, credit_from(on, conv), restart=None)
         billed = {i.item_id: i for i in draft.state.items}
         # Items the change leaves alone keep their accrual date; changed ones start afresh.
@@ -649,6 +653,7 @@ def _change_items(
             for item in new_items:
                 if item.item_id in affected and not in_arrears(ctx, item):
                     _charge(draft, ctx, item, on, period[1], period, "proration_charge")
+        if accruing:
             draft.update(items=_start_arrears(draft.state, ctx, credit_from(on, conv)))
     if not charged_now:
         draft.notes.append("current period not charged: items changed without proration")

@@ -16,6 +16,7 @@ from services.billing.domain import (
     BillingState,
     Cancel,
     ChangePlan,
+    ChangeQuantity,
     Item,
     Pause,
     Renew,
@@ -193,3 +194,20 @@ def test_advance_and_arrears_totals_match_over_a_year(
         assert sum(advance) == unit * periods + stub[0]
     else:
         assert sum(advance) == unit * periods
+
+
+def test_a_change_on_the_boundary_before_the_renewal_loses_no_arrears(ctx: BillingContext) -> None:
+    """A seat change at 00:00 of a renewal day, before the renewal: the period that ended is still billed.
+
+    100.00/seat in arrears from Jan 1: on Feb 1 (before the renewal) 1 -> 2 seats. January is billed
+    once, 100.00 (with the change, rolled into the renewal invoice by policy); February at 2 seats on Mar 1.
+    """
+    c = arrears_ctx(ctx, "pro")
+    s = state("100.00", anchor=date(2025, 1, 1))
+    active = apply(s, Activate(on=date(2025, 1, 1)), c)
+    changed = apply(active.state, ChangeQuantity(on=date(2025, 2, 1), quantity=2), c)
+    feb = apply(changed.state, Renew(on=date(2025, 2, 1)), c)
+    jan_lines = [ln for d in feb.documents for ln in d.lines if ln.service_period_start == date(2025, 1, 1)]
+    assert [(ln.quantity, ln.amount) for ln in jan_lines] == [(1, D("100.00"))]
+    mar = apply(feb.state, Renew(on=date(2025, 3, 1)), c)
+    assert [(ln.quantity, ln.amount) for d in mar.documents for ln in d.lines] == [(2, D("200.00"))]
