@@ -167,7 +167,8 @@ def test_advance_and_arrears_totals_match_over_a_year(
     unit = from_minor(minor, currency)
     s = state(str(unit), anchor=anchor, interval=interval, currency=currency, addon="extra-storage")
     periods = {"P1W": 52, "P1M": 12, "P3M": 4, "P1Y": 1}[interval]
-    start_offset = data.draw(st.integers(0, (add_interval(anchor, interval) - anchor).days - 1))
+    # A start inside the period that ends on the anchor (its length: anchor minus one interval).
+    start_offset = data.draw(st.integers(0, (anchor - add_interval(anchor, interval, -1)).days - 1))
     start = anchor - timedelta(days=start_offset)  # in the period that ends on the anchor
     cmds: list[BillingCommand] = [Activate(on=start)]
     cmds += [
