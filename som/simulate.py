@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.lifecycle import views as lifecycle_views
+from shared.catalog.conventions import ChargeMode, ProrationConvention
 from shared.contracts import commands as wire
 from shared.contracts import events as ev
 from shared.contracts.commands import CommandParams, Invoice, Timing, TimingInput
@@ -169,6 +170,55 @@ class ScenarioAccount(BaseModel):
     billing_day: int | None = Field(default=None, ge=1, le=31)
 
 
+class ScenarioConventions(BaseModel):
+    """``conventions:``: the billing conventions the scenario's workers run with.
+
+    ``proration`` replaces the catalog's convention (``day_count``, ``change_day_used``,
+    ``rounding``); ``charge_mode`` sets plans' billing mode (``{pro: in_arrears}``); ``policy``
+    is merged into the billing policy file (``{quantity_change: {presentation: difference}}``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    proration: ProrationConvention | None = None
+    charge_mode: dict[str, ChargeMode] = Field(default_factory=dict)
+    policy: dict[str, Any] = Field(default_factory=dict)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def convention_files(conventions: ScenarioConventions, folder: Path) -> dict[str, str]:
+    """Write the catalog and billing policy the scenario asks for; the workers' environment for them.
+
+    Raises :class:`ScenarioError` when a plan is unknown or the merged policy is not valid.
+    """
+    from services.billing.domain.policy import DEFAULT_POLICY_PATH, BillingPolicy
+    from shared.catalog import DEFAULT_CATALOG_PATH
+
+    catalog = yaml.safe_load(DEFAULT_CATALOG_PATH.read_text())
+    if conventions.proration is not None:
+        catalog["proration"] = conventions.proration.model_dump()
+    known = {p["id"] for p in catalog["plans"]}
+    if unknown := sorted(set(conventions.charge_mode) - known):
+        raise ScenarioError(f"conventions.charge_mode: unknown plans {unknown}")
+    for plan in catalog["plans"]:
+        if plan["id"] in conventions.charge_mode:
+            plan["charge_mode"] = conventions.charge_mode[plan["id"]]
+    policy = _merged(yaml.safe_load(DEFAULT_POLICY_PATH.read_text()), conventions.policy)
+    try:
+        BillingPolicy.model_validate(policy)
+    except ValidationError as exc:
+        raise ScenarioError(f"conventions.policy: {exc.errors()[0]['msg']}") from exc
+    catalog_path, policy_path = folder / "catalog.yaml", folder / "billing_policy.yaml"
+    catalog_path.write_text(yaml.safe_dump(catalog, sort_keys=False))
+    policy_path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return {"SOM_CATALOG_PATH": str(catalog_path), "SOM_BILLING_POLICY_PATH": str(policy_path)}
+
+
 class Scenario(BaseModel):
     """A scenario file."""
 
@@ -178,6 +228,7 @@ class Scenario(BaseModel):
     customer: ScenarioCustomer = Field(default_factory=ScenarioCustomer)
     account: ScenarioAccount | None = None
     calendar_billing: bool = False
+    conventions: ScenarioConventions | None = None
     backdate: date | None = Field(
         default=None, description="the subscription starts on this earlier date; it is created on `start`"
     )

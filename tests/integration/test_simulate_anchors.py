@@ -82,3 +82,41 @@ def test_stripe_backdated_start(migrated: Infra, tmp_path: Path) -> None:
         ("2025-02-14", D("98.00"), [("recurring", D("49.00")), ("recurring", D("49.00"))]),
         ("2025-03-01", D("49.00"), [("recurring", D("49.00"))]),
     ]
+
+
+def test_zuora_30_360_on_an_annual_calendar_cycle(migrated: Infra, tmp_path: Path) -> None:
+    result = _simulate(migrated, "anchors/zuora-30-360-calendar.yaml", tmp_path)
+    # 30/360: Mar 15 -> Jan 1 = 286 of 360 days: 490.00 x 286/360 = 389.2778 -> 389.28.
+    assert [(d, t) for d, t, _ in _billed(result)] == [
+        ("2025-03-15", D("389.28")),
+        ("2026-01-01", D("490.00")),
+    ]
+
+
+def test_lago_arrears_termination_day_used(migrated: Infra, tmp_path: Path) -> None:
+    result = _simulate(migrated, "anchors/lago-arrears-termination.yaml", tmp_path)
+    # January in arrears on Feb 1 (18.00); Feb 1..10 used (10/28 x 18.00 = 6.43) at the termination.
+    assert [(d, t) for d, t, _ in _billed(result)] == [("2025-02-01", D("18.00")), ("2025-02-10", D("6.43"))]
+    assert result["final_status"] == "cancelled"
+
+
+def test_seat_changes_as_one_line_for_the_difference(migrated: Infra, tmp_path: Path) -> None:
+    result = _simulate(migrated, "anchors/recurly-chargebee-seat-difference.yaml", tmp_path)
+    assert result["command_rejections"] == []
+    docs = [
+        (
+            i["issue_date"],
+            i["what"].split()[0],
+            D(i["total"]),
+            D(i["amount_due"]),
+            [D(ln["amount"]) for ln in i["lines"]],
+        )
+        for i in _invoices(result)
+    ]
+    assert docs == [
+        ("2025-04-01", "invoice", D("245.00"), D("245.00"), [D("245.00")]),
+        ("2025-04-16", "invoice", D("73.50"), D("73.50"), [D("73.50")]),  # 196.00 - 122.50
+        ("2025-05-01", "invoice", D("392.00"), D("392.00"), [D("392.00")]),
+        ("2025-05-16", "credit_note", D("-75.87"), D("0.00"), [D("-75.87")]),  # 126.45 - 202.32
+        ("2025-06-01", "invoice", D("245.00"), D("169.13"), [D("245.00")]),  # 75.87 from the balance
+    ]
