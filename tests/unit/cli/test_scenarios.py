@@ -134,3 +134,28 @@ def test_invoice_time_of_day_and_before_renewal_steps(tmp_path: Path) -> None:
     )
     with pytest.raises(ScenarioError, match="invoice"):
         load_scenario(f)
+
+
+def test_scenario_conventions_become_the_workers_catalog_and_policy(tmp_path: Path) -> None:
+    from services.billing.domain.policy import load_billing_policy
+    from shared.catalog import load_catalog
+    from som.simulate import ScenarioConventions, convention_files
+
+    conventions = ScenarioConventions.model_validate(
+        {
+            "proration": {"day_count": "30_360", "change_day_used": True},
+            "charge_mode": {"starter": "in_arrears"},
+            "policy": {"quantity_change": {"presentation": "difference"}},
+        }
+    )
+    env = convention_files(conventions, tmp_path)
+    catalog = load_catalog(env["SOM_CATALOG_PATH"])
+    assert catalog.proration_for("pro").day_count == "30_360" and catalog.proration_for("pro").change_day_used
+    assert catalog.charge_mode("starter") == "in_arrears" and catalog.charge_mode("pro") == "in_advance"
+    policy = load_billing_policy(env["SOM_BILLING_POLICY_PATH"])
+    assert policy.quantity_change.presentation == "difference"
+    assert policy.quantity_change.decrease.timing == "period_end"  # the rest of the shipped policy stays
+    with pytest.raises(ScenarioError, match="unknown plans"):
+        convention_files(ScenarioConventions(charge_mode={"nope": "in_arrears"}), tmp_path)
+    with pytest.raises(ScenarioError, match="policy"):
+        convention_files(ScenarioConventions(policy={"pause": {"invoicing": "sometimes"}}), tmp_path)
