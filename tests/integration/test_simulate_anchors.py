@@ -120,3 +120,14 @@ def test_seat_changes_as_one_line_for_the_difference(migrated: Infra, tmp_path: 
         ("2025-05-16", "credit_note", D("-75.87"), D("0.00"), [D("-75.87")]),  # 126.45 - 202.32
         ("2025-06-01", "invoice", D("245.00"), D("169.13"), [D("245.00")]),  # 75.87 from the balance
     ]
+
+
+def test_kill_bill_in_arrear_with_fixed_30_day_months(migrated: Infra, tmp_path: Path) -> None:
+    result = _simulate(migrated, "anchors/killbill-fixed30-in-arrear.yaml", tmp_path)
+    # 9/30 x 19.00 = 5.70 for the stub; 19.00 for Sep 25 - Oct 25; 10/30 x 19.00 = 6.33 on cancellation.
+    assert [(d, t) for d, t, _ in _billed(result)] == [
+        ("2025-09-25", D("5.70")),
+        ("2025-10-25", D("19.00")),
+        ("2025-11-04", D("6.33")),
+    ]
+    assert result["final_status"] == "cancelled"
