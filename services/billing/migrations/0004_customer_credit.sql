@@ -28,7 +28,7 @@ CREATE INDEX credit_movements_customer ON billing.credit_movements (customer_id,
 
 -- Credit kept per subscription before this migration becomes the customer's.
 INSERT INTO billing.customer_credit (customer_id, currency, balance)
-SELECT snapshot -> 'customer' ->> 'customer_id', snapshot ->> 'currency', sum(account_credit)
+SELECT snapshot -> 'customer' ->> 'customer_id', upper(snapshot ->> 'currency'), sum(account_credit)
 FROM billing.subscriptions
 WHERE account_credit > 0
 GROUP BY 1, 2;
