@@ -196,3 +196,70 @@ def month_end_boundaries(start: date, end: date) -> list[date]:
         if cursor >= end:
             return out
         out.append(cursor)
+
+
+CALENDAR_MONTHS = {1: 1, 3: 3, 6: 6, 12: 12}
+
+
+def calendar_start(day: date, interval: str) -> date:
+    """The calendar boundary on or before ``day`` for ``interval``.
+
+    Months: the 1st of the month; quarters (``P3M``): the 1st of Jan/Apr/Jul/Oct; half
+    years: Jan/Jul 1st; years: Jan 1st; weeks: the Monday. Daily intervals are their own days.
+    """
+    unit, count = parse_interval(interval)
+    if unit == "D":
+        return day
+    if unit == "W":
+        return day - timedelta(days=day.weekday())
+    months = CALENDAR_MONTHS.get(count, count)
+    index = (day.month - 1) // months * months if 12 % months == 0 else day.month - 1
+    return date(day.year, index + 1, 1)
+
+
+def first_period(
+    start: date,
+    interval: str,
+    *,
+    cycle_day: int | None = None,
+    calendar: bool = False,
+    anchor: date | None = None,
+) -> tuple[date, int | None, date, date]:
+    """Billing anchor, anchor day and the first period ``[start, end)`` of a subscription starting ``start``.
+
+    * default (anniversary): the start is the anchor; the first period is a full one;
+    * ``anchor``: an explicit billing cycle anchor (Stripe's ``billing_cycle_anchor``);
+    * ``cycle_day``: the account's billing cycle day (Kill Bill's BCD), 1..31, clamped
+      to month ends;
+    * ``calendar``: periods start on the 1st of the month, quarter or year (Lago's calendar billing).
+
+    Off the anchor, the first period is a leading stub from ``start`` to the next boundary;
+    the returned anchor is the boundary on or before ``start``, so the stub is prorated
+    against the full period it belongs to and the anchor never lies after the start.
+    """
+    anchor_day: int | None = None
+    if calendar:
+        boundary = calendar_start(start, interval)
+    elif cycle_day is not None:
+        if not 1 <= cycle_day <= 31:
+            raise PeriodError(f"billing day must be 1..31, got {cycle_day}")
+        unit, _ = parse_interval(interval)
+        if unit != "M":
+            raise PeriodError(f"a billing day needs a month-based interval, not {interval}")
+        clamped = date(start.year, start.month, min(cycle_day, days_in_month(start.year, start.month)))
+        boundary = clamped if clamped <= start else _add_months(clamped, -1, cycle_day)
+        anchor_day = cycle_day if cycle_day != boundary.day else None
+    elif anchor is not None:
+        anchor_day = anchor.day
+        boundary = add_interval(
+            anchor,
+            interval,
+            period_index(start, billing_anchor=anchor, interval=interval),
+            anchor_day=anchor_day,
+        )
+        if anchor_day == boundary.day:
+            anchor_day = None
+    else:
+        return start, None, start, add_interval(start, interval)
+    end = next_period_end(start, billing_anchor=boundary, interval=interval, anchor_day=anchor_day)
+    return boundary, anchor_day, start, end

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         description="an entitlement change or instruction not acknowledged this long is re-published "
         "(unset: provisioning does not acknowledge, nothing is re-published)",
     )
+    charge_policy_path: Path | None = Field(
+        default=None,
+        validation_alias="SOM_BILLING_POLICY_PATH",
+        description="SOM_BILLING_POLICY_PATH: another billing_policy.yaml for the billing worker (and its previews)",
+    )
 
     # Channel webhook signatures (several secrets, comma-separated, are accepted during a rotation)
     stripe_webhook_secret: str | None = Field(

@@ -14,7 +14,7 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,9 +23,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.lifecycle import views as lifecycle_views
+from shared.catalog.conventions import ChargeMode, ProrationConvention
 from shared.contracts import commands as wire
 from shared.contracts import events as ev
-from shared.contracts.commands import CommandParams, Timing, TimingInput
+from shared.contracts.commands import CommandParams, Invoice, Timing, TimingInput
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.pool import create_pool
 from shared.messaging import topics
@@ -52,18 +53,26 @@ class _Action(BaseModel):
 
 
 class ChangePlanAction(_Action):
-    """``change_plan: {plan, timing?, quantity?}``; without timing the plan-change rule decides."""
+    """``change_plan: {plan, timing?, quantity?, billing_interval?, invoice?}``.
+
+    Without timing the plan-change rule decides. ``billing_interval`` changes the interval (the
+    cycle restarts on the change date, or at the period end). ``invoice: now`` invoices the
+    proration at once, ``next`` rolls it into the next invoice; unset, the billing policy decides.
+    """
 
     plan: str
     timing: TimingInput | None = None
     quantity: int | None = None
+    billing_interval: str | None = None
+    invoice: Invoice | None = None
 
 
 class ChangeQuantityAction(_Action):
-    """``change_quantity: {quantity, timing?}`` (or just ``change_quantity: N``, immediate)."""
+    """``change_quantity: {quantity, timing?, invoice?}`` (or just ``change_quantity: N``, immediate)."""
 
     quantity: int
     timing: TimingInput = Timing.IMMEDIATE
+    invoice: Invoice | None = None
 
 
 class AddAddonAction(_Action):
@@ -111,11 +120,18 @@ class ExtraSubscription(BaseModel):
 
 
 class Step(BaseModel):
-    """One dated step. Exactly one action key besides ``at`` (and ``subscription``, which names the
-    target among ``more_subscriptions``; default the scenario's own)."""
+    """One dated step. Exactly one action key besides ``at`` (and ``before_renewal``, and
+    ``subscription``, which names the target among ``more_subscriptions``; default the scenario's own).
+
+    ``at`` is a date (the step acts at noon, after that day's midnight renewals) or a date
+    and time in UTC (``2025-02-01T09:30:00Z``). ``before_renewal: true`` makes the step act
+    at 00:00 of its day *before* that day's renewal runs (a change effective at the start
+    of the new period is billed on that period's renewal invoice).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    at: date
+    at: datetime | date
+    before_renewal: bool = False
     subscription: str | None = None
     grant: GrantAction | None = None
     change_plan: ChangePlanAction | None = None
@@ -132,14 +148,96 @@ class Step(BaseModel):
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
-        actions = [k for k, v in self.__dict__.items() if k not in ("at", "subscription") and v is not None]
+        actions = [k for k, v in self.__dict__.items() if k not in _NOT_ACTIONS and v is not None]
         if len(actions) != 1:
             raise ValueError(f"step at {self.at} needs exactly one action, got {actions or 'none'}")
+        if self.before_renewal and isinstance(self.at, datetime):
+            raise ValueError(f"step at {self.at}: before_renewal takes a date, not a time")
         return self
 
     @property
     def action(self) -> str:
-        return next(k for k, v in self.__dict__.items() if k not in ("at", "subscription") and v is not None)
+        return next(k for k, v in self.__dict__.items() if k not in _NOT_ACTIONS and v is not None)
+
+    @property
+    def day(self) -> date:
+        """The business date of the step."""
+        return self.at.astimezone(UTC).date() if isinstance(self.at, datetime) else self.at
+
+    @property
+    def moment(self) -> datetime:
+        """When the step acts: its time, 00:00 before the renewal, or noon."""
+        if isinstance(self.at, datetime):
+            return self.at.astimezone(UTC) if self.at.tzinfo else self.at.replace(tzinfo=UTC)
+        if self.before_renewal:
+            return datetime.combine(self.at, time(0), tzinfo=UTC)
+        return _at(self.at)
+
+    @property
+    def clock_target(self) -> datetime:
+        """How far the test clock moves before the step acts (just short of midnight before a renewal)."""
+        if self.before_renewal:
+            return self.moment - timedelta(microseconds=1)
+        return self.moment
+
+
+_NOT_ACTIONS = ("at", "before_renewal", "subscription")
+
+
+class ScenarioAccount(BaseModel):
+    """``account: {billing_day}``: the account's billing cycle day (Kill Bill's BCD), 1..31."""
+
+    model_config = ConfigDict(extra="forbid")
+    billing_day: int | None = Field(default=None, ge=1, le=31)
+
+
+class ScenarioConventions(BaseModel):
+    """``conventions:``: the billing conventions the scenario's workers run with.
+
+    ``proration`` replaces the catalog's convention (``day_count``, ``change_day_used``,
+    ``rounding``); ``charge_mode`` sets plans' billing mode (``{pro: in_arrears}``); ``policy``
+    is merged into the billing policy file (``{quantity_change: {presentation: difference}}``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    proration: ProrationConvention | None = None
+    charge_mode: dict[str, ChargeMode] = Field(default_factory=dict)
+    policy: dict[str, Any] = Field(default_factory=dict)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def convention_files(conventions: ScenarioConventions, folder: Path) -> dict[str, str]:
+    """Write the catalog and billing policy the scenario asks for; the workers' environment for them.
+
+    Raises :class:`ScenarioError` when a plan is unknown or the merged policy is not valid.
+    """
+    from services.billing.domain.policy import DEFAULT_POLICY_PATH, BillingPolicy
+    from shared.catalog import DEFAULT_CATALOG_PATH
+
+    catalog = yaml.safe_load(DEFAULT_CATALOG_PATH.read_text())
+    if conventions.proration is not None:
+        catalog["proration"] = conventions.proration.model_dump()
+    known = {p["id"] for p in catalog["plans"]}
+    if unknown := sorted(set(conventions.charge_mode) - known):
+        raise ScenarioError(f"conventions.charge_mode: unknown plans {unknown}")
+    for plan in catalog["plans"]:
+        if plan["id"] in conventions.charge_mode:
+            plan["charge_mode"] = conventions.charge_mode[plan["id"]]
+    policy = _merged(yaml.safe_load(DEFAULT_POLICY_PATH.read_text()), conventions.policy)
+    try:
+        BillingPolicy.model_validate(policy)
+    except ValidationError as exc:
+        raise ScenarioError(f"conventions.policy: {exc.errors()[0]['msg']}") from exc
+    catalog_path, policy_path = folder / "catalog.yaml", folder / "billing_policy.yaml"
+    catalog_path.write_text(yaml.safe_dump(catalog, sort_keys=False))
+    policy_path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return {"SOM_CATALOG_PATH": str(catalog_path), "SOM_BILLING_POLICY_PATH": str(policy_path)}
 
 
 class Scenario(BaseModel):
@@ -147,7 +245,14 @@ class Scenario(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str
+    source: str | None = Field(default=None, description="where the worked example comes from")
     customer: ScenarioCustomer = Field(default_factory=ScenarioCustomer)
+    account: ScenarioAccount | None = None
+    calendar_billing: bool = False
+    conventions: ScenarioConventions | None = None
+    backdate: date | None = Field(
+        default=None, description="the subscription starts on this earlier date; it is created on `start`"
+    )
     plan: str
     quantity: int = 1
     billing_interval: str = "P1M"
@@ -164,13 +269,15 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> Scenario:
-        dates = [self.start] + [s.at for s in self.steps]
+        dates = [self.start] + [s.day for s in self.steps]
         if dates != sorted(dates):
             raise ValueError("steps must be in date order, on or after start")
         keys = {m.key for m in self.more_subscriptions}
         unknown = {s.subscription for s in self.steps if s.subscription is not None} - keys
         if unknown:
             raise ValueError(f"steps name unknown subscriptions {sorted(unknown)}")
+        if self.backdate is not None and self.backdate >= self.start:
+            raise ValueError(f"backdate {self.backdate} must be before start {self.start}")
         return self
 
 
@@ -190,12 +297,18 @@ def step_command(step: Step) -> CommandParams | None:
     """The lifecycle command a step sends; ``None`` for steps that are no command (payments, advance)."""
     if step.change_plan is not None:
         c = step.change_plan
-        return wire.ChangePlanParams(plan_id=c.plan, quantity=c.quantity, timing=c.timing)
+        return wire.ChangePlanParams(
+            plan_id=c.plan,
+            quantity=c.quantity,
+            timing=c.timing,
+            billing_interval=c.billing_interval,
+            invoice=c.invoice,
+        )
     if step.change_quantity is not None:
         q = step.change_quantity
         if isinstance(q, int):
             q = ChangeQuantityAction(quantity=q)
-        return wire.ChangeQuantityParams(quantity=q.quantity, timing=q.timing)
+        return wire.ChangeQuantityParams(quantity=q.quantity, timing=q.timing, invoice=q.invoice)
     if step.add_addon is not None:
         return wire.AddAddonParams(addon_plan_id=step.add_addon.plan, quantity=step.add_addon.quantity)
     if step.remove_addon is not None:
@@ -323,7 +436,14 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         "effective_at": _at(scenario.start).isoformat().replace("+00:00", "Z"),
         "trial": scenario.trial,
     }
-    sub_id = subscription_id_of(order)
+    # A billing day or calendar billing is a term of the lifecycle's create command, which the
+    # direct order format does not carry: such scenarios send the create command themselves.
+    direct_create = bool(
+        scenario.calendar_billing
+        or scenario.backdate is not None
+        or (scenario.account is not None and scenario.account.billing_day)
+    )
+    sub_id = derived_id("simulation", order["order_id"]) if direct_create else subscription_id_of(order)
     extra_orders = {
         m.key: {**order, "order_id": f"sim-{uuid.uuid4().hex[:10]}", "plan": m.plan, "quantity": m.quantity}
         for m in scenario.more_subscriptions
@@ -412,12 +532,12 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             headers=[("ce_id", event.id.encode())],
         )
 
-    async def command(day: date, params: CommandParams, target: str = sub_id) -> None:
+    async def command(moment: datetime, params: CommandParams, target: str = sub_id) -> None:
         cmd = ev.SubscriptionCommand(
             subscription_id=target,
-            idempotency_key=f"sim:{target}:{day}:{params.command}",
+            idempotency_key=f"sim:{target}:{moment.isoformat()}:{params.command}",
             channel="direct",
-            effective_at=_at(day),
+            effective_at=moment,
             actor="user:simulator",
             params=params,
         )
@@ -446,12 +566,31 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         headers = [("som-test-clock", clock.encode())]
         if scenario.customer.country:
             headers.append(("country", scenario.customer.country.encode()))
-        await producer.send_and_wait(
-            f"{ns}{topics.inbound('direct')}",
-            value=json.dumps(order).encode(),
-            key=str(order["order_id"]).encode(),
-            headers=headers,
-        )
+        if direct_create:
+            c = scenario.customer
+            await command(
+                _at(scenario.backdate or scenario.start),
+                wire.CreateParams(
+                    plan_id=scenario.plan,
+                    quantity=scenario.quantity,
+                    billing_interval=scenario.billing_interval,
+                    currency=scenario.currency,
+                    customer=wire.Customer(
+                        customer_id=c.id, email=c.email, name=c.name, country=c.country, region=c.region
+                    ),
+                    trial=scenario.trial,
+                    clock=clock,
+                    cycle_day=scenario.account.billing_day if scenario.account else None,
+                    calendar_cycle=scenario.calendar_billing,
+                ),
+            )
+        else:
+            await producer.send_and_wait(
+                f"{ns}{topics.inbound('direct')}",
+                value=json.dumps(order).encode(),
+                key=str(order["order_id"]).encode(),
+                headers=headers,
+            )
         for extra in extra_orders.values():
             await producer.send_and_wait(
                 f"{ns}{topics.inbound('direct')}",
@@ -461,20 +600,20 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             )
         await settle()
         for step in scenario.steps:
-            await advance_clock(pool, bootstrap, ns, clock, _at(step.at))
+            await advance_clock(pool, bootstrap, ns, clock, step.clock_target)
             a = step.action
             params = step_command(step)
             if params is not None:
-                await command(step.at, params, sub_ids[step.subscription])
+                await command(step.moment, params, sub_ids[step.subscription])
             elif a == "grant":
                 assert step.grant is not None
                 g = ev.EntitlementCommand(
                     command="grant",
                     customer_id=customer_id,
-                    command_id=f"grant:sim:{customer_id}:{step.at}:{step.grant.feature}",
+                    command_id=f"grant:sim:{customer_id}:{step.day}:{step.grant.feature}",
                     feature=step.grant.feature,
                     value=step.grant.value,
-                    starts_at=_at(step.at),
+                    starts_at=step.moment,
                     until=_at(step.grant.until),
                     reason=step.grant.reason,
                     actor="user:simulator",
@@ -499,14 +638,14 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                 failures.left += step.payment_failure.times
                 failures.reason = step.payment_failure.reason
             elif a == "payment_method_updated":
-                update = ev.PaymentMethodUpdated(subscription_id=sub_id, updated_at=_at(step.at))
+                update = ev.PaymentMethodUpdated(subscription_id=sub_id, updated_at=step.moment)
                 event = make_event(
                     type=ev.PAYMENT_METHOD_UPDATED,
                     source="som/simulator",
                     subject=sub_id,
                     data=update,
                     correlation_id=derived_id("simulation", sub_id),
-                    causation_id=derived_id("pmu", sub_id, str(step.at)),
+                    causation_id=derived_id("pmu", sub_id, step.moment.isoformat()),
                 )
                 await producer.send_and_wait(
                     f"{ns}{topics.PAYMENTS_RESULTS}",

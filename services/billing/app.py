@@ -18,15 +18,17 @@ if TYPE_CHECKING:
 NAME = "billing"
 
 
-def billing_context(catalog: Catalog) -> BillingContext:
+def billing_context(catalog: Catalog, policy_path: Path | str | None = None) -> BillingContext:
     """Catalog, billing policy and tax table as the worker (and ``som billing preview``) use them.
 
+    ``policy_path`` (``SOM_BILLING_POLICY_PATH``) points at another ``billing_policy.yaml``.
     A customer without a country (the direct channel's orders carry only a region) is not
-    taxed: the documents carry a 0 rate. An unknown country stays an error (dead letter).
+    taxed: the documents carry a 0 rate, and the engine notes it on every such outcome (the
+    worker logs the note). An unknown country stays an error (dead letter).
     """
     from services.billing.domain import BillingContext, load_context
 
-    ctx = load_context(catalog)
+    ctx = load_context(catalog, policy_path=policy_path)
     tax = ctx.tax_table.model_copy(update={"missing_country": "untaxed"})
     return BillingContext(catalog=ctx.catalog, policy=ctx.policy, tax_table=tax)
 
@@ -39,7 +41,10 @@ def wire(settings: Settings, db: Database) -> Wiring:
     from shared.messaging.runtime import Route
     from shared.timekeeping import run_scheduler
 
-    ctx = billing_context(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
+    ctx = billing_context(
+        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None),
+        settings.charge_policy_path,
+    )
     handlers = BillingHandlers(ctx)
     routes = [
         Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event),

@@ -95,6 +95,10 @@ class BillingHandlers:
             )
         rec.snapshot = change.snapshot
         rec.lifecycle_version = change.version
+        # Account credit is the customer's: locked here so that two subscriptions of one customer
+        # consume and add to one balance in turn.
+        customer_id, currency = change.snapshot.customer.customer_id, change.snapshot.currency.upper()
+        rec.account_credit = await store.customer_credit(uow.conn, customer_id, currency, lock=True)
         rec.clock = change.snapshot.clock or rec.clock or await store.resolve_clock(uow.conn, change.snapshot)
         for lifecycle_event in change.events:
             for step in steps_for(lifecycle_event):
@@ -102,11 +106,45 @@ class BillingHandlers:
                 if done is None:
                     continue
                 outcome, reason = done
+                for note in outcome.notes:
+                    if note.startswith("customer has no country"):
+                        log.warning("%s: %s", change.subscription_id, note)
                 rec.state = outcome.state
-                rec.account_credit = outcome.account_credit_after
+                balance = rec.account_credit
                 for doc in outcome.documents:
-                    await self.issue(uow, event, rec, doc, reason=reason)
+                    issued = await self.issue(uow, event, rec, doc, reason=reason)
+                    balance = await self._move_credit(uow, rec, doc, issued.document_number, balance)
+                if balance != outcome.account_credit_after:  # pragma: no cover - the engine's invariant
+                    raise PermanentError(f"credit ledger mismatch for {change.subscription_id}")
+                rec.account_credit = outcome.account_credit_after
         await store.save(uow.conn, rec)
+
+    async def _move_credit(
+        self, uow: UnitOfWork, rec: store.BillingRecord, doc: Document, number: str, balance: Decimal
+    ) -> Decimal:
+        """Record what a document does to the customer's credit; the balance after it."""
+        kind, amount = None, Decimal(0)
+        if doc.document_type == "credit_note" and doc.credit_to_account > 0:
+            kind, amount = "credit_note", doc.credit_to_account
+        elif doc.document_type == "invoice" and doc.credits_applied > 0:
+            kind, amount = "applied", -doc.credits_applied
+        elif doc.document_type == "credit_note" and doc.refund_amount > 0:
+            kind = "refund"  # paid back, not kept: recorded, the balance does not move
+        if kind is None:
+            return balance
+        after = balance + amount
+        await store.record_credit_movement(
+            uow.conn,
+            customer_id=rec.snapshot.customer.customer_id,
+            currency=doc.currency,
+            kind=kind,
+            amount=amount if kind != "refund" else doc.refund_amount,
+            balance_after=after,
+            subscription_id=rec.subscription_id,
+            document_number=number,
+            business_date=doc.issue_date,
+        )
+        return after
 
     def step(self, rec: store.BillingRecord, step: Step) -> tuple[BillingOutcome, str] | None:
         """Apply one step to the record's state (pure); the outcome and the documents' reason, if any."""
@@ -123,7 +161,10 @@ class BillingHandlers:
                     fresh = fresh.model_copy(update={"next_charge_seq": state.next_charge_seq})
                 rec.started_on = step.on
                 return apply(
-                    fresh, Activate(on=step.on), self.ctx, account_credit=rec.account_credit
+                    fresh,
+                    Activate(on=step.on, through=step.through),
+                    self.ctx,
+                    account_credit=rec.account_credit,
                 ), "activation"
             if not is_live(state):
                 log.info("%s: %s while billing is not running: nothing billed", rec.subscription_id, step)
@@ -181,6 +222,23 @@ class BillingHandlers:
         )
         metrics.DOCUMENTS_ISSUED.labels(doc.document_type).inc()
         await journal.schedule_entries(uow, numbered, clock=rec.business_clock, test=snap.test)
+        if not invoice and doc.refund_amount > 0:
+            # A refund is a request on the payment side (its cash entry is in the journal).
+            refund = ev.PaymentRequested(
+                payment_id=f"{number}/refund",
+                document_number=number,
+                subscription_id=snap.subscription_id,
+                customer_id=snap.customer.customer_id,
+                amount=doc.refund_amount,
+                currency=doc.currency,
+                attempt=1,
+                due_date=doc.issue_date,
+                reason="refund",
+                test=snap.test,
+            )
+            await schedule_request(
+                uow, refund, due_at=journal.start_of(doc.issue_date), clock=rec.business_clock
+            )
         if status == "open":
             stored = await store.document(uow.conn, number)
             assert stored is not None
@@ -219,4 +277,7 @@ async def load_state(
     rec = await store.load(conn, subscription_id)
     if rec is None:
         return None, Decimal(0), None
+    rec.account_credit = await store.customer_credit(
+        conn, rec.snapshot.customer.customer_id, rec.snapshot.currency.upper()
+    )
     return rec.state, rec.account_credit, rec

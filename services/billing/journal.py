@@ -42,6 +42,8 @@ def start_of(day: date) -> datetime:
 
 
 def _kind_of(entry: JournalEntry) -> str:
+    if "refunded to the customer" in entry.description:
+        return "refund"
     if "account credit" in entry.description or "credited to the customer" in entry.description:
         return "account_credit"
     return "issue"

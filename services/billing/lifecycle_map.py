@@ -23,7 +23,8 @@ SubscriptionReactivated     Start(period_start) when ``new_billing_anchor`` (res
 SubscriptionRenewed         Align + Renew(period_start): billed in advance
 PlanChanged immediate       ChangePlan(timing=immediate): proration per billing policy
 PlanChanged period_end      nothing (the Align of the renewal/resume it comes with)
-QuantityChanged immediate   ChangeQuantity (billing policy: increase now, decrease at period end)
+QuantityChanged immediate   ChangeQuantity (billing policy: increase now, decrease at period end;
+                            with ``invoice: now|next`` prorated now either way)
 QuantityChanged period_end  nothing (a scheduled seat change: the Align of its renewal)
 AddOnAdded / AddOnRemoved   AddAddon / RemoveAddon
 SubscriptionPaused          Pause: unused paid days credited (pending), no invoices while paused
@@ -61,10 +62,15 @@ from services.billing.domain import (
     Renew,
     Resume,
 )
-from services.billing.domain.model import ScheduledChange
+from services.billing.domain.model import Invoicing, ScheduledChange
 from shared.contracts import events as ev
 from shared.contracts import subscription as lc
 from shared.contracts.commands import Timing
+
+
+def _invoicing(invoice: str | None) -> Invoicing | None:
+    # The command's `invoice: now|next` in billing's words; None leaves it to the billing policy.
+    return {"now": "invoice_immediately", "next": "pending"}.get(invoice or "")  # type: ignore[return-value]
 
 
 def _day(moment: datetime) -> date:
@@ -73,9 +79,13 @@ def _day(moment: datetime) -> date:
 
 @dataclass(frozen=True)
 class Start:
-    """Build the billing state from the snapshot and activate it on ``on`` (first invoice)."""
+    """Build the billing state from the snapshot and activate it on ``on`` (first invoice).
+
+    ``through``: a backdated start, billed at once up to the period containing that day.
+    """
 
     on: date
+    through: date | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,7 @@ def steps_for(event: lc.DomainEvent) -> list[Step]:
     """What one lifecycle event means for billing (see the module docstring)."""
     on = _day(event.effective_at)
     if isinstance(event, lc.SubscriptionActivated):
-        return [Start(event.period_start)]
+        return [Start(event.period_start, event.billed_through)]
     if isinstance(event, lc.SubscriptionReactivated):
         return [Start(event.period_start)] if event.new_billing_anchor else []
     if isinstance(event, lc.SubscriptionRenewed):
@@ -111,7 +121,12 @@ def steps_for(event: lc.DomainEvent) -> list[Step]:
         return [
             Run(
                 ChangePlan(
-                    on=on, plan_id=event.to_plan_id, quantity=event.to_quantity, timing=Timing.IMMEDIATE
+                    on=on,
+                    plan_id=event.to_plan_id,
+                    quantity=event.to_quantity,
+                    timing=Timing.IMMEDIATE,
+                    invoicing=_invoicing(event.invoice),
+                    billing_interval=event.billing_interval,
                 ),
                 "change",
             )
@@ -119,7 +134,19 @@ def steps_for(event: lc.DomainEvent) -> list[Step]:
     if isinstance(event, lc.QuantityChanged):
         if event.timing is not Timing.IMMEDIATE:  # applied at a period boundary: the Align carries it
             return []
-        return [Run(ChangeQuantity(on=on, quantity=event.to_quantity), "change")]
+        return [
+            Run(
+                ChangeQuantity(
+                    on=on,
+                    quantity=event.to_quantity,
+                    # A change that says when to invoice its proration is prorated now, a decrease too
+                    # (Chargebee's immediate prorated decrease); otherwise the billing policy decides.
+                    timing=Timing.IMMEDIATE if event.invoice is not None else None,
+                    invoicing=_invoicing(event.invoice),
+                ),
+                "change",
+            )
+        ]
     if isinstance(event, lc.AddOnAdded):
         return [Run(AddAddon(on=on, plan_id=event.addon_plan_id, quantity=event.quantity), "change")]
     if isinstance(event, lc.AddOnRemoved):
@@ -181,8 +208,11 @@ def align(
     sc = state.scheduled_change
     due = sc is not None and sc.effective_on <= on
     upcoming = sc.items if sc is not None and due else state.items
+    upcoming_interval = (sc.billing_interval if sc is not None and due else None) or state.billing_interval
     desired = snapshot_items(snapshot, previous=upcoming, on=on)
-    if _terms(upcoming) == _terms(desired):
+    # The lifecycle owns the interval too: a change of interval at this boundary restarts the cycle.
+    interval = snapshot.billing_interval if snapshot.billing_interval != upcoming_interval else None
+    if _terms(upcoming) == _terms(desired) and interval is None:
         return state, None
     charged_from_on = (
         state.paused_since is None and state.charged_through is not None and state.charged_through > on
@@ -193,5 +223,10 @@ def align(
         return state.model_copy(update={"items": desired, "scheduled_change": None if due else sc}), (
             f"items aligned with the lifecycle on resume {on}"
         )
-    change = ScheduledChange(effective_on=on, items=desired, reason="lifecycle terms for the new period")
+    change = ScheduledChange(
+        effective_on=on,
+        items=desired,
+        billing_interval=interval or (sc.billing_interval if sc is not None and due else None),
+        reason="lifecycle terms for the new period",
+    )
     return state.model_copy(update={"scheduled_change": change}), f"items aligned with the lifecycle on {on}"

@@ -147,6 +147,24 @@ class Payments:
         rec, now = await self._context(uow, result.subscription_id)
         today = now.date()
         doc = await store.document(uow.conn, result.document_number, lock=True)
+        if (
+            doc is not None
+            and doc.subscription_id == result.subscription_id
+            and doc.document_type == "credit_note"
+        ):
+            # The provider's answer to a refund request: recorded, nothing to collect.
+            await uow.conn.execute(
+                "INSERT INTO billing.payment_attempts (document_number, attempt, outcome, failure_reason, "
+                "business_date, event_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                doc.document_number,
+                result.attempt,
+                result.outcome,
+                result.failure_reason,
+                today,
+                cause.id,
+            )
+            log.info("refund of %s: %s", doc.document_number, result.outcome)
+            return
         if doc is None or doc.subscription_id != result.subscription_id or doc.document_type != "invoice":
             raise PermanentError(f"no invoice {result.document_number} of {result.subscription_id}")
         recorded = await uow.conn.execute(

@@ -24,6 +24,7 @@ from services.billing.domain import (
     Cancel,
     ChangePlan,
     ChangeQuantity,
+    Document,
     InvoicePending,
     Pause,
     RemoveAddon,
@@ -32,6 +33,7 @@ from services.billing.domain import (
     revenue_schedule,
     to_invoice_issued,
 )
+from services.billing.domain.engine import renewals_due
 from services.billing.domain.model import Timing
 from services.billing.handlers import BillingHandlers
 from services.billing.journal import RECOGNITION_KIND
@@ -146,20 +148,47 @@ async def preview_change(
     rec = await store.load(conn, subscription_id)
     if rec is None or rec.state is None:
         raise PreviewError(f"billing has no state for subscription {subscription_id}", not_found=True)
-    done = BillingHandlers(ctx).step(copy.copy(rec), Run(command, "preview"))
+    # The customer's balance, as the worker reads it for this subscription's next change.
+    rec.account_credit = await store.customer_credit(
+        conn, rec.snapshot.customer.customer_id, rec.snapshot.currency.upper()
+    )
+    handlers = BillingHandlers(ctx)
+    work = copy.copy(rec)
     result = Preview(
         subscription_id=subscription_id,
         command=command.model_dump(mode="json"),
         account_credit_before=rec.account_credit,
         account_credit_after=rec.account_credit,
     )
+    # Renewals due between the last one billed and the change's date run first, as the worker
+    # would have run them (a renewal fires at midnight, before a change dated that day).
+    renewal_docs: list[Document] = []
+    include_on = not isinstance(command, Renew)
+    while due := renewals_due(work.state, command.on, include_on=include_on):
+        # One at a time: a renewal may apply a scheduled interval change that moves the next date.
+        day = due[0]
+        renewed = handlers.step(work, Run(Renew(on=day), "renewal"))
+        if renewed is None:
+            break
+        out, _ = renewed
+        work.state, work.account_credit = out.state, out.account_credit_after
+        renewal_docs.extend(out.documents)
+        result.notes.append(f"renewal on {day} runs first")
+    done = handlers.step(work, Run(command, "preview"))
+    result.documents = [
+        to_invoice_issued(
+            d, document_number=PREVIEW_NUMBER, customer=rec.snapshot.customer, test=rec.snapshot.test
+        ).model_dump(mode="json")
+        for d in renewal_docs
+    ]
+    result.account_credit_after = work.account_credit
     if done is None:
         result.notes.append(
             "billing is not running for this subscription, or nothing changes: nothing billed"
         )
         return result
     outcome, _ = done
-    result.documents = [
+    result.documents += [
         to_invoice_issued(
             d, document_number=PREVIEW_NUMBER, customer=rec.snapshot.customer, test=rec.snapshot.test
         ).model_dump(mode="json")
@@ -169,7 +198,7 @@ async def preview_change(
     result.account_credit_after = outcome.account_credit_after
     result.timing = outcome.timing
     result.effective_on = outcome.effective_on
-    result.notes = list(outcome.notes)
+    result.notes += list(outcome.notes)
     return result
 
 

@@ -285,3 +285,55 @@ async def update_collection(
         dunning_to_json(dunning, suspended=suspended),
         paid_on,
     )
+
+
+# --------------------------------------------------------------------------- customer credit
+
+
+async def customer_credit(
+    conn: asyncpg.Connection | asyncpg.Pool, customer_id: str, currency: str, *, lock: bool = False
+) -> Decimal:
+    """The customer's account credit in ``currency`` (the row is created and locked with ``lock``)."""
+    if lock:
+        await conn.execute(
+            "INSERT INTO billing.customer_credit (customer_id, currency) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            customer_id,
+            currency,
+        )
+    sql = "SELECT balance FROM billing.customer_credit WHERE customer_id = $1 AND currency = $2"
+    value = await conn.fetchval(sql + (" FOR UPDATE" if lock else ""), customer_id, currency)
+    return Decimal(value) if value is not None else Decimal(0)
+
+
+async def record_credit_movement(
+    conn: asyncpg.Connection,
+    *,
+    customer_id: str,
+    currency: str,
+    kind: str,
+    amount: Decimal,
+    balance_after: Decimal,
+    subscription_id: str,
+    document_number: str,
+    business_date: date,
+) -> None:
+    """One movement of the customer's credit, and the balance it leaves."""
+    await conn.execute(
+        "INSERT INTO billing.credit_movements (customer_id, currency, kind, amount, balance_after, "
+        "subscription_id, document_number, business_date) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        customer_id,
+        currency,
+        kind,
+        amount,
+        balance_after,
+        subscription_id,
+        document_number,
+        business_date,
+    )
+    await conn.execute(
+        "UPDATE billing.customer_credit SET balance = $3, updated_at = now() "
+        "WHERE customer_id = $1 AND currency = $2",
+        customer_id,
+        currency,
+        balance_after,
+    )

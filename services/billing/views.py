@@ -112,3 +112,24 @@ async def renewal_payment_outcomes(pool: asyncpg.Pool, *, since_hours: float = 2
         since_hours * 3600,
     )
     return {str(r["outcome"]): int(r["n"]) for r in rows}
+
+
+async def customer_balance(pool: asyncpg.Pool, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's account credit per currency, each with its movements in order."""
+    balances = await pool.fetch(
+        "SELECT currency, balance FROM billing.customer_credit WHERE customer_id = $1 ORDER BY currency",
+        customer_id,
+    )
+    moves = await pool.fetch(
+        "SELECT currency, kind, amount, balance_after, subscription_id, document_number, business_date "
+        "FROM billing.credit_movements WHERE customer_id = $1 ORDER BY id",
+        customer_id,
+    )
+    return [
+        {
+            "currency": b["currency"],
+            "balance": b["balance"],
+            "movements": [dict(m) for m in moves if m["currency"] == b["currency"]],
+        }
+        for b in balances
+    ]

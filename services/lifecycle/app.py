@@ -21,7 +21,8 @@ def wire(settings: Settings, db: Database) -> Wiring:
     from shared.timekeeping import run_scheduler
 
     handlers = LifecycleHandlers(
-        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
+        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None),
+        plan_change_rules_path=settings.charge_policy_path,
     )
     routes = [
         Route(topics.SUBSCRIPTIONS_COMMANDS, handlers.on_command),

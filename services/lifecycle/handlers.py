@@ -7,6 +7,7 @@ domain command, loads and stores the subscription, and turns the decision into r
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
@@ -24,6 +25,7 @@ from services.lifecycle.domain.timers import TimerKind
 from services.lifecycle.store import LifecycleStore, PgLifecycleStore
 from shared import timekeeping
 from shared.catalog import Catalog, CatalogError
+from shared.catalog.change_rules import load_plan_change_rules
 from shared.contracts import commands as wire
 from shared.contracts import events as ev
 from shared.contracts.commands import NOTICE_COMMANDS
@@ -49,13 +51,24 @@ def current_trace_id() -> str | None:
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
 
 
+# The plan-change rules are the ones billing invoices by: its policy file's `plan_change` section
+# (read as a file, not through billing's code; SOM_BILLING_POLICY_PATH points both at another).
+PLAN_CHANGE_RULES_PATH = Path(__file__).resolve().parents[1] / "billing" / "config" / "billing_policy.yaml"
+
+
 class LifecycleHandlers:
     """Handlers of ``subscriptions.commands`` and ``provisioning.instances``."""
 
-    def __init__(self, catalog: Catalog, store: LifecycleStore | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: LifecycleStore | None = None,
+        plan_change_rules_path: Path | str | None = None,
+    ) -> None:
         self.catalog = catalog
         self.store: LifecycleStore = store or PgLifecycleStore()
         self.approval_policy = load_approval_policy()
+        self.plan_change_rules = load_plan_change_rules(plan_change_rules_path or PLAN_CHANGE_RULES_PATH)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -75,7 +88,11 @@ class LifecycleHandlers:
             try:
                 now = await self.store.clock_now(uow.conn, commercial.get("clock", timekeeping.SYSTEM_CLOCK))
                 domain_cmd = decode_command(
-                    cmd, current, catalog=self.catalog, approval_policy=self.approval_policy
+                    cmd,
+                    current,
+                    catalog=self.catalog,
+                    approval_policy=self.approval_policy,
+                    plan_change_rules=self.plan_change_rules,
                 )
             except (CommandNotUnderstood, CatalogError, ValidationError) as exc:
                 result: Decision | Rejection | None = None
@@ -211,6 +228,7 @@ class LifecycleHandlers:
             unit_amount=commercial.get("unit_amount"),
             addons=[ev.SubscriptionItem(plan_id=a.plan.plan_id, quantity=a.quantity) for a in state.addons],
             billing_anchor=state.billing_anchor,
+            anchor_day=state.anchor_day,
             current_period_start=state.current_period_start,
             current_period_end=state.current_period_end,
             trial_ends_at=state.trial_ends_at,

@@ -10,6 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.catalog.conventions import (
+    Alignment,
+    ChargeMode,
+    ProrationConvention,
+    ProrationOverride,
+)
 from shared.config_files import load_yaml_model
 from shared.money import is_exact, normalize_currency, to_decimal
 
@@ -118,6 +124,13 @@ class Plan(BaseModel):
     limits: dict[str, int] = Field(default_factory=dict)
     per_seat: tuple[str, ...] = ()  # limits multiplied by the subscription's quantity
     instances: int = 0
+    charge_mode: ChargeMode = Field(
+        default="in_advance",
+        description="in_advance: each period billed at its start; in_arrears: at its end",
+    )
+    proration: ProrationOverride | None = Field(
+        default=None, description="overrides the catalog's convention"
+    )
     grant_versions: tuple[GrantVersion, ...] = ()
 
     def grants_on(self, on: date | None) -> tuple[tuple[str, ...], dict[str, int], int]:
@@ -168,6 +181,13 @@ class Catalog(BaseModel):
 
     renewal_pricing: Literal["grandfathered", "current"] = "grandfathered"
     features: dict[str, FeatureDefinition] = Field(default_factory=dict)
+
+    proration: ProrationConvention = Field(default_factory=ProrationConvention)
+    alignment: dict[str, Alignment] = Field(
+        default_factory=dict,
+        description="per billing interval (P1M, P1Y, ...): bill on the subscription's own date, the "
+        "account's billing day, or the calendar (1st of month/quarter/year); unset = subscription",
+    )
     plans: tuple[Plan, ...]
 
     @model_validator(mode="after")
@@ -190,6 +210,22 @@ class Catalog(BaseModel):
         if found is not None:
             return found
         return DEFAULT_LIMIT if numeric else BOOLEAN_FEATURE
+
+    def proration_for(self, plan_id: str) -> ProrationConvention:
+        """The proration convention of a plan: the catalog's, with the plan's override applied."""
+        plan = self.find(plan_id)
+        if plan is None or plan.proration is None:
+            return self.proration
+        return plan.proration.over(self.proration)
+
+    def charge_mode(self, plan_id: str) -> ChargeMode:
+        """``in_advance`` or ``in_arrears`` for a plan (unknown plans bill in advance)."""
+        plan = self.find(plan_id)
+        return plan.charge_mode if plan is not None else "in_advance"
+
+    def alignment_for(self, billing_interval: str) -> Alignment:
+        """Which day a billing interval's items bill on (``subscription`` unless configured)."""
+        return self.alignment.get(billing_interval, "subscription")
 
     def find(self, plan_id: str) -> Plan | None:
         """The plan with this id, or ``None``."""

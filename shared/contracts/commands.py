@@ -58,6 +58,10 @@ class _Params(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+Invoice = Literal["now", "next"]
+"""When a change's proration is invoiced: at once, or rolled into the next invoice."""
+
+
 class CreateParams(_Params):
     """Create a subscription (intake). Commercial terms the lifecycle keeps for billing travel here."""
 
@@ -75,6 +79,17 @@ class CreateParams(_Params):
     )
     clock: str | None = Field(default=None, description="test clock the subscription lives on; None: system")
     test: bool = False
+    cycle_day: int | None = Field(
+        default=None,
+        ge=1,
+        le=31,
+        description="the account's billing cycle day (month-based intervals): periods start on it, "
+        "clamped to month ends, after a prorated first stub; None: the start date",
+    )
+    calendar_cycle: bool = Field(
+        default=False,
+        description="periods start on the 1st of the month, quarter or year (prorated first stub)",
+    )
 
 
 class ApproveParams(_Params):
@@ -111,6 +126,15 @@ class ChangePlanParams(_Params):
     timing: Timing | None = Field(
         default=None, description="None: the plan-change rule (upgrades now, the rest at period end)"
     )
+    billing_interval: str | None = Field(
+        default=None,
+        description="a new billing interval (P1M, P3M, P1Y): the cycle restarts on the change date "
+        "(immediate) or on the period end; None: keep the interval",
+    )
+    invoice: Invoice | None = Field(
+        default=None,
+        description="now: invoice the proration at once; next: with the next invoice; None: policy",
+    )
 
 
 class ChangeQuantityParams(_Params):
@@ -119,6 +143,10 @@ class ChangeQuantityParams(_Params):
     command: Literal["change_quantity"] = "change_quantity"
     quantity: int = Field(ge=1)
     timing: Timing = Timing.IMMEDIATE
+    invoice: Invoice | None = Field(
+        default=None,
+        description="now: invoice the proration at once; next: with the next invoice; None: policy",
+    )
 
 
 class AddAddonParams(_Params):

@@ -89,6 +89,9 @@ class SubscriptionSnapshot(BaseModel):
     unit_amount: DecimalString | None = Field(default=None, description="price override, if any")
     addons: list[SubscriptionItem] = Field(default_factory=list)
     billing_anchor: date | None = None
+    anchor_day: int | None = Field(
+        default=None, description="day of month boundaries return to when the anchor is a clamped date"
+    )
     current_period_start: date | None = None
     current_period_end: date | None = None
     trial_ends_at: datetime | None = None
@@ -314,7 +317,9 @@ class PaymentRequested(BaseModel):
     currency: str
     attempt: int = Field(ge=1, description="1 for the first collection, 2.. for retries")
     due_date: date
-    reason: Literal["invoice", "retry", "payment_method_updated"] = "invoice"
+    reason: Literal["invoice", "retry", "payment_method_updated", "refund"] = Field(
+        default="invoice", description="refund: pay a credit note's refund back to the customer"
+    )
     test: bool = False
 
 
@@ -355,7 +360,7 @@ class JournalEntryPosted(BaseModel):
 
     entry_id: str
     subscription_id: str
-    kind: Literal["issue", "account_credit", "recognition"]
+    kind: Literal["issue", "account_credit", "recognition", "refund"]
     entry_date: date
     currency: str
     description: str

@@ -108,6 +108,7 @@ class SubscriptionActivated(DomainEvent):
     type: Literal["SubscriptionActivated"] = "SubscriptionActivated"
     period_start: date
     period_end: date
+    billed_through: date | None = None  # a backdated start: every period up to this day is billed now
 
 
 class TrialStarted(DomainEvent):
@@ -141,6 +142,8 @@ class PlanChanged(DomainEvent):
     from_quantity: int
     to_quantity: int
     timing: Timing
+    invoice: Literal["now", "next"] | None = None  # the command's choice; None: billing policy
+    billing_interval: str | None = None  # the new interval when it changes; the cycle restarts
     period_start: date | None
     period_end: date | None
 
@@ -176,6 +179,7 @@ class QuantityChanged(DomainEvent):
     from_quantity: int
     to_quantity: int
     timing: Timing = Timing.IMMEDIATE
+    invoice: Literal["now", "next"] | None = None  # the command's choice; None: billing policy
 
 
 class AddOnAdded(DomainEvent):

@@ -32,7 +32,10 @@ def _context() -> Any:
     from shared.catalog import cached_catalog
 
     settings = resolved_settings(require=False)
-    return billing_context(cached_catalog(str(settings.catalog_path) if settings.catalog_path else None))
+    return billing_context(
+        cached_catalog(str(settings.catalog_path) if settings.catalog_path else None),
+        settings.charge_policy_path,
+    )
 
 
 def _date(value: str, option: str = "--on") -> date:
@@ -240,6 +243,56 @@ def billing_export(
     err.print(table)
     if not result.ties:
         raise UserError("the export does not tie to the journal (see the totals)", EXIT_FAILED)
+
+
+@app.command("balance")
+def billing_balance(
+    customer_id: Annotated[str, typer.Argument(help="Customer id (as in the subscription's customer).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The customer's account credit per currency, with every movement (credit notes, credit applied, refunds)."""
+    settings = resolved_settings()
+
+    async def go() -> list[dict[str, Any]]:
+        async with db_pool(settings) as pool:
+            rows = await views.customer_balance(pool, customer_id)
+        if not rows:
+            raise UserError(f"no account credit recorded for customer {customer_id}", EXIT_NOT_FOUND)
+        return [
+            {
+                "currency": r["currency"],
+                "balance": str(r["balance"]),
+                "movements": [
+                    {k: (str(v) if v is not None else None) for k, v in m.items()} for m in r["movements"]
+                ],
+            }
+            for r in rows
+        ]
+
+    rows = run(go())
+    if as_json:
+        console.print_json(data={"customer_id": customer_id, "balances": rows})
+        return
+    for r in rows:
+        t = Table(
+            "date",
+            "movement",
+            "amount",
+            "balance",
+            "subscription",
+            "document",
+            title=f"account credit of {customer_id}: {r['balance']} {r['currency']}",
+        )
+        for m in r["movements"]:
+            t.add_row(
+                m["business_date"] or "",
+                m["kind"],
+                m["amount"],
+                m["balance_after"],
+                m["subscription_id"] or "",
+                m["document_number"] or "",
+            )
+        console.print(t)
 
 
 @revenue_app.command("schedule")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,14 +25,21 @@ def simulate(
     output: Annotated[Path | None, typer.Option(help="Also write the JSON timeline to this file.")] = None,
 ) -> None:
     """Run a scenario through the real workers under a test clock and print the timeline."""
-    from som.simulate import ScenarioError, load_scenario, run_scenario
+    from som.simulate import ScenarioError, convention_files, load_scenario, run_scenario
 
     try:
         scenario = load_scenario(scenario_file)
     except ScenarioError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    with isolated_system("sim") as s:
-        result = run(run_scenario(s, scenario))
+    with tempfile.TemporaryDirectory(prefix="som-sim-") as folder:
+        extra_env: dict[str, str] | None = None
+        if scenario.conventions is not None:
+            try:
+                extra_env = convention_files(scenario.conventions, Path(folder))
+            except ScenarioError as exc:
+                raise typer.BadParameter(str(exc)) from exc
+        with isolated_system("sim", extra_env=extra_env) as s:
+            result = run(run_scenario(s, scenario))
     text = json.dumps(result, indent=2, default=str)
     if output:
         output.write_text(text + "\n")

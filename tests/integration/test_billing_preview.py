@@ -196,3 +196,39 @@ async def test_preview_equals_what_the_worker_issues_for_the_same_change_and_dat
     assert missing.returncode == 3
     usage = await som(settings, "billing", "preview", sub, "--change", "change_plan", "--on", "2025-03-21")
     assert usage.returncode == 2  # change_plan needs --plan
+
+
+async def test_preview_runs_the_renewals_due_before_its_date(settings: Settings, db: Database) -> None:
+    """Issue 11 defect: a preview dated after a renewal left that renewal out (and prorated nothing)."""
+    settings = fast(settings)
+    bootstrap, ns = str(settings.kafka_bootstrap), settings.topic_namespace
+    clock = f"{ns}preview-renewal"
+    start = datetime(2025, 3, 1, 9, tzinfo=UTC)
+    await create_clock(db.pool, clock, start)
+    sub = f"sub-{uuid.uuid4().hex[:8]}"
+    customer = ev.Customer(customer_id="cus-de-2", country="DE")
+    workers = ("lifecycle", "billing")
+    async with (
+        running_workers(settings, db, names=workers),
+        TopicReader(bootstrap, f"{ns}{topics.BILLING_INVOICES}") as invoices,
+    ):
+        await command(
+            settings, "create", sub, at=start, clock=clock, plan_id="starter", quantity=1, customer=customer
+        )
+        await published(invoices, sub, "2025-03-01", "invoice")
+        # Still Mar 1 on the clock; a second seat on Apr 10. The Apr 1 renewal runs first:
+        #   19.00 + VAT 3.61 = 22.61. Then April (30 days) has 21 days left from Apr 10:
+        #   credit 19.00 x 21/30 = 13.30, charge 38.00 x 21/30 = 26.60 (pending by policy).
+        shown = await preview(
+            settings, sub, "--change", "change_quantity", "--quantity", "2", "--on", "2025-04-10"
+        )
+        assert [(d["issue_date"], D(d["total"])) for d in shown["documents"]] == [("2025-04-01", D("22.61"))]
+        assert sorted(D(line["amount"]) for line in shown["pending_lines"]) == [D("-13.30"), D("26.60")]
+        assert "renewal on 2025-04-01 runs first" in shown["notes"]
+
+        await advance_clock(
+            db.pool, bootstrap, ns, clock, datetime(2025, 4, 10, 12, tzinfo=UTC), services=workers
+        )
+        renewal = await published(invoices, sub, "2025-04-01", "invoice")
+        expected = shown["documents"][0]
+        assert {k: renewal[k] for k in COMPARED} == {k: expected[k] for k in COMPARED}

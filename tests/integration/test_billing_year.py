@@ -109,12 +109,13 @@ async def test_one_year_with_upgrade_downgrade_pause_failed_payment_and_cancella
         await advance(_noon(2025, 6, 10))
         await command(settings, "change_plan", sub, at=_noon(2025, 6, 10), plan_id="starter")
         # Jul 1 and Aug 1: starter x 2 = 38.00. Aug 16 pause: August has 31 days, 16 unused:
-        #   credit 38.00 x 16/31 = 19.6129 -> -19.61 (pending). Sep 1, Oct 1: paused, nothing billed.
+        #   credit 38.00 x 16/31 = 19.6129 -> credit note -19.61 at once, kept as account credit (the
+        #   balance shows it while paused). Sep 1, Oct 1: paused, nothing billed.
         await advance(_noon(2025, 8, 16))
         await command(settings, "pause", sub, at=_noon(2025, 8, 16))
         await status_is(db, sub, "paused")
         # Oct 11 resume: October [Oct 1, Nov 1) 31 days, 21 left: 38.00 x 21/31 = 25.7419 -> 25.74,
-        #   invoiced at once with the pending credit: 25.74 - 19.61 = 6.13.
+        #   invoiced at once and paid from the account credit: 25.74 - 19.61 = 6.13 due.
         await advance(_noon(2025, 10, 11))
         await command(settings, "resume", sub, at=_noon(2025, 10, 11))
         await status_is(db, sub, "active")
@@ -138,12 +139,12 @@ async def test_one_year_with_upgrade_downgrade_pause_failed_payment_and_cancella
         ("2025-06-01", D("98.00")),
         ("2025-07-01", D("38.00")),
         ("2025-08-01", D("38.00")),
-        ("2025-10-11", D("6.13")),
+        ("2025-10-11", D("25.74")),
         ("2025-11-01", D("38.00")),
         ("2025-12-01", D("38.00")),
     ]
-    # 3 x 38.00 + 138.65 + 2 x 98.00 + 2 x 38.00 + 6.13 + 2 x 38.00 = 606.78
-    assert sum(t for _, t in invoices) == D("606.78")
+    # 3 x 38.00 + 138.65 + 2 x 98.00 + 2 x 38.00 + 25.74 + 2 x 38.00 = 626.39
+    assert sum(t for _, t in invoices) == D("626.39")
     april = next(d for d in docs if d["issue_date"] == "2025-04-01")
     assert [(ln["kind"], D(ln["amount"])) for ln in april["lines"]] == [
         ("proration_credit", D("-25.74")),
@@ -151,9 +152,10 @@ async def test_one_year_with_upgrade_downgrade_pause_failed_payment_and_cancella
         ("recurring", D("98.00")),
     ]
     resume = next(d for d in docs if d["issue_date"] == "2025-10-11")
-    assert [D(ln["amount"]) for ln in resume["lines"]] == [D("-19.61"), D("25.74")]
+    assert [D(ln["amount"]) for ln in resume["lines"]] == [D("25.74")]
+    assert (D(resume["credits_applied"]), D(resume["amount_due"])) == (D("19.61"), D("6.13"))
     credit_notes = [(d["issue_date"], D(d["total"])) for d in docs if d["document_type"] == "credit_note"]
-    assert credit_notes == [("2025-12-16", D("-19.61"))]
+    assert credit_notes == [("2025-08-16", D("-19.61")), ("2025-12-16", D("-19.61"))]
     assert all(D(d["tax"]) == 0 for d in docs)
     # Gapless numbering: this subscription's invoices are consecutive in the INV series.
     numbers = [int(d["document_number"].split("-")[1]) for d in docs if d["document_type"] == "invoice"]
@@ -184,10 +186,11 @@ async def test_one_year_with_upgrade_downgrade_pause_failed_payment_and_cancella
     for e in entries:
         for ln in e["lines"]:
             net[ln["account"]] += D(ln["debit"]) - D(ln["credit"])
-    # Receivables: invoices 606.78 - credit note 19.61 + the credit note kept as account credit 19.61.
+    # Receivables: invoices 626.39 - credit notes 39.22 + credit notes kept as account credit 39.22
+    # - account credit applied to the resume invoice 19.61.
     assert net["accounts_receivable"] == D("606.78")
     assert net["customer_credit"] == D("-19.61")
-    # Revenue: 606.78 - 19.61 = 587.17, all recognised: every service period ended by Jan 1, 2026.
+    # Revenue: 626.39 - 39.22 = 587.17, all recognised: every service period ended by Jan 1, 2026.
     assert net["revenue"] == D("-587.17")
     assert net["deferred_revenue"] == 0
     assert net["tax_payable"] == 0

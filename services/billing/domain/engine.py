@@ -3,11 +3,16 @@
 ``apply`` is the only code path. ``preview`` is ``apply`` with the new state thrown away,
 so a preview equals what the command would actually produce, by construction.
 
-Billing is in advance: activation and each renewal charge the coming period. An
-immediate change credits the unused part of what was actually charged (from the
-ledger of charged lines) and charges the rest of the period on the new terms; the
-lines roll into the next invoice (pending adjustments) or are invoiced at once, per
-the billing policy or the command.
+Billing is in advance by default: activation and each renewal charge the coming period.
+Items of an ``in_arrears`` plan (catalog ``charge_mode``) are billed at each period end
+for the days they served, and their used part is billed at once on a cancellation,
+pause or change. An immediate change credits the unused part of what was actually
+charged (from the ledger of charged lines) and charges the rest of the period on the new
+terms; the lines roll into the next invoice (pending adjustments) or are invoiced at
+once, per the billing policy or the command. Partial periods are priced by the
+catalog's proration convention (day count, change day, rounding; per plan). A document
+never mixes a charge into a credit note: credits that outweigh the charges go on a
+credit note, the charges on an invoice.
 """
 
 from __future__ import annotations
@@ -39,12 +44,12 @@ from services.billing.domain.model import (
     Timing,
 )
 from services.billing.domain.policy import BillingPolicy, ChangeRule, plan_change_rule
-from services.billing.domain.proration import ProrationFraction, prorate, unused_credit
+from services.billing.domain.proration import convention_fraction, credit_from, prorate, unused_credit
 from services.billing.domain.tax import TaxTable
 from shared.catalog import Catalog
 from shared.contracts import events as ev
 from shared.money import DecimalString, is_exact, normalize_currency
-from shared.periods import days_between, parse_interval, period_containing
+from shared.periods import parse_interval, period_containing, periods_between
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,15 @@ class _Command(BaseModel):
 
 
 class Activate(_Command):
-    """First invoice: at subscription start, or at trial conversion (a trial is free)."""
+    """First invoice: at subscription start, or at trial conversion (a trial is free).
+
+    ``through``: a backdated start (Stripe's ``backdate_start_date``) invoiced on that later
+    day: every period from ``on`` up to the one containing ``through`` is billed at once (in
+    advance), the elapsed periods of in-arrears items too, and the anchor is kept.
+    """
 
     command: Literal["activate"] = "activate"
+    through: date | None = None
 
 
 class Renew(_Command):
@@ -265,6 +276,7 @@ def state_from_snapshot(snapshot: ev.SubscriptionSnapshot, *, started_on: date) 
         items=items,
         tax_profile=TaxProfile(country=c.country, region=c.region, tax_exempt=c.tax_exempt),
         payment_terms_days=snapshot.payment_terms_days,
+        anchor_day=snapshot.anchor_day,
     )
 
 
@@ -315,13 +327,20 @@ def _charge(
     end: date,
     period: tuple[date, date],
     kind: Literal["recurring", "proration_charge"],
+    *,
+    ledger: bool = True,
 ) -> None:
-    """Charge ``item`` for ``[start, end)`` of ``period`` and record it in the ledger."""
+    """Charge ``item`` for ``[start, end)`` of ``period`` and record it in the ledger.
+
+    In-arrears charges (``ledger=False``) bill time already served: nothing of them is
+    ever credited back, so they stay out of the ledger of creditable charges.
+    """
     state = draft.state
     unit = unit_price(ctx, state, item, period[0])
     full = unit * item.quantity
-    fraction = ProrationFraction(days_between(start, end), days_between(*period))
-    amount = prorate(full, fraction, state.currency)
+    convention = ctx.catalog.proration_for(item.plan_id)
+    fraction = convention_fraction(convention, start, end, *period)
+    amount = prorate(full, fraction, state.currency, convention.rounding)
     plan = ctx.catalog.plan(item.plan_id)
     description = f"{plan.name} ({state.billing_interval}) x {item.quantity}, {start} to {end}"
     if not fraction.is_full:
@@ -350,8 +369,58 @@ def _charge(
         amount=amount,
         service_period_start=start,
         service_period_end=end,
+        period_start=period[0],
+        period_end=period[1],
     )
-    draft.update(charged=(*state.charged, charged), next_charge_seq=state.next_charge_seq + 1)
+    if ledger:
+        draft.update(charged=(*state.charged, charged), next_charge_seq=state.next_charge_seq + 1)
+    else:
+        draft.update(next_charge_seq=state.next_charge_seq + 1)
+
+
+def in_arrears(ctx: BillingContext, item: Item) -> bool:
+    """True when the item's plan bills in arrears (at the end of each period)."""
+    return ctx.catalog.charge_mode(item.plan_id) == "in_arrears"
+
+
+def _bill_arrears(
+    draft: _Draft, ctx: BillingContext, item_ids: set[str] | None, until: date, *, restart: date | None
+) -> None:
+    """Bill the served, unbilled time ``[arrears_from, until)`` of in-arrears items, per billing period.
+
+    Each piece is prorated against the billing period it falls in (a full period is a
+    ``recurring`` line). Afterwards the item accrues again from ``restart`` (``None``: it
+    stops accruing, as on a pause or an end).
+    """
+    state = draft.state
+    items = []
+    for item in state.items:
+        if (item_ids is not None and item.item_id not in item_ids) or not in_arrears(ctx, item):
+            items.append(item)
+            continue
+        if item.arrears_from is not None and item.arrears_from < until:
+            for a, b in periods_between(
+                item.arrears_from,
+                until,
+                billing_anchor=state.billing_anchor,
+                interval=state.billing_interval,
+                anchor_day=state.anchor_day,
+            ):
+                period = current_period(draft.state, a)
+                kind: Literal["recurring", "proration_charge"] = (
+                    "recurring" if (a, b) == period else "proration_charge"
+                )
+                _charge(draft, ctx, item, a, b, period, kind, ledger=False)
+        items.append(item.model_copy(update={"arrears_from": restart}))
+    draft.update(items=tuple(items))
+
+
+def _start_arrears(state: BillingState, ctx: BillingContext, on: date) -> tuple[Item, ...]:
+    # In-arrears items not accruing yet start accruing on `on`; the others keep their date.
+    return tuple(
+        i.model_copy(update={"arrears_from": on}) if in_arrears(ctx, i) and i.arrears_from is None else i
+        for i in state.items
+    )
 
 
 def _credit_unused(draft: _Draft, ctx: BillingContext, item_ids: set[str], on: date) -> None:
@@ -359,7 +428,9 @@ def _credit_unused(draft: _Draft, ctx: BillingContext, item_ids: set[str], on: d
     state = draft.state
     ledger: list[ChargedLine] = []
     for c in state.charged:
-        if c.item_id not in item_ids or c.service_period_end <= on:
+        convention = ctx.catalog.proration_for(c.plan_id)
+        first = credit_from(on, convention)
+        if c.item_id not in item_ids or c.service_period_end <= first:
             ledger.append(c)
             continue
         credit = unused_credit(
@@ -369,8 +440,10 @@ def _credit_unused(draft: _Draft, ctx: BillingContext, item_ids: set[str], on: d
             on,
             state.currency,
             already_credited=c.credited,
+            convention=convention,
+            period=c.period,
         )
-        start = max(on, c.service_period_start)
+        start = max(first, c.service_period_start)
         if credit > 0:
             plan = ctx.catalog.find(c.plan_id)
             name = plan.name if plan else c.plan_id
@@ -410,18 +483,30 @@ def _settle(
     draft.update(pending_adjustments=())
     if not lines:
         return [], [], account_credit
-    assembled = assemble_document(
-        lines,
-        subscription_id=state.subscription_id,
-        currency=state.currency,
-        issue_date=on,
-        tax_table=ctx.tax_table,
-        tax_profile=state.tax_profile,
-        payment_terms_days=state.payment_terms_days,
-        account_credit=account_credit,
-        settlement=settlement,
-    )
-    return [assembled.document], [], assembled.account_credit_after
+    if not state.tax_profile.country and not state.tax_profile.tax_exempt:
+        draft.notes.append("customer has no country: taxed by the table's missing-country rule")
+    charges = [line for line in lines if line.amount > 0]
+    credits = [line for line in lines if line.amount <= 0]
+    net = sum((line.amount for line in lines), ZERO)
+    # A charge line never travels inside a credit note: when the credits outweigh the charges,
+    # the credits go on a credit note (settled first) and the charges on an invoice.
+    groups = [credits, charges] if net < 0 and charges else [lines]
+    docs: list[Document] = []
+    for group in groups:
+        assembled = assemble_document(
+            group,
+            subscription_id=state.subscription_id,
+            currency=state.currency,
+            issue_date=on,
+            tax_table=ctx.tax_table,
+            tax_profile=state.tax_profile,
+            payment_terms_days=state.payment_terms_days,
+            account_credit=account_credit,
+            settlement=settlement,
+        )
+        docs.append(assembled.document)
+        account_credit = assembled.account_credit_after
+    return docs, [], account_credit
 
 
 def _outcome(
@@ -441,6 +526,10 @@ def _outcome(
         effective_on=on,
         notes=tuple(draft.notes),
     )
+
+
+def _has_base(state: BillingState) -> bool:
+    return any(i.item_id == BASE_ITEM for i in state.items)
 
 
 def _require_live(state: BillingState) -> None:
@@ -470,8 +559,12 @@ def _change_items(
     *,
     reason: str,
     new_interval: str | None = None,
+    net_item: str | None = None,
 ) -> BillingOutcome:
-    """Apply an item change now (with proration) or schedule it for the end of the term."""
+    """Apply an item change now (with proration) or schedule it for the end of the term.
+
+    ``net_item``: present the proration of that item as one line for the difference.
+    """
     _require_live(state)
     draft = _Draft(state, [], [])
     if rule.timing is Timing.PERIOD_END:
@@ -503,41 +596,108 @@ def _change_items(
         except BillingError:
             pass
     interval_changes = new_interval is not None and new_interval != state.billing_interval
+    if interval_changes:
+        # A new interval bills a new period in advance from today: it is invoiced now.
+        rule = ChangeRule(timing=rule.timing, invoicing="invoice_immediately")
+    conv = ctx.catalog.proration_for(state.item(BASE_ITEM).plan_id if _has_base(state) else "")
     charged_now = (
         state.paused_since is None and state.charged_through is not None and state.charged_through > on
     )
+    # In-arrears items accrue whenever billing runs unpaused, also on a boundary not renewed yet.
+    accruing = state.paused_since is None and state.charged_through is not None
     if interval_changes:
         # A new interval restarts the cycle on the change date (new anchor).
         assert new_interval is not None
         if charged_now:
             _credit_unused(draft, ctx, set(old_by_id), on)
+        if accruing:
+            _bill_arrears(draft, ctx, set(old_by_id), credit_from(on, conv), restart=None)
+        realign = ctx.policy.plan_change.interval_change_anchor == "realign"
         draft.update(
-            items=new_items,
+            items=tuple(i.model_copy(update={"arrears_from": None}) for i in new_items),
             billing_interval=new_interval,
-            billing_anchor=on,
-            anchor_day=None,
+            billing_anchor=on if realign else state.billing_anchor,
+            anchor_day=None if realign else state.anchor_day,
             scheduled_change=None,
         )
         if charged_now:
             period = current_period(draft.state, on)
             for item in new_items:
-                _charge(draft, ctx, item, on, period[1], period, "recurring")
+                if not in_arrears(ctx, item):
+                    kind: Literal["recurring", "proration_charge"] = (
+                        "recurring" if period[0] == on else "proration_charge"
+                    )
+                    _charge(draft, ctx, item, on, period[1], period, kind)
             draft.update(charged_through=period[1])
+        if accruing:
+            draft.update(items=_start_arrears(draft.state, ctx, credit_from(on, conv)))
     else:
         affected = {i for i in old_by_id.keys() | new_by_id.keys() if old_by_id.get(i) != new_by_id.get(i)}
         if not affected:
             raise NoChange(f"{reason}: nothing changes")
-        draft.update(items=new_items, scheduled_change=scheduled)
         if charged_now:
             _credit_unused(draft, ctx, affected, on)
+        if accruing:
+            _bill_arrears(draft, ctx, affected, credit_from(on, conv), restart=None)
+        billed = {i.item_id: i for i in draft.state.items}
+        # Items the change leaves alone keep their accrual date; changed ones start afresh.
+        new_items = tuple(
+            billed[i.item_id]
+            if i.item_id not in affected and i.item_id in billed
+            else i.model_copy(update={"arrears_from": None})
+            for i in new_items
+        )
+        draft.update(items=new_items, scheduled_change=scheduled)
+        if charged_now:
             period = current_period(state, on)
             for item in new_items:
-                if item.item_id in affected:
+                if item.item_id in affected and not in_arrears(ctx, item):
                     _charge(draft, ctx, item, on, period[1], period, "proration_charge")
+        if accruing:
+            draft.update(items=_start_arrears(draft.state, ctx, credit_from(on, conv)))
     if not charged_now:
         draft.notes.append("current period not charged: items changed without proration")
+    if net_item is not None:
+        _net_lines(draft, ctx, net_item, state.item(net_item).quantity)
     docs, pending, credit = _settle(draft, ctx, on, rule.invoicing, account_credit)
     return _outcome(draft, docs, pending, credit, on, Timing.IMMEDIATE)
+
+
+def _net_lines(draft: _Draft, ctx: BillingContext, item_id: str, old_quantity: int) -> None:
+    """Replace an item's proration credit and charge lines by one line for their difference.
+
+    The ledger of charged lines is unchanged (the old charge is still credited and the new
+    one recorded): only the presentation differs.
+    """
+    mine = [
+        ln
+        for ln in draft.lines
+        if ln.item_id == item_id and ln.kind in ("proration_credit", "proration_charge")
+    ]
+    charges = [ln for ln in mine if ln.kind == "proration_charge"]
+    if not charges or len(mine) < 2:
+        return
+    charge = charges[-1]
+    net = sum((ln.amount for ln in mine), ZERO)
+    rest = [ln for ln in draft.lines if ln not in mine]
+    if net != 0:
+        plan = ctx.catalog.find(charge.plan_id or "")
+        name = plan.name if plan else charge.plan_id
+        rest.append(
+            Line(
+                kind="proration_charge" if net > 0 else "proration_credit",
+                description=f"{name}: quantity {old_quantity} -> {charge.quantity}, "
+                f"{charge.service_period_start} to {charge.service_period_end}",
+                item_id=item_id,
+                plan_id=charge.plan_id,
+                service_period_start=charge.service_period_start,
+                service_period_end=charge.service_period_end,
+                quantity=abs(charge.quantity - old_quantity),
+                unit_amount=charge.unit_amount,
+                amount=net,
+            )
+        )
+    draft.lines = rest
 
 
 def _change_plan(
@@ -600,7 +760,8 @@ def _change_quantity(
             i.model_copy(update={"quantity": cmd.quantity}) if i.item_id == cmd.item_id else i for i in items
         )
 
-    return _change_items(state, ctx, cmd.on, mutate, rule, credit, reason="quantity change")
+    net = cmd.item_id if rules.presentation == "difference" else None
+    return _change_items(state, ctx, cmd.on, mutate, rule, credit, reason="quantity change", net_item=net)
 
 
 def _add_addon(state: BillingState, cmd: AddAddon, ctx: BillingContext, credit: Decimal) -> BillingOutcome:
@@ -655,10 +816,23 @@ def _activate(state: BillingState, cmd: Activate, ctx: BillingContext, credit: D
     draft = _Draft(state, [], [])
     period = current_period(state, cmd.on)
     for item in state.items:
+        if in_arrears(ctx, item):
+            continue  # billed at the period end, for the days served
         # A start off the anchor day bills a leading stub prorated against the full period.
         _charge(draft, ctx, item, cmd.on, period[1], period, "recurring")
-    draft.update(charged_through=period[1])
-    docs, pending, credit = _settle(draft, ctx, cmd.on, "invoice_immediately", credit)
+    draft.update(charged_through=period[1], items=_start_arrears(draft.state, ctx, cmd.on))
+    issue_on = cmd.on
+    if cmd.through is not None and cmd.through > cmd.on:
+        # Backdated: the elapsed periods are billed now, on their own dates; the anchor stays.
+        issue_on = cmd.through
+        while period[1] <= cmd.through:
+            period = current_period(draft.state, period[1])
+            for item in draft.state.items:
+                if not in_arrears(ctx, item):
+                    _charge(draft, ctx, item, period[0], period[1], period, "recurring")
+            draft.update(charged_through=period[1])
+        _bill_arrears(draft, ctx, None, period[0], restart=period[0])
+    docs, pending, credit = _settle(draft, ctx, issue_on, "invoice_immediately", credit)
     return _outcome(draft, docs, pending, credit, cmd.on)
 
 
@@ -670,16 +844,17 @@ def _renew(state: BillingState, cmd: Renew, ctx: BillingContext, credit: Decimal
     if on < state.charged_through:
         raise BillingError(f"already billed through {state.charged_through}; cannot renew on {on}")
     draft = _Draft(state, [], [])
+    # The period that ends now is billed for the in-arrears items that served it (old terms).
+    end_of_service = min(on, state.cancel_at) if state.cancel_at is not None else on
+    _bill_arrears(draft, ctx, None, end_of_service, restart=None)
     sc = state.scheduled_change
     if sc is not None and sc.effective_on <= on:
         update: dict[str, object] = {"items": sc.items, "scheduled_change": None}
         if sc.billing_interval and sc.billing_interval != state.billing_interval:
             # An interval change restarts the cycle where it takes effect.
-            update |= {
-                "billing_interval": sc.billing_interval,
-                "billing_anchor": sc.effective_on,
-                "anchor_day": None,
-            }
+            update["billing_interval"] = sc.billing_interval
+            if ctx.policy.plan_change.interval_change_anchor == "realign":
+                update |= {"billing_anchor": sc.effective_on, "anchor_day": None}
         draft.update(**update)
         draft.notes.append(f"applied scheduled {sc.reason} effective {sc.effective_on}")
     period = current_period(draft.state, on)
@@ -696,8 +871,13 @@ def _renew(state: BillingState, cmd: Renew, ctx: BillingContext, credit: Decimal
         draft.notes.append(f"paused since {state.paused_since}: period not billed")
         return _outcome(draft, [], [], credit, on)
     for item in draft.state.items:
-        _charge(draft, ctx, item, on, period[1], period, "recurring")
-    draft.update(charged_through=period[1])
+        if not in_arrears(ctx, item):
+            _charge(draft, ctx, item, on, period[1], period, "recurring")
+    draft.update(
+        charged_through=period[1],
+        items=tuple(i.model_copy(update={"arrears_from": None}) for i in draft.state.items),
+    )
+    draft.update(items=_start_arrears(draft.state, ctx, on))
     docs, pending, credit = _settle(draft, ctx, on, "invoice_immediately", credit)
     return _outcome(draft, docs, pending, credit, on)
 
@@ -713,6 +893,9 @@ def _cancel(state: BillingState, cmd: Cancel, ctx: BillingContext, credit: Decim
         draft.notes.append(f"cancels at the end of the term, {end}: no credit")
         return _outcome(draft, [], [], credit, end, Timing.PERIOD_END)
     mode = cmd.credit or policy.immediate_credit
+    # The used part of in-arrears items is invoiced at once, whatever happens to unused time.
+    convention = ctx.catalog.proration_for(state.item(BASE_ITEM).plan_id if _has_base(state) else "")
+    _bill_arrears(draft, ctx, None, credit_from(cmd.on, convention), restart=None)
     if mode != "none":
         # Half-open periods: the cancellation day itself is credited, not charged.
         _credit_unused(draft, ctx, {i.item_id for i in state.items}, cmd.on)
@@ -729,8 +912,10 @@ def _pause(state: BillingState, cmd: Pause, ctx: BillingContext, credit: Decimal
     draft = _Draft(state, [], [])
     if ctx.policy.pause.credit_paused_days:
         _credit_unused(draft, ctx, {i.item_id for i in state.items}, cmd.on)
+    # In-arrears items stop accruing: the days served so far are billed (with the next invoice).
+    _bill_arrears(draft, ctx, None, cmd.on, restart=None)
     draft.update(paused_since=cmd.on)
-    docs, pending, credit = _settle(draft, ctx, cmd.on, "pending", credit)
+    docs, pending, credit = _settle(draft, ctx, cmd.on, ctx.policy.pause.invoicing, credit)
     return _outcome(draft, docs, pending, credit, cmd.on)
 
 
@@ -747,6 +932,8 @@ def _resume(state: BillingState, cmd: Resume, ctx: BillingContext, credit: Decim
     period = current_period(state, cmd.on)
     if state.charged_through is not None:
         for item in state.items:
+            if in_arrears(ctx, item):
+                continue  # accrues from the resume day, billed at the period end
             # Days already paid and not credited (credit_paused_days: false) are not charged twice.
             if any(c.item_id == item.item_id and c.covers(cmd.on) for c in draft.state.charged):
                 continue
@@ -754,7 +941,10 @@ def _resume(state: BillingState, cmd: Resume, ctx: BillingContext, credit: Decim
                 "recurring" if cmd.on == period[0] else "proration_charge"
             )
             _charge(draft, ctx, item, cmd.on, period[1], period, kind)
-        draft.update(charged_through=max(state.charged_through, period[1]))
+        draft.update(
+            charged_through=max(state.charged_through, period[1]),
+            items=_start_arrears(draft.state, ctx, cmd.on),
+        )
     docs, pending, credit = _settle(draft, ctx, cmd.on, "invoice_immediately", credit)
     return _outcome(draft, docs, pending, credit, cmd.on)
 
@@ -797,6 +987,28 @@ def _invoice_pending(
 
 
 # --------------------------------------------------------------------------- entry points
+
+
+def renewals_due(state: BillingState | None, on: date, *, include_on: bool = True) -> list[date]:
+    """Period starts from the charged-through date up to ``on`` not billed yet (a preview runs them first).
+
+    Nothing for a state that is not running (not activated, ended, paused) or that ends
+    before; with ``include_on`` a renewal dated ``on`` itself counts (it fires at midnight).
+    """
+    if state is None or state.charged_through is None or state.cancelled_on is not None:
+        return []
+    if state.paused_since is not None:
+        return []
+    days = []
+    day = state.charged_through
+    while day < on or (include_on and day == on):
+        days.append(day)
+        if state.cancel_at is not None and day >= state.cancel_at:
+            break
+        day = current_period(state, day)[1]
+        if len(days) > 1000:  # a runaway preview date, not a real catch-up
+            raise BillingError(f"{on} is more than 1000 renewals after {state.charged_through}")
+    return days
 
 
 def apply(

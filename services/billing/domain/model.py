@@ -154,6 +154,9 @@ class Item(_Frozen):
     quantity: int = 1
     unit_amount: DecimalString | None = None
     price_date: date
+    arrears_from: date | None = Field(
+        default=None, description="in-arrears item: first day served and not yet billed (None: not accruing)"
+    )
 
     @field_validator("quantity")
     @classmethod
@@ -180,6 +183,15 @@ class ChargedLine(_Frozen):
     service_period_end: date
     credited: DecimalString = ZERO
     credited_from: date | None = Field(default=None, description="earliest day credited back")
+    period_start: date | None = Field(default=None, description="billing period the line was charged in")
+    period_end: date | None = None
+
+    @property
+    def period(self) -> tuple[date, date] | None:
+        """The billing period the line was charged in, when recorded."""
+        if self.period_start is None or self.period_end is None:
+            return None
+        return self.period_start, self.period_end
 
     def covers(self, day: date) -> bool:
         """True when ``day`` is charged by this line and not credited back."""

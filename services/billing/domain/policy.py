@@ -9,12 +9,39 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.billing.domain.model import Invoicing, Timing
 from shared.catalog import Catalog
+from shared.catalog.change_rules import (
+    ChangeClass,
+    ChangeRule,
+    PairRule,
+    PlanChangePolicy,
+    classify_plan_change,
+    rule_for,
+)
 from shared.config_files import load_yaml_model
 from shared.contracts.commands import TimingInput
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "config" / "billing_policy.yaml"
 
-ChangeClass = Literal["upgrade", "downgrade", "sidegrade"]
+# The plan-change rules are shared with the lifecycle (shared.catalog.change_rules); re-exported here.
+__all__ = [
+    "DEFAULT_POLICY_PATH",
+    "AddonPolicy",
+    "BillingPolicy",
+    "CancellationPolicy",
+    "ChangeClass",
+    "ChangeRule",
+    "DunningPolicy",
+    "OneOffPolicy",
+    "PairRule",
+    "PausePolicy",
+    "PaymentTermsPolicy",
+    "PlanChangePolicy",
+    "PolicyError",
+    "QuantityChangePolicy",
+    "classify_plan_change",
+    "load_billing_policy",
+    "plan_change_rule",
+]
 
 
 class PolicyError(ValueError):
@@ -25,42 +52,16 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
-class ChangeRule(_Frozen):
-    """When a change takes effect and how its proration is invoiced."""
-
-    timing: TimingInput  # policy files written before may still say end_of_term
-    invoicing: Invoicing = "pending"
-
-    def overridden(self, timing: Timing | None, invoicing: Invoicing | None) -> ChangeRule:
-        """This rule with a command's explicit choices applied."""
-        return ChangeRule(timing=timing or self.timing, invoicing=invoicing or self.invoicing)
-
-
-class PairRule(ChangeRule):
-    """A rule for one (from plan, to plan) pair; ``*`` matches any plan."""
-
-    from_plan: str = Field(alias="from")
-    to_plan: str = Field(alias="to")
-
-    def matches(self, from_plan: str, to_plan: str) -> bool:
-        """True when this pair rule applies to the change."""
-        return self.from_plan in ("*", from_plan) and self.to_plan in ("*", to_plan)
-
-
-class PlanChangePolicy(_Frozen):
-    """Pair rules first, then the rule for the change's class (by catalog tier)."""
-
-    pairs: tuple[PairRule, ...] = ()
-    upgrade: ChangeRule = ChangeRule(timing=Timing.IMMEDIATE)
-    downgrade: ChangeRule = ChangeRule(timing=Timing.PERIOD_END)
-    sidegrade: ChangeRule = ChangeRule(timing=Timing.IMMEDIATE)
-
-
 class QuantityChangePolicy(_Frozen):
     """Rules for raising and lowering a quantity."""
 
     increase: ChangeRule = ChangeRule(timing=Timing.IMMEDIATE)
     decrease: ChangeRule = ChangeRule(timing=Timing.PERIOD_END)
+    presentation: Literal["credit_and_charge", "difference"] = Field(
+        default="credit_and_charge",
+        description="credit_and_charge: a credit for the old quantity and a charge for the new one "
+        "(Kill Bill); difference: one line for the difference (Recurly, Chargebee)",
+    )
 
 
 class AddonPolicy(_Frozen):
@@ -87,6 +88,11 @@ class PausePolicy(_Frozen):
     """Whether pausing credits the paused, already charged days."""
 
     credit_paused_days: bool = True
+    invoicing: Invoicing = Field(
+        default="invoice_immediately",
+        description="invoice_immediately: the pause credit is a credit note at once, so the customer's "
+        "balance shows it while paused; pending: it rolls into the resume invoice",
+    )
 
 
 class PaymentTermsPolicy(_Frozen):
@@ -129,16 +135,6 @@ def load_billing_policy(path: Path | str | None = None) -> BillingPolicy:
     return load_yaml_model(path or DEFAULT_POLICY_PATH, BillingPolicy, PolicyError, what="billing policy")
 
 
-def classify_plan_change(catalog: Catalog, from_plan: str, to_plan: str) -> ChangeClass:
-    """Upgrade, downgrade or sidegrade, by catalog tier."""
-    a, b = catalog.plan(from_plan).tier, catalog.plan(to_plan).tier
-    if b > a:
-        return "upgrade"
-    if b < a:
-        return "downgrade"
-    return "sidegrade"
-
-
 def plan_change_rule(
     policy: BillingPolicy,
     catalog: Catalog,
@@ -149,9 +145,4 @@ def plan_change_rule(
     invoicing: Invoicing | None = None,
 ) -> ChangeRule:
     """The rule for a plan change: first matching pair, else the class rule; command overrides last."""
-    rules = policy.plan_change
-    for pair in rules.pairs:
-        if pair.matches(from_plan, to_plan):
-            return ChangeRule(timing=pair.timing, invoicing=pair.invoicing).overridden(timing, invoicing)
-    rule: ChangeRule = getattr(rules, classify_plan_change(catalog, from_plan, to_plan))
-    return rule.overridden(timing, invoicing)
+    return rule_for(policy.plan_change, catalog, from_plan, to_plan, timing=timing, invoicing=invoicing)

@@ -31,7 +31,9 @@ from services.billing.domain.proration import split_by_days
 from shared.money import DecimalString, format_major, round_half_up
 from shared.periods import days_between, days_in_month, month_end_boundaries
 
-Account = Literal["accounts_receivable", "deferred_revenue", "revenue", "tax_payable", "customer_credit"]
+Account = Literal[
+    "accounts_receivable", "deferred_revenue", "revenue", "tax_payable", "customer_credit", "cash"
+]
 
 
 class Posting(BaseModel):
@@ -139,6 +141,16 @@ def journal_on_issue(document: Document) -> list[JournalEntry]:
             [
                 ("accounts_receivable", document.credit_to_account),
                 ("customer_credit", -document.credit_to_account),
+            ],
+            n,
+        ),
+        _entry(
+            day,
+            cur,
+            f"{label}: refunded to the customer",
+            [
+                ("accounts_receivable", document.refund_amount),
+                ("cash", -document.refund_amount),
             ],
             n,
         ),

@@ -118,4 +118,6 @@ def load_tax_table(path: Path | str | None = None) -> TaxTable:
 def tax_line(line: Line, rate: Decimal, currency: str) -> Line:
     """The line with its tax: ``amount * rate`` rounded half-up to the minor unit, per line."""
     tax = round_half_up(line.amount * rate, currency)
+    if tax == 0:
+        tax = abs(tax)  # a credit at 0 % carries "0.00", never "-0.00"
     return line.model_copy(update={"tax_rate": rate, "tax_amount": tax})

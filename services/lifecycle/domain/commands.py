@@ -52,6 +52,8 @@ class Create(CommandBase):
     billing_interval: BillingInterval = "P1M"
     approval: ApprovalMode = "auto"
     trial_days: int | None = Field(default=None, ge=0)  # None: the plan's trial_days; 0: no trial
+    cycle_day: int | None = Field(default=None, ge=1, le=31)  # the account's billing day; None: start date
+    calendar_cycle: bool = False  # periods on the 1st of the month / quarter / year
 
     @property
     def effective_trial_days(self) -> int:
@@ -91,6 +93,8 @@ class ChangePlan(CommandBase):
     plan: PlanRef
     timing: Timing = Timing.IMMEDIATE
     quantity: int | None = None  # None: keep the current quantity
+    invoice: Literal["now", "next"] | None = None  # passed on to billing; None: its policy
+    billing_interval: BillingInterval | None = None  # a new interval; the cycle restarts
 
 
 class ChangeQuantity(CommandBase):
@@ -99,6 +103,7 @@ class ChangeQuantity(CommandBase):
     kind: Literal["change_quantity"] = "change_quantity"
     quantity: int
     timing: Timing = Timing.IMMEDIATE
+    invoice: Literal["now", "next"] | None = None  # passed on to billing; None: its policy
 
 
 class AddAddon(CommandBase):

@@ -44,7 +44,7 @@ from services.lifecycle.domain.model import (
 from services.lifecycle.domain.table import Deny, lookup, variant_of
 from services.lifecycle.domain.timers import Timer, TimerKind, timer_changes
 from shared.contracts.commands import Timing
-from shared.periods import add_interval, period_containing
+from shared.periods import add_interval, first_period, parse_interval, period_containing
 
 
 class AuditEntry(BaseModel):
@@ -110,6 +110,7 @@ class _Ctx:
     target: Status
     at: datetime
     config: LifecycleConfig
+    now: datetime | None = None  # the clock when the command is decided (``at`` may be in the past)
 
     @property
     def cur(self) -> SubscriptionState:
@@ -163,7 +164,7 @@ def decide(
     if isinstance(target, Deny):
         return Rejection(state=state, command=command, code=target.code, message=target.message)
     at = command.effective_at or now
-    outcome = _HANDLERS[kind](_Ctx(state, command, target, at, config))
+    outcome = _HANDLERS[kind](_Ctx(state, command, target, at, config, now))
     if isinstance(outcome, Deny):
         return Rejection(state=state, command=command, code=outcome.code, message=outcome.message)
     new_state, events = outcome
@@ -196,11 +197,24 @@ def decide(
 
 
 def _first_period(state: SubscriptionState, day: date) -> dict[str, Any]:
-    """Fields that start a fresh paid period on ``day``, which becomes the billing anchor."""
+    """Fields that start a fresh paid period on ``day``.
+
+    By default ``day`` becomes the billing anchor. With an account billing day or calendar
+    billing the first period is a stub from ``day`` to the next boundary, and the anchor is
+    the boundary on or before ``day`` (billing prorates the stub against its full period).
+    """
+    month_based = parse_interval(state.billing_interval)[0] == "M"
+    anchor, anchor_day, start, end = first_period(
+        day,
+        state.billing_interval,
+        cycle_day=state.cycle_day if month_based else None,
+        calendar=state.calendar_cycle,
+    )
     return {
-        "billing_anchor": day,
-        "current_period_start": day,
-        "current_period_end": add_interval(day, state.billing_interval),
+        "billing_anchor": anchor,
+        "anchor_day": anchor_day,
+        "current_period_start": start,
+        "current_period_end": end,
     }
 
 
@@ -209,7 +223,9 @@ def _period_containing(state: SubscriptionState, day: date) -> tuple[date, date]
     # renewing on month ends (Feb 28/29, Mar 31, Apr 30 ...) instead of drifting to the 28th.
     if state.billing_anchor is None:
         raise AssertionError("a running period needs a billing anchor")
-    return period_containing(day, billing_anchor=state.billing_anchor, interval=state.billing_interval)
+    return period_containing(
+        day, billing_anchor=state.billing_anchor, interval=state.billing_interval, anchor_day=state.anchor_day
+    )
 
 
 def _ended(ctx: _Ctx, grace_days: int | None = None) -> SubscriptionState:
@@ -253,6 +269,10 @@ def _plan_changed(
         from_quantity=state.quantity,
         to_quantity=to_quantity,
         timing=timing,
+        invoice=change.invoice if isinstance(change, ChangePlan) else None,
+        billing_interval=change.billing_interval
+        if change.billing_interval != state.billing_interval
+        else None,
         period_start=period[0],
         period_end=period[1],
     )
@@ -266,8 +286,19 @@ def _apply_due_change(
     if change is None or change.effective_on > period[0]:
         return {}, []
     quantity = state.quantity if change.quantity is None else change.quantity
+    cycle: dict[str, Any] = {}
+    if change.billing_interval is not None and change.billing_interval != state.billing_interval:
+        # A new interval restarts the cycle at the boundary where it applies.
+        start = period[0]
+        period = (start, add_interval(start, change.billing_interval))
+        cycle = {
+            "billing_interval": change.billing_interval,
+            "billing_anchor": start,
+            "anchor_day": None,
+            "current_period_end": period[1],
+        }
     event: ev.DomainEvent
-    if change.plan.plan_id == state.plan.plan_id:  # a scheduled seat change
+    if change.plan.plan_id == state.plan.plan_id and not cycle:  # a scheduled seat change
         event = ctx.event(
             ev.QuantityChanged,
             plan_id=state.plan.plan_id,
@@ -277,7 +308,7 @@ def _apply_due_change(
         )
     else:
         event = _plan_changed(ctx, change, state, quantity, Timing.PERIOD_END, period)
-    return {"plan": change.plan, "quantity": quantity, "scheduled_change": None}, [event]
+    return {"plan": change.plan, "quantity": quantity, "scheduled_change": None, **cycle}, [event]
 
 
 def _dropped(ctx: _Ctx, change: ScheduledPlanChange) -> ev.ScheduledPlanChangeDropped:
@@ -310,6 +341,8 @@ def _create(ctx: _Ctx) -> _Outcome:
         quantity=cmd.quantity,
         billing_interval=cmd.billing_interval,
         approval_mode=cmd.approval,
+        cycle_day=cmd.cycle_day,
+        calendar_cycle=cmd.calendar_cycle,
         approved_at=None if ctx.target is Status.PENDING_APPROVAL else ctx.at,
         requested_trial_days=trial_days,
         created_at=ctx.at,
@@ -343,11 +376,21 @@ def _start(
     if ctx.target is Status.ACTIVE:
         state = state.model_copy(update=_first_period(state, ctx.at.date()))
         assert state.current_period_start is not None and state.current_period_end is not None
+        first = (state.current_period_start, state.current_period_end)
+        today = ctx.now.date() if ctx.now is not None else ctx.at.date()
+        billed_through = None
+        if today >= state.current_period_end:
+            # A backdated start (Stripe's backdate_start_date): the periods already elapsed are
+            # billed at once and the cycle runs on from the one containing today, anchor kept.
+            start, end = _period_containing(state, today)
+            state = state.model_copy(update={"current_period_start": start, "current_period_end": end})
+            billed_through = today
         return state, [
             ctx.event(
                 ev.SubscriptionActivated,
-                period_start=state.current_period_start,
-                period_end=state.current_period_end,
+                period_start=first[0],
+                period_end=first[1],
+                billed_through=billed_through,
             )
         ]
     return state, []  # pending approval: nothing starts yet
@@ -398,31 +441,48 @@ def _change_plan(ctx: _Ctx) -> _Outcome:
     assert isinstance(cmd, ChangePlan)
     if cmd.plan.kind != "base":
         return Deny(Reason.INVALID_PLAN, f"{cmd.plan.plan_id} is an add-on, not a base plan")
-    if cmd.plan.plan_id == cur.plan.plan_id:
+    new_interval = cmd.billing_interval if cmd.billing_interval != cur.billing_interval else None
+    if cmd.plan.plan_id == cur.plan.plan_id and new_interval is None:
         return Deny(Reason.NO_CHANGE, f"already on {cur.plan.plan_id} (change_quantity changes seats)")
     quantity = cur.quantity if cmd.quantity is None else cmd.quantity
     if problem := _quantity_problem(cmd.plan, quantity):
         return problem
     if cmd.timing is Timing.IMMEDIATE:
         # An immediate change supersedes a scheduled one.
-        state = ctx.moved(plan=cmd.plan, quantity=quantity, scheduled_change=None)
+        cycle: dict[str, Any] = {}
+        if new_interval is not None:
+            # A new interval restarts the cycle on the change date (Stripe resets the anchor).
+            day = ctx.at.date()
+            cycle = {
+                "billing_interval": new_interval,
+                "billing_anchor": day,
+                "anchor_day": None,
+                "current_period_start": day,
+                "current_period_end": add_interval(day, new_interval),
+            }
+        state = ctx.moved(plan=cmd.plan, quantity=quantity, scheduled_change=None, **cycle)
         events: list[ev.DomainEvent] = []
         if cur.scheduled_change is not None:
             events.append(_dropped(ctx, cur.scheduled_change))
-        period = (cur.current_period_start, cur.current_period_end)
+        period = (state.current_period_start, state.current_period_end)
         events.append(_plan_changed(ctx, cmd, cur, quantity, Timing.IMMEDIATE, period))
         return state, events
     assert cur.current_period_end is not None  # the table allows period_end only with a running period
     change = ScheduledPlanChange(
         plan=cmd.plan,
         quantity=cmd.quantity,
+        billing_interval=new_interval,
         effective_on=cur.current_period_end,
         requested_at=ctx.at,
         actor=cmd.actor,
         reason=cmd.reason,
     )
     old = cur.scheduled_change
-    if old is not None and (old.plan, old.quantity) == (change.plan, change.quantity):
+    if old is not None and (old.plan, old.quantity, old.billing_interval) == (
+        change.plan,
+        change.quantity,
+        change.billing_interval,
+    ):
         return Deny(Reason.NO_CHANGE, "this plan change is already scheduled")
     return ctx.moved(scheduled_change=change), [
         ctx.event(
@@ -458,7 +518,11 @@ def _change_quantity(ctx: _Ctx) -> _Outcome:
         return Deny(problem.code, problem.message + " (the scheduled plan change keeps the quantity)")
     return ctx.moved(quantity=cmd.quantity), [
         ctx.event(
-            ev.QuantityChanged, plan_id=cur.plan.plan_id, from_quantity=cur.quantity, to_quantity=cmd.quantity
+            ev.QuantityChanged,
+            plan_id=cur.plan.plan_id,
+            from_quantity=cur.quantity,
+            to_quantity=cmd.quantity,
+            invoice=cmd.invoice,
         )
     ]
 
@@ -541,6 +605,7 @@ def _resume(ctx: _Ctx) -> _Outcome:
     # Billing resumes on the cycle: the current period is the anchored one containing the resume day.
     start, end = _period_containing(cur, ctx.at.date())
     changes, events = _apply_due_change(ctx, cur, (start, end))
+    end = changes.pop("current_period_end", end)
     state = ctx.moved(
         paused_at=None, resume_on=None, current_period_start=start, current_period_end=end, **changes
     )
@@ -644,6 +709,7 @@ def _renew(ctx: _Ctx) -> _Outcome:
     # One period per renew: a late scheduler catches up one invoice at a time.
     start, end = _period_containing(cur, cur.current_period_end)
     changes, events = _apply_due_change(ctx, cur, (start, end))
+    end = changes.pop("current_period_end", end)
     state = ctx.moved(current_period_start=start, current_period_end=end, **changes)
     renewed = ctx.event(
         ev.SubscriptionRenewed,

@@ -38,8 +38,9 @@ from services.lifecycle.domain.commands import (
 )
 from services.lifecycle.domain.model import SubscriptionState, plan_ref
 from shared.catalog import Catalog
+from shared.catalog.change_rules import PlanChangePolicy, rule_for
 from shared.contracts import commands as wire
-from shared.contracts.commands import Timing
+from shared.contracts.commands import Timing, parse_timing
 from shared.contracts.events import SubscriptionCommand
 
 SYSTEM_CLOCK = "system"  # the wall clock (shared.timekeeping's name for it; the domain does no I/O)
@@ -79,12 +80,28 @@ _PLAIN: dict[type[wire._Params], type[Command]] = {
 }
 
 
+def _cycle_terms(catalog: Catalog, p: wire.CreateParams) -> dict[str, Any]:
+    """The billing day terms of a new subscription: the catalog's alignment for its interval wins.
+
+    ``calendar``: the 1st of month/quarter/year; ``subscription``: its own start date (an annual
+    item ignores the account's day, as in Kill Bill's default catalog); ``account``: the account's
+    day; no alignment configured for the interval: the command's terms as given.
+    """
+    alignment = catalog.alignment.get(p.billing_interval or "P1M")
+    if alignment == "calendar":
+        return {"cycle_day": None, "calendar_cycle": True}
+    if alignment == "subscription":
+        return {"cycle_day": None, "calendar_cycle": False}
+    return {"cycle_day": p.cycle_day, "calendar_cycle": p.calendar_cycle and alignment is None}
+
+
 def decode_command(
     cmd: SubscriptionCommand,
     current: SubscriptionState | None,
     *,
     catalog: Catalog,
     approval_policy: ApprovalPolicy,
+    plan_change_rules: PlanChangePolicy | None = None,
 ) -> Command:
     """The domain command ``cmd`` means for the subscription in ``current`` (``None``: not created yet).
 
@@ -122,16 +139,31 @@ def decode_command(
             billing_interval=p.billing_interval or "P1M",  # type: ignore[arg-type]  # Create validates it
             approval=mode,
             trial_days=None if p.trial else 0,  # None: the plan's trial
+            **_cycle_terms(catalog, p),
         )
     if isinstance(p, wire.ChangePlanParams):
-        target = plan_ref(catalog.plan(p.plan_id))
+        plan = catalog.plan(p.plan_id)
+        if p.billing_interval is not None and p.billing_interval not in plan.billing_intervals:
+            raise CommandNotUnderstood(f"plan {plan.id} has no {p.billing_interval} price")
+        target = plan_ref(plan)
         timing = p.timing
-        if timing is None:  # the plan-change rule: upgrades now, the rest at period end
+        if timing is None and current is not None and plan_change_rules is not None:
+            # The same pair and class rules billing reads (billing_policy.yaml, plan_change).
+            rule = rule_for(plan_change_rules, catalog, current.plan.plan_id, plan.id)
+            timing = Timing(parse_timing(rule.timing))
+        if timing is None:  # without rules: upgrades (and sidegrades) now, the rest at period end
             upgrade = current is None or target.tier >= current.plan.tier
             timing = Timing.IMMEDIATE if upgrade else Timing.PERIOD_END
-        return ChangePlan(**common, plan=target, timing=timing, quantity=p.quantity)  # type: ignore[arg-type]
+        return ChangePlan(
+            **common,  # type: ignore[arg-type]
+            plan=target,
+            timing=timing,
+            quantity=p.quantity,
+            invoice=p.invoice,
+            billing_interval=p.billing_interval,  # type: ignore[arg-type]  # checked against the plan's prices
+        )
     if isinstance(p, wire.ChangeQuantityParams):
-        return ChangeQuantity(**common, quantity=p.quantity, timing=p.timing)  # type: ignore[arg-type]
+        return ChangeQuantity(**common, quantity=p.quantity, timing=p.timing, invoice=p.invoice)  # type: ignore[arg-type]
     if isinstance(p, wire.AddAddonParams):
         addon = plan_ref(catalog.plan(p.addon_plan_id))
         return AddAddon(**common, addon=addon, quantity=p.quantity)  # type: ignore[arg-type]

@@ -123,6 +123,7 @@ class ScheduledPlanChange(BaseModel):
 
     plan: PlanRef
     quantity: int | None = None  # None: keep the quantity the subscription has when the change applies
+    billing_interval: BillingInterval | None = None  # a new interval; None: keep it
     effective_on: date  # the period boundary it applies at
     requested_at: AwareDatetime
     actor: str
@@ -148,6 +149,9 @@ class SubscriptionState(BaseModel):
     # The billing anchor fixes the renewal day (clamped at month ends); set when the first paid
     # period starts, reset only by a reactivation after the subscription ended.
     billing_anchor: date | None = None
+    anchor_day: int | None = None  # day boundaries return to when the anchor is a clamped date
+    cycle_day: int | None = None  # the account's billing day (Kill Bill's BCD); None: the start date
+    calendar_cycle: bool = False  # periods start on the 1st of the month / quarter / year
     current_period_start: date | None = None
     current_period_end: date | None = None
     requested_trial_days: int = 0  # kept while pending approval: approve starts the trial

@@ -312,10 +312,11 @@ def test_pause_and_resume(ctx: BillingContext, make_state: StateFactory) -> None
     """Pro 49.00/month anchored on the 1st (2025, not a leap year). Paused Feb 15, resumed Apr 11.
 
     Feb 1: 49.00 for [Feb 1, Mar 1) = 28 days.
-    Feb 15 pause: credit the paid, unused days Feb 15..28 = 14/28 x 49.00 = -24.50 (pending).
+    Feb 15 pause: credit the paid, unused days Feb 15..28 = 14/28 x 49.00 = -24.50, on a credit
+    note at once: the customer's balance shows 24.50 while paused (issue 11, item 9).
     Mar 1 and Apr 1: paused, nothing billed.
     Apr 11 resume: [Apr 1, May 1) = 30 days, 20 left: 20/30 x 49.00 = 32.6667 -> 32.67,
-    invoiced at once with the pending credit: 32.67 - 24.50 = 8.17.
+    invoiced at once, paid by the balance: 32.67 - 24.50 = 8.17 due.
     May 1: the cycle continues on its anchor: 49.00.
     Net billed per period = its unpaused days: Feb 14/28 (24.50), Mar 0, Apr 20/30 (32.67).
     """
@@ -333,10 +334,11 @@ def test_pause_and_resume(ctx: BillingContext, make_state: StateFactory) -> None
     )
     _, feb, pause, mar, apr, resume, may = outs
     assert amounts(feb) == [("recurring", D("49.00"))]
-    assert [line.amount for line in pause.new_pending] == [D("-24.50")]
+    assert amounts(pause) == [("proration_credit", D("-24.50"))]
+    assert pause.documents[0].document_type == "credit_note" and pause.account_credit_after == D("24.50")
     assert mar.documents == () and apr.documents == ()
-    assert amounts(resume) == [("proration_credit", D("-24.50")), ("proration_charge", D("32.67"))]
-    assert resume.documents[0].total == D("8.17")
+    assert amounts(resume) == [("proration_charge", D("32.67"))]
+    assert resume.documents[0].amount_due == D("8.17")
     assert amounts(may) == [("recurring", D("49.00"))]
     [pause_interval] = resume.state.pauses
     assert (pause_interval.start, pause_interval.end) == (date(2025, 2, 15), date(2025, 4, 11))
@@ -551,7 +553,9 @@ def test_tax_exempt_and_region_rates(ctx: BillingContext, make_state: StateFacto
 def test_interval_change_restarts_the_cycle(ctx: BillingContext, make_state: StateFactory) -> None:
     """Pro monthly -> pro yearly on 2024-04-16 (sidegrade, immediate): the new cycle is anchored on Apr 16.
 
-    Credit 15/30 x 49.00 = -24.50; charge a full year [2024-04-16, 2025-04-16) = 490.00.
+    Credit 15/30 x 49.00 = -24.50; charge a full year [2024-04-16, 2025-04-16) = 490.00. The new
+    period is billed in advance from the change day, so the change is invoiced at once (465.50), not
+    parked for the renewal a year later.
     """
     state = make_state(anchor=date(2024, 4, 1))
     _, change = run(
@@ -560,18 +564,12 @@ def test_interval_change_restarts_the_cycle(ctx: BillingContext, make_state: Sta
         Activate(on=date(2024, 4, 1)),
         ChangePlan(on=date(2024, 4, 16), plan_id="pro", billing_interval="P1Y"),
     )
-    assert [(line.kind, line.amount) for line in change.new_pending] == [
-        ("proration_credit", D("-24.50")),
-        ("recurring", D("490.00")),
-    ]
+    assert amounts(change) == [("proration_credit", D("-24.50")), ("recurring", D("490.00"))]
+    assert change.documents[0].total == D("465.50") and change.new_pending == ()
     assert change.state.billing_anchor == date(2024, 4, 16)
     assert change.state.charged_through == date(2025, 4, 16)
     [renewal] = run(change.state, ctx, Renew(on=date(2025, 4, 16)))
-    assert amounts(renewal) == [
-        ("proration_credit", D("-24.50")),
-        ("recurring", D("490.00")),
-        ("recurring", D("490.00")),
-    ]
+    assert amounts(renewal) == [("recurring", D("490.00"))]
 
 
 def test_two_changes_in_one_period_credit_what_was_actually_charged(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -53,6 +54,7 @@ from services.billing.domain.revenue import (
     recognition_entries,
     revenue_schedule,
 )
+from shared.catalog.conventions import ProrationConvention
 from shared.money import from_minor, is_exact, round_half_up
 
 CURRENCY_COUNTRY = st.sampled_from(
@@ -66,6 +68,19 @@ CURRENCY_COUNTRY = st.sampled_from(
     ]
 )
 INTERVALS = st.sampled_from(["P1W", "P1M", "P3M", "P1Y"])
+CONVENTIONS = st.builds(
+    ProrationConvention,
+    day_count=st.sampled_from(["actual", "fixed_30", "30_360", "actual_360"]),
+    change_day_used=st.booleans(),
+    rounding=st.sampled_from(["half_up", "half_even"]),
+)
+
+
+def with_convention(ctx: BillingContext, convention: ProrationConvention) -> BillingContext:
+    """The context with the catalog's proration convention replaced."""
+    return replace(ctx, catalog=ctx.catalog.model_copy(update={"proration": convention}))
+
+
 TIMINGS: st.SearchStrategy[Timing | None] = st.sampled_from([None, "immediate", "period_end"])
 INVOICING: st.SearchStrategy[Invoicing | None] = st.sampled_from([None, "pending", "invoice_immediately"])
 
@@ -160,6 +175,8 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "credit": from_minor(draw(st.sampled_from([0, 0, 1, 999, 10_000_000])), currency),
         "steps": steps,
         "with_preview": draw(st.booleans()),
+        "convention": draw(CONVENTIONS),
+        "arrears": draw(st.sampled_from([(), ("extra-storage",), ("pro", "starter")])),
     }
 
 
@@ -190,6 +207,13 @@ def check_document(doc: Document, credit_before: Decimal, credit_after: Decimal)
 
 @given(sc=scenarios())
 def test_random_histories_keep_every_invariant(ctx: BillingContext, sc: dict[str, Any]) -> None:
+    # Every proration convention keeps every invariant (and preview == apply under each).
+    ctx = with_convention(ctx, sc["convention"])
+    plans = tuple(
+        p.model_copy(update={"charge_mode": "in_arrears"}) if p.id in sc["arrears"] else p
+        for p in ctx.catalog.plans
+    )
+    ctx = replace(ctx, catalog=ctx.catalog.model_copy(update={"plans": plans}))
     cur = sc["currency"]
     anchor: date = sc["anchor"]
     state = new_billing_state(
@@ -221,9 +245,18 @@ def test_random_histories_keep_every_invariant(ctx: BillingContext, sc: dict[str
             assert preview(state, cmd, ctx, account_credit=credit) == out
         before = credit
         for doc in out.documents:
-            # Several documents never come from one command; check each against the running balance.
-            check_document(doc, before, out.account_credit_after)
+            # A credit note (settled first) and an invoice may come from one command: thread the balance.
+            after = (
+                before + doc.credit_to_account
+                if doc.document_type == "credit_note"
+                else (before - doc.credits_applied)
+            )
+            check_document(doc, before, after)
+            if doc.document_type == "credit_note":
+                assert all(line.amount <= 0 for line in doc.lines), "a charge inside a credit note"
             all_lines.extend(doc.lines)
+            before = after
+        assert before == out.account_credit_after
         for c in out.state.charged:
             assert 0 <= c.credited <= c.amount
         state, credit = out.state, out.account_credit_after

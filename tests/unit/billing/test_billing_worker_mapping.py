@@ -171,6 +171,40 @@ def test_each_lifecycle_event_maps_to_its_billing_step() -> None:
         assert steps_for(event(silent)) == []
 
 
+def test_issue11_fields_reach_billing() -> None:
+    """``invoice: now|next``, a new interval and a backdated start travel from the lifecycle's events."""
+    day = date(2025, 3, 11)
+    assert steps_for(
+        event(
+            "PlanChanged",
+            timing="immediate",
+            to_plan_id="pro",
+            to_quantity=2,
+            invoice="now",
+            billing_interval="P1Y",
+        )
+    ) == [
+        Run(
+            ChangePlan(
+                on=day,
+                plan_id="pro",
+                quantity=2,
+                timing="immediate",
+                invoicing="invoice_immediately",
+                billing_interval="P1Y",
+            ),
+            "change",
+        )
+    ]
+    # A seat change that says when to invoice is prorated now, a decrease too (Chargebee).
+    assert steps_for(event("QuantityChanged", to_quantity=1, invoice="next")) == [
+        Run(ChangeQuantity(on=day, quantity=1, timing="immediate", invoicing="pending"), "change")
+    ]
+    assert steps_for(
+        event("SubscriptionActivated", period_start="2025-01-01", billed_through="2025-02-14")
+    ) == [Start(date(2025, 1, 1), date(2025, 2, 14))]
+
+
 def test_effective_dates_are_utc_business_days() -> None:
     late = event("SubscriptionPaused", effective_at="2025-03-11T23:30:00-05:00")
     assert steps_for(late) == [Run(Pause(on=date(2025, 3, 12)), "pause")]
@@ -240,7 +274,10 @@ def test_resume_aligns_a_paused_state_directly(wctx: BillingContext) -> None:
     aligned, note = align(paused, snapshot(plan_id="starter"), date(2025, 5, 10))
     assert note and [i.plan_id for i in aligned.items] == ["starter"]
     resumed = apply(aligned, Resume(on=date(2025, 5, 10)), wctx)
-    assert any(ln.plan_id == "starter" and ln.kind == "proration_charge" for ln in resumed.documents[0].lines)
+    # The pause credit outweighs the charge: a credit note for it, an invoice for the charge.
+    assert any(
+        ln.plan_id == "starter" and ln.kind == "proration_charge" for d in resumed.documents for ln in d.lines
+    )
 
 
 def test_is_live() -> None:

@@ -21,7 +21,7 @@ from services.lifecycle.domain import (
 from services.lifecycle.domain import events as ev
 from services.lifecycle.domain.model import start_of_day
 
-from .builders import ENTERPRISE, PRO, PRO_EU, STARTER, STORAGE, apply, cmd, create, refuse, step
+from .builders import ENTERPRISE, PRO, PRO_EU, STARTER, STORAGE, SUB, apply, cmd, create, key, refuse, step
 
 
 def timer(decision: Decision, kind: TimerKind) -> Timer:
@@ -508,3 +508,155 @@ def test_renewal_catches_up_one_period_at_a_time() -> None:
     assert timer(d, TimerKind.RENEWAL_DUE).due_at == start_of_day(
         date(2024, 3, 10)
     )  # due: fires again at once
+
+
+# --- billing day independent of the start (issue 11) --------------------------------------------
+
+
+def test_account_billing_day_31_starts_with_a_stub_and_renews_on_month_ends() -> None:
+    """Kill Bill's account BCD: created Mar 5 with billing day 31, the first period is Mar 5 - Mar 31."""
+    created = datetime(2025, 3, 5, 10, tzinfo=UTC)
+    decision = apply(None, create(cycle_day=31), created)
+    state = decision.state
+    # The anchor is the boundary before the start, Feb 28 (clamped), returning to the 31st.
+    assert (state.billing_anchor, state.anchor_day) == (date(2025, 2, 28), 31)
+    assert (state.current_period_start, state.current_period_end) == (date(2025, 3, 5), date(2025, 3, 31))
+    activated = [e for e in decision.events if e.type == "SubscriptionActivated"]
+    assert [(e.period_start, e.period_end) for e in activated] == [(date(2025, 3, 5), date(2025, 3, 31))]  # type: ignore[attr-defined]
+    renewals: list[date] = []
+    for _ in range(3):
+        decision = fire(state, timer(decision, TimerKind.RENEWAL_DUE))
+        state = decision.state
+        renewals.append(state.current_period_start)  # type: ignore[arg-type]
+    assert renewals == [date(2025, 3, 31), date(2025, 4, 30), date(2025, 5, 31)]
+
+
+def test_calendar_billing_quarterly_periods_start_on_quarter_days() -> None:
+    """Lago's calendar billing: a quarterly subscription created May 10 runs May 10 - Jul 1, then Jul 1 - Oct 1."""
+    decision = apply(
+        None, create(calendar_cycle=True, billing_interval="P3M"), datetime(2025, 5, 10, 8, tzinfo=UTC)
+    )
+    state = decision.state
+    assert (state.current_period_start, state.current_period_end) == (date(2025, 5, 10), date(2025, 7, 1))
+    decision = fire(state, timer(decision, TimerKind.RENEWAL_DUE))
+    assert (decision.state.current_period_start, decision.state.current_period_end) == (
+        date(2025, 7, 1),
+        date(2025, 10, 1),
+    )
+
+
+def test_interval_change_now_restarts_the_cycle_and_at_period_end_on_the_boundary() -> None:
+    """Monthly -> yearly now: the cycle restarts on the change day. Yearly -> monthly at the period end."""
+    state = step(None, create(), datetime(2025, 3, 1, 9, tzinfo=UTC))
+    decision = apply(
+        state,
+        cmd("change_plan", plan=PRO.model_dump(), billing_interval="P1Y", timing="immediate"),
+        datetime(2025, 3, 16, 12, tzinfo=UTC),
+    )
+    s = decision.state
+    assert (s.billing_interval, s.billing_anchor, s.current_period_start, s.current_period_end) == (
+        "P1Y",
+        date(2025, 3, 16),
+        date(2025, 3, 16),
+        date(2026, 3, 16),
+    )
+    [changed] = [e for e in decision.events if e.type == "PlanChanged"]
+    assert changed.billing_interval == "P1Y"  # type: ignore[attr-defined]
+    later = apply(
+        s,
+        cmd("change_plan", plan=PRO.model_dump(), billing_interval="P1M", timing="period_end"),
+        datetime(2025, 6, 1, 12, tzinfo=UTC),
+    )
+    assert later.state.billing_interval == "P1Y" and later.state.scheduled_change is not None
+    renewed = fire(later.state, timer(later, TimerKind.SCHEDULED_PLAN_CHANGE))
+    r = renewed.state
+    assert (r.billing_interval, r.current_period_start, r.current_period_end) == (
+        "P1M",
+        date(2026, 3, 16),
+        date(2026, 4, 16),
+    )
+    assert [e.type for e in renewed.events] == ["PlanChanged", "SubscriptionRenewed"]
+
+
+def test_backdated_start_bills_the_elapsed_periods_and_keeps_the_anchor() -> None:
+    """Stripe's backdate_start_date: created Feb 14 with a start on Jan 1; the cycle stays on the 1st."""
+    result = decide(
+        None,
+        create(effective_at=datetime(2025, 1, 1, 12, tzinfo=UTC)),
+        now=datetime(2025, 2, 14, 9, tzinfo=UTC),
+    )
+    assert isinstance(result, Decision)
+    s = result.state
+    assert (s.billing_anchor, s.current_period_start, s.current_period_end) == (
+        date(2025, 1, 1),
+        date(2025, 2, 1),
+        date(2025, 3, 1),
+    )
+    [activated] = [e for e in result.events if e.type == "SubscriptionActivated"]
+    assert (activated.period_start, activated.billed_through) == (date(2025, 1, 1), date(2025, 2, 14))  # type: ignore[attr-defined]
+    # Not backdated: no billed_through.
+    fresh = decide(None, create(), now=datetime(2025, 2, 14, 9, tzinfo=UTC))
+    assert isinstance(fresh, Decision)
+    assert [e.billed_through for e in fresh.events if e.type == "SubscriptionActivated"] == [None]  # type: ignore[attr-defined]
+
+
+def test_default_plan_change_timing_comes_from_the_shared_pair_rules() -> None:
+    """Without a timing, the lifecycle uses the rules billing invoices by (pairs first, then the class)."""
+    from services.lifecycle.domain.approval import load_approval_policy
+    from services.lifecycle.domain.decode import decode_command
+    from services.lifecycle.handlers import PLAN_CHANGE_RULES_PATH
+    from shared.catalog import load_catalog
+    from shared.catalog.change_rules import PairRule, PlanChangePolicy, load_plan_change_rules
+    from shared.contracts import events as wire_ev
+    from shared.contracts.commands import params_for
+
+    current = step(None, create(plan=STARTER), datetime(2025, 3, 1, 9, tzinfo=UTC))
+
+    def timing(to_plan: str, rules: PlanChangePolicy | None) -> str:
+        command = wire_ev.SubscriptionCommand(
+            subscription_id=SUB,
+            idempotency_key=key(),
+            channel="direct",
+            effective_at=datetime(2025, 3, 10, 12, tzinfo=UTC),
+            actor="user:test",
+            params=params_for("change_plan", plan_id=to_plan),
+        )
+        decoded = decode_command(
+            command,
+            current,
+            catalog=load_catalog(),
+            approval_policy=load_approval_policy(),
+            plan_change_rules=rules,
+        )
+        return str(decoded.timing)  # type: ignore[attr-defined]
+
+    shipped = load_plan_change_rules(PLAN_CHANGE_RULES_PATH)
+    assert timing("pro", shipped) == "immediate"  # an upgrade, by class
+    # A pair rule makes this upgrade wait for the period end, as billing will invoice it.
+    held = PlanChangePolicy(
+        pairs=(PairRule.model_validate({"from": "starter", "to": "pro", "timing": "period_end"}),)
+    )
+    assert timing("pro", held) == "period_end"
+    assert timing("pro", None) == "immediate"  # no rules: the tier decides, as before
+
+
+def test_catalog_alignment_per_interval_decides_the_billing_day() -> None:
+    """Kill Bill's default catalog: monthly items on the account's day, annual ones on their own date."""
+    from services.lifecycle.domain.decode import _cycle_terms
+    from shared.catalog import load_catalog
+    from shared.contracts.commands import params_for
+
+    catalog = load_catalog().model_copy(
+        update={"alignment": {"P1M": "account", "P1Y": "subscription", "P3M": "calendar"}}
+    )
+
+    def terms(interval: str) -> dict[str, object]:
+        return _cycle_terms(
+            catalog, params_for("create", plan_id="pro", billing_interval=interval, cycle_day=15)
+        )  # type: ignore[arg-type]
+
+    assert terms("P1M") == {"cycle_day": 15, "calendar_cycle": False}
+    assert terms("P1Y") == {"cycle_day": None, "calendar_cycle": False}
+    assert terms("P3M") == {"cycle_day": None, "calendar_cycle": True}
+    unset = _cycle_terms(load_catalog(), params_for("create", plan_id="pro", cycle_day=15))  # type: ignore[arg-type]
+    assert unset == {"cycle_day": 15, "calendar_cycle": False}  # no alignment configured: as given
