@@ -60,18 +60,14 @@ class PgEntitlementStore:
         Every change of a customer's entitlements takes this lock first, so concurrent changes to
         two of its subscriptions run one after the other and the second sees the first.
         """
-        select = (
-            "SELECT version, body, effective_at, next_boundary FROM entitlements.customer_sets "
-            "WHERE customer_id = $1 FOR UPDATE"
+        # One statement: a new customer's row is created, an existing one locked (the no-op update
+        # takes the row lock and, after waiting on a concurrent holder, answers its committed values).
+        row = await conn.fetchrow(
+            "INSERT INTO entitlements.customer_sets AS c (customer_id, version, body) VALUES ($1, 0, '{}') "
+            "ON CONFLICT (customer_id) DO UPDATE SET customer_id = c.customer_id "
+            "RETURNING c.version, c.body, c.effective_at, c.next_boundary",
+            customer_id,
         )
-        row = await conn.fetchrow(select, customer_id)
-        if row is None:  # a new customer: create its row (a concurrent first change waits on it), then lock
-            await conn.execute(
-                "INSERT INTO entitlements.customer_sets (customer_id, version, body) VALUES ($1, 0, '{}') "
-                "ON CONFLICT DO NOTHING",
-                customer_id,
-            )
-            row = await conn.fetchrow(select, customer_id)
         assert row is not None
         return LockedCustomer(
             int(row["version"]), dict(row["body"]), row["effective_at"], row["next_boundary"]
@@ -240,26 +236,19 @@ class PgUserStore:
         cause_event_id: str,
     ) -> None:
         """Give ``email`` a role on the subscription (``role`` None: remove it), and audit the change."""
-        if role is None:
-            await conn.execute(
-                "UPDATE entitlements.subscription_users SET removed = true, updated_at = now() "
-                "WHERE subscription_id = $1 AND email = $2",
-                subscription_id,
-                email,
-            )
-        else:
-            await conn.execute(
-                "INSERT INTO entitlements.subscription_users (subscription_id, customer_id, email, role) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id, email) DO UPDATE SET role = EXCLUDED.role, "
-                "removed = false, updated_at = now()",
-                subscription_id,
-                customer_id,
-                email,
-                role,
-            )
+        # The change and its audit row in one statement (one round trip per user change).
+        change = (
+            "UPDATE entitlements.subscription_users SET removed = true, updated_at = now() "
+            "WHERE subscription_id = $1 AND email = $3"
+            if role is None
+            else "INSERT INTO entitlements.subscription_users (subscription_id, customer_id, email, role) "
+            "VALUES ($1, $2, $3, $5) ON CONFLICT (subscription_id, email) DO UPDATE SET role = EXCLUDED.role, "
+            "removed = false, updated_at = now()"
+        )
         await conn.execute(
+            f"WITH change AS ({change}) "
             "INSERT INTO entitlements.user_audit (subscription_id, customer_id, email, action, role, actor, reason, "
-            "cause_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "cause_event_id) VALUES ($1, $2, $3, $4, $5::text, $6, $7, $8)",
             subscription_id,
             customer_id,
             email,

@@ -76,10 +76,12 @@ class LifecycleHandlers:
         """Apply one command, once per idempotency key, however late it comes again."""
         event = incoming.cloud_event()
         cmd: ev.SubscriptionCommand = event.payload(ev.SubscriptionCommand)
-        if not await self.store.claim_command(uow.conn, cmd.idempotency_key, cmd.subscription_id):
+        first, stored = await self.store.claim_command_and_load(
+            uow.conn, cmd.idempotency_key, cmd.subscription_id
+        )
+        if not first:
             log.info("command %s already applied: no second effect", cmd.idempotency_key)
             return
-        stored = await self.store.load_state(uow.conn, cmd.subscription_id)
         current = SubscriptionState.model_validate(stored["domain"]) if stored else None
         commercial: dict[str, Any] = dict(stored["commercial"]) if stored else commercial_terms(cmd)
         if cmd.command in NOTICE_COMMANDS:
@@ -119,6 +121,7 @@ class LifecycleHandlers:
         state = decision.state
         stored = {"domain": state.model_dump(mode="json"), "commercial": commercial}
         if decision.previous is None:
+            customer = commercial.get("customer") or {}
             await self.store.create(
                 uow.conn,
                 state.subscription_id,
@@ -127,12 +130,10 @@ class LifecycleHandlers:
                 customer_id=state.customer_id or "",
                 plan_id=state.plan.plan_id,
                 state=stored,
+                owner=(customer["customer_id"], customer.get("email"))
+                if customer.get("customer_id")
+                else None,
             )
-            customer = commercial.get("customer") or {}
-            if customer.get("customer_id"):
-                await self.store.add_owner(
-                    uow.conn, state.subscription_id, customer["customer_id"], customer.get("email")
-                )
             version = 1  # created at version 1: no second write of the same row
         else:
             version = await self.store.update(

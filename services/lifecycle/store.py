@@ -18,16 +18,18 @@ class LifecycleStore(Protocol):
     """Subscriptions, their audit trail, users, instances, the command keys already seen, and the
     business clock and timers (:mod:`shared.timekeeping`) the handler reads and sets."""
 
-    async def claim_command(self, conn: Any, idempotency_key: str, subscription_id: str) -> bool:
-        """True the first time a command key is seen; False for a repeat (it has no second effect)."""
+    async def claim_command_and_load(
+        self, conn: Any, idempotency_key: str, subscription_id: str
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Claim a command key and load the subscription's state, locked for the transaction.
+
+        (True, state) the first time the key is seen, (False, ...) for a repeat, which has no second
+        effect; state is None for a subscription not stored yet.
+        """
         ...
 
     async def set_command_outcome(self, conn: Any, idempotency_key: str, outcome: str) -> None:
         """Record how a command ended (applied, rejected, ...)."""
-        ...
-
-    async def load_state(self, conn: Any, subscription_id: str) -> dict[str, Any] | None:
-        """The stored state (``domain`` and ``commercial``), locked for the transaction; None if new."""
         ...
 
     async def create(
@@ -40,12 +42,9 @@ class LifecycleStore(Protocol):
         customer_id: str,
         plan_id: str,
         state: dict[str, Any],
+        owner: tuple[str, str | None] | None = None,
     ) -> None:
-        """Insert a new subscription at version 1."""
-        ...
-
-    async def add_owner(self, conn: Any, subscription_id: str, user_id: str, email: str | None) -> None:
-        """The buyer as the subscription's owner (once)."""
+        """Insert a new subscription at version 1, with its buyer ``(user id, email)`` as owner."""
         ...
 
     async def update(
@@ -94,17 +93,25 @@ class LifecycleStore(Protocol):
 class PgLifecycleStore:
     """:class:`LifecycleStore` on PostgreSQL; the clock and timers are :mod:`shared.timekeeping`'s."""
 
-    async def claim_command(
+    async def claim_command_and_load(
         self, conn: asyncpg.Connection, idempotency_key: str, subscription_id: str
-    ) -> bool:
-        """True the first time a command key is seen; False for a repeat (it has no second effect)."""
-        first = await conn.fetchval(
-            "INSERT INTO lifecycle.command_keys (idempotency_key, subscription_id, outcome) "
-            "VALUES ($1, $2, 'pending') ON CONFLICT DO NOTHING RETURNING 1",
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Claim a command key and load the subscription's state, locked, in one round trip.
+
+        One statement instead of two: the claim's insert and the locking read share it (a repeat's
+        read is wasted, but repeats are rare and every first delivery saves a round trip).
+        """
+        row = await conn.fetchrow(
+            "WITH claim AS (INSERT INTO lifecycle.command_keys (idempotency_key, subscription_id, outcome) "
+            "VALUES ($1, $2, 'pending') ON CONFLICT DO NOTHING RETURNING 1) "
+            "SELECT EXISTS (SELECT FROM claim) AS first, s.state FROM (SELECT 1) AS one "
+            "LEFT JOIN (SELECT state FROM lifecycle.subscriptions WHERE subscription_id = $2 FOR UPDATE) AS s "
+            "ON true",
             idempotency_key,
             subscription_id,
         )
-        return bool(first)
+        assert row is not None
+        return bool(row["first"]), (dict(row["state"]) if row["state"] is not None else None)
 
     async def set_command_outcome(self, conn: asyncpg.Connection, idempotency_key: str, outcome: str) -> None:
         """Record how a command ended (applied, rejected, ...)."""
@@ -113,13 +120,6 @@ class PgLifecycleStore:
             idempotency_key,
             outcome,
         )
-
-    async def load_state(self, conn: asyncpg.Connection, subscription_id: str) -> dict[str, Any] | None:
-        """The stored state (``domain`` and ``commercial``), locked for the transaction; None if new."""
-        row = await conn.fetchrow(
-            "SELECT state FROM lifecycle.subscriptions WHERE subscription_id = $1 FOR UPDATE", subscription_id
-        )
-        return dict(row["state"]) if row else None
 
     async def create(
         self,
@@ -131,27 +131,21 @@ class PgLifecycleStore:
         customer_id: str,
         plan_id: str,
         state: dict[str, Any],
+        owner: tuple[str, str | None] | None = None,
     ) -> None:
-        """Insert a new subscription at version 1."""
+        """Insert a new subscription at version 1 and its buyer as owner, in one statement."""
+        user_id, email = owner if owner is not None else (None, None)
         await conn.execute(
-            "INSERT INTO lifecycle.subscriptions (subscription_id, status, version, channel, customer_id, "
-            "plan_id, state) VALUES ($1, $2, 1, $3, $4, $5, $6)",
+            "WITH s AS (INSERT INTO lifecycle.subscriptions (subscription_id, status, version, channel, "
+            "customer_id, plan_id, state) VALUES ($1, $2, 1, $3, $4, $5, $6) RETURNING subscription_id) "
+            "INSERT INTO lifecycle.subscription_users (subscription_id, user_id, email, role) "
+            "SELECT subscription_id, $7, $8, 'owner' FROM s WHERE $7::text IS NOT NULL ON CONFLICT DO NOTHING",
             subscription_id,
             status,
             channel,
             customer_id,
             plan_id,
             state,
-        )
-
-    async def add_owner(
-        self, conn: asyncpg.Connection, subscription_id: str, user_id: str, email: str | None
-    ) -> None:
-        """The buyer as the subscription's owner (once)."""
-        await conn.execute(
-            "INSERT INTO lifecycle.subscription_users (subscription_id, user_id, email, role) "
-            "VALUES ($1, $2, $3, 'owner') ON CONFLICT DO NOTHING",
-            subscription_id,
             user_id,
             email,
         )

@@ -208,21 +208,20 @@ class FakeLifecycleStore:
     clocks: dict[str, datetime] = field(default_factory=dict)
     timers: list[FakeTimer] = field(default_factory=list)
 
-    async def claim_command(self, conn: Any, idempotency_key: str, subscription_id: str) -> bool:
-        """True the first time a key is seen."""
+    async def claim_command_and_load(
+        self, conn: Any, idempotency_key: str, subscription_id: str
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """(True, state) the first time a key is seen; state None for a new subscription."""
+        row = self.subscriptions.get(subscription_id)
+        state = dict(row["state"]) if row else None
         if idempotency_key in self.command_keys:
-            return False
+            return False, state
         self.command_keys[idempotency_key] = {"subscription_id": subscription_id, "outcome": "pending"}
-        return True
+        return True, state
 
     async def set_command_outcome(self, conn: Any, idempotency_key: str, outcome: str) -> None:
         """Record how the command ended."""
         self.command_keys[idempotency_key]["outcome"] = outcome
-
-    async def load_state(self, conn: Any, subscription_id: str) -> dict[str, Any] | None:
-        """The stored state, or None."""
-        row = self.subscriptions.get(subscription_id)
-        return dict(row["state"]) if row else None
 
     async def create(
         self,
@@ -234,8 +233,9 @@ class FakeLifecycleStore:
         customer_id: str,
         plan_id: str,
         state: dict[str, Any],
+        owner: tuple[str, str | None] | None = None,
     ) -> None:
-        """Insert at version 1; a second insert fails like the primary key would."""
+        """Insert at version 1 with its owner; a second insert fails like the primary key would."""
         if subscription_id in self.subscriptions:
             raise AssertionError(f"duplicate subscription {subscription_id}")
         self.subscriptions[subscription_id] = {
@@ -246,10 +246,8 @@ class FakeLifecycleStore:
             "plan_id": plan_id,
             "state": state,
         }
-
-    async def add_owner(self, conn: Any, subscription_id: str, user_id: str, email: str | None) -> None:
-        """The buyer as owner, once."""
-        self.users.setdefault((subscription_id, user_id), {"email": email, "role": "owner"})
+        if owner is not None:
+            self.users.setdefault((subscription_id, owner[0]), {"email": owner[1], "role": "owner"})
 
     async def update(
         self, conn: Any, subscription_id: str, *, status: str, plan_id: str, state: dict[str, Any]
