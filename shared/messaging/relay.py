@@ -1,10 +1,11 @@
-"""Outbox relay: publishes committed outbox rows to Kafka, in id order, then deletes them.
+"""Outbox relay: publishes committed outbox rows to Kafka, in id order, deleting them in the same transaction.
 
 Woken right after each commit (latency), and polling as the safety net (a row left
 behind by a crashed worker is published within ``poll_seconds``). One relay per
 service publishes at a time (transaction-scoped advisory lock), which keeps per-key
-order. A crash after the publish and before the delete publishes a row twice:
-consumers' inboxes make that harmless.
+order. The rows are deleted before the publish and the deletion commits after the broker
+acknowledged it, so a failed publish leaves them in place; a crash after the publish and
+before the commit publishes a row twice: consumers' inboxes make that harmless.
 """
 
 from __future__ import annotations
@@ -106,16 +107,21 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publish one batch; -1 if another relay of this service is publishing."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock(hashtext($1))", f"outbox:{self.service}"
-            ):
-                return -1
-            rows = await conn.fetch(
-                "SELECT id, topic, key, value, headers FROM messaging.outbox "
-                "WHERE service = $1 ORDER BY id LIMIT $2",
+            # The lock, the claim and the delete in one statement (one round trip before publishing).
+            # The rows come back if the publish fails: the transaction rolls back.
+            found = await conn.fetch(
+                "WITH lock AS (SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok), "
+                "gone AS (DELETE FROM messaging.outbox WHERE id IN (SELECT o.id FROM messaging.outbox o, lock "
+                "WHERE lock.ok AND o.service = $2 ORDER BY o.id LIMIT $3) "
+                "RETURNING id, topic, key, value, headers) "
+                "SELECT lock.ok, gone.* FROM lock LEFT JOIN gone ON true ORDER BY gone.id",
+                f"outbox:{self.service}",
                 self.service,
                 self.batch_size,
             )
+            if not found[0]["ok"]:
+                return -1
+            rows = [r for r in found if r["id"] is not None]
             if not rows:
                 return 0
             futures = []
@@ -145,8 +151,5 @@ class OutboxRelay:
                     )
                 )
             await asyncio.wait_for(asyncio.gather(*futures), timeout=self.send_timeout)
-            await conn.execute(
-                "DELETE FROM messaging.outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-            )
         self.published += len(rows)
         return len(rows)
