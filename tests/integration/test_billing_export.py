@@ -36,7 +36,9 @@ async def test_export_ties_to_the_journal_and_the_database(
     start = datetime(2025, 3, 1, 9, tzinfo=UTC)
     await create_clock(db.pool, clock, start)
     sub = f"sub-{uuid.uuid4().hex[:8]}"
-    customer = ev.Customer(customer_id="cus-de", country="DE", email="kunde@customer.example")
+    customer = ev.Customer(
+        customer_id=f"cus-de-{uuid.uuid4().hex[:8]}", country="DE", email="kunde@customer.example"
+    )
     workers = ("lifecycle", "billing")
 
     async def documents(n: int) -> bool:

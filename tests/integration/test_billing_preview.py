@@ -90,7 +90,9 @@ async def test_preview_equals_what_the_worker_issues_for_the_same_change_and_dat
     start = datetime(2025, 3, 1, 9, tzinfo=UTC)
     await create_clock(db.pool, clock, start)
     sub = f"sub-{uuid.uuid4().hex[:8]}"
-    customer = ev.Customer(customer_id="cus-de", country="DE", email="kunde@customer.example")
+    customer = ev.Customer(
+        customer_id=f"cus-de-{uuid.uuid4().hex[:8]}", country="DE", email="kunde@customer.example"
+    )
     workers = ("lifecycle", "billing")
     async with (
         running_workers(settings, db, names=workers),
@@ -206,7 +208,7 @@ async def test_preview_runs_the_renewals_due_before_its_date(settings: Settings,
     start = datetime(2025, 3, 1, 9, tzinfo=UTC)
     await create_clock(db.pool, clock, start)
     sub = f"sub-{uuid.uuid4().hex[:8]}"
-    customer = ev.Customer(customer_id="cus-de-2", country="DE")
+    customer = ev.Customer(customer_id=f"cus-de-{uuid.uuid4().hex[:8]}", country="DE")
     workers = ("lifecycle", "billing")
     async with (
         running_workers(settings, db, names=workers),

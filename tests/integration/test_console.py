@@ -58,7 +58,7 @@ async def _active_subscription(db: Database, settings: Settings) -> str:
             sid,
             status="active",
             channel="direct",
-            customer_id="cus-console",
+            customer_id=f"cus-console-{uuid.uuid4().hex[:8]}",
             plan_id="pro",
             state={"domain": {"quantity": 2}, "commercial": {}},
         )

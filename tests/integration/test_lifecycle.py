@@ -46,7 +46,7 @@ async def send(
     """Publish one lifecycle command, as intake or an operator does (``fields``: the command's own)."""
     if command == "create":
         fields.update(
-            customer=ev.Customer(customer_id="cus-test", email="t@customer.example"),
+            customer=ev.Customer(customer_id=f"cus-test-{uuid.uuid4().hex[:8]}", email="t@customer.example"),
             plan_id=plan_id,
             quantity=quantity,
             billing_interval="P1M",
