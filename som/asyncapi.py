@@ -113,11 +113,25 @@ def _group(service: str) -> str:
     return Settings(topic_namespace="").group(service)
 
 
+def _asyncapi_discriminators(node: Any) -> Any:
+    """Pydantic writes OpenAPI's ``discriminator: {propertyName, mapping}``; an AsyncAPI 3.0 Schema
+    Object takes the property name as a string (the official 3.0.0 JSON Schema refuses the object)."""
+    if isinstance(node, list):
+        return [_asyncapi_discriminators(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _asyncapi_discriminators(v) for k, v in node.items()}
+    found = node.get("discriminator")
+    if isinstance(found, dict) and "propertyName" in found:
+        out["discriminator"] = found["propertyName"]
+    return out
+
+
 def _schemas() -> dict[str, Any]:
     unique: set[type[BaseModel]] = {*CLOUD_EVENTS.values(), envelope.CloudEvent, canonical.DirectOrder}
     models = sorted(unique, key=lambda m: m.__name__)
     _, top = models_json_schema([(m, "serialization") for m in models], ref_template=_REF)
-    out: dict[str, Any] = dict(sorted(top.get("$defs", {}).items()))
+    out: dict[str, Any] = dict(sorted(_asyncapi_discriminators(top.get("$defs", {})).items()))
     out["CloudEventHeaders"] = {
         "type": "object",
         "description": "Kafka headers of every CloudEvent record (string values).",
