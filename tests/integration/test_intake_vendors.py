@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -30,6 +33,7 @@ from shared.messaging import topics
 from shared.messaging.faults import faults
 from shared.settings import Settings
 from shared.timekeeping import create_clock
+from som.runner import child_env
 from tests.integration.helpers import TopicReader, publish, running_workers
 from tests.standins.vendors import AwsStandIn, AzureStandIn, GcpStandIn, ShopifyStandIn, StackitStandIn
 
@@ -528,3 +532,100 @@ async def test_a_call_past_its_deadline_raises_the_alert(settings: Settings, db:
     [alert] = alerts.values()
     assert alert["data"]["operation_id"] == op and alert["data"]["action"] == "patch_operation"
     assert azure.acks == [("activate", sid)]  # the late PATCH is not made
+
+
+def _intake_process(s: Settings, **extra: str) -> subprocess.Popen[bytes]:
+    """The intake worker as its own process (``python -m som worker intake``), vendors from the env."""
+    env = child_env(
+        s,
+        SOM_LOG_JSON="false",
+        SOM_AZURE_FULFILLMENT_BASE_URL=str(s.azure_fulfillment_base_url),
+        SOM_AZURE_FULFILLMENT_TOKEN="az",
+        SOM_GCP_PROCUREMENT_BASE_URL=str(s.gcp_procurement_base_url),
+        SOM_GCP_PROCUREMENT_TOKEN="g",
+        SOM_GCP_PROVIDER_ID="prov-1",
+        SOM_VENDOR_BACKOFF_SECONDS="[0.05]",
+        SOM_FULFILMENT_POLL_SECONDS="0.2",
+        SOM_FULFILMENT_LEASE_SECONDS="0.5",
+        **extra,
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "som", "worker", "intake"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(5)
+
+
+async def test_intake_worker_killed_after_a_vendor_call_acknowledges_once_after_restart(
+    settings: Settings, db: Database
+) -> None:
+    """Done-when 4 with a real process: the intake worker dies (exit 137, like SIGKILL) right after a
+    vendor accepted its call and before the call's commit; a restarted worker takes the call over,
+    confirms it at the vendor (Azure get subscription, GCP entitlements.get) and does not repeat it."""
+    sid, eid = _uid(), _uid()
+    with AzureStandIn(token="az") as azure, GcpStandIn(token="g", provider="prov-1") as gcp:
+        assert isinstance(azure, AzureStandIn) and isinstance(gcp, GcpStandIn)
+        azure.add_subscription(sid, "team-monthly", 15)
+        gcp.add_entitlement(eid, "basic-monthly")  # -> pro, approved automatically
+        s = settings.model_copy(
+            update={"azure_fulfillment_base_url": azure.base_url, "gcp_procurement_base_url": gcp.base_url}
+        )
+        clock = {"som-test-clock": await _clock(settings, db)}
+        first = _intake_process(s, SOM_FAULTS=CRASH_POINT)
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            async with running_workers(s, db, names=("lifecycle",)):
+                await publish(
+                    s, topics.inbound("azure_marketplace"), _azure_create(sid), key=sid, headers=clock
+                )
+                await publish(s, topics.inbound("gcp_marketplace"), _gcp_event(eid), key=eid, headers=clock)
+                for _ in range(600):
+                    if first.poll() is not None:
+                        break
+                    await asyncio.sleep(0.1)
+                assert first.returncode == 137, "the intake worker should have died after its vendor call"
+                assert len(azure.acks) + len(gcp.acks) == 1  # the vendor took the call; the commit never ran
+                in_flight = await db.pool.fetchval(
+                    "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'in_flight'",
+                    s.topic_namespace,
+                )
+                assert in_flight >= 1  # claimed together; the one after the crashed call was never made
+                second = _intake_process(s)
+                await _until(lambda: _has(azure.acks, ("activate", sid)), timeout=60)
+                await _until(lambda: _has(gcp.acks, ("approve", eid)), timeout=60)
+
+                async def settled() -> bool:
+                    n = await db.pool.fetchval(
+                        "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'acked'",
+                        s.topic_namespace,
+                    )
+                    return int(n) == 2
+
+                await _until(settled, timeout=60)
+        finally:
+            _stop(first)
+            if second is not None:
+                _stop(second)
+        rows = await db.pool.fetch(
+            "SELECT operation_id, action, state, response FROM intake.vendor_calls WHERE namespace = $1",
+            s.topic_namespace,
+        )
+    assert sorted((r["operation_id"], r["action"], r["state"]) for r in rows) == sorted(
+        [(sid, "activate", "acked"), (eid, "decision", "acked")]
+    )
+    # one call reached the vendor before the crash and was confirmed, not repeated, after the restart
+    assert azure.acks == [("activate", sid)] and len(azure.routed("activate")) == 1
+    assert gcp.acks == [("approve", eid)] and len(gcp.routed("approve")) == 1
+    confirmed = [r for r in rows if "confirmed" in str(r["response"])]
+    assert len(confirmed) == 1
