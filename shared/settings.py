@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -121,6 +122,13 @@ class Settings(BaseSettings):
     azure_webhook_issuers: str | None = Field(
         default=None,
         description="accepted `iss` values, comma-separated (e.g. https://sts.windows.net/<tenant>/)",
+    )
+    azure_webhook_check: Literal["jwt", "get_operation", "both"] = Field(
+        default="jwt",
+        description=(
+            "how an Azure webhook is authenticated: its JWT (with azure_webhook_keys), a `get operation`"
+            " call that confirms the operation exists (needs azure_fulfillment_base_url), or both"
+        ),
     )
     gcp_push_keys: str | None = Field(
         default=None, description="Google signing keys (JWKS JSON or PEM) for the Pub/Sub push OIDC token"

@@ -629,3 +629,86 @@ async def test_intake_worker_killed_after_a_vendor_call_acknowledges_once_after_
     assert gcp.acks == [("approve", eid)] and len(gcp.routed("approve")) == 1
     confirmed = [r for r in rows if "confirmed" in str(r["response"])]
     assert len(confirmed) == 1
+
+
+def _azure_webhook(fixture: str, sid: str, op: str, at: str, **fields: object) -> bytes:
+    doc = json.loads((FIXTURES / "azure" / fixture).read_text())
+    doc.update({"id": op, "activityId": _uid(), "subscriptionId": sid, "timeStamp": at, **fields})
+    doc["subscription"]["id"] = sid
+    return json.dumps(doc).encode()
+
+
+async def _status(db: Database, sid: str) -> str | None:
+    value = await db.pool.fetchval(
+        "SELECT status FROM lifecycle.subscriptions WHERE subscription_id = $1", sid
+    )
+    return str(value) if value is not None else None
+
+
+async def test_azure_reinstate_is_patched_success_and_unknown_operations_are_refused(
+    settings: Settings, db: Database
+) -> None:
+    """Reinstate: after the lifecycle reactivates the suspended subscription, the operation is PATCHed
+    ``Success``. With ``azure_webhook_check=get_operation`` every webhook is first confirmed at Azure;
+    one whose operation Azure does not know is refused ``SIGNATURE_INVALID`` and never acted on."""
+    sid, suspend, reinstate, forged = _uid(), _uid(), _uid(), _uid()
+    with AzureStandIn(token="az") as azure:
+        assert isinstance(azure, AzureStandIn)
+        azure.add_subscription(sid, "team-monthly", 15)
+        azure.add_operation(sid, suspend, "Suspend")
+        azure.add_operation(sid, reinstate, "Reinstate")
+        s = settings.model_copy(
+            update={
+                "azure_fulfillment_base_url": azure.base_url,
+                "azure_fulfillment_token": SecretStr("az"),
+                "azure_webhook_check": "get_operation",
+                "azure_patch_deadline_seconds": 10.0**9,  # business dates of 2025 under a test clock
+                "vendor_backoff_seconds": (0.05,),
+                "fulfilment_poll_seconds": 0.2,
+            }
+        )
+        clock = {"som-test-clock": await _clock(settings, db)}
+        inbound = topics.inbound("azure_marketplace")
+        subscription = derived_id("subscription", "azure_marketplace", sid)
+        bootstrap = str(s.kafka_bootstrap)
+        async with (
+            running_workers(s, db, names=("intake", "lifecycle")),
+            TopicReader(bootstrap, f"{s.topic_namespace}{topics.ORDERS_REJECTED}") as rejected,
+        ):
+            await publish(s, inbound, _azure_create(sid), key=sid, headers=clock)
+            await _until(lambda: _has(azure.acks, ("activate", sid)))
+            # a forged ChangeQuantity: Azure never issued its operation
+            fake = _azure_webhook("02-change-quantity.json", sid, forged, "2025-07-15T10:00:00Z", quantity=99)
+            await publish(s, inbound, fake, key=sid, headers=clock)
+            await rejected.wait_for(1, timeout=30)
+            hold = _azure_webhook(
+                "04-suspend.json", sid, suspend, "2025-07-20T10:00:00Z", planId="team-monthly"
+            )
+            await publish(s, inbound, hold, key=sid, headers=clock)
+
+            async def suspended() -> bool:
+                return await _status(db, subscription) == "suspended"
+
+            await _until(suspended)
+            back = _azure_webhook(
+                "04-suspend.json",
+                sid,
+                reinstate,
+                "2025-07-21T10:00:00Z",
+                action="Reinstate",
+                status="InProgress",  # Azure waits for the ISV's PATCH
+                planId="team-monthly",
+            )
+            await publish(s, inbound, back, key=sid, headers=clock)
+            await _until(lambda: _has(azure.acks, ("patch", reinstate, "Success")))
+            await rejected.settle(0.5)
+            status = await _status(db, subscription)
+            forged_orders = await db.pool.fetchval(
+                "SELECT count(*) FROM intake.orders WHERE canonical->>'channel_event_id' = $1", forged
+            )
+    assert azure.acks == [("activate", sid), ("patch", reinstate, "Success")]
+    assert status == "active" and forged_orders == 0  # the forged change was never recorded nor sent on
+    [refusal] = rejected.values()
+    assert [r["code"] for r in refusal["data"]["reasons"]] == ["SIGNATURE_INVALID"]
+    asked = {r.path.rsplit("/", 1)[-1] for r in azure.requests if r.route == "get_operation"}
+    assert {forged, suspend, reinstate} <= asked

@@ -31,6 +31,8 @@ class VendorSet:
     lookups: VendorLookups | None = None
     fulfilment: dict[str, FulfilmentClient] = field(default_factory=dict)
     options: FulfilmentOptions = field(default_factory=FulfilmentOptions)
+    # confirms Azure webhooks by `get operation` (setting azure_webhook_check get_operation or both)
+    azure_operations: AzureFulfillment | None = None
 
 
 def vendor_set(settings: Settings, *, catalog: Catalog | None = None) -> VendorSet:
@@ -88,6 +90,16 @@ def vendor_set(settings: Settings, *, catalog: Catalog | None = None) -> VendorS
             timeout=t,
             backoff=b,
         )
+    azure_operations = None
+    if settings.azure_webhook_check in ("get_operation", "both"):
+        if not settings.azure_fulfillment_base_url:
+            raise ValueError("azure_webhook_check needs azure_fulfillment_base_url for `get operation`")
+        azure_operations = AzureFulfillment(
+            settings.azure_fulfillment_base_url,
+            _secret(settings.azure_fulfillment_token),
+            timeout=t,
+            backoff=b,
+        )
     lookups = (
         VendorLookups(gcp=gcp, aws=aws, shopify=shopify, catalog=catalog) if gcp or aws or shopify else None
     )
@@ -95,4 +107,6 @@ def vendor_set(settings: Settings, *, catalog: Catalog | None = None) -> VendorS
         azure_patch_deadline_seconds=settings.azure_patch_deadline_seconds,
         aws_metered_dimensions=dict(settings.aws_metered_dimensions),
     )
-    return VendorSet(lookups=lookups, fulfilment=fulfilment, options=options)
+    return VendorSet(
+        lookups=lookups, fulfilment=fulfilment, options=options, azure_operations=azure_operations
+    )
