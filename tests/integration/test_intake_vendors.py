@@ -712,3 +712,79 @@ async def test_azure_reinstate_is_patched_success_and_unknown_operations_are_ref
     assert [r["code"] for r in refusal["data"]["reasons"]] == ["SIGNATURE_INVALID"]
     asked = {r.path.rsplit("/", 1)[-1] for r in azure.requests if r.route == "get_operation"}
     assert {forged, suspend, reinstate} <= asked
+
+
+async def _operator(s: Settings, subscription_id: str, channel: str, command: str, reason: str) -> None:
+    """What ``som reject`` (or another operator command) sends."""
+    cmd = ev.SubscriptionCommand(
+        subscription_id=subscription_id,
+        idempotency_key=f"operator:{_uid()}",
+        channel=channel,
+        effective_at=datetime(2025, 8, 1, tzinfo=UTC),
+        actor="operator:test",
+        reason=reason,
+        params=params_for(command),
+    )
+    key = derived_id("operator", cmd.idempotency_key)
+    event = make_event(
+        type=ev.SUBSCRIPTION_COMMAND,
+        source="som/cli",
+        subject=subscription_id,
+        data=cmd,
+        correlation_id=key,
+        causation_id=key,
+    )
+    await publish(
+        s,
+        topics.SUBSCRIPTIONS_COMMANDS,
+        event.model_dump_json().encode(),
+        key=subscription_id,
+        headers={"ce_id": event.id, "ce_type": event.type},
+    )
+
+
+async def test_stackit_subscription_held_by_the_approval_policy_and_rejected_is_rejected_at_stackit(
+    settings: Settings, db: Database
+) -> None:
+    """The lifecycle's approval policy holds an enterprise subscription (manual); no decision reaches
+    STACKIT until a person decides; the rejection becomes STACKIT's ``reject`` call, never ``approve``."""
+    sid = _uid()
+    base = json.loads((FIXTURES / "stackit/01-create.json").read_text())
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with StackitStandIn(token="st", project="project-1") as stackit:
+        assert isinstance(stackit, StackitStandIn)
+        stackit.subscriptions[sid] = {
+            **base,
+            "subscriptionId": sid,
+            "organizationId": _uid(),
+            "orderedAt": now,
+            "product": {**base["product"], "planId": "business-monthly"},  # -> enterprise: manual
+        }
+        s = settings.model_copy(
+            update={
+                "stackit_base_url": stackit.base_url,
+                "stackit_token": "st",
+                "stackit_project_id": "project-1",
+                "stackit_poll_seconds": 0.3,
+                "stackit_fulfilment": True,
+                "fulfilment_poll_seconds": 0.2,
+            }
+        )
+        subscription = derived_id("subscription", "stackit_marketplace", sid)
+        async with running_workers(s, db, names=("intake", "lifecycle")):
+
+            async def held() -> bool:
+                return await _status(db, subscription) == "pending_approval"
+
+            await _until(held)
+            assert await _status(db, subscription) == "pending_approval"
+            await asyncio.sleep(1.0)  # several polls and deliveries: still no decision at STACKIT
+            assert stackit.acks == []
+            await _operator(s, subscription, "stackit_marketplace", "reject", "no enterprise capacity")
+            await _until(lambda: _has(stackit.acks, ("reject", sid)))
+            status = await _status(db, subscription)
+        body = [r.body for r in stackit.requests if r.route == "reject"]
+    assert stackit.acks == [("reject", sid)]
+    assert status == "terminated"  # a rejected subscription ends (SubscriptionRejected)
+    assert body and "no enterprise capacity" in json.dumps(body[0])
+    assert stackit.subscriptions[sid]["lifecycleState"] != "SUBSCRIPTION_PENDING"
