@@ -179,6 +179,12 @@ class Settings(BaseSettings):
         default=None, description="AWS Marketplace endpoint (entitlement, agreement, metering)"
     )
     aws_marketplace_token: SecretStr | None = Field(default=None, description="credential for the endpoint")
+    aws_access_key_id: str | None = Field(
+        default=None, description="set (with the secret): AWS Marketplace calls are SigV4-signed"
+    )
+    aws_secret_access_key: SecretStr | None = Field(default=None, description="AWS secret access key")
+    aws_session_token: SecretStr | None = Field(default=None, description="temporary credentials' token")
+    aws_region: str = Field(default="us-east-1", description="region of the SigV4 credential scope")
     aws_metered_dimensions: dict[str, str] = Field(
         default_factory=dict,
         description="catalog plan -> AWS metering dimension; a plan listed here is metered",

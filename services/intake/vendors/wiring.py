@@ -16,12 +16,33 @@ from services.intake.vendors.clients import (
     StackitVendor,
 )
 from services.intake.vendors.lookups import VendorLookups
+from services.intake.vendors.sigv4 import AwsCredentials
 from shared.catalog import Catalog
 from shared.settings import Settings
 
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
+
+
+def aws_credentials(settings: Settings) -> AwsCredentials | None:
+    """The SigV4 credentials when both key id and secret are set."""
+    secret = _secret(settings.aws_secret_access_key)
+    if not settings.aws_access_key_id or not secret:
+        return None
+    return AwsCredentials(settings.aws_access_key_id, secret, _secret(settings.aws_session_token))
+
+
+def _aws(settings: Settings) -> AwsMarketplace:
+    assert settings.aws_marketplace_base_url
+    return AwsMarketplace(
+        settings.aws_marketplace_base_url,
+        _secret(settings.aws_marketplace_token),
+        credentials=aws_credentials(settings),
+        region=settings.aws_region,
+        timeout=settings.vendor_timeout_seconds,
+        backoff=settings.vendor_backoff_seconds,
+    )
 
 
 @dataclass
@@ -56,18 +77,8 @@ def vendor_set(settings: Settings, *, catalog: Catalog | None = None) -> VendorS
             backoff=b,
         )
     if settings.aws_marketplace_base_url:
-        aws = AwsMarketplace(
-            settings.aws_marketplace_base_url,
-            _secret(settings.aws_marketplace_token),
-            timeout=t,
-            backoff=b,
-        )
-        fulfilment["aws_marketplace"] = AwsMarketplace(
-            settings.aws_marketplace_base_url,
-            _secret(settings.aws_marketplace_token),
-            timeout=t,
-            backoff=b,
-        )
+        aws = _aws(settings)
+        fulfilment["aws_marketplace"] = _aws(settings)
     if settings.shopify_admin_base_url:
         shopify = ShopifyAdmin(
             settings.shopify_admin_base_url,

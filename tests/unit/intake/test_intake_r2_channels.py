@@ -1,0 +1,232 @@
+"""Channels round 2 (issue 10): SigV4 signing, GetAgreementTerms prices, the Azure get-operation check."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.intake.domain.normalizers import normalize
+from services.intake.pipeline import azure_webhook_operation, operation_finding
+from services.intake.vendors.clients import AwsMarketplace
+from services.intake.vendors.http import VendorRefused
+from services.intake.vendors.lookups import VendorLookups
+from services.intake.vendors.sigv4 import AwsCredentials, canonical_request, sign
+from shared.contracts.canonical import CanonicalAccount, CanonicalCustomer, CanonicalOrderChange
+from tests.standins.vendors import AwsStandIn
+
+# AWS Signature Version 4 test suite (docs.aws.amazon.com/general/latest/gr/signature-v4-test-suite.html,
+# the aws-sig-v4-test-suite of 2015): its example credentials, time, region and service.
+SUITE = AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+SUITE_TIME = datetime(2015, 8, 30, 12, 36, tzinfo=UTC)
+SUITE_HOST = "example.amazonaws.com"
+
+
+def _suite(method: str, url: str) -> dict[str, str]:
+    return sign(
+        method,
+        url,
+        {"Host": SUITE_HOST},
+        b"",
+        credentials=SUITE,
+        region="us-east-1",
+        service="service",
+        now=SUITE_TIME,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "method", "query", "signature"),
+    [
+        ("get-vanilla", "GET", "", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+        ("post-vanilla", "POST", "", "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"),
+        (
+            "get-vanilla-query-order-key-case",
+            "GET",
+            "?Param2=value2&Param1=value1",
+            "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
+        ),
+    ],
+)
+def test_sigv4_matches_the_aws_test_suite(case: str, method: str, query: str, signature: str) -> None:
+    headers = _suite(method, f"https://{SUITE_HOST}/{query}")
+    assert headers["X-Amz-Date"] == "20150830T123600Z"
+    assert headers["Authorization"] == (
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
+        f"SignedHeaders=host;x-amz-date, Signature={signature}"
+    ), case
+
+
+def test_sigv4_canonical_request_of_get_vanilla() -> None:
+    request, signed = canonical_request(
+        "GET", f"https://{SUITE_HOST}/", {"Host": SUITE_HOST, "X-Amz-Date": "20150830T123600Z"}, b""
+    )
+    assert signed == "host;x-amz-date"
+    assert request == (
+        "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n"
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
+
+
+def test_sigv4_signature_changes_with_the_body_and_carries_the_session_token() -> None:
+    creds = AwsCredentials("AKID", "s3cr3t-value", "session-1")
+    kw: dict[str, Any] = {"credentials": creds, "region": "us-east-1", "service": "aws-marketplace"}
+    a = sign("POST", "https://h/", {}, b"{}", now=SUITE_TIME, **kw)
+    b = sign("POST", "https://h/", {}, b"{ }", now=SUITE_TIME, **kw)
+    assert a["Authorization"] != b["Authorization"]
+    assert a["X-Amz-Security-Token"] == "session-1"
+    assert "x-amz-security-token" in a["Authorization"]
+    assert "s3cr3t-value" not in repr(creds) and "session-1" not in repr(creds)
+
+
+TERMS_CONFIGURABLE = {
+    "agreementId": "agmt-1",
+    "acceptedTerms": [
+        {"validityTerm": {"type": "ValidityTerm", "agreementDuration": "P12M"}},
+        {
+            "configurableUpfrontPricingTerm": {
+                "type": "ConfigurableUpfrontPricingTerm",
+                "currencyCode": "USD",
+                "rateCards": [
+                    {
+                        "selector": {"type": "Duration", "value": "P1M"},
+                        "rateCard": [{"dimensionKey": "seats", "price": "9.99"}],
+                    },
+                    {
+                        "selector": {"type": "Duration", "value": "P12M"},
+                        "rateCard": [
+                            {"dimensionKey": "seats", "price": "99.90"},
+                            {"dimensionKey": "storage_tb", "price": "0.10"},
+                        ],
+                    },
+                ],
+                "configuration": {
+                    "selectorValue": "P12M",
+                    "dimensions": [
+                        {"dimensionKey": "seats", "dimensionValue": 3},
+                        {"dimensionKey": "storage_tb", "dimensionValue": 7},
+                    ],
+                },
+            }
+        },
+        {
+            "usageBasedPricingTerm": {
+                "currencyCode": "USD",
+                "rateCards": [{"rateCard": [{"dimensionKey": "api", "price": "0.0001"}]}],
+            }
+        },
+    ],
+}
+
+
+def _one(doc: Any, transport: dict[str, Any] | None = None) -> CanonicalOrderChange:
+    result = normalize("aws_marketplace", json.dumps(doc).encode(), transport or {})
+    [change] = result.changes
+    return change
+
+
+def test_agreement_terms_configurable_upfront_prices_exactly() -> None:
+    change = _one(TERMS_CONFIGURABLE, {"known_status": "active"})
+    assert change.action == "refresh" and change.channel_subscription_id == "agmt-1"
+    assert (change.plan, change.quantity, change.currency) == ("seats", 3, "USD")
+    assert change.unit_amount == "99.90"
+    # 3 x 99.90 + 7 x 0.10, in Decimal: no float rounding
+    assert Decimal(str(change.amount)) == Decimal("299.70") + Decimal("0.70")
+    assert change.amount == "300.40"
+    assert (change.amount_basis, change.billing_interval) == ("contract_commit", "P12M")
+
+
+def test_agreement_terms_recurring_and_fixed_and_usage_only() -> None:
+    recurring = _one(
+        {
+            "agreementId": "agmt-2",
+            "acceptedTerms": [
+                {"recurringPaymentTerm": {"currencyCode": "EUR", "billingPeriod": "Monthly", "price": "49.5"}}
+            ],
+        }
+    )
+    assert (recurring.amount, recurring.currency, recurring.amount_basis) == ("49.50", "EUR", "per_interval")
+    assert recurring.billing_interval == "P1M" and recurring.plan is None
+    fixed = _one(
+        {
+            "agreementId": "agmt-3",
+            "acceptedTerms": [
+                {"fixedUpfrontPricingTerm": {"currencyCode": "JPY", "price": "120000", "duration": "P1Y"}}
+            ],
+        }
+    )
+    assert (fixed.amount, fixed.amount_basis, fixed.billing_interval) == ("120000", "contract_commit", "P1Y")
+    usage = normalize(
+        "aws_marketplace",
+        json.dumps(
+            {"agreementId": "agmt-4", "acceptedTerms": TERMS_CONFIGURABLE["acceptedTerms"][2:]}
+        ).encode(),  # type: ignore[index]
+        {},
+    )
+    assert usage.changes == [] or usage.disposition != "apply"
+
+
+def _agreement_change(plan: str | None = None) -> CanonicalOrderChange:
+    return CanonicalOrderChange(
+        action="create",
+        phase="effective",
+        channel="aws_marketplace",
+        channel_subscription_id="agmt-1",
+        customer=CanonicalCustomer(channel_customer_id="123456789012"),
+        account=CanonicalAccount(channel_account_id="123456789012"),
+        plan=plan,
+        effective_at="2025-07-01T00:00:00.000Z",
+        status_after="active",
+    )
+
+
+async def test_signed_get_agreement_terms_fills_the_prices_of_an_agreement() -> None:
+    creds = AwsCredentials("AKIDTEST", "s3cr3t-key")
+    with AwsStandIn(credentials=creds) as aws:
+        assert isinstance(aws, AwsStandIn)
+        aws.terms["agmt-1"] = {"acceptedTerms": TERMS_CONFIGURABLE["acceptedTerms"]}
+        client = AwsMarketplace(aws.base_url, None, credentials=creds, backoff=())
+        lookups = VendorLookups(aws=client)
+        try:
+            enriched = await lookups.enrich("aws_marketplace", _agreement_change(), "event-1", {})
+        finally:
+            await lookups.aclose()
+        forged = AwsMarketplace(
+            aws.base_url, None, credentials=AwsCredentials("AKIDTEST", "wrong"), backoff=()
+        )
+        try:
+            with pytest.raises(VendorRefused) as refused:
+                await forged.get_agreement_terms("agmt-1")
+        finally:
+            await forged.aclose()
+    assert (enriched.plan, enriched.quantity, enriched.amount, enriched.currency) == (
+        "seats",
+        3,
+        "300.40",
+        "USD",
+    )
+    assert enriched.action == "create" and enriched.channel_subscription_id == "agmt-1"
+    assert refused.value.status == 403
+    [first, second] = aws.requests
+    assert first.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDTEST/")
+    assert "/us-east-1/aws-marketplace/aws4_request" in first.headers["Authorization"]
+    assert "x-amz-target" in first.headers["Authorization"]  # the operation is signed too
+    assert second.route == "GetAgreementTerms"
+
+
+def test_azure_webhook_operation_ids_and_findings() -> None:
+    webhook = {"id": "op-1", "subscriptionId": "sub-1", "action": "ChangePlan"}
+    assert azure_webhook_operation("azure_marketplace", json.dumps(webhook).encode()) == ("sub-1", "op-1")
+    snapshot = {"id": "sub-1", "subscription": {"id": "sub-1"}}  # a resolve answer: not a webhook
+    assert azure_webhook_operation("azure_marketplace", json.dumps(snapshot).encode()) is None
+    assert azure_webhook_operation("gcp_marketplace", json.dumps(webhook).encode()) is None
+    assert azure_webhook_operation("azure_marketplace", b'{"action": "Suspend"}') == ("", "")
+    assert operation_finding("sub-1", {"id": "op-1", "subscriptionId": "sub-1"}) is None
+    unknown = operation_finding("sub-1", None)
+    other = operation_finding("sub-1", {"id": "op-1", "subscriptionId": "sub-2"})
+    assert unknown is not None and unknown.code == "SIGNATURE_INVALID"
+    assert other is not None and other.code == "SIGNATURE_INVALID"
+    assert operation_finding("", {"id": "op-1"}) is not None
