@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from signing_keys import jwks, jwt
+from typer.testing import CliRunner
 
 from services.intake.domain.normalizers import normalize
 from services.intake.pipeline import azure_webhook_operation, operation_finding
@@ -16,10 +19,12 @@ from services.intake.vendors.http import VendorRefused
 from services.intake.vendors.lookups import VendorLookups
 from services.intake.vendors.sigv4 import AwsCredentials, canonical_request, sign
 from shared.contracts.canonical import CanonicalAccount, CanonicalCustomer, CanonicalOrderChange
+from som.cli import app
 from tests.standins.vendors import AwsStandIn
 
 # AWS Signature Version 4 test suite (docs.aws.amazon.com/general/latest/gr/signature-v4-test-suite.html,
 # the aws-sig-v4-test-suite of 2015): its example credentials, time, region and service.
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "channels"
 SUITE = AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 SUITE_TIME = datetime(2015, 8, 30, 12, 36, tzinfo=UTC)
 SUITE_HOST = "example.amazonaws.com"
@@ -230,3 +235,50 @@ def test_azure_webhook_operation_ids_and_findings() -> None:
     assert unknown is not None and unknown.code == "SIGNATURE_INVALID"
     assert other is not None and other.code == "SIGNATURE_INVALID"
     assert operation_finding("", {"id": "op-1"}) is not None
+
+
+def test_som_intake_normalize_verify_runs_the_jwt_check_when_keys_are_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.settings import get_settings
+
+    now = 1_760_000_000
+    issuer, audience = "https://sts.windows.net/tenant-1/", "app-1"
+    claims = {"iss": issuer, "aud": audience, "iat": now - 10, "nbf": now - 10, "exp": now + 3600}
+    payload = str(FIXTURES / "azure" / "05-cancel.json")
+    good, forged, none = (tmp_path / f"{n}.json" for n in ("good", "forged", "none"))
+    good.write_text(json.dumps({"headers": {"Authorization": f"Bearer {jwt(claims)}"}}))
+    forged.write_text(json.dumps({"headers": {"Authorization": f"Bearer {jwt(claims, 'other')}"}}))
+    none.write_text(json.dumps({"headers": {}}))
+    monkeypatch.setenv("SOM_AZURE_WEBHOOK_KEYS", jwks())
+    monkeypatch.setenv("SOM_AZURE_WEBHOOK_AUDIENCE", audience)
+    monkeypatch.setenv("SOM_AZURE_WEBHOOK_ISSUERS", issuer)
+    get_settings.cache_clear()
+
+    def cli(*args: str) -> tuple[int, list[dict[str, Any]]]:
+        result = CliRunner().invoke(
+            app,
+            [
+                "intake",
+                "normalize",
+                "--channel",
+                "azure_marketplace",
+                payload,
+                "--received-at",
+                str(now),
+                *args,
+            ],
+        )
+        return result.exit_code, json.loads(result.stdout)
+
+    try:
+        assert cli("--verify", "--transport", str(good))[0] == 0
+        code, out = cli("--verify", "--transport", str(forged))
+        assert code == 1 and out[0]["reasons"][0]["code"] == "SIGNATURE_INVALID"
+        code, out = cli("--verify", "--transport", str(none))
+        assert code == 1 and out[0]["reasons"][0]["code"] == "SIGNATURE_MISSING"
+        # without --verify the HMAC secrets alone are checked (none for Azure): the payload's meaning
+        assert cli("--transport", str(forged))[0] == 0
+        assert cli("--no-verify", "--transport", str(forged))[0] == 0
+    finally:
+        get_settings.cache_clear()
