@@ -26,6 +26,7 @@ from services.intake.domain.normalizers import normalize, region_hint
 from services.intake.domain.policy import EffectivePolicy, effective_policy
 from services.intake.domain.pricing import order_value
 from services.intake.domain.signatures import JwtPolicy, verify_bearer_jwt, verify_signature, verify_sns
+from services.intake.domain.users import subscription_users
 from services.intake.domain.validation import CustomerCredit, validate
 from shared.catalog import Catalog
 from shared.contracts.canonical import CanonicalOrderChange, RejectionReason
@@ -257,6 +258,8 @@ def command_for(
             "trial": bool(change.trial),
             "test": change.test,
             "approval": "manual" if policy.approval == "manual" else None,
+            # the people the channel names, with their roles (services/intake/domain/users.py)
+            "users": [u.model_dump() for u in subscription_users(change)] or None,
         }
     elif command == "change_plan":
         fields = {"plan_id": plan_id, "quantity": change.quantity, "timing": timing}

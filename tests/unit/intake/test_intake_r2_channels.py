@@ -282,3 +282,60 @@ def test_som_intake_normalize_verify_runs_the_jwt_check_when_keys_are_configured
         assert cli("--no-verify", "--transport", str(forged))[0] == 0
     finally:
         get_settings.cache_clear()
+
+
+def _azure_create(purchaser: str) -> bytes:
+    doc = json.loads((FIXTURES / "azure" / "01-create.json").read_text())
+    doc["subscription"]["purchaser"]["emailId"] = purchaser
+    return json.dumps(doc).encode()
+
+
+def test_azure_names_beneficiary_owner_and_purchaser_admin_on_the_create_command() -> None:
+    from services.intake.pipeline import interpret
+    from shared.catalog import cached_catalog
+
+    body = _azure_create("  Procurement@Tidewater-Analytics.example ")
+    [change] = normalize("azure_marketplace", body, {}).changes
+    assert [(u.email, u.role, u.source) for u in change.users] == [
+        ("priya.raman@tidewater-analytics.example", "owner", "beneficiary"),
+        ("procurement@tidewater-analytics.example", "admin", "purchaser"),
+    ]
+    assert "users" not in change.model_dump(mode="json")  # the canonical document stays as FORMATS.md says
+    [verdict] = interpret("azure_marketplace", body, {}, catalog=cached_catalog(None)).verdicts
+    assert verdict.params is not None and verdict.params.command == "create"
+    assert [(u.email, u.role) for u in verdict.params.users or []] == [
+        ("priya.raman@tidewater-analytics.example", "owner"),
+        ("procurement@tidewater-analytics.example", "admin"),
+    ]
+    # the same person as purchaser and beneficiary (the sample) is one owner
+    [same] = normalize("azure_marketplace", (FIXTURES / "azure" / "01-create.json").read_bytes(), {}).changes
+    assert [(u.email, u.role) for u in same.users] == [("priya.raman@tidewater-analytics.example", "owner")]
+
+
+def test_users_merge_keeps_the_strongest_role_and_ignores_non_addresses() -> None:
+    from services.intake.domain.users import merged, named
+
+    users = merged(
+        [
+            named("a@x.example", "reader", "customer"),
+            named("not-an-address", "owner", "x"),
+            named(None, "owner", "x"),
+            named("A@X.example", "admin", "purchaser"),
+            named("b@x.example", "editor", "y"),
+        ]
+    )
+    assert [(u.email, u.role) for u in users] == [("a@x.example", "admin"), ("b@x.example", "editor")]
+
+
+def test_omnistrate_root_user_is_the_owner_and_a_direct_customer_email_too() -> None:
+    from services.intake.domain.users import subscription_users
+
+    [omni] = normalize("omnistrate", (FIXTURES / "omnistrate" / "11-refresh.json").read_bytes(), {}).changes
+    assert [(u.email, u.role, u.source) for u in omni.users] == [
+        ("suger-aws-7c2e90f1@marketplace-buyers.omnistrate.example", "owner", "root_user")
+    ]
+    [direct] = normalize("direct", (FIXTURES / "direct" / "01-create.json").read_bytes(), {}).changes
+    users = subscription_users(direct)
+    assert direct.customer.email and [(u.email, u.role, u.source) for u in users] == [
+        (direct.customer.email.strip().lower(), "owner", "customer")
+    ]
