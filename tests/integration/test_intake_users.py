@@ -3,7 +3,7 @@
 An Azure subscription whose purchaser is not its beneficiary: intake names both on the create
 command, the lifecycle carries them in its snapshot, and the entitlements worker records the
 beneficiary (the ordering customer) as ``owner`` and the purchaser as ``admin``, the latter audited
-with the channel as actor. ``som subscriptions users`` reads the same rows.
+with the channel as actor. ``som subscriptions show`` reads the same rows.
 """
 
 from __future__ import annotations
