@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from services.intake.vendors import store
 from services.intake.vendors.fulfilment import CRASH_POINT, FulfilmentDelivery, SimulatedCrash
+from services.intake.vendors.sigv4 import AwsCredentials
 from services.intake.vendors.wiring import vendor_set
 from shared.contracts import events as ev
 from shared.contracts.commands import params_for
@@ -434,13 +435,16 @@ async def test_aws_final_metering_before_unsubscribe_and_after_a_crash(
     settings: Settings, db: Database
 ) -> None:
     customer = _uid()[:12]
-    with AwsStandIn(token="a") as aws:
+    # SigV4-signed: the stand-in recomputes every request's signature (403 when it does not match)
+    with AwsStandIn(credentials=AwsCredentials("AKIDTEST", "test-secret", "session-1")) as aws:
         assert isinstance(aws, AwsStandIn)
         aws.add_entitlement(AWS_PRODUCT, customer, "team_tier", 15)  # -> pro
         s = settings.model_copy(
             update={
                 "aws_marketplace_base_url": aws.base_url,
-                "aws_marketplace_token": SecretStr("a"),
+                "aws_access_key_id": "AKIDTEST",
+                "aws_secret_access_key": SecretStr("test-secret"),
+                "aws_session_token": SecretStr("session-1"),
                 "aws_metered_dimensions": {"pro": "seats"},
                 "fulfilment_delivery": False,
                 "vendor_backoff_seconds": (0.05,),
@@ -477,6 +481,8 @@ async def test_aws_final_metering_before_unsubscribe_and_after_a_crash(
     [(kind, who, dimension, _hour)] = aws.acks
     assert (kind, who, dimension) == ("meter", customer, "seats")
     assert list(aws.metered.values()) == [15]
+    assert {r.route for r in aws.requests} == {"GetEntitlements", "BatchMeterUsage"}
+    assert all(r.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 ") for r in aws.requests)
 
 
 async def _exists(db: Database, sid: str) -> bool:
