@@ -339,3 +339,21 @@ def test_omnistrate_root_user_is_the_owner_and_a_direct_customer_email_too() -> 
     assert direct.customer.email and [(u.email, u.role, u.source) for u in users] == [
         (direct.customer.email.strip().lower(), "owner", "customer")
     ]
+
+
+@pytest.mark.parametrize(("mode", "jwt_checked"), [("jwt", True), ("both", True), ("get_operation", False)])
+def test_azure_webhook_check_setting_chooses_jwt_get_operation_or_both(mode: str, jwt_checked: bool) -> None:
+    from services.intake.pipeline import channel_auth
+    from services.intake.vendors.wiring import vendor_set
+    from shared.settings import Settings
+
+    base = {"azure_webhook_keys": jwks(), "azure_webhook_check": mode}
+    auth = channel_auth(Settings(**base))  # type: ignore[arg-type]
+    assert ("azure_marketplace" in auth.jwt) is jwt_checked
+    if mode == "jwt":
+        assert vendor_set(Settings(**base)).azure_operations is None  # type: ignore[arg-type]
+        return
+    with pytest.raises(ValueError, match="azure_fulfillment_base_url"):
+        vendor_set(Settings(**base))  # type: ignore[arg-type]
+    with_api = Settings(**base, azure_fulfillment_base_url="https://marketplaceapi.microsoft.example")  # type: ignore[arg-type]
+    assert vendor_set(with_api).azure_operations is not None
