@@ -540,16 +540,18 @@ async def test_a_call_past_its_deadline_raises_the_alert(settings: Settings, db:
     assert azure.acks == [("activate", sid)]  # the late PATCH is not made
 
 
+AZURE_GCP_ENV = {
+    "SOM_AZURE_FULFILLMENT_TOKEN": "az",
+    "SOM_GCP_PROCUREMENT_TOKEN": "g",
+    "SOM_GCP_PROVIDER_ID": "prov-1",
+}
+
+
 def _intake_process(s: Settings, **extra: str) -> subprocess.Popen[bytes]:
     """The intake worker as its own process (``python -m som worker intake``), vendors from the env."""
     env = child_env(
         s,
         SOM_LOG_JSON="false",
-        SOM_AZURE_FULFILLMENT_BASE_URL=str(s.azure_fulfillment_base_url),
-        SOM_AZURE_FULFILLMENT_TOKEN="az",
-        SOM_GCP_PROCUREMENT_BASE_URL=str(s.gcp_procurement_base_url),
-        SOM_GCP_PROCUREMENT_TOKEN="g",
-        SOM_GCP_PROVIDER_ID="prov-1",
         SOM_VENDOR_BACKOFF_SECONDS="[0.05]",
         SOM_FULFILMENT_POLL_SECONDS="0.2",
         SOM_FULFILMENT_LEASE_SECONDS="0.5",
@@ -588,7 +590,12 @@ async def test_intake_worker_killed_after_a_vendor_call_acknowledges_once_after_
             update={"azure_fulfillment_base_url": azure.base_url, "gcp_procurement_base_url": gcp.base_url}
         )
         clock = {"som-test-clock": await _clock(settings, db)}
-        first = _intake_process(s, SOM_FAULTS=CRASH_POINT)
+        urls = {
+            "SOM_AZURE_FULFILLMENT_BASE_URL": azure.base_url,
+            "SOM_GCP_PROCUREMENT_BASE_URL": gcp.base_url,
+            **AZURE_GCP_ENV,
+        }
+        first = _intake_process(s, SOM_FAULTS=CRASH_POINT, **urls)
         second: subprocess.Popen[bytes] | None = None
         try:
             async with running_workers(s, db, names=("lifecycle",)):
@@ -607,7 +614,7 @@ async def test_intake_worker_killed_after_a_vendor_call_acknowledges_once_after_
                     s.topic_namespace,
                 )
                 assert in_flight >= 1  # claimed together; the one after the crashed call was never made
-                second = _intake_process(s)
+                second = _intake_process(s, **urls)
                 await _until(lambda: _has(azure.acks, ("activate", sid)), timeout=60)
                 await _until(lambda: _has(gcp.acks, ("approve", eid)), timeout=60)
 
@@ -794,3 +801,57 @@ async def test_stackit_subscription_held_by_the_approval_policy_and_rejected_is_
     assert status == "terminated"  # a rejected subscription ends (SubscriptionRejected)
     assert body and "no enterprise capacity" in json.dumps(body[0])
     assert stackit.subscriptions[sid]["lifecycleState"] != "SUBSCRIPTION_PENDING"
+
+
+async def test_intake_worker_killed_after_the_final_aws_metering_call_meters_once(
+    settings: Settings, db: Database
+) -> None:
+    """The same crash for AWS: ``BatchMeterUsage`` has no read-back, so the restarted worker makes the
+    call again; AWS counts a usage record once (customer, dimension, hour): two calls, one record."""
+    customer = _uid()[:12]
+    creds = AwsCredentials("AKIDTEST", "test-secret")
+    with AwsStandIn(credentials=creds) as aws:
+        assert isinstance(aws, AwsStandIn)
+        aws.add_entitlement(AWS_PRODUCT, customer, "team_tier", 15)  # -> pro
+        env = {
+            "SOM_AWS_MARKETPLACE_BASE_URL": aws.base_url,
+            "SOM_AWS_ACCESS_KEY_ID": "AKIDTEST",
+            "SOM_AWS_SECRET_ACCESS_KEY": "test-secret",
+            "SOM_AWS_METERED_DIMENSIONS": json.dumps({"pro": "seats"}),
+        }
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        sid = derived_id("subscription", "aws_marketplace", f"{AWS_PRODUCT}:{customer}")
+        first = _intake_process(settings, SOM_FAULTS=CRASH_POINT, **env)
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            async with running_workers(settings, db, names=("lifecycle",)):
+                inbound = topics.inbound("aws_marketplace")
+                await publish(settings, inbound, _sns("subscribe-success", customer, now), key=customer)
+                await _until(lambda: _exists(db, sid), timeout=60)
+                await publish(settings, inbound, _sns("unsubscribe-pending", customer, now), key=customer)
+                for _ in range(600):
+                    if first.poll() is not None:
+                        break
+                    await asyncio.sleep(0.1)
+                assert first.returncode == 137, "the intake worker should have died after its vendor call"
+                assert len(aws.acks) == 1 and len(aws.routed("BatchMeterUsage")) == 1
+                second = _intake_process(settings, **env)
+
+                async def acked() -> bool:
+                    n = await db.pool.fetchval(
+                        "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'acked'",
+                        settings.topic_namespace,
+                    )
+                    return int(n) == 1
+
+                await _until(acked, timeout=60)
+        finally:
+            _stop(first)
+            if second is not None:
+                _stop(second)
+        state = await db.pool.fetchval(
+            "SELECT state FROM intake.vendor_calls WHERE namespace = $1", settings.topic_namespace
+        )
+    assert state == "acked"
+    assert len(aws.routed("BatchMeterUsage")) == 2  # made again after the crash (documented idempotent)
+    assert len(aws.acks) == 1 and list(aws.metered.values()) == [15]  # counted once
