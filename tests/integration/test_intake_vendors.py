@@ -855,3 +855,58 @@ async def test_intake_worker_killed_after_the_final_aws_metering_call_meters_onc
     assert state == "acked"
     assert len(aws.routed("BatchMeterUsage")) == 2  # made again after the crash (documented idempotent)
     assert len(aws.acks) == 1 and list(aws.metered.values()) == [15]  # counted once
+
+
+async def test_intake_worker_killed_after_a_stackit_approval_approves_once(
+    settings: Settings, db: Database
+) -> None:
+    """The same crash for STACKIT: the restarted worker reads the subscription back (no longer
+    ``SUBSCRIPTION_PENDING``) and does not approve it again."""
+    sid = _uid()
+    base = json.loads((FIXTURES / "stackit/01-create.json").read_text())
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with StackitStandIn(token="st", project="project-1") as stackit:
+        assert isinstance(stackit, StackitStandIn)
+        stackit.subscriptions[sid] = {
+            **base,
+            "subscriptionId": sid,
+            "organizationId": _uid(),
+            "orderedAt": now,
+            "product": {**base["product"], "planId": "team-monthly"},  # -> pro: approved automatically
+        }
+        env = {
+            "SOM_STACKIT_BASE_URL": stackit.base_url,
+            "SOM_STACKIT_TOKEN": "st",
+            "SOM_STACKIT_PROJECT_ID": "project-1",
+            "SOM_STACKIT_POLL_SECONDS": "0.3",
+            "SOM_STACKIT_FULFILMENT": "true",
+        }
+        first = _intake_process(settings, SOM_FAULTS=CRASH_POINT, **env)
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            async with running_workers(settings, db, names=("lifecycle",)):
+                for _ in range(600):
+                    if first.poll() is not None:
+                        break
+                    await asyncio.sleep(0.1)
+                assert first.returncode == 137, "the intake worker should have died after its vendor call"
+                assert stackit.acks == [("approve", sid)]
+                second = _intake_process(settings, **env)
+
+                async def acked() -> bool:
+                    n = await db.pool.fetchval(
+                        "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'acked'",
+                        settings.topic_namespace,
+                    )
+                    return int(n) == 1
+
+                await _until(acked, timeout=60)
+        finally:
+            _stop(first)
+            if second is not None:
+                _stop(second)
+        response = await db.pool.fetchval(
+            "SELECT response FROM intake.vendor_calls WHERE namespace = $1", settings.topic_namespace
+        )
+    assert stackit.acks == [("approve", sid)] and len(stackit.routed("approve")) == 1
+    assert "confirmed" in str(response)  # read back at STACKIT, not approved a second time
