@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -122,6 +123,13 @@ class Settings(BaseSettings):
         default=None,
         description="accepted `iss` values, comma-separated (e.g. https://sts.windows.net/<tenant>/)",
     )
+    azure_webhook_check: Literal["jwt", "get_operation", "both"] = Field(
+        default="jwt",
+        description=(
+            "how an Azure webhook is authenticated: its JWT (with azure_webhook_keys), a `get operation`"
+            " call that confirms the operation exists (needs azure_fulfillment_base_url), or both"
+        ),
+    )
     gcp_push_keys: str | None = Field(
         default=None, description="Google signing keys (JWKS JSON or PEM) for the Pub/Sub push OIDC token"
     )
@@ -171,6 +179,12 @@ class Settings(BaseSettings):
         default=None, description="AWS Marketplace endpoint (entitlement, agreement, metering)"
     )
     aws_marketplace_token: SecretStr | None = Field(default=None, description="credential for the endpoint")
+    aws_access_key_id: str | None = Field(
+        default=None, description="set (with the secret): AWS Marketplace calls are SigV4-signed"
+    )
+    aws_secret_access_key: SecretStr | None = Field(default=None, description="AWS secret access key")
+    aws_session_token: SecretStr | None = Field(default=None, description="temporary credentials' token")
+    aws_region: str = Field(default="us-east-1", description="region of the SigV4 credential scope")
     aws_metered_dimensions: dict[str, str] = Field(
         default_factory=dict,
         description="catalog plan -> AWS metering dimension; a plan listed here is metered",

@@ -83,18 +83,35 @@ class EntitlementHandlers:
             log.info("stale lifecycle version %d for %s ignored", change.version, change.subscription_id)
             return
         before = known.inputs if known else None
-        if previous is None and snap.customer.email:
+        owner = snap.customer.email.strip().lower() if snap.customer.email else None
+        if previous is None and owner:
             # The ordering customer, as the channel sent it, is the subscription's first user.
             await self.users.set_user(
                 uow.conn,
                 subscription_id=change.subscription_id,
                 customer_id=customer_id,
-                email=snap.customer.email.strip().lower(),
+                email=owner,
                 role="owner",
                 actor=change.actor,
                 reason="ordering customer",
                 cause_event_id=event.id,
             )
+        if previous is None:
+            # The other people the channel named (Azure purchaser ...), audited with the channel as actor.
+            for user in snap.users:
+                email = user.email.strip().lower()
+                if email == owner:
+                    continue  # the ordering customer is the owner already: the strongest role
+                await self.users.set_user(
+                    uow.conn,
+                    subscription_id=change.subscription_id,
+                    customer_id=customer_id,
+                    email=email,
+                    role=user.role,
+                    actor=f"channel:{snap.channel}",
+                    reason=f"{user.source or 'user'} named by {snap.channel}",
+                    cause_event_id=event.id,
+                )
         status_since = (
             before.status_since
             if before is not None and before.status == snap.status

@@ -26,7 +26,12 @@ def wire(settings: Settings, db: Database) -> Wiring:
 
     catalog = cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
     vendors = vendor_set(settings, catalog=catalog)
-    handlers = IntakeHandlers(catalog, auth=channel_auth(settings), lookups=vendors.lookups)
+    handlers = IntakeHandlers(
+        catalog,
+        auth=channel_auth(settings),
+        lookups=vendors.lookups,
+        azure_operations=vendors.azure_operations,
+    )
     routes = [Route(topics.inbound(c), handlers.on_inbound, event_id=inbound_event_id) for c in CHANNELS]
     # Outbound fulfilment: the lifecycle's changes become vendor calls (recorded only for channels
     # with a configured vendor client; see docs/intake-vendors.md).

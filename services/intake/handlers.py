@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from services.intake.domain import errors as intake_errors
 from services.intake.domain.impact import impact_score
@@ -22,18 +22,27 @@ from services.intake.domain.normalizers import normalize, region_hint
 from services.intake.domain.policy import effective_policy
 from services.intake.domain.snapshots import KNOWN_KEY
 from services.intake.domain.validation import CustomerCredit
-from services.intake.pipeline import COMMAND_REASONS, ChannelAuth, check_signature, evaluate, sns_envelope
+from services.intake.pipeline import (
+    COMMAND_REASONS,
+    ChannelAuth,
+    azure_webhook_operation,
+    check_signature,
+    evaluate,
+    operation_finding,
+    sns_envelope,
+)
 from services.intake.sns_certs import SnsCertificates
 from services.intake.store import CustomerStanding, IntakeStore, PgIntakeStore
+from services.intake.vendors.http import VendorRefused
 from services.intake.vendors.lookups import VendorLookups
 from shared.catalog import Catalog
 from shared.contracts import events as ev
-from shared.contracts.canonical import CanonicalOrderChange, NormalizedPayload
+from shared.contracts.canonical import CanonicalOrderChange, NormalizedPayload, RejectionReason
 from shared.contracts.commands import CommandParams, CreateParams, UndoScheduledChangeParams
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.uow import UnitOfWork
 from shared.messaging import topics
-from shared.messaging.errors import PermanentError
+from shared.messaging.errors import PermanentError, TransientError
 from shared.messaging.runtime import Incoming, content_id
 
 log = logging.getLogger("som.intake")
@@ -75,6 +84,14 @@ def parse_effective_at(value: str | None, fallback_ms: int) -> datetime:
     return datetime.fromtimestamp(fallback_ms / 1000, UTC)
 
 
+class AzureOperations(Protocol):
+    """What the Azure authenticity check needs of the SaaS Fulfillment client."""
+
+    async def get_operation(self, subscription_id: str, operation_id: str) -> dict[str, Any]:
+        """``GET /api/saas/subscriptions/{id}/operations/{operationId}``; 404 raises ``VendorRefused``."""
+        ...
+
+
 class IntakeHandlers:
     """Handlers of the ``orders.inbound.<channel>`` topics."""
 
@@ -87,9 +104,12 @@ class IntakeHandlers:
         auth: ChannelAuth | None = None,
         sns_certificates: SnsCertificates | None = None,
         lookups: VendorLookups | None = None,
+        azure_operations: AzureOperations | None = None,
     ) -> None:
         self.catalog = catalog
         self.lookups = lookups
+        # set: an Azure webhook is acted on only once Azure confirms its operation (get operation)
+        self.azure_operations = azure_operations
         hmac_secrets = {k: list(v) for k, v in (secrets or {}).items() if v}
         self.auth = (
             replace(auth, secrets={**auth.secrets, **hmac_secrets}) if auth else ChannelAuth(hmac_secrets)
@@ -109,6 +129,8 @@ class IntakeHandlers:
         if isinstance(url, str) and url not in auth.sns_certificates:
             auth = auth.with_certificate(url, await self.sns_certificates.get(url))  # fetched once, cached
         finding = check_signature(channel, incoming.value, transport, auth, now=incoming.timestamp_ms / 1000)
+        if finding is None and self.azure_operations is not None:
+            finding = await self._azure_operation_check(channel, incoming.value)
         if finding is not None:
             log.warning("%s payload refused: %s", channel, finding.code)
             await self._reject(uow, incoming, channel, None, [finding], None, None)
@@ -132,6 +154,30 @@ class IntakeHandlers:
             if self.lookups is not None:  # the vendor fills what the event leaves out (plan, quantity)
                 change = await self.lookups.enrich(channel, change, inbound_event_id(incoming), transport)
             await self._apply(uow, incoming, channel, change, index, region)
+
+    async def _azure_operation_check(self, channel: str, body: bytes) -> RejectionReason | None:
+        """Azure's documented alternative to the webhook JWT: the operation must exist at Azure.
+
+        404 means Azure never issued it: ``SIGNATURE_INVALID``. A timeout or 5xx is transient (the
+        runtime retries the message); another refusal (401/403: our credential) is too, since the
+        payload may be genuine and must not be dropped for it.
+        """
+        assert self.azure_operations is not None
+        ids = azure_webhook_operation(channel, body)
+        if ids is None:
+            return None
+        subscription_id, operation_id = ids
+        if not operation_id:
+            return operation_finding("", None)
+        try:
+            operation: dict[str, Any] | None = await self.azure_operations.get_operation(
+                subscription_id, operation_id
+            )
+        except VendorRefused as exc:
+            if exc.status != 404:
+                raise TransientError(f"Azure get operation refused: HTTP {exc.status}") from exc
+            operation = None
+        return operation_finding(subscription_id, operation)
 
     async def _with_known_state(
         self,

@@ -26,6 +26,7 @@ from services.intake.domain.normalizers import normalize, region_hint
 from services.intake.domain.policy import EffectivePolicy, effective_policy
 from services.intake.domain.pricing import order_value
 from services.intake.domain.signatures import JwtPolicy, verify_bearer_jwt, verify_signature, verify_sns
+from services.intake.domain.users import subscription_users
 from services.intake.domain.validation import CustomerCredit, validate
 from shared.catalog import Catalog
 from shared.contracts.canonical import CanonicalOrderChange, RejectionReason
@@ -49,6 +50,8 @@ COMMANDS: dict[tuple[str, str], tuple[str, Timing | None] | None] = {
     ("change_quantity", "requested"): ("change_quantity", Timing.IMMEDIATE),
     ("suspend", "effective"): ("suspend", None),
     ("reinstate", "effective"): ("reactivate", None),
+    # Azure Reinstate InProgress: the lifecycle decides, the operation is PATCHed with its verdict
+    ("reinstate", "requested"): ("reactivate", None),
     ("cancel", "effective"): ("cancel", Timing.IMMEDIATE),
     ("cancel", "scheduled"): ("cancel", Timing.PERIOD_END),
     ("cancel", "requested"): ("cancel", Timing.PERIOD_END),
@@ -113,7 +116,8 @@ def _listed(value: str | None) -> tuple[str, ...]:
 def channel_auth(settings: Any) -> ChannelAuth:
     """Every authenticity check ``settings`` configures (see ``shared.settings.Settings``)."""
     jwt: dict[str, JwtPolicy] = {}
-    if split_keys(settings.azure_webhook_keys):
+    azure_jwt = getattr(settings, "azure_webhook_check", "jwt") in ("jwt", "both")
+    if azure_jwt and split_keys(settings.azure_webhook_keys):
         jwt["azure_marketplace"] = JwtPolicy(
             keys=split_keys(settings.azure_webhook_keys),
             audience=settings.azure_webhook_audience,
@@ -152,6 +156,40 @@ def sns_envelope(channel: str, body: bytes) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or "detail-type" in doc:
         return None  # EventBridge reaches the receiver through AWS itself, unsigned
     return doc
+
+
+def azure_webhook_operation(channel: str, body: bytes) -> tuple[str, str] | None:
+    """``(subscription id, operation id)`` of an Azure webhook; ``None`` for anything else.
+
+    Only a webhook (a document with ``action``) names an operation; a resolve or get-subscription
+    snapshot comes from the vendor API itself and is not confirmed again.
+    """
+    if channel != "azure_marketplace":
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or "action" not in doc:
+        return None
+    sub = doc.get("subscription")
+    sid = doc.get("subscriptionId") or (sub.get("id") if isinstance(sub, dict) else None)
+    op = doc.get("id")
+    if not isinstance(sid, str) or not isinstance(op, str) or not sid.strip() or not op.strip():
+        return ("", "")  # a webhook without the ids to confirm: nothing to look up, refused below
+    return sid.strip(), op.strip()
+
+
+def operation_finding(subscription_id: str, operation: Mapping[str, Any] | None) -> RejectionReason | None:
+    """The authenticity finding of Azure's ``get operation`` answer for a webhook (documented as the
+    alternative to the JWT): the vendor must know the operation, for the subscription the webhook names.
+    ``operation`` is ``None`` when the vendor answered 404."""
+    if not subscription_id or operation is None:
+        return reason("SIGNATURE_INVALID", "Azure does not know the webhook's operation", "id")
+    known = str(operation.get("subscriptionId") or subscription_id).strip()
+    if known != subscription_id:
+        return reason("SIGNATURE_INVALID", "the operation belongs to another subscription", "subscriptionId")
+    return None
 
 
 def check_signature(
@@ -220,6 +258,8 @@ def command_for(
             "trial": bool(change.trial),
             "test": change.test,
             "approval": "manual" if policy.approval == "manual" else None,
+            # the people the channel names, with their roles (services/intake/domain/users.py)
+            "users": [u.model_dump() for u in subscription_users(change)] or None,
         }
     elif command == "change_plan":
         fields = {"plan_id": plan_id, "quantity": change.quantity, "timing": timing}

@@ -236,6 +236,7 @@ class LifecycleHandlers:
             grace_period_ends_at=state.grace_period_ends_at,
             test=bool(commercial.get("test", False)),
             clock=commercial.get("clock"),
+            users=[ev.SubscriptionUser.model_validate(u) for u in commercial.get("users") or []],
         )
 
     async def _notice(

@@ -78,6 +78,16 @@ class CanonicalAccount(BaseModel):
     channel_account_id: str | None = None
 
 
+class CanonicalUser(BaseModel):
+    """A person the channel names for the subscription and the role intake gives them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    email: str
+    role: Literal["owner", "admin", "editor", "reader"]
+    source: str | None = None
+
+
 class CanonicalOrderChange(BaseModel):
     """One change to one channel subscription, in the shared vocabulary."""
 
@@ -105,6 +115,9 @@ class CanonicalOrderChange(BaseModel):
     status_after: StatusAfter | None
     trial: bool | None = None
     test: bool = False
+    # Carried from the normalizer to the create command; left out of the canonical JSON (the
+    # samples and FORMATS.md define that document), so it shows in the command's params instead.
+    users: tuple[CanonicalUser, ...] = Field(default=(), exclude=True)
 
 
 class NormalizedPayload(BaseModel):

@@ -40,6 +40,21 @@ TimingInput = Annotated[Timing, BeforeValidator(parse_timing)]
 """A :class:`Timing` read from a person's input file or flag: accepts the old ``end_of_term``."""
 
 
+UserRole = Literal["owner", "admin", "editor", "reader"]
+
+
+class SubscriptionUser(BaseModel):
+    """A person a channel names for a subscription, with the role they get (docs/intake.md, "Users")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: str = Field(description="lower case")
+    role: UserRole
+    source: str | None = Field(
+        default=None, description="what the channel calls them: purchaser, beneficiary, root_user, customer"
+    )
+
+
 class Customer(BaseModel):
     """The buyer, with the internal customer id intake resolved."""
 
@@ -79,6 +94,9 @@ class CreateParams(_Params):
     )
     clock: str | None = Field(default=None, description="test clock the subscription lives on; None: system")
     test: bool = False
+    users: list[SubscriptionUser] | None = Field(
+        default=None, description="the people the channel names, with their roles (None: none named)"
+    )
     cycle_day: int | None = Field(
         default=None,
         ge=1,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.commands import CommandParams
 from shared.contracts.commands import Customer as Customer
+from shared.contracts.commands import SubscriptionUser as SubscriptionUser
 from shared.contracts.subscription import SubscriptionEvent
 from shared.money import DecimalString
 
@@ -100,6 +101,9 @@ class SubscriptionSnapshot(BaseModel):
     test: bool = False
     clock: str | None = Field(
         default=None, description="business clock of the subscription: 'system' or a test clock name"
+    )
+    users: list[SubscriptionUser] = Field(
+        default_factory=list, description="the people the channel named at creation, with their roles"
     )
 
 

@@ -8,12 +8,14 @@ file without a broker or database. ``batch`` publishes a partner CSV file row by
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from aiokafka import AIOKafkaProducer
@@ -35,6 +37,9 @@ from som.common import (
     resolved_settings,
     run,
 )
+
+if TYPE_CHECKING:
+    from services.intake.pipeline import ChannelAuth
 
 app = typer.Typer(
     help="Channel intake: failures ranked by impact, normalization, batches.", no_args_is_help=True
@@ -122,6 +127,19 @@ def _received_at(value: str | None) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _with_sns_certificate(channel: str, body: bytes, auth: ChannelAuth) -> ChannelAuth:
+    """The checks, knowing the SNS signing certificate the envelope names (pinned, else fetched from
+    an AWS-owned ``SigningCertURL`` as the worker does); unchanged for anything but a signed SNS envelope."""
+    from services.intake.pipeline import sns_envelope
+    from services.intake.sns_certs import SnsCertificates
+
+    envelope = sns_envelope(channel, body) if auth.sns else None
+    url = (envelope.get("SigningCertURL") or envelope.get("SigningCertUrl")) if envelope else None
+    if not isinstance(url, str) or url in auth.sns_certificates:
+        return auth
+    return auth.with_certificate(url, asyncio.run(SnsCertificates({}).get(url)))
+
+
 @app.command("normalize")
 def intake_normalize(
     payload_file: Annotated[str, typer.Argument(help="The channel payload (raw bytes), or - for stdin.")],
@@ -135,8 +153,15 @@ def intake_normalize(
         typer.Option(help="Receipt time for signature checks (ISO or epoch seconds; default now)."),
     ] = None,
     verify: Annotated[
-        bool, typer.Option("--verify/--no-verify", help="Check signatures where a secret is configured.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--verify/--no-verify",
+            help=(
+                "--verify: every authenticity check the worker runs with the configured keys (HMAC,"
+                " Azure/GCP JWT, AWS SNS); --no-verify: none; default: HMAC secrets only."
+            ),
+        ),
+    ] = None,
     region: Annotated[
         str | None, typer.Option(help="Delivery region, as the worker's `region` header.")
     ] = None,
@@ -149,7 +174,7 @@ def intake_normalize(
     looked up (no database). Exit codes: 0 accepted or dropped, 1 rejected or unparseable
     (dead letter), 2 usage error (unknown channel, unreadable file, transport not a JSON object).
     """
-    from services.intake.pipeline import channel_secrets, interpret
+    from services.intake.pipeline import channel_auth, channel_secrets, interpret
     from shared.catalog import cached_catalog
 
     try:
@@ -162,9 +187,11 @@ def intake_normalize(
         raise typer.Exit(exc.code) from exc
     settings = get_settings()
     catalog = cached_catalog(str(settings.catalog_path) if settings.catalog_path else None)
-    secrets = (
-        channel_secrets(settings.stripe_webhook_secret, settings.shopify_webhook_secret) if verify else {}
-    )
+    secrets: Mapping[str, Sequence[str]] | ChannelAuth = {}
+    if verify is None:
+        secrets = channel_secrets(settings.stripe_webhook_secret, settings.shopify_webhook_secret)
+    elif verify:
+        secrets = _with_sns_certificate(name, body, channel_auth(settings))
     meaning = interpret(name, body, context, catalog=catalog, secrets=secrets, now=when, region=region)
     print(json.dumps(meaning.as_list(), indent=2, ensure_ascii=False))
     if meaning.disposition == "dead_letter":

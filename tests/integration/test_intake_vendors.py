@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -21,6 +24,7 @@ from pydantic import SecretStr
 
 from services.intake.vendors import store
 from services.intake.vendors.fulfilment import CRASH_POINT, FulfilmentDelivery, SimulatedCrash
+from services.intake.vendors.sigv4 import AwsCredentials
 from services.intake.vendors.wiring import vendor_set
 from shared.contracts import events as ev
 from shared.contracts.commands import params_for
@@ -30,6 +34,7 @@ from shared.messaging import topics
 from shared.messaging.faults import faults
 from shared.settings import Settings
 from shared.timekeeping import create_clock
+from som.runner import child_env
 from tests.integration.helpers import TopicReader, publish, running_workers
 from tests.standins.vendors import AwsStandIn, AzureStandIn, GcpStandIn, ShopifyStandIn, StackitStandIn
 
@@ -430,13 +435,16 @@ async def test_aws_final_metering_before_unsubscribe_and_after_a_crash(
     settings: Settings, db: Database
 ) -> None:
     customer = _uid()[:12]
-    with AwsStandIn(token="a") as aws:
+    # SigV4-signed: the stand-in recomputes every request's signature (403 when it does not match)
+    with AwsStandIn(credentials=AwsCredentials("AKIDTEST", "test-secret", "session-1")) as aws:
         assert isinstance(aws, AwsStandIn)
         aws.add_entitlement(AWS_PRODUCT, customer, "team_tier", 15)  # -> pro
         s = settings.model_copy(
             update={
                 "aws_marketplace_base_url": aws.base_url,
-                "aws_marketplace_token": SecretStr("a"),
+                "aws_access_key_id": "AKIDTEST",
+                "aws_secret_access_key": SecretStr("test-secret"),
+                "aws_session_token": SecretStr("session-1"),
                 "aws_metered_dimensions": {"pro": "seats"},
                 "fulfilment_delivery": False,
                 "vendor_backoff_seconds": (0.05,),
@@ -473,6 +481,8 @@ async def test_aws_final_metering_before_unsubscribe_and_after_a_crash(
     [(kind, who, dimension, _hour)] = aws.acks
     assert (kind, who, dimension) == ("meter", customer, "seats")
     assert list(aws.metered.values()) == [15]
+    assert {r.route for r in aws.requests} == {"GetEntitlements", "BatchMeterUsage"}
+    assert all(r.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 ") for r in aws.requests)
 
 
 async def _exists(db: Database, sid: str) -> bool:
@@ -528,3 +538,375 @@ async def test_a_call_past_its_deadline_raises_the_alert(settings: Settings, db:
     [alert] = alerts.values()
     assert alert["data"]["operation_id"] == op and alert["data"]["action"] == "patch_operation"
     assert azure.acks == [("activate", sid)]  # the late PATCH is not made
+
+
+AZURE_GCP_ENV = {
+    "SOM_AZURE_FULFILLMENT_TOKEN": "az",
+    "SOM_GCP_PROCUREMENT_TOKEN": "g",
+    "SOM_GCP_PROVIDER_ID": "prov-1",
+}
+
+
+def _intake_process(s: Settings, **extra: str) -> subprocess.Popen[bytes]:
+    """The intake worker as its own process (``python -m som worker intake``), vendors from the env."""
+    env = child_env(
+        s,
+        SOM_LOG_JSON="false",
+        SOM_VENDOR_BACKOFF_SECONDS="[0.05]",
+        SOM_FULFILMENT_POLL_SECONDS="0.2",
+        SOM_FULFILMENT_LEASE_SECONDS="0.5",
+        **extra,
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "som", "worker", "intake"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(5)
+
+
+async def test_intake_worker_killed_after_a_vendor_call_acknowledges_once_after_restart(
+    settings: Settings, db: Database
+) -> None:
+    """Done-when 4 with a real process: the intake worker dies (exit 137, like SIGKILL) right after a
+    vendor accepted its call and before the call's commit; a restarted worker takes the call over,
+    confirms it at the vendor (Azure get subscription, GCP entitlements.get) and does not repeat it."""
+    sid, eid = _uid(), _uid()
+    with AzureStandIn(token="az") as azure, GcpStandIn(token="g", provider="prov-1") as gcp:
+        assert isinstance(azure, AzureStandIn) and isinstance(gcp, GcpStandIn)
+        azure.add_subscription(sid, "team-monthly", 15)
+        gcp.add_entitlement(eid, "basic-monthly")  # -> pro, approved automatically
+        s = settings.model_copy(
+            update={"azure_fulfillment_base_url": azure.base_url, "gcp_procurement_base_url": gcp.base_url}
+        )
+        clock = {"som-test-clock": await _clock(settings, db)}
+        urls = {
+            "SOM_AZURE_FULFILLMENT_BASE_URL": azure.base_url,
+            "SOM_GCP_PROCUREMENT_BASE_URL": gcp.base_url,
+            **AZURE_GCP_ENV,
+        }
+        first = _intake_process(s, SOM_FAULTS=CRASH_POINT, **urls)
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            async with running_workers(s, db, names=("lifecycle",)):
+                await publish(
+                    s, topics.inbound("azure_marketplace"), _azure_create(sid), key=sid, headers=clock
+                )
+                await publish(s, topics.inbound("gcp_marketplace"), _gcp_event(eid), key=eid, headers=clock)
+                for _ in range(600):
+                    if first.poll() is not None:
+                        break
+                    await asyncio.sleep(0.1)
+                assert first.returncode == 137, "the intake worker should have died after its vendor call"
+                assert len(azure.acks) + len(gcp.acks) == 1  # the vendor took the call; the commit never ran
+                in_flight = await db.pool.fetchval(
+                    "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'in_flight'",
+                    s.topic_namespace,
+                )
+                assert in_flight >= 1  # claimed together; the one after the crashed call was never made
+                second = _intake_process(s, **urls)
+                await _until(lambda: _has(azure.acks, ("activate", sid)), timeout=60)
+                await _until(lambda: _has(gcp.acks, ("approve", eid)), timeout=60)
+
+                async def settled() -> bool:
+                    n = await db.pool.fetchval(
+                        "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'acked'",
+                        s.topic_namespace,
+                    )
+                    return int(n) == 2
+
+                await _until(settled, timeout=60)
+        finally:
+            _stop(first)
+            if second is not None:
+                _stop(second)
+        rows = await db.pool.fetch(
+            "SELECT operation_id, action, state, response FROM intake.vendor_calls WHERE namespace = $1",
+            s.topic_namespace,
+        )
+    assert sorted((r["operation_id"], r["action"], r["state"]) for r in rows) == sorted(
+        [(sid, "activate", "acked"), (eid, "decision", "acked")]
+    )
+    # one call reached the vendor before the crash and was confirmed, not repeated, after the restart
+    assert azure.acks == [("activate", sid)] and len(azure.routed("activate")) == 1
+    assert gcp.acks == [("approve", eid)] and len(gcp.routed("approve")) == 1
+    confirmed = [r for r in rows if "confirmed" in str(r["response"])]
+    assert len(confirmed) == 1
+
+
+def _azure_webhook(fixture: str, sid: str, op: str, at: str, **fields: object) -> bytes:
+    doc = json.loads((FIXTURES / "azure" / fixture).read_text())
+    doc.update({"id": op, "activityId": _uid(), "subscriptionId": sid, "timeStamp": at, **fields})
+    doc["subscription"]["id"] = sid
+    return json.dumps(doc).encode()
+
+
+async def _status(db: Database, sid: str) -> str | None:
+    value = await db.pool.fetchval(
+        "SELECT status FROM lifecycle.subscriptions WHERE subscription_id = $1", sid
+    )
+    return str(value) if value is not None else None
+
+
+async def test_azure_reinstate_is_patched_success_and_unknown_operations_are_refused(
+    settings: Settings, db: Database
+) -> None:
+    """Reinstate: after the lifecycle reactivates the suspended subscription, the operation is PATCHed
+    ``Success``. With ``azure_webhook_check=get_operation`` every webhook is first confirmed at Azure;
+    one whose operation Azure does not know is refused ``SIGNATURE_INVALID`` and never acted on."""
+    sid, suspend, reinstate, forged = _uid(), _uid(), _uid(), _uid()
+    with AzureStandIn(token="az") as azure:
+        assert isinstance(azure, AzureStandIn)
+        azure.add_subscription(sid, "team-monthly", 15)
+        azure.add_operation(sid, suspend, "Suspend")
+        azure.add_operation(sid, reinstate, "Reinstate")
+        s = settings.model_copy(
+            update={
+                "azure_fulfillment_base_url": azure.base_url,
+                "azure_fulfillment_token": SecretStr("az"),
+                "azure_webhook_check": "get_operation",
+                "azure_patch_deadline_seconds": 10.0**9,  # business dates of 2025 under a test clock
+                "vendor_backoff_seconds": (0.05,),
+                "fulfilment_poll_seconds": 0.2,
+            }
+        )
+        clock = {"som-test-clock": await _clock(settings, db)}
+        inbound = topics.inbound("azure_marketplace")
+        subscription = derived_id("subscription", "azure_marketplace", sid)
+        bootstrap = str(s.kafka_bootstrap)
+        async with (
+            running_workers(s, db, names=("intake", "lifecycle")),
+            TopicReader(bootstrap, f"{s.topic_namespace}{topics.ORDERS_REJECTED}") as rejected,
+        ):
+            await publish(s, inbound, _azure_create(sid), key=sid, headers=clock)
+            await _until(lambda: _has(azure.acks, ("activate", sid)))
+            # a forged ChangeQuantity: Azure never issued its operation
+            fake = _azure_webhook("02-change-quantity.json", sid, forged, "2025-07-15T10:00:00Z", quantity=99)
+            await publish(s, inbound, fake, key=sid, headers=clock)
+            await rejected.wait_for(1, timeout=30)
+            hold = _azure_webhook(
+                "04-suspend.json", sid, suspend, "2025-07-20T10:00:00Z", planId="team-monthly"
+            )
+            await publish(s, inbound, hold, key=sid, headers=clock)
+
+            async def suspended() -> bool:
+                return await _status(db, subscription) == "suspended"
+
+            await _until(suspended)
+            back = _azure_webhook(
+                "04-suspend.json",
+                sid,
+                reinstate,
+                "2025-07-21T10:00:00Z",
+                action="Reinstate",
+                status="InProgress",  # Azure waits for the ISV's PATCH
+                planId="team-monthly",
+            )
+            await publish(s, inbound, back, key=sid, headers=clock)
+            await _until(lambda: _has(azure.acks, ("patch", reinstate, "Success")))
+            await rejected.settle(0.5)
+            status = await _status(db, subscription)
+            forged_orders = await db.pool.fetchval(
+                "SELECT count(*) FROM intake.orders WHERE canonical->>'channel_event_id' = $1", forged
+            )
+    assert azure.acks == [("activate", sid), ("patch", reinstate, "Success")]
+    assert status == "active" and forged_orders == 0  # the forged change was never recorded nor sent on
+    [refusal] = rejected.values()
+    assert [r["code"] for r in refusal["data"]["reasons"]] == ["SIGNATURE_INVALID"]
+    asked = {r.path.rsplit("/", 1)[-1] for r in azure.requests if r.route == "get_operation"}
+    assert {forged, suspend, reinstate} <= asked
+
+
+async def _operator(s: Settings, subscription_id: str, channel: str, command: str, reason: str) -> None:
+    """What ``som reject`` (or another operator command) sends."""
+    cmd = ev.SubscriptionCommand(
+        subscription_id=subscription_id,
+        idempotency_key=f"operator:{_uid()}",
+        channel=channel,
+        effective_at=datetime(2025, 8, 1, tzinfo=UTC),
+        actor="operator:test",
+        reason=reason,
+        params=params_for(command),
+    )
+    key = derived_id("operator", cmd.idempotency_key)
+    event = make_event(
+        type=ev.SUBSCRIPTION_COMMAND,
+        source="som/cli",
+        subject=subscription_id,
+        data=cmd,
+        correlation_id=key,
+        causation_id=key,
+    )
+    await publish(
+        s,
+        topics.SUBSCRIPTIONS_COMMANDS,
+        event.model_dump_json().encode(),
+        key=subscription_id,
+        headers={"ce_id": event.id, "ce_type": event.type},
+    )
+
+
+async def test_stackit_subscription_held_by_the_approval_policy_and_rejected_is_rejected_at_stackit(
+    settings: Settings, db: Database
+) -> None:
+    """The lifecycle's approval policy holds an enterprise subscription (manual); no decision reaches
+    STACKIT until a person decides; the rejection becomes STACKIT's ``reject`` call, never ``approve``."""
+    sid = _uid()
+    base = json.loads((FIXTURES / "stackit/01-create.json").read_text())
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with StackitStandIn(token="st", project="project-1") as stackit:
+        assert isinstance(stackit, StackitStandIn)
+        stackit.subscriptions[sid] = {
+            **base,
+            "subscriptionId": sid,
+            "organizationId": _uid(),
+            "orderedAt": now,
+            "product": {**base["product"], "planId": "business-monthly"},  # -> enterprise: manual
+        }
+        s = settings.model_copy(
+            update={
+                "stackit_base_url": stackit.base_url,
+                "stackit_token": "st",
+                "stackit_project_id": "project-1",
+                "stackit_poll_seconds": 0.3,
+                "stackit_fulfilment": True,
+                "fulfilment_poll_seconds": 0.2,
+            }
+        )
+        subscription = derived_id("subscription", "stackit_marketplace", sid)
+        async with running_workers(s, db, names=("intake", "lifecycle")):
+
+            async def held() -> bool:
+                return await _status(db, subscription) == "pending_approval"
+
+            await _until(held)
+            assert await _status(db, subscription) == "pending_approval"
+            await asyncio.sleep(1.0)  # several polls and deliveries: still no decision at STACKIT
+            assert stackit.acks == []
+            await _operator(s, subscription, "stackit_marketplace", "reject", "no enterprise capacity")
+            await _until(lambda: _has(stackit.acks, ("reject", sid)))
+            status = await _status(db, subscription)
+        body = [r.body for r in stackit.requests if r.route == "reject"]
+    assert stackit.acks == [("reject", sid)]
+    assert status == "terminated"  # a rejected subscription ends (SubscriptionRejected)
+    assert body and "no enterprise capacity" in json.dumps(body[0])
+    assert stackit.subscriptions[sid]["lifecycleState"] != "SUBSCRIPTION_PENDING"
+
+
+async def test_intake_worker_killed_after_the_final_aws_metering_call_meters_once(
+    settings: Settings, db: Database
+) -> None:
+    """The same crash for AWS: ``BatchMeterUsage`` has no read-back, so the restarted worker makes the
+    call again; AWS counts a usage record once (customer, dimension, hour): two calls, one record."""
+    customer = _uid()[:12]
+    creds = AwsCredentials("AKIDTEST", "test-secret")
+    with AwsStandIn(credentials=creds) as aws:
+        assert isinstance(aws, AwsStandIn)
+        aws.add_entitlement(AWS_PRODUCT, customer, "team_tier", 15)  # -> pro
+        env = {
+            "SOM_AWS_MARKETPLACE_BASE_URL": aws.base_url,
+            "SOM_AWS_ACCESS_KEY_ID": "AKIDTEST",
+            "SOM_AWS_SECRET_ACCESS_KEY": "test-secret",
+            "SOM_AWS_METERED_DIMENSIONS": json.dumps({"pro": "seats"}),
+        }
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        sid = derived_id("subscription", "aws_marketplace", f"{AWS_PRODUCT}:{customer}")
+        first = _intake_process(settings, SOM_FAULTS=CRASH_POINT, **env)
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            async with running_workers(settings, db, names=("lifecycle",)):
+                inbound = topics.inbound("aws_marketplace")
+                await publish(settings, inbound, _sns("subscribe-success", customer, now), key=customer)
+                await _until(lambda: _exists(db, sid), timeout=60)
+                await publish(settings, inbound, _sns("unsubscribe-pending", customer, now), key=customer)
+                for _ in range(600):
+                    if first.poll() is not None:
+                        break
+                    await asyncio.sleep(0.1)
+                assert first.returncode == 137, "the intake worker should have died after its vendor call"
+                assert len(aws.acks) == 1 and len(aws.routed("BatchMeterUsage")) == 1
+                second = _intake_process(settings, **env)
+
+                async def acked() -> bool:
+                    n = await db.pool.fetchval(
+                        "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'acked'",
+                        settings.topic_namespace,
+                    )
+                    return int(n) == 1
+
+                await _until(acked, timeout=60)
+        finally:
+            _stop(first)
+            if second is not None:
+                _stop(second)
+        state = await db.pool.fetchval(
+            "SELECT state FROM intake.vendor_calls WHERE namespace = $1", settings.topic_namespace
+        )
+    assert state == "acked"
+    assert len(aws.routed("BatchMeterUsage")) == 2  # made again after the crash (documented idempotent)
+    assert len(aws.acks) == 1 and list(aws.metered.values()) == [15]  # counted once
+
+
+async def test_intake_worker_killed_after_a_stackit_approval_approves_once(
+    settings: Settings, db: Database
+) -> None:
+    """The same crash for STACKIT: the restarted worker reads the subscription back (no longer
+    ``SUBSCRIPTION_PENDING``) and does not approve it again."""
+    sid = _uid()
+    base = json.loads((FIXTURES / "stackit/01-create.json").read_text())
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with StackitStandIn(token="st", project="project-1") as stackit:
+        assert isinstance(stackit, StackitStandIn)
+        stackit.subscriptions[sid] = {
+            **base,
+            "subscriptionId": sid,
+            "organizationId": _uid(),
+            "orderedAt": now,
+            "product": {**base["product"], "planId": "team-monthly"},  # -> pro: approved automatically
+        }
+        env = {
+            "SOM_STACKIT_BASE_URL": stackit.base_url,
+            "SOM_STACKIT_TOKEN": "st",
+            "SOM_STACKIT_PROJECT_ID": "project-1",
+            "SOM_STACKIT_POLL_SECONDS": "0.3",
+            "SOM_STACKIT_FULFILMENT": "true",
+        }
+        first = _intake_process(settings, SOM_FAULTS=CRASH_POINT, **env)
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            async with running_workers(settings, db, names=("lifecycle",)):
+                for _ in range(600):
+                    if first.poll() is not None:
+                        break
+                    await asyncio.sleep(0.1)
+                assert first.returncode == 137, "the intake worker should have died after its vendor call"
+                assert stackit.acks == [("approve", sid)]
+                second = _intake_process(settings, **env)
+
+                async def acked() -> bool:
+                    n = await db.pool.fetchval(
+                        "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'acked'",
+                        settings.topic_namespace,
+                    )
+                    return int(n) == 1
+
+                await _until(acked, timeout=60)
+        finally:
+            _stop(first)
+            if second is not None:
+                _stop(second)
+        response = await db.pool.fetchval(
+            "SELECT response FROM intake.vendor_calls WHERE namespace = $1", settings.topic_namespace
+        )
+    assert stackit.acks == [("approve", sid)] and len(stackit.routed("approve")) == 1
+    assert "confirmed" in str(response)  # read back at STACKIT, not approved a second time

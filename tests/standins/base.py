@@ -23,6 +23,7 @@ class Request:
     headers: dict[str, str]
     body: Any
     route: str = ""
+    raw: bytes = b""  # the body as sent (signatures are computed over it)
 
 
 @dataclass
@@ -112,7 +113,7 @@ class StandIn:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        req = Request(h.command, split.path, parse_qs(split.query), dict(h.headers.items()), body)
+        req = Request(h.command, split.path, parse_qs(split.query), dict(h.headers.items()), body, raw=raw)
         req.route = self.route(req)
         with self.lock:
             self.requests.append(req)

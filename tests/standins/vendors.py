@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
+from services.intake.vendors.sigv4 import AwsCredentials, sign
 from tests.standins.base import Answer, Request, StandIn
 
 _AZ = re.compile(
@@ -152,6 +156,43 @@ class AwsStandIn(StandIn):
 
     entitlements: list[dict[str, Any]] = field(default_factory=list)
     metered: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    # set: every request must carry a valid SigV4 signature of these credentials (else 403)
+    credentials: AwsCredentials | None = None
+    region: str = "us-east-1"
+    service: str = "aws-marketplace"
+    terms: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def signature_ok(self, req: Request) -> bool:
+        """Recompute the request's SigV4 signature from what arrived and compare."""
+        assert self.credentials is not None
+        headers = {k.lower(): v for k, v in req.headers.items()}
+        auth = headers.get("authorization", "")
+        m = re.match(
+            r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
+            r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$",
+            auth,
+        )
+        if not m or m[1] != self.credentials.access_key_id or (m[3], m[4]) != (self.region, self.service):
+            return False
+        names = m[5].split(";")
+        if "host" not in names or "x-amz-date" not in names:
+            return False
+        when = datetime.strptime(headers.get("x-amz-date", ""), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        url = f"http://{headers['host']}{req.path}"
+        if req.query:
+            url += "?" + urlencode(req.query, doseq=True)
+        signed = {n: headers.get(n, "") for n in names if n not in ("x-amz-date", "x-amz-security-token")}
+        again = sign(
+            req.method,
+            url,
+            signed,
+            req.raw,
+            credentials=self.credentials,
+            region=self.region,
+            service=self.service,
+            now=when,
+        )
+        return hmac.compare_digest(again["Authorization"], auth)
 
     def add_entitlement(self, product: str, customer: str, dimension: str, quantity: int) -> None:
         """One entitlement of a customer."""
@@ -172,6 +213,11 @@ class AwsStandIn(StandIn):
 
     def answer(self, req: Request) -> Answer:
         body = req.body or {}
+        if self.credentials is not None and not self.signature_ok(req):
+            return 403, {"__type": "InvalidSignatureException"}
+        if req.route == "GetAgreementTerms":
+            terms = self.terms.get(str(body.get("agreementId")))
+            return (200, terms) if terms else (400, {"__type": "ResourceNotFoundException"})
         if req.route == "GetEntitlements":
             customers = (body.get("Filter") or {}).get("CUSTOMER_IDENTIFIER") or []
             found = [

@@ -17,6 +17,7 @@ import httpx
 
 from services.intake.domain.fulfilment import VendorCall
 from services.intake.vendors.http import VendorHttp, VendorRefused, bearer
+from services.intake.vendors.sigv4 import AwsCredentials, SigV4Auth
 
 
 def _bytes(doc: Any) -> bytes:
@@ -168,8 +169,8 @@ class GcpProcurement:
 class AwsMarketplace:
     """AWS Marketplace Entitlement, Agreement and Metering services (JSON 1.1 protocol, ``X-Amz-Target``).
 
-    Request signing (SigV4) is left to a signing proxy or a later change: ``token`` is sent as a bearer
-    header, which is what the local stand-in checks.
+    With ``credentials`` every request is SigV4-signed (:mod:`services.intake.vendors.sigv4`, signing
+    name ``aws-marketplace``); without, ``token`` is sent as a bearer header (a signing proxy in front).
     """
 
     def __init__(
@@ -177,12 +178,21 @@ class AwsMarketplace:
         base_url: str,
         token: str | None,
         *,
+        credentials: AwsCredentials | None = None,
+        region: str = "us-east-1",
+        service: str = "aws-marketplace",
         timeout: float = 10.0,
         backoff: Sequence[float] = (0.2, 1.0, 3.0),
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        auth = SigV4Auth(credentials, region=region, service=service) if credentials else None
         self.http = VendorHttp(
-            base_url, headers=bearer(token), timeout=timeout, backoff=backoff, transport=transport
+            base_url,
+            headers={} if credentials else bearer(token),
+            timeout=timeout,
+            backoff=backoff,
+            transport=transport,
+            auth=auth,
         )
 
     async def _rpc(self, target: str, body: dict[str, Any]) -> Any:
@@ -213,10 +223,21 @@ class AwsMarketplace:
         return _bytes({"Entitlements": entitlements})
 
     async def get_agreement_terms(self, agreement_id: str) -> bytes:
-        """``GetAgreementTerms`` (prices of the agreement)."""
-        return _bytes(
-            await self._rpc("AWSMPCommerceService_v20200301.GetAgreementTerms", {"agreementId": agreement_id})
-        )
+        """``GetAgreementTerms`` (prices of the agreement, every page), with the ``agreementId`` added so
+        the AWS normalizer can read the answer on its own."""
+        accepted: list[Any] = []
+        token: str | None = None
+        for _ in range(100):
+            body: dict[str, Any] = {"agreementId": agreement_id}
+            if token:
+                body["nextToken"] = token
+            page = await self._rpc("AWSMPCommerceService_v20200301.GetAgreementTerms", body)
+            page = page if isinstance(page, dict) else {}
+            accepted.extend(page.get("acceptedTerms") or [])
+            token = page.get("nextToken")
+            if not token:
+                break
+        return _bytes({"agreementId": agreement_id, "acceptedTerms": accepted})
 
     async def perform(self, call: VendorCall) -> dict[str, Any]:
         """``BatchMeterUsage`` with the call's usage record (idempotent by usage record at AWS)."""

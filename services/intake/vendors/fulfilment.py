@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -206,6 +207,9 @@ class FulfilmentDelivery:
             await store.finish(self.db.pool, row["id"], "pending", error=str(exc)[:300], retry_at=retry_at)
             return "retry"
         if faults.fires(CRASH_POINT):
+            if CRASH_POINT in os.environ.get("SOM_FAULTS", ""):
+                # armed for a worker process (tests): die like a SIGKILL, no cleanup, nothing committed
+                os._exit(137)
             raise SimulatedCrash(f"{call.channel} {call.action} {call.operation_id}")
         await store.finish(self.db.pool, row["id"], "acked", response=response)
         return "acked"

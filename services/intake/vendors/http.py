@@ -48,6 +48,7 @@ class VendorHttp:
         timeout: float = 10.0,
         backoff: Sequence[float] = (0.2, 1.0, 3.0),
         transport: httpx.AsyncBaseTransport | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.backoff = tuple(backoff)
@@ -56,6 +57,7 @@ class VendorHttp:
             headers={"Accept": "application/json", **dict(headers or {})},
             timeout=timeout,
             transport=transport,
+            auth=auth,
         )
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -33,6 +33,8 @@ FILLED = (
     "amount",
     "amount_basis",
 )
+# AWS agreement ids (EventBridge): their prices come from GetAgreementTerms.
+AGREEMENT_PREFIX = "agmt-"
 # Actions whose change needs the subscription's plan.
 _NEEDS_PLAN = ("create", "activate", "renew", "refresh")
 
@@ -56,11 +58,22 @@ class VendorLookups:
         self.calls = 0  # vendor requests made (tests read it to see the cache work)
 
     def needs(self, channel: str, change: CanonicalOrderChange) -> bool:
-        """True when the change lacks its plan and the channel has a lookup client."""
+        """True when the change lacks its plan (or an AWS agreement its prices) and a client can tell."""
         client = {"gcp_marketplace": self.gcp, "aws_marketplace": self.aws, "shopify": self.shopify}.get(
             channel
         )
-        return client is not None and change.action in _NEEDS_PLAN and change.plan is None
+        if client is None or change.action not in _NEEDS_PLAN:
+            return False
+        return change.plan is None or self._aws_terms(channel, change)
+
+    @staticmethod
+    def _aws_terms(channel: str, change: CanonicalOrderChange) -> bool:
+        """An AWS agreement (EventBridge ids are agreement ids) whose prices the event does not carry."""
+        return (
+            channel == "aws_marketplace"
+            and change.channel_subscription_id.startswith(AGREEMENT_PREFIX)
+            and change.amount is None
+        )
 
     async def response(self, channel: str, change: CanonicalOrderChange) -> bytes:
         """The vendor's answer about the change's subscription (raw bytes of the lookup response)."""
@@ -68,6 +81,8 @@ class VendorLookups:
         self.calls += 1
         if channel == "gcp_marketplace" and self.gcp is not None:
             return await self.gcp.get_entitlement(sid)
+        if channel == "aws_marketplace" and self.aws is not None and self._aws_terms(channel, change):
+            return await self.aws.get_agreement_terms(sid)
         if channel == "aws_marketplace" and self.aws is not None:
             product, _, customer = sid.partition(":")
             return await self.aws.get_entitlements(change.product or product, customer)
@@ -101,6 +116,8 @@ class VendorLookups:
             self._cache.pop(key, None)
             raise VendorUnavailable(f"{channel} lookup answer unreadable: {exc}") from exc
         found = [c for c in looked.changes if c.channel_subscription_id == change.channel_subscription_id]
+        if found and found[0].plan is None and change.plan is not None:
+            found = [found[0].model_copy(update={"plan": change.plan})]  # terms priced a planned event
         if (not found or found[0].plan is None) and change.action != "create":
             # only a creation needs the plan; a refresh or an activation without one stays as it came
             # (an AWS entitlement-updated after the contract expired has no entitlement left)

@@ -51,13 +51,16 @@ def commercial_terms(cmd: SubscriptionCommand) -> dict[str, Any]:
     p = cmd.params
     if not isinstance(p, wire.CreateParams):  # no subscription yet and no create: nothing is kept
         return {"clock": SYSTEM_CLOCK}
-    return {
+    terms: dict[str, Any] = {
         "customer": p.customer.model_dump(mode="json") if p.customer else None,
         "currency": (p.currency or "USD").upper(),
         "unit_amount": str(p.unit_amount) if p.unit_amount is not None else None,
         "test": p.test,
         "clock": p.clock or SYSTEM_CLOCK,
     }
+    if p.users:  # the people the channel named: the snapshot carries them to entitlements
+        terms["users"] = [u.model_dump(mode="json") for u in p.users]
+    return terms
 
 
 class CommandNotUnderstood(ValueError):

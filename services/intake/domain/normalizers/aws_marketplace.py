@@ -62,6 +62,8 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
     doc = load_object(body)
     if lookup_responses.is_aws_entitlements(doc):  # a GetEntitlements response
         return lookup_responses.aws_entitlements(doc, ctx)
+    if lookup_responses.is_aws_agreement_terms(doc):  # a GetAgreementTerms response
+        return lookup_responses.aws_agreement_terms(doc, ctx)
     if "detail-type" in doc:
         return _eventbridge(Reader(doc))
     if "Type" in doc and ("Message" in doc or "MessageId" in doc):

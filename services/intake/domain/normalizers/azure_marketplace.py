@@ -18,12 +18,14 @@ from services.intake.domain.errors import UnparseableInput
 from services.intake.domain.normalizers.base import ChannelResult, Context
 from services.intake.domain.snapshots import Known, known_from_transport, snapshot_step
 from services.intake.domain.timefmt import format_ms, normalize_duration, parse_timestamp
+from services.intake.domain.users import merged, named
 from services.intake.domain.wire import Reader, load_object, must
 from shared.contracts.canonical import (
     Action,
     CanonicalAccount,
     CanonicalCustomer,
     CanonicalOrderChange,
+    CanonicalUser,
     Phase,
     StatusAfter,
 )
@@ -61,6 +63,16 @@ def _customer(sub: Reader) -> tuple[CanonicalCustomer, CanonicalAccount]:
     # 8a rule 8: no tenant given -> the customer's own id is the account
     tenant = beneficiary.text("tenantId") or customer.channel_customer_id
     return customer, CanonicalAccount(channel_account_id=tenant)
+
+
+def _users(sub: Reader) -> tuple[CanonicalUser, ...]:
+    """Beneficiary ``owner`` (the customer), purchaser ``admin`` (see services/intake/domain/users.py)."""
+    return merged(
+        [
+            named(sub.obj("beneficiary").text("emailId"), "owner", "beneficiary"),
+            named(sub.obj("purchaser").text("emailId"), "admin", "purchaser"),
+        ]
+    )
 
 
 def _interval(sub: Reader) -> str | None:
@@ -156,6 +168,7 @@ def _webhook(r: Reader) -> ChannelResult:
     if action == "renew":
         effective_at = _renewal_start(sub, effective_at)
     change = CanonicalOrderChange(
+        users=_users(sub),
         action=action,
         phase=phase,
         channel=CHANNEL,
@@ -205,6 +218,7 @@ def _state(r: Reader, known: Known | None) -> ChannelResult:
         # any (a stateless call that says nothing) it can only be a refresh
         action, phase = snapshot_step(status_after, known) if known is not None else ("refresh", "effective")
     change = CanonicalOrderChange(
+        users=_users(sub),
         action=action,
         phase=phase,
         channel=CHANNEL,

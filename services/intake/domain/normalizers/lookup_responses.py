@@ -158,6 +158,119 @@ def aws_entitlements(doc: dict[str, Any], ctx: Context) -> ChannelResult:
     return ChannelResult(changes=changes)
 
 
+def is_aws_agreement_terms(doc: Mapping[str, Any]) -> bool:
+    """A ``GetAgreementTerms`` response (the client adds the ``agreementId`` it asked about)."""
+    return isinstance(doc.get("acceptedTerms"), list)
+
+
+# GetAgreementTerms billing periods -> ISO 8601 durations.
+_AWS_PERIODS = {"MONTHLY": "P1M", "ANNUAL": "P1Y", "YEARLY": "P1Y"}
+
+
+def _aws_term(terms: list[Reader], name: str) -> Reader | None:
+    for term in terms:
+        if isinstance(term.raw(name), dict):
+            return term.obj(name)
+    return None
+
+
+def aws_agreement_terms(doc: dict[str, Any], ctx: Context) -> ChannelResult:
+    """``GetAgreementTerms``: the agreement's prices as a ``refresh`` of the agreement (ids: ``agmt-...``).
+
+    Which term prices the subscription, first found wins:
+
+    * ``recurringPaymentTerm``: ``price`` per ``billingPeriod`` -> ``per_interval``;
+    * ``configurableUpfrontPricingTerm``: the rate card whose selector is the configuration's
+      ``selectorValue`` (a duration), times each configured ``dimensionValue``; the first dimension is
+      the plan and its value the quantity -> ``contract_commit`` for that duration;
+    * ``fixedUpfrontPricingTerm``: ``price`` for ``duration`` -> ``contract_commit``.
+
+    Usage-based terms price metering, not the subscription: they fill nothing. Amounts are decimal
+    strings at AWS and stay exact (``Decimal``).
+    """
+    r = Reader(doc)
+    agreement = r.text("agreementId", required=True)
+    terms = r.objs("acceptedTerms")
+    fields: dict[str, Any] = {}
+    recurring = _aws_term(terms, "recurringPaymentTerm")
+    upfront = _aws_term(terms, "configurableUpfrontPricingTerm")
+    fixed = _aws_term(terms, "fixedUpfrontPricingTerm")
+    try:
+        if recurring is not None:
+            currency = recurring.currency("currencyCode", required=True)
+            price = recurring.decimal("price", required=True)
+            period = (recurring.text("billingPeriod") or "").upper()
+            if price is not None:
+                fields = {
+                    "currency": currency,
+                    "amount": render(price, currency),
+                    "amount_basis": "per_interval",
+                    "billing_interval": _AWS_PERIODS.get(period),
+                }
+        elif upfront is not None:
+            currency = upfront.currency("currencyCode", required=True)
+            config = upfront.obj("configuration")
+            selector = config.text("selectorValue")
+            chosen = [
+                (d.text("dimensionKey"), d.integer("dimensionValue", minimum=0))
+                for d in config.objs("dimensions")
+            ]
+            prices: dict[str, Decimal] = {}
+            for card in upfront.objs("rateCards"):
+                if card.obj("selector").text("value") != selector:
+                    continue
+                for rate in card.objs("rateCard"):
+                    key, value = rate.text("dimensionKey"), rate.decimal("price")
+                    if key is not None and value is not None:
+                        prices[key] = value
+            total = Decimal(0)
+            for key, count in chosen:
+                if key in prices and count:
+                    total += multiply(prices[key], count)
+            if chosen and chosen[0][0] in prices:
+                plan, quantity = chosen[0]
+                fields = {
+                    "plan": plan,
+                    "quantity": quantity or None,
+                    "currency": currency,
+                    "unit_amount": render(prices[str(plan)], currency),
+                    "amount": render(total, currency),
+                    "amount_basis": "contract_commit",
+                    "billing_interval": selector,
+                }
+        elif fixed is not None:
+            currency = fixed.currency("currencyCode", required=True)
+            price = fixed.decimal("price", required=True)
+            if price is not None:
+                fields = {
+                    "currency": currency,
+                    "amount": render(price, currency),
+                    "amount_basis": "contract_commit",
+                    "billing_interval": fixed.text("duration"),
+                }
+    except AmountError as exc:
+        r.amount_error("acceptedTerms", exc)
+    r.check()
+    if not fields:
+        return ChannelResult(ignored=f"GetAgreementTerms of {agreement}: no term prices the subscription")
+    action, phase = snapshot_action(ctx.transport.get("known_status"), "active")
+    # terms alone never create a subscription: they refresh what the agreement's event created
+    if action == "create":
+        action = "refresh"
+    change = CanonicalOrderChange(
+        action=action,
+        phase=phase,
+        channel="aws_marketplace",
+        channel_subscription_id=must(agreement, "agreementId"),
+        customer=CanonicalCustomer(),
+        account=CanonicalAccount(),
+        effective_at=None,
+        status_after=None,
+        **fields,
+    )
+    return ChannelResult(changes=[change])
+
+
 def is_shopify_contract(doc: Mapping[str, Any]) -> bool:
     """An Admin GraphQL response with a ``subscriptionContract``."""
     data = doc.get("data")

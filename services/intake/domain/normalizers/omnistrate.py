@@ -17,6 +17,7 @@ from typing import Any
 from services.intake.domain.errors import UnparseableInput
 from services.intake.domain.normalizers.base import ChannelResult, Context, line_money
 from services.intake.domain.snapshots import NOT_SEEN, Known, known_from_transport, snapshot_step
+from services.intake.domain.users import merged, named
 from services.intake.domain.wire import Reader, load_object, must
 from shared.contracts.canonical import (
     Action,
@@ -164,6 +165,7 @@ def _snapshot(r: Reader, ctx: Context) -> ChannelResult:
         channel=CHANNEL,
         channel_subscription_id=must(subscription_id, "id"),
         customer=customer,
+        users=merged([named(customer.email, "owner", "root_user")]),
         # 8a rule 8: without an organization, the root user's own id is the account
         account=CanonicalAccount(channel_account_id=org_id or root_user),
         product=product,
