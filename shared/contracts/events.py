@@ -178,6 +178,7 @@ class InvoiceLine(BaseModel):
     amount: DecimalString
     tax_rate: DecimalString = Decimal(0)
     tax_amount: DecimalString = Decimal(0)
+    price_basis: str | None = Field(default=None, description="what fixed the unit price (replenishment)")
 
 
 class InvoiceIssued(BaseModel):
