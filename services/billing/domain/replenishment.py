@@ -143,6 +143,7 @@ class ReplenishmentState(BaseModel):
     billed: tuple[date, ...] = Field(default=(), description="due dates of the cycles run")
     skipped: tuple[date, ...] = ()
     ended: bool = False
+    commands: tuple[str, ...] = Field(default=(), description="ids of the last customer commands applied")
 
 
 def start(
