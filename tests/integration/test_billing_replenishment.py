@@ -10,6 +10,8 @@ and one invoice whose lines name their price basis; one run_cycle timer is pendi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -27,6 +29,7 @@ from shared.db.uow import Database
 from shared.messaging import topics
 from shared.settings import Settings
 from shared.timekeeping import advance_clock, create_clock
+from som.runner import child_env
 from tests.integration.helpers import TopicReader, publish, running_workers
 from tests.integration.test_billing_dunning import command, eventually, fast
 
@@ -182,3 +185,14 @@ async def test_cycles_price_list_cap_partial_delivery_skip_and_delay(
         "SELECT DISTINCT reason FROM billing.documents WHERE subscription_id = ANY($1::text[])", [a, b]
     )
     assert [r["reason"] for r in reasons] == ["replenishment"]
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "som", "billing", "replenishment", "show", a, "--json"],
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert (data["next_due"], data["cycle"], data["last_unit_amount"]) == ("2025-05-27", 2, "13.20")
