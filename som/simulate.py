@@ -215,6 +215,10 @@ class ScenarioConventions(BaseModel):
     proration: ProrationConvention | None = None
     charge_mode: dict[str, ChargeMode] = Field(default_factory=dict)
     policy: dict[str, Any] = Field(default_factory=dict)
+    plans: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="further catalog plans (a worked example's own prices), in the catalog file's format",
+    )
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -230,17 +234,26 @@ def convention_files(conventions: ScenarioConventions, folder: Path) -> dict[str
     Raises :class:`ScenarioError` when a plan is unknown or the merged policy is not valid.
     """
     from services.billing.domain.policy import DEFAULT_POLICY_PATH, BillingPolicy
-    from shared.catalog import DEFAULT_CATALOG_PATH
+    from shared.catalog import DEFAULT_CATALOG_PATH, Catalog
 
     catalog = yaml.safe_load(DEFAULT_CATALOG_PATH.read_text())
     if conventions.proration is not None:
         catalog["proration"] = conventions.proration.model_dump()
     known = {p["id"] for p in catalog["plans"]}
+    if clash := sorted(known & {str(p.get("id")) for p in conventions.plans}):
+        raise ScenarioError(f"conventions.plans: plans already in the catalog {clash}")
+    catalog["plans"].extend(conventions.plans)
+    known |= {str(p.get("id")) for p in conventions.plans}
     if unknown := sorted(set(conventions.charge_mode) - known):
         raise ScenarioError(f"conventions.charge_mode: unknown plans {unknown}")
     for plan in catalog["plans"]:
         if plan["id"] in conventions.charge_mode:
             plan["charge_mode"] = conventions.charge_mode[plan["id"]]
+    try:
+        Catalog.model_validate(catalog)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ScenarioError(f"conventions.plans: {'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from exc
     policy = _merged(yaml.safe_load(DEFAULT_POLICY_PATH.read_text()), conventions.policy)
     try:
         BillingPolicy.model_validate(policy)
