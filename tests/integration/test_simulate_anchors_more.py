@@ -73,4 +73,6 @@ def test_interval_change_keeping_the_billing_day(migrated: Infra, tmp_path: Path
         ("2025-03-16", D("444.57"), [("proration_credit", D("-25.29")), ("proration_charge", D("469.86"))]),
         ("2026-03-01", D("490.00"), [("recurring", D("490.00"))]),
     ]
-    assert result["final_status"]["billing_anchor"] == "2025-03-01"
+    # The lifecycle kept the day too: its renewal came on Mar 1 2026 and the next period is a year from it.
+    periods = [e["period"] for e in result["timeline"] if e["type"] == "som.subscription.state_changed"]
+    assert periods[-1] == "2026-03-01..2027-03-01"
