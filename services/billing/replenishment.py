@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import UTC, date, datetime
 
 from pydantic import ValidationError
 
@@ -26,7 +26,9 @@ from services.billing.domain.replenishment import (
     ReplenishmentState,
     delay_next,
     end,
+    hold,
     invoice_lines,
+    release,
     run_cycle,
     set_quantity,
     skip_next,
@@ -49,6 +51,10 @@ log = logging.getLogger("som.billing.replenishment")
 SOURCE = "som/billing"
 TIMER_KIND = "replenishment_cycle"
 _KEEP_COMMAND_IDS = 50  # customer commands remembered per subscription (a redelivery applies once)
+
+
+def _day(moment: datetime) -> date:
+    return moment.astimezone(UTC).date()
 
 
 def terms_of(ctx: BillingContext, plan_id: str) -> tuple[Plan, ReplenishmentTerms] | None:
@@ -98,6 +104,12 @@ class Replenishments:
             elif isinstance(event, lc.SubscriptionCancelled | lc.SubscriptionExpired | lc.SubscriptionTerminated):
                 state = end(state)
                 await cancel_timers(uow, state.subscription_id, [TIMER_KIND])
+            elif isinstance(event, lc.SubscriptionPaused | lc.SubscriptionSuspended) and not state.held:
+                state = hold(state)
+                await cancel_timers(uow, state.subscription_id, [TIMER_KIND])
+            elif isinstance(event, lc.SubscriptionResumed | lc.SubscriptionReactivated) and state.held:
+                state = release(state, _day(event.effective_at))
+                await self._set_timer(uow, state, rec)
         if state is not None:
             await replenishment_store.save(uow.conn, state)
 

@@ -130,6 +130,24 @@ async def test_cycles_price_list_cap_partial_delivery_skip_and_delay(
             return (await state_of(db, a)).get("cycle") == 2 and (await state_of(db, b)).get("cycle") == 2
 
         await eventually(second_cycles, what="the second cycles")
+        # B paused: its cycle timer goes; resumed the same day: it is back on B's due date (Apr 26).
+        await command(settings, "pause", b, at=datetime(2025, 4, 2, 10, tzinfo=UTC))
+
+        async def b_held() -> bool:
+            return bool((await state_of(db, b)).get("held"))
+
+        await eventually(b_held, what="B held")
+        cycle_timers = (
+            "SELECT count(*) FROM timekeeping.timers WHERE kind = 'replenishment_cycle' AND subscription_id = $1 "
+            "AND fired_at IS NULL AND cancelled_at IS NULL"
+        )
+        assert await db.pool.fetchval(cycle_timers, b) == 0
+        await command(settings, "resume", b, at=datetime(2025, 4, 2, 11, tzinfo=UTC))
+
+        async def b_released() -> bool:
+            return (await state_of(db, b)).get("held") is False
+
+        await eventually(b_released, what="B resumed")
         await customer_command(settings, a, SkipNextParams(), f"{a}/skip-1")
 
         async def skipped() -> bool:

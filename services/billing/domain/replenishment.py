@@ -143,6 +143,7 @@ class ReplenishmentState(BaseModel):
     billed: tuple[date, ...] = Field(default=(), description="due dates of the cycles run")
     skipped: tuple[date, ...] = ()
     ended: bool = False
+    held: bool = Field(default=False, description="paused or suspended: no cycle runs until released")
     commands: tuple[str, ...] = Field(default=(), description="ids of the last customer commands applied")
 
 
@@ -202,6 +203,16 @@ def set_quantity(state: ReplenishmentState, quantity: int) -> ReplenishmentState
     return state.model_copy(update={"quantity": quantity})
 
 
+def hold(state: ReplenishmentState) -> ReplenishmentState:
+    """Paused or suspended: no cycle runs (a timer that fires meanwhile changes nothing)."""
+    return state.model_copy(update={"held": True})
+
+
+def release(state: ReplenishmentState, on: date) -> ReplenishmentState:
+    """Resumed on ``on``: the pending cycle is due then at the earliest (missed ones are not made up)."""
+    return state.model_copy(update={"held": False, "next_due": max(state.next_due, on)})
+
+
 def end(state: ReplenishmentState) -> ReplenishmentState:
     """No further cycles."""
     return state.model_copy(update={"ended": True})
@@ -240,11 +251,12 @@ def run_cycle(
     """Run the cycle due on ``due``: check stock, fix the price, move the schedule on.
 
     Only the pending cycle runs: a ``due`` other than ``state.next_due`` (a timer from before a
-    skip or delay, or one delivered twice) is ``stale`` and changes nothing. ``stock`` None means
+    skip or delay, or one delivered twice), or any while held or ended, is ``stale`` and changes
+    nothing. ``stock`` None means
     not stock-limited. Short stock: ``delay`` moves the cycle ``delay_days`` on; ``partial``
     delivers and bills what is in stock (a delay if nothing is).
     """
-    if state.ended or due != state.next_due or due in state.billed:
+    if state.ended or state.held or due != state.next_due or due in state.billed:
         return CycleOutcome(state, "stale", due, state.quantity, 0, ())
     wanted = state.quantity
     available = wanted if stock is None else max(0, min(wanted, stock))

@@ -15,7 +15,9 @@ from services.billing.domain.replenishment import (
     capped,
     delay_next,
     graduated,
+    hold,
     invoice_lines,
+    release,
     run_cycle,
     skip_next,
     start,
@@ -163,11 +165,13 @@ action = st.one_of(
     st.tuples(st.just("delay"), st.integers(min_value=1, max_value=40)),
     st.just(("stale", 0)),
     st.just(("replay", 0)),
+    st.just(("hold", 0)),
+    st.tuples(st.just("release"), st.integers(min_value=0, max_value=60)),
 )
 
 
 @given(st.lists(action, max_size=30), st.sampled_from([None, 0, 1, 5]))
-def test_skip_and_delay_never_bill_twice(actions: list[tuple[str, int]], stock: int | None) -> None:
+def test_skip_delay_and_pause_never_bill_twice(actions: list[tuple[str, int]], stock: int | None) -> None:
     terms = ReplenishmentTerms(sku="B", cadence="P4W", shortage="partial")
     p = plan(terms)
     s = state(terms, quantity=2)
@@ -178,12 +182,17 @@ def test_skip_and_delay_never_bill_twice(actions: list[tuple[str, int]], stock: 
             s = skip_next(s, terms)
         elif kind == "delay":
             s = delay_next(s, days)
+        elif kind == "hold":
+            s = hold(s)
+        elif kind == "release" and s.held:
+            s = release(s, START + timedelta(days=days))
         due = {"run": s.next_due, "stale": timers[0], "replay": timers[-1]}.get(kind)
         if due is None:
             timers.append(s.next_due)
             continue
         out = run_cycle(s, p, terms, due=due, at=at(due), stock=stock)
         if out.lines:
+            assert not s.held  # nothing is delivered or billed while paused
             billed.append(due)
         s = out.state
         timers.append(s.next_due)
@@ -191,3 +200,13 @@ def test_skip_and_delay_never_bill_twice(actions: list[tuple[str, int]], stock: 
     assert tuple(billed) == s.billed
     assert not set(s.billed) & set(s.skipped)
     assert sorted(billed) == billed
+
+
+def test_pause_holds_the_cycle_and_resume_does_not_make_up_missed_ones() -> None:
+    terms = ReplenishmentTerms(sku="B", cadence="P4W")
+    held = hold(state(terms))
+    assert run_cycle(held, plan(terms), terms, due=START, at=at(START), stock=None).status == "stale"
+    # Resumed 10 days after the due date: the cycle runs on the resume day, once.
+    back = release(held, START + timedelta(days=10))
+    assert (back.held, back.next_due) == (False, START + timedelta(days=10))
+    assert release(hold(state(terms)), START - timedelta(days=3)).next_due == START  # never earlier
