@@ -57,6 +57,10 @@ CLOUD_EVENTS: dict[str, type[BaseModel]] = {
     ev.ENTITLEMENTS_INSTRUCTION: ev.EntitlementInstruction,
     ev.USAGE_REPORTED: ev.UsageReported,
     ev.USAGE_THRESHOLD_REACHED: ev.UsageThresholdReached,
+    ev.REPLENISHMENT_ORDER_CREATED: ev.ReplenishmentOrder,
+    ev.REPLENISHMENT_CYCLE_DELAYED: ev.ReplenishmentCycleDelayed,
+    ev.REPLENISHMENT_COMMAND: ev.ReplenishmentCommand,
+    ev.PRICING_UPDATED: ev.PricingUpdated,
 }
 
 # Provisioning publishes these; the lifecycle reads only the data, whatever the type says.
@@ -91,6 +95,12 @@ TOPIC_MESSAGES: dict[str, tuple[tuple[str, ...], str]] = {
     topics.ENTITLEMENTS_INSTRUCTIONS: ((ev.ENTITLEMENTS_INSTRUCTION,), SUBSCRIPTION_KEY),
     topics.ENTITLEMENTS_USAGE: ((ev.USAGE_THRESHOLD_REACHED,), CUSTOMER_KEY),
     topics.USAGE_REPORTED: ((ev.USAGE_REPORTED,), CUSTOMER_KEY),
+    topics.ORDERS_REPLENISHMENT: (
+        (ev.REPLENISHMENT_ORDER_CREATED, ev.REPLENISHMENT_CYCLE_DELAYED),
+        SUBSCRIPTION_KEY,
+    ),
+    topics.REPLENISHMENT_COMMANDS: ((ev.REPLENISHMENT_COMMAND,), SUBSCRIPTION_KEY),
+    topics.PRICING_UPDATED: ((ev.PRICING_UPDATED,), "the SKU (per-SKU order)"),
 }
 
 RULES = f"""\

@@ -30,6 +30,7 @@ from shared.contracts.commands import CommandParams, Invoice, Timing, TimingInpu
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.pool import create_pool
 from shared.messaging import topics
+from shared.money import to_decimal
 from shared.settings import Settings
 from shared.timekeeping import advance_clock, create_clock, wait_quiet
 from som.orders import subscription_id_of
@@ -110,6 +111,14 @@ class GrantAction(_Action):
     reason: str = "scenario"
 
 
+class PriceUpdateAction(_Action):
+    """``price_update: {sku, unit_amount, currency?}``: a ``pricing.updated`` event effective at the step."""
+
+    sku: str
+    unit_amount: str
+    currency: str | None = Field(default=None, description="default: the scenario's currency")
+
+
 class ExtraSubscription(BaseModel):
     """Another subscription of the scenario's customer, ordered at ``start``; steps name it by ``key``."""
 
@@ -144,6 +153,9 @@ class Step(BaseModel):
     undo_cancel: bool | None = None
     payment_failure: PaymentFailureAction | None = None
     payment_method_updated: bool | None = None
+    skip_delivery: bool | None = None  # replenishment: skip the next delivery
+    delay_delivery: int | None = Field(default=None, ge=1, description="replenishment: days to delay the next one")
+    price_update: PriceUpdateAction | None = None
     advance: bool | None = None  # only move the clock
 
     @model_validator(mode="after")
@@ -203,6 +215,10 @@ class ScenarioConventions(BaseModel):
     proration: ProrationConvention | None = None
     charge_mode: dict[str, ChargeMode] = Field(default_factory=dict)
     policy: dict[str, Any] = Field(default_factory=dict)
+    plans: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="further catalog plans (a worked example's own prices), in the catalog file's format",
+    )
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -218,17 +234,26 @@ def convention_files(conventions: ScenarioConventions, folder: Path) -> dict[str
     Raises :class:`ScenarioError` when a plan is unknown or the merged policy is not valid.
     """
     from services.billing.domain.policy import DEFAULT_POLICY_PATH, BillingPolicy
-    from shared.catalog import DEFAULT_CATALOG_PATH
+    from shared.catalog import DEFAULT_CATALOG_PATH, Catalog
 
     catalog = yaml.safe_load(DEFAULT_CATALOG_PATH.read_text())
     if conventions.proration is not None:
         catalog["proration"] = conventions.proration.model_dump()
     known = {p["id"] for p in catalog["plans"]}
+    if clash := sorted(known & {str(p.get("id")) for p in conventions.plans}):
+        raise ScenarioError(f"conventions.plans: plans already in the catalog {clash}")
+    catalog["plans"].extend(conventions.plans)
+    known |= {str(p.get("id")) for p in conventions.plans}
     if unknown := sorted(set(conventions.charge_mode) - known):
         raise ScenarioError(f"conventions.charge_mode: unknown plans {unknown}")
     for plan in catalog["plans"]:
         if plan["id"] in conventions.charge_mode:
             plan["charge_mode"] = conventions.charge_mode[plan["id"]]
+    try:
+        Catalog.model_validate(catalog)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ScenarioError(f"conventions.plans: {'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from exc
     policy = _merged(yaml.safe_load(DEFAULT_POLICY_PATH.read_text()), conventions.policy)
     try:
         BillingPolicy.model_validate(policy)
@@ -382,8 +407,25 @@ class Timeline:
                             "tax_amount",
                         )
                     }
+                    | ({"price_basis": line["price_basis"]} if line.get("price_basis") else {})
                     for line in data["lines"]
                 ],
+            )
+        elif event["type"] == ev.REPLENISHMENT_ORDER_CREATED:
+            entry.update(
+                what=f"replenishment order {data['order_id']} ({data['status']})",
+                due_date=data["due_date"],
+                quantity_ordered=data["quantity_ordered"],
+                quantity_delivered=data["quantity_delivered"],
+                subtotal=data["subtotal"],
+                invoice_number=data["invoice_number"],
+                lines=[{k: line[k] for k in ("quantity", "unit_amount", "amount", "price_basis")} for line in data["lines"]],
+            )
+        elif event["type"] == ev.REPLENISHMENT_CYCLE_DELAYED:
+            entry.update(
+                what=f"replenishment delayed ({data['reason']})",
+                due_date=data["due_date"],
+                next_due=data["next_due"],
             )
         elif event["type"] == ev.ENTITLEMENTS_CHANGED:
             entry.update(
@@ -469,6 +511,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             topics.SUBSCRIPTIONS_COMMAND_REJECTIONS,
             topics.NOTIFICATIONS,
             topics.ENTITLEMENTS_CUSTOMERS,
+            topics.ORDERS_REPLENISHMENT,
         )
     ]
     consumer = AIOKafkaConsumer(
@@ -631,6 +674,53 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                     value=grant_event.model_dump_json().encode(),
                     key=customer_id.encode(),
                     headers=[("ce_id", grant_event.id.encode())],
+                )
+            elif a in ("skip_delivery", "delay_delivery"):
+                target = sub_ids[step.subscription]
+                r_params: wire.ReplenishmentParams = (
+                    wire.DelayNextParams(days=step.delay_delivery)
+                    if step.delay_delivery is not None
+                    else wire.SkipNextParams()
+                )
+                r_cmd = ev.ReplenishmentCommand(
+                    subscription_id=target, command_id=f"sim:{target}:{step.moment.isoformat()}:{a}", params=r_params
+                )
+                r_event = make_event(
+                    type=ev.REPLENISHMENT_COMMAND,
+                    source="som/simulator",
+                    subject=target,
+                    data=r_cmd,
+                    correlation_id=derived_id("simulation", target),
+                    causation_id=derived_id(r_cmd.command_id),
+                )
+                await producer.send_and_wait(
+                    f"{ns}{topics.REPLENISHMENT_COMMANDS}",
+                    value=r_event.model_dump_json().encode(),
+                    key=target.encode(),
+                    headers=[("ce_id", r_event.id.encode())],
+                )
+            elif a == "price_update":
+                assert step.price_update is not None
+                p = step.price_update
+                price = ev.PricingUpdated(
+                    sku=p.sku,
+                    currency=(p.currency or scenario.currency).upper(),
+                    unit_amount=to_decimal(p.unit_amount),
+                    effective_at=step.moment,
+                )
+                p_event = make_event(
+                    type=ev.PRICING_UPDATED,
+                    source="som/simulator",
+                    subject=p.sku,
+                    data=price,
+                    correlation_id=derived_id("simulation", sub_id),
+                    causation_id=derived_id("price", p.sku, step.moment.isoformat()),
+                )
+                await producer.send_and_wait(
+                    f"{ns}{topics.PRICING_UPDATED}",
+                    value=p_event.model_dump_json().encode(),
+                    key=p.sku.encode(),
+                    headers=[("ce_id", p_event.id.encode())],
                 )
             elif a == "payment_failure":
                 assert step.payment_failure is not None

@@ -49,18 +49,27 @@ def wire(settings: Settings, db: Database) -> Wiring:
     routes = [
         Route(topics.SUBSCRIPTIONS_EVENTS, handlers.on_subscription_event),
         Route(topics.PAYMENTS_RESULTS, handlers.on_payment_event),
+        Route(topics.REPLENISHMENT_COMMANDS, handlers.replenishments.on_command),
+        Route(topics.PRICING_UPDATED, handlers.replenishments.on_pricing),
     ]
     return Wiring(routes, [lambda: run_scheduler(db, NAME, poll_seconds=settings.scheduler_poll_seconds)])
 
 
 SPEC = ServiceSpec(
     name=NAME,
-    consumes=(topics.SUBSCRIPTIONS_EVENTS, topics.PAYMENTS_RESULTS),
+    consumes=(
+        topics.SUBSCRIPTIONS_EVENTS,
+        topics.PAYMENTS_RESULTS,
+        topics.REPLENISHMENT_COMMANDS,
+        topics.PRICING_UPDATED,
+    ),
     produces=(
         topics.BILLING_INVOICES,
         topics.PAYMENTS_REQUESTS,
         topics.ACCOUNTING_JOURNAL,
         topics.SUBSCRIPTIONS_COMMANDS,
+        topics.ORDERS_REPLENISHMENT,
+        topics.REPLENISHMENT_COMMANDS,  # the run_cycle timers
     ),
     migrations=Path(__file__).resolve().parent / "migrations",
     wire=wire,

@@ -41,6 +41,7 @@ from services.billing.lifecycle_map import (
     steps_for,
 )
 from services.billing.payments import Payments, payment_request, schedule_request
+from services.billing.replenishment import Replenishments, terms_of
 from shared.catalog import CatalogError
 from shared.contracts import events as ev
 from shared.contracts.envelope import CloudEvent, caused_by
@@ -64,6 +65,7 @@ class BillingHandlers:
     def __init__(self, ctx: BillingContext) -> None:
         self.ctx = ctx
         self.payments = Payments(ctx)
+        self.replenishments = Replenishments(ctx, self.issue)
 
     # -- lifecycle changes ----------------------------------------------------------------------
 
@@ -100,6 +102,11 @@ class BillingHandlers:
         customer_id, currency = change.snapshot.customer.customer_id, change.snapshot.currency.upper()
         rec.account_credit = await store.customer_credit(uow.conn, customer_id, currency, lock=True)
         rec.clock = change.snapshot.clock or rec.clock or await store.resolve_clock(uow.conn, change.snapshot)
+        if terms_of(self.ctx, change.snapshot.plan_id) is not None:
+            # Billed per delivery cycle, not per period (services.billing.replenishment).
+            await self.replenishments.on_lifecycle(uow, event, change, rec)
+            await store.save(uow.conn, rec)
+            return
         for lifecycle_event in change.events:
             for step in steps_for(lifecycle_event):
                 done = self.step(rec, step)

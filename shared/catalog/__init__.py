@@ -16,6 +16,7 @@ from shared.catalog.conventions import (
     ProrationConvention,
     ProrationOverride,
 )
+from shared.catalog.replenishment import ReplenishmentTerms
 from shared.config_files import load_yaml_model
 from shared.money import is_exact, normalize_currency, to_decimal
 
@@ -132,6 +133,9 @@ class Plan(BaseModel):
         default=None, description="overrides the catalog's convention"
     )
     grant_versions: tuple[GrantVersion, ...] = ()
+    replenishment: ReplenishmentTerms | None = Field(
+        default=None, description="physical goods delivered at a cadence (billing runs each cycle)"
+    )
 
     def grants_on(self, on: date | None) -> tuple[tuple[str, ...], dict[str, int], int]:
         """Features, limits and instances the plan grants on ``on`` (None: the latest version)."""

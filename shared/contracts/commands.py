@@ -303,3 +303,32 @@ def command_params(data: dict[str, Any]) -> CommandParams:
 def params_for(command: str, **fields: Any) -> CommandParams:
     """The parameters model of ``command`` with ``fields`` (a typo or an unknown command raises)."""
     return command_params({"command": command, **fields})
+
+
+# -- replenishment (billing-level commands on ``replenishment.commands``) ----------------------------
+
+
+class RunCycleParams(_Params):
+    """Timer: run the replenishment cycle due on ``due_date`` (a stale one changes nothing)."""
+
+    command: Literal["run_cycle"] = "run_cycle"
+    due_date: date
+
+
+class SkipNextParams(_Params):
+    """The customer skips the next delivery: not delivered, not billed."""
+
+    command: Literal["skip_next"] = "skip_next"
+
+
+class DelayNextParams(_Params):
+    """The customer moves the next delivery ``days`` later."""
+
+    command: Literal["delay_next"] = "delay_next"
+    days: int = Field(ge=1, le=365)
+
+
+ReplenishmentParams = Annotated[
+    RunCycleParams | SkipNextParams | DelayNextParams,
+    Field(discriminator="command"),
+]

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contracts.commands import CommandParams
+from shared.contracts.commands import CommandParams, ReplenishmentParams
 from shared.contracts.commands import Customer as Customer
 from shared.contracts.commands import SubscriptionUser as SubscriptionUser
 from shared.contracts.subscription import SubscriptionEvent
@@ -42,6 +42,10 @@ PAYMENT_METHOD_UPDATED = "som.payment.method_updated"
 JOURNAL_ENTRY_POSTED = "som.accounting.journal_entry_posted"
 UPCOMING_CHARGE_NOTICE = "som.notification.upcoming_charge"
 VENDOR_DEADLINE_MISSED = "som.channels.deadline_missed"
+REPLENISHMENT_ORDER_CREATED = "som.replenishment.order_created"
+REPLENISHMENT_CYCLE_DELAYED = "som.replenishment.cycle_delayed"
+REPLENISHMENT_COMMAND = "som.replenishment.command"
+PRICING_UPDATED = "som.pricing.updated"
 
 
 class SubscriptionCommand(BaseModel):
@@ -182,6 +186,7 @@ class InvoiceLine(BaseModel):
     amount: DecimalString
     tax_rate: DecimalString = Decimal(0)
     tax_amount: DecimalString = Decimal(0)
+    price_basis: str | None = Field(default=None, description="what fixed the unit price (replenishment)")
 
 
 class InvoiceIssued(BaseModel):
@@ -433,3 +438,75 @@ class UsageThresholdReached(BaseModel):
     threshold: int = Field(description="per cent: 80 or 100")
     used: int
     limit: int
+
+
+class ReplenishmentOrderLine(BaseModel):
+    """Units of one SKU at one unit price, and the basis that price was fixed by."""
+
+    sku: str
+    quantity: int = Field(ge=1)
+    unit_amount: DecimalString
+    amount: DecimalString
+    price_basis: str = Field(description="catalog price version, volume tier, price list entry, cap")
+
+
+class ReplenishmentOrder(BaseModel):
+    """One cycle of a replenishment subscription to deliver (``orders.replenishment``, keyed by subscription).
+
+    ``order_id`` is ``<subscription>/<cycle>``: a consumer that sees it twice has seen one order.
+    ``status`` ``partial``: stock was short and the policy delivers what is in stock.
+    """
+
+    order_id: str
+    subscription_id: str
+    customer_id: str
+    plan_id: str
+    cycle: int = Field(ge=1)
+    due_date: date
+    status: Literal["delivered", "partial"]
+    quantity_ordered: int
+    quantity_delivered: int
+    currency: str
+    lines: list[ReplenishmentOrderLine]
+    subtotal: DecimalString
+    invoice_number: str | None = Field(default=None, description="the invoice billing issued for the cycle")
+    test: bool = False
+
+
+class ReplenishmentCycleDelayed(BaseModel):
+    """A cycle did not run on its due date: stock was short (``out_of_stock``) or the customer delayed it."""
+
+    subscription_id: str
+    customer_id: str
+    due_date: date
+    next_due: date
+    reason: Literal["out_of_stock", "customer_delay", "customer_skip"]
+    quantity_ordered: int
+    stock: int | None = None
+
+
+class ReplenishmentCommand(BaseModel):
+    """A command to billing about one replenishment subscription (``replenishment.commands``).
+
+    ``run_cycle`` is billing's own timer (one per pending cycle); ``skip_next`` and
+    ``delay_next`` come from the customer (``som billing replenishment``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    subscription_id: str
+    command_id: str = Field(description="idempotency key of the command")
+    params: ReplenishmentParams
+
+
+class PricingUpdated(BaseModel):
+    """A SKU's unit price from ``effective_at`` on (``pricing.updated``, keyed by SKU).
+
+    Billing keeps every entry; a replenishment plan priced by ``price_list`` uses the one in
+    force when its cycle runs. The same (sku, currency, effective_at) again replaces the amount.
+    """
+
+    sku: str
+    currency: str
+    unit_amount: DecimalString = Field(gt=0)
+    effective_at: datetime

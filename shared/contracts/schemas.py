@@ -44,6 +44,10 @@ def contracts() -> list[type[BaseModel]]:
         "EntitlementInstruction",
         "UsageReported",
         "UsageThresholdReached",
+        "ReplenishmentOrder",
+        "ReplenishmentCycleDelayed",
+        "ReplenishmentCommand",
+        "PricingUpdated",
     ):
         model = getattr(events, name, None)
         if isinstance(model, type) and issubclass(model, BaseModel):

@@ -33,6 +33,9 @@ ACCOUNTING_JOURNAL = "accounting.journal"
 NOTIFICATIONS = "notifications.customer"
 PROVISIONING_INSTANCES = "provisioning.instances"
 CHANNELS_DEADLINE_MISSED = "channels.deadline_missed"
+ORDERS_REPLENISHMENT = "orders.replenishment"  # one order per replenishment cycle, keyed by subscription
+REPLENISHMENT_COMMANDS = "replenishment.commands"  # run_cycle timers, skip/delay, keyed by subscription
+PRICING_UPDATED = "pricing.updated"  # SKU price list entries, keyed by SKU
 
 RETRY_MARK = ".retry."
 DLQ_MARK = ".dlq."
@@ -93,6 +96,9 @@ def main_topics(default_partitions: int) -> list[TopicSpec]:
         NOTIFICATIONS,
         PROVISIONING_INSTANCES,
         CHANNELS_DEADLINE_MISSED,
+        ORDERS_REPLENISHMENT,
+        REPLENISHMENT_COMMANDS,
+        PRICING_UPDATED,
     ]
     return [TopicSpec(n, default_partitions) for n in names]
 

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from services.billing import views
+from som.commands import replenishment
 from som.common import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
@@ -25,6 +26,7 @@ from som.common import (
 
 app = typer.Typer(help="Billing: preview what a change would invoice, list documents.", no_args_is_help=True)
 revenue_app = typer.Typer(help="Revenue recognition (IFRS 15): schedules by month end.", no_args_is_help=True)
+app.add_typer(replenishment.app, name="replenishment")
 
 
 def _context() -> Any:

@@ -125,6 +125,7 @@ def to_invoice_issued(
                 amount=line.amount,
                 tax_rate=line.tax_rate,
                 tax_amount=line.tax_amount,
+                price_basis=line.price_basis,
             )
             for line in document.lines
         ],

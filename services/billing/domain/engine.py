@@ -853,7 +853,18 @@ def _renew(state: BillingState, cmd: Renew, ctx: BillingContext, credit: Decimal
         if sc.billing_interval and sc.billing_interval != state.billing_interval:
             # An interval change restarts the cycle where it takes effect.
             update["billing_interval"] = sc.billing_interval
-            if ctx.policy.plan_change.interval_change_anchor == "realign":
+            keep = ctx.policy.plan_change.interval_change_anchor == "keep"
+            if keep:
+                # The billing day stays only where the boundary is one of the new interval too
+                # (the lifecycle decides alike); otherwise the cycle restarts here.
+                start, _ = period_containing(
+                    sc.effective_on,
+                    billing_anchor=state.billing_anchor,
+                    interval=sc.billing_interval,
+                    anchor_day=state.anchor_day,
+                )
+                keep = start == sc.effective_on
+            if not keep:
                 update |= {"billing_anchor": sc.effective_on, "anchor_day": None}
         draft.update(**update)
         draft.notes.append(f"applied scheduled {sc.reason} effective {sc.effective_on}")

@@ -95,6 +95,9 @@ class ChangePlan(CommandBase):
     quantity: int | None = None  # None: keep the current quantity
     invoice: Literal["now", "next"] | None = None  # passed on to billing; None: its policy
     billing_interval: BillingInterval | None = None  # a new interval; the cycle restarts
+    # A new interval keeps the billing day (policy plan_change.interval_change_anchor: keep)
+    # instead of restarting the cycle on the change date.
+    keep_anchor: bool = False
 
 
 class ChangeQuantity(CommandBase):

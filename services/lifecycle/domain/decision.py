@@ -228,6 +228,31 @@ def _period_containing(state: SubscriptionState, day: date) -> tuple[date, date]
     )
 
 
+def _interval_cycle(
+    state: SubscriptionState, day: date, interval: str, *, keep: bool, boundary: bool
+) -> dict[str, Any]:
+    """Cycle fields for a new billing ``interval`` from ``day``.
+
+    Default: the cycle restarts on ``day`` (it becomes the anchor). ``keep``: the anchor stays
+    and the period is the new interval's period around ``day`` counted from it (billing's
+    engine does the same under ``interval_change_anchor: keep``); at a period ``boundary``
+    only when ``day`` is a boundary of the new interval too, else the cycle restarts.
+    """
+    if keep and state.billing_anchor is not None:
+        start, end = period_containing(
+            day, billing_anchor=state.billing_anchor, interval=interval, anchor_day=state.anchor_day
+        )
+        if not boundary or start == day:
+            return {"billing_interval": interval, "current_period_start": start, "current_period_end": end}
+    return {
+        "billing_interval": interval,
+        "billing_anchor": day,
+        "anchor_day": None,
+        "current_period_start": day,
+        "current_period_end": add_interval(day, interval),
+    }
+
+
 def _ended(ctx: _Ctx, grace_days: int | None = None) -> SubscriptionState:
     """The current state moved into an ended status: grace period set, pending things cleared."""
     days = ctx.config.grace_period_days if grace_days is None else grace_days
@@ -288,15 +313,11 @@ def _apply_due_change(
     quantity = state.quantity if change.quantity is None else change.quantity
     cycle: dict[str, Any] = {}
     if change.billing_interval is not None and change.billing_interval != state.billing_interval:
-        # A new interval restarts the cycle at the boundary where it applies.
-        start = period[0]
-        period = (start, add_interval(start, change.billing_interval))
-        cycle = {
-            "billing_interval": change.billing_interval,
-            "billing_anchor": start,
-            "anchor_day": None,
-            "current_period_end": period[1],
-        }
+        # A new interval restarts the cycle at the boundary where it applies, or keeps the billing
+        # day when the policy says so and the boundary is one of the new interval too.
+        cycle = _interval_cycle(state, period[0], change.billing_interval, keep=change.keep_anchor, boundary=True)
+        cycle.pop("current_period_start")
+        period = (period[0], cycle["current_period_end"])
     event: ev.DomainEvent
     if change.plan.plan_id == state.plan.plan_id and not cycle:  # a scheduled seat change
         event = ctx.event(
@@ -451,15 +472,9 @@ def _change_plan(ctx: _Ctx) -> _Outcome:
         # An immediate change supersedes a scheduled one.
         cycle: dict[str, Any] = {}
         if new_interval is not None:
-            # A new interval restarts the cycle on the change date (Stripe resets the anchor).
-            day = ctx.at.date()
-            cycle = {
-                "billing_interval": new_interval,
-                "billing_anchor": day,
-                "anchor_day": None,
-                "current_period_start": day,
-                "current_period_end": add_interval(day, new_interval),
-            }
+            # A new interval restarts the cycle on the change date (Stripe resets the anchor), or
+            # keeps the billing day: the new interval's period around the change date (keep_anchor).
+            cycle = _interval_cycle(cur, ctx.at.date(), new_interval, keep=cmd.keep_anchor, boundary=False)
         state = ctx.moved(plan=cmd.plan, quantity=quantity, scheduled_change=None, **cycle)
         events: list[ev.DomainEvent] = []
         if cur.scheduled_change is not None:
@@ -472,6 +487,7 @@ def _change_plan(ctx: _Ctx) -> _Outcome:
         plan=cmd.plan,
         quantity=cmd.quantity,
         billing_interval=new_interval,
+        keep_anchor=cmd.keep_anchor,
         effective_on=cur.current_period_end,
         requested_at=ctx.at,
         actor=cmd.actor,

@@ -164,6 +164,7 @@ def decode_command(
             quantity=p.quantity,
             invoice=p.invoice,
             billing_interval=p.billing_interval,  # type: ignore[arg-type]  # checked against the plan's prices
+            keep_anchor=plan_change_rules is not None and plan_change_rules.interval_change_anchor == "keep",
         )
     if isinstance(p, wire.ChangeQuantityParams):
         return ChangeQuantity(**common, quantity=p.quantity, timing=p.timing, invoice=p.invoice)  # type: ignore[arg-type]

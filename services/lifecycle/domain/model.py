@@ -124,6 +124,7 @@ class ScheduledPlanChange(BaseModel):
     plan: PlanRef
     quantity: int | None = None  # None: keep the quantity the subscription has when the change applies
     billing_interval: BillingInterval | None = None  # a new interval; None: keep it
+    keep_anchor: bool = False  # a new interval keeps the billing day where the boundary allows
     effective_on: date  # the period boundary it applies at
     requested_at: AwareDatetime
     actor: str

@@ -236,3 +236,27 @@ def test_recurly_upgrade_now_credit_and_charge_on_one_invoice(ctx: BillingContex
         ("proration_charge", D("32.67")),
     ]
     assert out.documents[0].total == D("20.00")
+
+
+def test_interval_change_at_period_end_keeps_the_day_only_on_a_shared_boundary(ctx: BillingContext) -> None:
+    """``keep`` at a period end: the anchor stays where the boundary is one of the new interval too.
+
+    Quarterly 147.00 from Jan 1; monthly 49.00 from the Apr 1 boundary: anchor Jan 1 kept, Apr 1 - May 1.
+    Monthly from Mar 1 to yearly 490.00 at Apr 1 (no yearly boundary from Mar 1): restarts on Apr 1.
+    """
+    pc = ctx.policy.plan_change.model_copy(update={"interval_change_anchor": "keep"})
+    keep = replace(ctx, policy=ctx.policy.model_copy(update={"plan_change": pc}))
+    q = apply(state("147.00", date(2025, 1, 1), interval="P3M"), Activate(on=date(2025, 1, 1)), keep).state
+    change = ChangePlan(
+        on=date(2025, 2, 10), plan_id="pro", billing_interval="P1M", unit_amount=D("49.00"), timing=Timing.PERIOD_END
+    )
+    apr = apply(apply(q, change, keep).state, Renew(on=date(2025, 4, 1)), keep)
+    assert (apr.state.billing_anchor, apr.state.charged_through) == (date(2025, 1, 1), date(2025, 5, 1))
+    assert [d.total for d in apr.documents] == [D("49.00")]
+    m = apply(state("49.00", date(2025, 3, 1)), Activate(on=date(2025, 3, 1)), keep).state
+    to_year = ChangePlan(
+        on=date(2025, 3, 10), plan_id="pro", billing_interval="P1Y", unit_amount=D("490.00"), timing=Timing.PERIOD_END
+    )
+    year = apply(apply(m, to_year, keep).state, Renew(on=date(2025, 4, 1)), keep)
+    assert (year.state.billing_anchor, year.state.charged_through) == (date(2025, 4, 1), date(2026, 4, 1))
+    assert [d.total for d in year.documents] == [D("490.00")]

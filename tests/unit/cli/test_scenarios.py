@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,24 @@ def test_scenario_conventions_become_the_workers_catalog_and_policy(tmp_path: Pa
         convention_files(ScenarioConventions(charge_mode={"nope": "in_arrears"}), tmp_path)
     with pytest.raises(ScenarioError, match="policy"):
         convention_files(ScenarioConventions(policy={"pause": {"invoicing": "sometimes"}}), tmp_path)
+
+
+def test_scenario_conventions_add_a_worked_examples_own_plans(tmp_path: Path) -> None:
+    from shared.catalog import load_catalog
+    from som.simulate import ScenarioConventions, convention_files
+
+    plan = {
+        "id": "gold",
+        "name": "Gold",
+        "product": "example",
+        "tier": 2,
+        "prices": [{"currency": "USD", "billing_interval": "P1M", "unit_amount": "30.00", "effective_from": "2024-01-01"}],
+    }
+    env = convention_files(ScenarioConventions(plans=[plan], charge_mode={"gold": "in_arrears"}), tmp_path)
+    catalog = load_catalog(env["SOM_CATALOG_PATH"])
+    assert catalog.plan("gold").prices[0].unit_amount == Decimal("30.00") and catalog.charge_mode("gold") == "in_arrears"
+    assert catalog.find("pro") is not None  # the packaged plans stay
+    with pytest.raises(ScenarioError, match="already in the catalog"):
+        convention_files(ScenarioConventions(plans=[{**plan, "id": "pro"}]), tmp_path)
+    with pytest.raises(ScenarioError, match=r"conventions\.plans"):
+        convention_files(ScenarioConventions(plans=[{**plan, "prices": "none"}]), tmp_path)

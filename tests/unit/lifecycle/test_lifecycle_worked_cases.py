@@ -660,3 +660,78 @@ def test_catalog_alignment_per_interval_decides_the_billing_day() -> None:
     assert terms("P3M") == {"cycle_day": None, "calendar_cycle": True}
     unset = _cycle_terms(load_catalog(), params_for("create", plan_id="pro", cycle_day=15))  # type: ignore[arg-type]
     assert unset == {"cycle_day": 15, "calendar_cycle": False}  # no alignment configured: as given
+
+
+def test_interval_change_keeping_the_billing_day() -> None:
+    """``interval_change_anchor: keep``: the anchor stays; the new interval's period is counted from it.
+
+    Monthly from Mar 1; quarterly now on Mar 16: the quarter Mar 1 - Jun 1 (billing charges Mar 16 -
+    Jun 1). Back to monthly at the period end, Jun 1, a boundary of both: Jun 1 - Jul 1, anchor kept.
+    Yearly at the end of June (Jul 1 is no yearly boundary from Mar 1): the cycle restarts on Jul 1.
+    """
+    state = step(None, create(), datetime(2025, 3, 1, 9, tzinfo=UTC))
+    now = apply(
+        state,
+        cmd("change_plan", plan=PRO.model_dump(), billing_interval="P3M", timing="immediate", keep_anchor=True),
+        datetime(2025, 3, 16, 12, tzinfo=UTC),
+    )
+    s = now.state
+    assert (s.billing_interval, s.billing_anchor, s.current_period_start, s.current_period_end) == (
+        "P3M",
+        date(2025, 3, 1),
+        date(2025, 3, 1),
+        date(2025, 6, 1),
+    )
+    later = apply(
+        s,
+        cmd("change_plan", plan=PRO.model_dump(), billing_interval="P1M", timing="period_end", keep_anchor=True),
+        datetime(2025, 4, 10, 12, tzinfo=UTC),
+    )
+    monthly = fire(later.state, timer(later, TimerKind.SCHEDULED_PLAN_CHANGE)).state
+    assert (monthly.billing_interval, monthly.billing_anchor, monthly.current_period_start, monthly.current_period_end) == (
+        "P1M",
+        date(2025, 3, 1),
+        date(2025, 6, 1),
+        date(2025, 7, 1),
+    )
+    yearly = apply(
+        monthly,
+        cmd("change_plan", plan=PRO.model_dump(), billing_interval="P1Y", timing="period_end", keep_anchor=True),
+        datetime(2025, 6, 10, 12, tzinfo=UTC),
+    )
+    y = fire(yearly.state, timer(yearly, TimerKind.SCHEDULED_PLAN_CHANGE)).state
+    assert (y.billing_interval, y.billing_anchor, y.current_period_start, y.current_period_end) == (
+        "P1Y",
+        date(2025, 7, 1),
+        date(2025, 7, 1),
+        date(2026, 7, 1),
+    )
+
+
+def test_keep_anchor_comes_from_the_shared_policy() -> None:
+    """The lifecycle reads ``interval_change_anchor`` from the same plan_change rules billing uses."""
+    from services.lifecycle.domain.approval import load_approval_policy
+    from services.lifecycle.domain.decode import decode_command
+    from shared.catalog import load_catalog
+    from shared.catalog.change_rules import PlanChangePolicy
+    from shared.contracts import events as wire_ev
+    from shared.contracts.commands import params_for
+
+    current = step(None, create(), datetime(2025, 3, 1, 9, tzinfo=UTC))
+    command = wire_ev.SubscriptionCommand(
+        subscription_id=SUB,
+        idempotency_key=key(),
+        channel="direct",
+        effective_at=datetime(2025, 3, 16, 12, tzinfo=UTC),
+        actor="user:test",
+        params=params_for("change_plan", plan_id="pro", billing_interval="P1Y", timing="immediate"),
+    )
+
+    def keep(rules: PlanChangePolicy | None) -> bool:
+        decoded = decode_command(
+            command, current, catalog=load_catalog(), approval_policy=load_approval_policy(), plan_change_rules=rules
+        )
+        return bool(decoded.keep_anchor)  # type: ignore[attr-defined]
+
+    assert keep(PlanChangePolicy(interval_change_anchor="keep")) is True
+    assert keep(PlanChangePolicy()) is False and keep(None) is False
