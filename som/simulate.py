@@ -154,7 +154,9 @@ class Step(BaseModel):
     payment_failure: PaymentFailureAction | None = None
     payment_method_updated: bool | None = None
     skip_delivery: bool | None = None  # replenishment: skip the next delivery
-    delay_delivery: int | None = Field(default=None, ge=1, description="replenishment: days to delay the next one")
+    delay_delivery: int | None = Field(
+        default=None, ge=1, description="replenishment: days to delay the next one"
+    )
     price_update: PriceUpdateAction | None = None
     advance: bool | None = None  # only move the clock
 
@@ -253,7 +255,9 @@ def convention_files(conventions: ScenarioConventions, folder: Path) -> dict[str
         Catalog.model_validate(catalog)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ScenarioError(f"conventions.plans: {'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from exc
+        raise ScenarioError(
+            f"conventions.plans: {'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
+        ) from exc
     policy = _merged(yaml.safe_load(DEFAULT_POLICY_PATH.read_text()), conventions.policy)
     try:
         BillingPolicy.model_validate(policy)
@@ -419,7 +423,10 @@ class Timeline:
                 quantity_delivered=data["quantity_delivered"],
                 subtotal=data["subtotal"],
                 invoice_number=data["invoice_number"],
-                lines=[{k: line[k] for k in ("quantity", "unit_amount", "amount", "price_basis")} for line in data["lines"]],
+                lines=[
+                    {k: line[k] for k in ("quantity", "unit_amount", "amount", "price_basis")}
+                    for line in data["lines"]
+                ],
             )
         elif event["type"] == ev.REPLENISHMENT_CYCLE_DELAYED:
             entry.update(
@@ -683,7 +690,9 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                     else wire.SkipNextParams()
                 )
                 r_cmd = ev.ReplenishmentCommand(
-                    subscription_id=target, command_id=f"sim:{target}:{step.moment.isoformat()}:{a}", params=r_params
+                    subscription_id=target,
+                    command_id=f"sim:{target}:{step.moment.isoformat()}:{a}",
+                    params=r_params,
                 )
                 r_event = make_event(
                     type=ev.REPLENISHMENT_COMMAND,

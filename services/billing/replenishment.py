@@ -76,7 +76,11 @@ class Replenishments:
     # -- lifecycle changes ---------------------------------------------------------------------------
 
     async def on_lifecycle(
-        self, uow: UnitOfWork, cause: CloudEvent, change: ev.SubscriptionStateChanged, rec: store.BillingRecord
+        self,
+        uow: UnitOfWork,
+        cause: CloudEvent,
+        change: ev.SubscriptionStateChanged,
+        rec: store.BillingRecord,
     ) -> None:
         """Start, resize or end the replenishment as the lifecycle says (the engine does not bill it)."""
         found = terms_of(self.ctx, change.snapshot.plan_id)
@@ -101,7 +105,9 @@ class Replenishments:
                 continue
             elif isinstance(event, lc.QuantityChanged):
                 state = set_quantity(state, event.to_quantity)
-            elif isinstance(event, lc.SubscriptionCancelled | lc.SubscriptionExpired | lc.SubscriptionTerminated):
+            elif isinstance(
+                event, lc.SubscriptionCancelled | lc.SubscriptionExpired | lc.SubscriptionTerminated
+            ):
                 state = end(state)
                 await cancel_timers(uow, state.subscription_id, [TIMER_KIND])
             elif isinstance(event, lc.SubscriptionPaused | lc.SubscriptionSuspended) and not state.held:
@@ -145,7 +151,9 @@ class Replenishments:
         state = await replenishment_store.load(uow.conn, command.subscription_id, lock=True)
         rec = await store.load(uow.conn, command.subscription_id, lock=True)
         if state is None or rec is None:
-            raise PermanentError(f"{command.subscription_id} is not a replenishment subscription billing knows")
+            raise PermanentError(
+                f"{command.subscription_id} is not a replenishment subscription billing knows"
+            )
         found = terms_of(self.ctx, state.plan_id)
         if found is None:
             raise PermanentError(f"plan {state.plan_id} has no replenishment terms in the catalog")
@@ -169,7 +177,9 @@ class Replenishments:
                 after, reason = delay_next(state, params.days), "customer_delay"
         except ReplenishmentError as exc:
             raise PermanentError(f"{command.subscription_id}: {exc}") from exc
-        after = after.model_copy(update={"commands": (*state.commands, command.command_id)[-_KEEP_COMMAND_IDS:]})
+        after = after.model_copy(
+            update={"commands": (*state.commands, command.command_id)[-_KEEP_COMMAND_IDS:]}
+        )
         self._emit_delayed(uow, event, rec, after, due=due, reason=reason, stock=None)
         await self._set_timer(uow, after, rec)
         await replenishment_store.save(uow.conn, after)
@@ -188,10 +198,17 @@ class Replenishments:
         prices = await replenishment_store.price_list(uow.conn, terms.sku, state.currency, at)
         outcome = run_cycle(state, plan, terms, due=due, at=at, stock=plan.stock, price_list=prices)
         if outcome.status == "stale":
-            log.info("%s: cycle due %s is not the pending one (%s): nothing run", state.subscription_id, due, state.next_due)
+            log.info(
+                "%s: cycle due %s is not the pending one (%s): nothing run",
+                state.subscription_id,
+                due,
+                state.next_due,
+            )
             return
         if outcome.status == "delayed":
-            self._emit_delayed(uow, cause, rec, outcome.state, due=due, reason="out_of_stock", stock=plan.stock)
+            self._emit_delayed(
+                uow, cause, rec, outcome.state, due=due, reason="out_of_stock", stock=plan.stock
+            )
         else:
             number = await self._invoice(uow, cause, rec, outcome, plan, terms)
             self._emit_order(uow, cause, rec, outcome, plan, number)
@@ -262,7 +279,11 @@ class Replenishments:
             currency=s.currency,
             lines=[
                 ev.ReplenishmentOrderLine(
-                    sku=s.sku, quantity=p.quantity, unit_amount=p.unit_amount, amount=p.amount, price_basis=p.basis
+                    sku=s.sku,
+                    quantity=p.quantity,
+                    unit_amount=p.unit_amount,
+                    amount=p.amount,
+                    price_basis=p.basis,
                 )
                 for p in outcome.lines
             ],
@@ -282,7 +303,14 @@ class Replenishments:
                 time=cause.time,
             ),
         )
-        log.info("%s: replenishment order %s (%s) %s %s", s.subscription_id, order.order_id, order.status, order.subtotal, s.currency)
+        log.info(
+            "%s: replenishment order %s (%s) %s %s",
+            s.subscription_id,
+            order.order_id,
+            order.status,
+            order.subtotal,
+            s.currency,
+        )
 
     def _emit_delayed(
         self,

@@ -34,7 +34,13 @@ async def save(conn: asyncpg.Connection, state: ReplenishmentState) -> None:
 
 
 async def record_price(
-    conn: asyncpg.Connection, *, sku: str, currency: str, unit_amount: Decimal, effective_at: datetime, event_id: str
+    conn: asyncpg.Connection,
+    *,
+    sku: str,
+    currency: str,
+    unit_amount: Decimal,
+    effective_at: datetime,
+    event_id: str,
 ) -> None:
     """Keep a price-list entry; the same SKU, currency and effective time again replaces its amount."""
     await conn.execute(

@@ -24,7 +24,9 @@ async def _state(settings: Settings, subscription_id: str) -> dict[str, Any]:
     async with db_pool(settings) as pool:
         state = await replenishment_store.load(pool, subscription_id)
     if state is None:
-        raise UserError(f"{subscription_id} is not a replenishment subscription billing knows", EXIT_NOT_FOUND)
+        raise UserError(
+            f"{subscription_id} is not a replenishment subscription billing knows", EXIT_NOT_FOUND
+        )
     return state.model_dump(mode="json")
 
 

@@ -50,7 +50,12 @@ def catalog_with_beans(folder: Path) -> Path:
             "product": "coffee",
             "stock": 3,
             "prices": [
-                {"currency": "USD", "billing_interval": "P1M", "unit_amount": "12.00", "effective_from": "2024-01-01"}
+                {
+                    "currency": "USD",
+                    "billing_interval": "P1M",
+                    "unit_amount": "12.00",
+                    "effective_from": "2024-01-01",
+                }
             ],
             "replenishment": {
                 "sku": SKU,
@@ -68,7 +73,9 @@ def catalog_with_beans(folder: Path) -> Path:
 
 async def send(settings: Settings, topic: str, type_: str, subject: str, data: Any, command_id: str) -> None:
     corr = derived_id("test", command_id)
-    event = make_event(type=type_, source="tests", subject=subject, data=data, correlation_id=corr, causation_id=corr)
+    event = make_event(
+        type=type_, source="tests", subject=subject, data=data, correlation_id=corr, causation_id=corr
+    )
     await publish(settings, topic, event.model_dump_json().encode(), key=subject, headers={"ce_id": event.id})
 
 
@@ -119,12 +126,16 @@ async def test_cycles_price_list_cap_partial_delivery_skip_and_delay(
 
         await eventually(delayed, what="the delay")
         # The same command again (a redelivery with a new event id): applied once only.
-        cmd = ev.ReplenishmentCommand(subscription_id=a, command_id=f"{a}/delay-1", params=DelayNextParams(days=3))
+        cmd = ev.ReplenishmentCommand(
+            subscription_id=a, command_id=f"{a}/delay-1", params=DelayNextParams(days=3)
+        )
         await send(settings, topics.REPLENISHMENT_COMMANDS, ev.REPLENISHMENT_COMMAND, a, cmd, "redelivered")
         priced = await db.pool.fetchval("SELECT count(*) FROM billing.price_list WHERE sku = $1", SKU)
         assert priced >= 1
 
-        await advance_clock(db.pool, bootstrap, ns, clock, datetime(2025, 4, 2, 9, tzinfo=UTC), services=WORKERS)
+        await advance_clock(
+            db.pool, bootstrap, ns, clock, datetime(2025, 4, 2, 9, tzinfo=UTC), services=WORKERS
+        )
 
         async def second_cycles() -> bool:
             return (await state_of(db, a)).get("cycle") == 2 and (await state_of(db, b)).get("cycle") == 2

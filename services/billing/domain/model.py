@@ -61,7 +61,8 @@ class Line(_Frozen):
     tax_rate: DecimalString = ZERO
     tax_amount: DecimalString = ZERO
     price_basis: str | None = Field(
-        default=None, description="what fixed the unit price (replenishment: catalog version, tier, price list, cap)"
+        default=None,
+        description="what fixed the unit price (replenishment: catalog version, tier, price list, cap)",
     )
     charge_id: str | None = Field(default=None, description="ledger id of the charge this line created")
     credits_charge_id: str | None = Field(

@@ -46,7 +46,9 @@ class PricedLine:
     basis: str
 
 
-def price_in_force(entries: Sequence[PriceListEntry], sku: str, currency: str, at: datetime) -> PriceListEntry | None:
+def price_in_force(
+    entries: Sequence[PriceListEntry], sku: str, currency: str, at: datetime
+) -> PriceListEntry | None:
     """The latest price-list entry of ``sku`` in ``currency`` effective at or before ``at``."""
     found = [e for e in entries if e.sku == sku and e.currency == currency and e.effective_at <= at]
     return max(found, key=lambda e: e.effective_at) if found else None
@@ -82,7 +84,9 @@ def graduated(quantity: int, tiers: Sequence[VolumeTier], currency: str) -> list
     return out
 
 
-def capped(previous: Decimal | None, proposed: Decimal, max_change_percent: Decimal | None, currency: str) -> Decimal:
+def capped(
+    previous: Decimal | None, proposed: Decimal, max_change_percent: Decimal | None, currency: str
+) -> Decimal:
     """``proposed`` held within ``max_change_percent`` of ``previous``, in the currency's minor unit.
 
     The bounds are rounded inwards (lower bound up, upper bound down), so the cap holds after
@@ -193,7 +197,9 @@ def delay_next(state: ReplenishmentState, days: int) -> ReplenishmentState:
     _live(state)
     if days < 1:
         raise ReplenishmentError("a delay is at least one day")
-    return state.model_copy(update={"next_due": state.next_due + timedelta(days=days), "delays": state.delays + 1})
+    return state.model_copy(
+        update={"next_due": state.next_due + timedelta(days=days), "delays": state.delays + 1}
+    )
 
 
 def set_quantity(state: ReplenishmentState, quantity: int) -> ReplenishmentState:

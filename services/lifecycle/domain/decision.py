@@ -315,7 +315,9 @@ def _apply_due_change(
     if change.billing_interval is not None and change.billing_interval != state.billing_interval:
         # A new interval restarts the cycle at the boundary where it applies, or keeps the billing
         # day when the policy says so and the boundary is one of the new interval too.
-        cycle = _interval_cycle(state, period[0], change.billing_interval, keep=change.keep_anchor, boundary=True)
+        cycle = _interval_cycle(
+            state, period[0], change.billing_interval, keep=change.keep_anchor, boundary=True
+        )
         cycle.pop("current_period_start")
         period = (period[0], cycle["current_period_end"])
     event: ev.DomainEvent

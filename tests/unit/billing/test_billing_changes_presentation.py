@@ -248,14 +248,22 @@ def test_interval_change_at_period_end_keeps_the_day_only_on_a_shared_boundary(c
     keep = replace(ctx, policy=ctx.policy.model_copy(update={"plan_change": pc}))
     q = apply(state("147.00", date(2025, 1, 1), interval="P3M"), Activate(on=date(2025, 1, 1)), keep).state
     change = ChangePlan(
-        on=date(2025, 2, 10), plan_id="pro", billing_interval="P1M", unit_amount=D("49.00"), timing=Timing.PERIOD_END
+        on=date(2025, 2, 10),
+        plan_id="pro",
+        billing_interval="P1M",
+        unit_amount=D("49.00"),
+        timing=Timing.PERIOD_END,
     )
     apr = apply(apply(q, change, keep).state, Renew(on=date(2025, 4, 1)), keep)
     assert (apr.state.billing_anchor, apr.state.charged_through) == (date(2025, 1, 1), date(2025, 5, 1))
     assert [d.total for d in apr.documents] == [D("49.00")]
     m = apply(state("49.00", date(2025, 3, 1)), Activate(on=date(2025, 3, 1)), keep).state
     to_year = ChangePlan(
-        on=date(2025, 3, 10), plan_id="pro", billing_interval="P1Y", unit_amount=D("490.00"), timing=Timing.PERIOD_END
+        on=date(2025, 3, 10),
+        plan_id="pro",
+        billing_interval="P1Y",
+        unit_amount=D("490.00"),
+        timing=Timing.PERIOD_END,
     )
     year = apply(apply(m, to_year, keep).state, Renew(on=date(2025, 4, 1)), keep)
     assert (year.state.billing_anchor, year.state.charged_through) == (date(2025, 4, 1), date(2026, 4, 1))

@@ -33,7 +33,9 @@ TIERS = (
 )
 
 
-def plan(terms: ReplenishmentTerms, *, prices: tuple[tuple[date, str], ...] = ((date(2025, 1, 1), "12.00"),)) -> Plan:
+def plan(
+    terms: ReplenishmentTerms, *, prices: tuple[tuple[date, str], ...] = ((date(2025, 1, 1), "12.00"),)
+) -> Plan:
     return Plan(
         id="coffee-beans",
         name="Coffee beans 1 kg",
@@ -120,7 +122,9 @@ def test_cap_worked_example() -> None:
 
 
 def test_price_list_with_cap_across_cycles() -> None:
-    terms = ReplenishmentTerms(sku="BEAN-1KG", cadence="P4W", pricing="price_list", max_change_percent=Decimal(10))
+    terms = ReplenishmentTerms(
+        sku="BEAN-1KG", cadence="P4W", pricing="price_list", max_change_percent=Decimal(10)
+    )
     p = plan(terms)
     s = state(terms)
     # Cycle 1: no list price yet: the catalog price 12.00.
@@ -129,10 +133,26 @@ def test_price_list_with_cap_across_cycles() -> None:
     assert one.total == Decimal("24.00")
     # A list price of 15.00 before cycle 2: capped at 13.20; cycle 3 may move another 10 %: 14.52.
     prices = [PriceListEntry("BEAN-1KG", "EUR", Decimal("15.00"), at(START + timedelta(days=3)))]
-    two = run_cycle(one.state, p, terms, due=START + timedelta(days=28), at=at(START + timedelta(days=28)), stock=None, price_list=prices)
+    two = run_cycle(
+        one.state,
+        p,
+        terms,
+        due=START + timedelta(days=28),
+        at=at(START + timedelta(days=28)),
+        stock=None,
+        price_list=prices,
+    )
     assert two.lines[0].unit_amount == Decimal("13.20")
     assert "capped at 10% change from 12.00" in two.lines[0].basis
-    three = run_cycle(two.state, p, terms, due=START + timedelta(days=56), at=at(START + timedelta(days=56)), stock=None, price_list=prices)
+    three = run_cycle(
+        two.state,
+        p,
+        terms,
+        due=START + timedelta(days=56),
+        at=at(START + timedelta(days=56)),
+        stock=None,
+        price_list=prices,
+    )
     assert three.lines[0].unit_amount == Decimal("14.52")
     lines = invoice_lines(three, p, terms)
     assert lines[0].price_basis is not None and lines[0].price_basis.startswith("price list from")
@@ -144,7 +164,10 @@ def test_catalog_version_in_force_on_the_due_date() -> None:
     one = run_cycle(state(terms), p, terms, due=START, at=at(START), stock=None)
     two = run_cycle(one.state, p, terms, due=one.state.next_due, at=at(one.state.next_due), stock=None)
     assert one.lines[0].basis == "catalog price from 2025-01-01"
-    assert (two.lines[0].unit_amount, two.lines[0].basis) == (Decimal("12.50"), "catalog price from 2026-02-01")
+    assert (two.lines[0].unit_amount, two.lines[0].basis) == (
+        Decimal("12.50"),
+        "catalog price from 2026-02-01",
+    )
 
 
 def test_shortage_delay_and_partial() -> None:

@@ -171,11 +171,21 @@ def test_scenario_conventions_add_a_worked_examples_own_plans(tmp_path: Path) ->
         "name": "Gold",
         "product": "example",
         "tier": 2,
-        "prices": [{"currency": "USD", "billing_interval": "P1M", "unit_amount": "30.00", "effective_from": "2024-01-01"}],
+        "prices": [
+            {
+                "currency": "USD",
+                "billing_interval": "P1M",
+                "unit_amount": "30.00",
+                "effective_from": "2024-01-01",
+            }
+        ],
     }
     env = convention_files(ScenarioConventions(plans=[plan], charge_mode={"gold": "in_arrears"}), tmp_path)
     catalog = load_catalog(env["SOM_CATALOG_PATH"])
-    assert catalog.plan("gold").prices[0].unit_amount == Decimal("30.00") and catalog.charge_mode("gold") == "in_arrears"
+    assert (
+        catalog.plan("gold").prices[0].unit_amount == Decimal("30.00")
+        and catalog.charge_mode("gold") == "in_arrears"
+    )
     assert catalog.find("pro") is not None  # the packaged plans stay
     with pytest.raises(ScenarioError, match="already in the catalog"):
         convention_files(ScenarioConventions(plans=[{**plan, "id": "pro"}]), tmp_path)

@@ -672,7 +672,9 @@ def test_interval_change_keeping_the_billing_day() -> None:
     state = step(None, create(), datetime(2025, 3, 1, 9, tzinfo=UTC))
     now = apply(
         state,
-        cmd("change_plan", plan=PRO.model_dump(), billing_interval="P3M", timing="immediate", keep_anchor=True),
+        cmd(
+            "change_plan", plan=PRO.model_dump(), billing_interval="P3M", timing="immediate", keep_anchor=True
+        ),
         datetime(2025, 3, 16, 12, tzinfo=UTC),
     )
     s = now.state
@@ -684,11 +686,22 @@ def test_interval_change_keeping_the_billing_day() -> None:
     )
     later = apply(
         s,
-        cmd("change_plan", plan=PRO.model_dump(), billing_interval="P1M", timing="period_end", keep_anchor=True),
+        cmd(
+            "change_plan",
+            plan=PRO.model_dump(),
+            billing_interval="P1M",
+            timing="period_end",
+            keep_anchor=True,
+        ),
         datetime(2025, 4, 10, 12, tzinfo=UTC),
     )
     monthly = fire(later.state, timer(later, TimerKind.SCHEDULED_PLAN_CHANGE)).state
-    assert (monthly.billing_interval, monthly.billing_anchor, monthly.current_period_start, monthly.current_period_end) == (
+    assert (
+        monthly.billing_interval,
+        monthly.billing_anchor,
+        monthly.current_period_start,
+        monthly.current_period_end,
+    ) == (
         "P1M",
         date(2025, 3, 1),
         date(2025, 6, 1),
@@ -696,7 +709,13 @@ def test_interval_change_keeping_the_billing_day() -> None:
     )
     yearly = apply(
         monthly,
-        cmd("change_plan", plan=PRO.model_dump(), billing_interval="P1Y", timing="period_end", keep_anchor=True),
+        cmd(
+            "change_plan",
+            plan=PRO.model_dump(),
+            billing_interval="P1Y",
+            timing="period_end",
+            keep_anchor=True,
+        ),
         datetime(2025, 6, 10, 12, tzinfo=UTC),
     )
     y = fire(yearly.state, timer(yearly, TimerKind.SCHEDULED_PLAN_CHANGE)).state
@@ -729,7 +748,11 @@ def test_keep_anchor_comes_from_the_shared_policy() -> None:
 
     def keep(rules: PlanChangePolicy | None) -> bool:
         decoded = decode_command(
-            command, current, catalog=load_catalog(), approval_policy=load_approval_policy(), plan_change_rules=rules
+            command,
+            current,
+            catalog=load_catalog(),
+            approval_policy=load_approval_policy(),
+            plan_change_rules=rules,
         )
         return bool(decoded.keep_anchor)  # type: ignore[attr-defined]
 
