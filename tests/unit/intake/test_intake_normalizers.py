@@ -527,7 +527,12 @@ def test_omnistrate_snapshot_known_state_is_a_refresh() -> None:
     doc = sample("omnistrate/02-activate")
     assert one("omnistrate", doc, {"previous_status": "ACTIVE"}).action == "refresh"
     doc["status"] = "SUSPENDED"
-    assert one("omnistrate", doc).action == "suspend"
+    seen = one("omnistrate", doc, {"previous_status": "ACTIVE"})
+    assert (seen.action, seen.phase, seen.status_after) == ("refresh", "effective", "suspended")
+    # 8a rule 9: no known state at all (no previous_status, no receiver record) is "not seen
+    # before": create, effective, with the snapshot's own status
+    unseen = one("omnistrate", doc)
+    assert (unseen.action, unseen.phase, unseen.status_after) == ("create", "effective", "suspended")
 
 
 def test_omnistrate_commit_amount_is_a_contract_total() -> None:

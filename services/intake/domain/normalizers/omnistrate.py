@@ -6,7 +6,8 @@
 * Subscription snapshot (``FleetDescribeSubscriptionResult``: ``id``, ``status``,
   ``serviceId`` ...): keyed on the Omnistrate subscription id. ``transport.previous_status``
   or ``transport.known_subscription`` (what the receiver knows) maps the snapshot by
-  8a rule 9 (not seen -> create, pending -> activate, otherwise refresh).
+  8a rule 9 (not seen -> create, pending -> activate, otherwise refresh); with neither, the
+  snapshot was not seen before (create).
 """
 
 from __future__ import annotations
@@ -155,10 +156,10 @@ def _snapshot(r: Reader, ctx: Context) -> ChannelResult:
         action, phase, status_after = _SUBSCRIPTION.get(status, ("refresh", "effective", "unknown"))
     else:  # 8a rule 3: no status carried at all
         action, phase, status_after = "refresh", "effective", None
-    known = _known(ctx.transport)
-    if known is not None:
-        # 8a rule 9: a snapshot maps by what the receiver already knows of the subscription
-        action, phase = snapshot_step(status_after, known)
+    # 8a rule 9: a snapshot maps by what the receiver already knows of the subscription; with
+    # no knowledge at all (no receiver record, no previous status) it was not seen before
+    known = _known(ctx.transport) or NOT_SEEN
+    action, phase = snapshot_step(status_after, known)
     change = CanonicalOrderChange(
         action=action,
         phase=phase,
