@@ -464,6 +464,31 @@ def test_cleverbridge_scheduled_upgrade_and_ignored_types() -> None:
         normalize("cleverbridge", encode(doc))
 
 
+def test_cleverbridge_renewal_starts_the_new_period() -> None:
+    """8a rule 4: ``renewed`` takes effect at the new period's start, never at ``meta.date``."""
+    doc = sample("cleverbridge/02-renew")
+    assert one("cleverbridge", doc).effective_at == "2026-04-02T16:20:11.503Z"  # item startDate
+    # item startDate missing (or still the first period's): next renewal date minus one interval
+    del doc["subscriptionItems"][0]["startDate"]
+    doc["nextRenewalDate"] = "2027-02-28T08:00:00.250999"
+    doc["intervalMonthCount"], doc["intervalDayCount"] = 1, 3
+    assert one("cleverbridge", doc).effective_at == "2027-01-25T08:00:00.250Z"
+    doc["subscriptionItems"][0]["startDate"] = doc["startDate"]
+    doc["nextRenewalDate"] = "2026-03-31T00:00:00"
+    doc["intervalMonthCount"], doc["intervalDayCount"] = 1, 0
+    assert one("cleverbridge", doc).effective_at == "2026-02-28T00:00:00.000Z"  # day clamped
+
+
+def test_cleverbridge_account_is_the_customer_without_a_company() -> None:
+    """8a rule 8: with no company in the billing contact, the customer's own id is the account."""
+    doc = sample("cleverbridge/01-create")
+    assert one("cleverbridge", doc).account.channel_account_id == "Vogt & Kessler Architekten"
+    del doc["billingContact"]["company"]
+    assert one("cleverbridge", doc).account.channel_account_id == "VK-ARCH-0042"
+    renewal = one("cleverbridge", sample("cleverbridge/02-renew"))
+    assert renewal.account.channel_account_id == renewal.customer.channel_customer_id == "143871206"
+
+
 # -- STACKIT and Omnistrate ----------------------------------------------------------------------
 
 
@@ -527,7 +552,12 @@ def test_omnistrate_snapshot_known_state_is_a_refresh() -> None:
     doc = sample("omnistrate/02-activate")
     assert one("omnistrate", doc, {"previous_status": "ACTIVE"}).action == "refresh"
     doc["status"] = "SUSPENDED"
-    assert one("omnistrate", doc).action == "suspend"
+    seen = one("omnistrate", doc, {"previous_status": "ACTIVE"})
+    assert (seen.action, seen.phase, seen.status_after) == ("refresh", "effective", "suspended")
+    # 8a rule 9: no known state at all (no previous_status, no receiver record) is "not seen
+    # before": create, effective, with the snapshot's own status
+    unseen = one("omnistrate", doc)
+    assert (unseen.action, unseen.phase, unseen.status_after) == ("create", "effective", "suspended")
 
 
 def test_omnistrate_commit_amount_is_a_contract_total() -> None:

@@ -119,6 +119,8 @@ def _sns_message(m: Reader, *, message_id: str | None, timestamp: str | None) ->
         channel_subscription_id=f"{product_code}:{customer_id}",
         channel_event_id=message_id,
         customer=CanonicalCustomer(channel_customer_id=customer_id),
+        # 8a rule 8: SNS names no separate account, so the customer identifier is the account
+        account=CanonicalAccount(channel_account_id=customer_id),
         product=product_code,
         offer_id=offer,
         effective_at=timestamp if timed else None,
@@ -201,6 +203,7 @@ def _eventbridge(r: Reader) -> ChannelResult:
         replaces_channel_subscription_id=replaces,
         channel_event_id=event_id,
         customer=CanonicalCustomer(channel_customer_id=buyer),
+        # 8a rule 8: the acceptor's AWS account is both the customer and the account
         account=CanonicalAccount(channel_account_id=buyer),
         product=product,
         offer_id=offer,

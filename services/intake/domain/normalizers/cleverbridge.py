@@ -11,9 +11,12 @@ no event id: the dedupe key is ``<purchaseId|subscriptionId>:<meta.type>:<meta.d
 
 from __future__ import annotations
 
+import calendar
+from datetime import datetime, timedelta
+
 from services.intake.domain.errors import UnparseableInput
 from services.intake.domain.normalizers.base import ChannelResult, Context, line_money
-from services.intake.domain.timefmt import compose_duration, parse_timestamp
+from services.intake.domain.timefmt import compose_duration, format_ms, parse_timestamp
 from services.intake.domain.wire import Reader, load_object, must
 from shared.contracts.canonical import (
     Action,
@@ -128,7 +131,8 @@ def _purchase_model(
         email=contact.text("email"),
         name=name,
     )
-    account = CanonicalAccount(channel_account_id=contact.text("company"))
+    # 8a rule 8: without a company the customer's own id is the account
+    account = CanonicalAccount(channel_account_id=contact.text("company") or customer.channel_customer_id)
     currency = r.obj("paymentInfo").currency("currencyId")
     test = (r.text("statusId") or "").upper() == "TST" or (r.text("status") or "").lower() == "test order"
     recurring = [i for i in r.objs("items") if i.has("recurringBilling")]
@@ -207,6 +211,10 @@ def _subscription_model(r: Reader, kind: str, date_raw: str | None) -> ChannelRe
     if action in ("change_plan", "change_quantity") and item is not None and item.has("versionActiveDate"):
         effective_at = item.timestamp("versionActiveDate", assume_utc=True)
         phase = _phase_by_time(effective_at, meta_time)
+    elif action == "renew" and item is not None:
+        # 8a rule 4: a renewal takes effect at the new period's start (the renewed item's
+        # startDate), not at the notification time
+        effective_at = _new_period_start(r, item, months=months, days=days) or meta_time
     r.check()
     change = CanonicalOrderChange(
         action=action,
@@ -215,6 +223,8 @@ def _subscription_model(r: Reader, kind: str, date_raw: str | None) -> ChannelRe
         channel_subscription_id=must(subscription_id, "subscriptionId"),
         channel_event_id=f"{subscription_id}:{kind}:{date_raw}",
         customer=customer,
+        # 8a rule 8: the Subscription Model names no account, so the customer's own id is the account
+        account=CanonicalAccount(channel_account_id=customer.channel_customer_id),
         product=product,
         plan=product,
         quantity=quantity,
@@ -238,3 +248,34 @@ def _phase_by_time(active_from: str | None, notified_at: str | None) -> Phase:
         return "effective"
     later = parse_timestamp(active_from, assume_utc=True) > parse_timestamp(notified_at, assume_utc=True)
     return "scheduled" if later else "effective"
+
+
+def _new_period_start(r: Reader, item: Reader, *, months: int, days: int) -> str | None:
+    """Start of the period a ``renewed`` item begins (8a rule 4).
+
+    The item's ``startDate`` is the new interval's start when it lies after the
+    subscription's own ``startDate``; otherwise the next renewal date minus one interval.
+    """
+    item_start = item.timestamp("startDate", assume_utc=True)
+    sub_start = r.timestamp("startDate", assume_utc=True)
+    if item_start is not None and (sub_start is None or _after(item_start, sub_start)):
+        return item_start
+    next_renewal = r.timestamp("nextRenewalDate", assume_utc=True) or r.timestamp(
+        "nextBillingDate", assume_utc=True
+    )
+    if next_renewal is None or not (months or days):
+        return item_start
+    moment = parse_timestamp(next_renewal, assume_utc=True)
+    return format_ms(_minus_months(moment, months) - timedelta(days=days))
+
+
+def _after(a: str, b: str) -> bool:
+    return parse_timestamp(a, assume_utc=True) > parse_timestamp(b, assume_utc=True)
+
+
+def _minus_months(moment: datetime, months: int) -> datetime:
+    """``moment`` moved back by whole calendar months (day clamped to the month's length)."""
+    index = moment.year * 12 + moment.month - 1 - months
+    year, month = divmod(index, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)

@@ -6,7 +6,8 @@
 * Subscription snapshot (``FleetDescribeSubscriptionResult``: ``id``, ``status``,
   ``serviceId`` ...): keyed on the Omnistrate subscription id. ``transport.previous_status``
   or ``transport.known_subscription`` (what the receiver knows) maps the snapshot by
-  8a rule 9 (not seen -> create, pending -> activate, otherwise refresh).
+  8a rule 9 (not seen -> create, pending -> activate, otherwise refresh); with neither, the
+  snapshot was not seen before (create).
 """
 
 from __future__ import annotations
@@ -40,15 +41,15 @@ _FULFILLMENT: dict[str, tuple[Action, Phase, StatusAfter]] = {
     "DEPROVISIONING": ("cancel", "scheduled", "cancel_scheduled"),
     "CLOSED": ("cancel", "effective", "cancelled"),
 }
-# subscription status -> (action, phase, status); only ACTIVE is observed, the rest follows the
-# suspend/resume/terminate operations Omnistrate offers
-_SUBSCRIPTION: dict[str, tuple[Action, Phase, StatusAfter]] = {
-    "ACTIVE": ("activate", "effective", "active"),
-    "SUSPENDED": ("suspend", "effective", "suspended"),
-    "TERMINATED": ("cancel", "effective", "cancelled"),
-    "DELETED": ("cancel", "effective", "cancelled"),
-    "CANCELLED": ("cancel", "effective", "cancelled"),
-    "PENDING": ("create", "requested", "pending"),
+# subscription status -> status_after; only ACTIVE is observed, the rest follows the
+# suspend/resume/terminate operations Omnistrate offers. The action comes from 8a rule 9.
+_SUBSCRIPTION: dict[str, StatusAfter] = {
+    "ACTIVE": "active",
+    "SUSPENDED": "suspended",
+    "TERMINATED": "cancelled",
+    "DELETED": "cancelled",
+    "CANCELLED": "cancelled",
+    "PENDING": "pending",
 }
 
 
@@ -131,7 +132,7 @@ def _known(transport: Mapping[str, Any]) -> Known | None:
     if not isinstance(previous, str) or not previous.strip():
         return NOT_SEEN
     mapped = _SUBSCRIPTION.get(previous.strip().upper())
-    return Known(seen=True, status=mapped[2] if mapped else "unknown")
+    return Known(seen=True, status=mapped or "unknown")
 
 
 def _snapshot(r: Reader, ctx: Context) -> ChannelResult:
@@ -148,17 +149,12 @@ def _snapshot(r: Reader, ctx: Context) -> ChannelResult:
     product = r.text("serviceId")
     plan = r.text("productTierId")
     r.check()
-    action: Action
-    phase: Phase
-    status_after: StatusAfter | None
-    if status:
-        action, phase, status_after = _SUBSCRIPTION.get(status, ("refresh", "effective", "unknown"))
-    else:  # 8a rule 3: no status carried at all
-        action, phase, status_after = "refresh", "effective", None
-    known = _known(ctx.transport)
-    if known is not None:
-        # 8a rule 9: a snapshot maps by what the receiver already knows of the subscription
-        action, phase = snapshot_step(status_after, known)
+    # 8a rule 3: no status carried at all -> null; a status not recognised -> unknown
+    status_after: StatusAfter | None = _SUBSCRIPTION.get(status, "unknown") if status else None
+    # 8a rule 9: a snapshot maps by what the receiver already knows of the subscription; with
+    # no knowledge at all (no receiver record, no previous status) it was not seen before
+    known = _known(ctx.transport) or NOT_SEEN
+    action, phase = snapshot_step(status_after, known)
     change = CanonicalOrderChange(
         action=action,
         phase=phase,

@@ -21,6 +21,7 @@ from services.intake.domain.timefmt import interval_duration
 from services.intake.domain.wire import Reader, load_object, must
 from shared.contracts.canonical import (
     Action,
+    CanonicalAccount,
     CanonicalCustomer,
     CanonicalOrderChange,
     Phase,
@@ -164,6 +165,8 @@ def normalize(body: bytes, ctx: Context) -> ChannelResult:
         channel_subscription_id=must(subscription_id, "data.object.id"),
         channel_event_id=event_id,
         customer=customer,
+        # 8a rule 8: Stripe names no separate account, so the customer's own id is the account
+        account=CanonicalAccount(channel_account_id=customer.channel_customer_id),
         product=item.product if item else None,
         plan=item.price_id if item else None,
         quantity=quantity,
