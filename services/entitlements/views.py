@@ -57,6 +57,20 @@ async def history(pool: asyncpg.Pool, customer_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+async def subscription_history(
+    pool: asyncpg.Pool, subscription_id: str, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The subscription's published sets, newest first, with what caused each."""
+    rows = await pool.fetch(
+        "SELECT version, previous_version, body, effective_at, cause_command, cause_actor, recorded_at "
+        "FROM entitlements.history WHERE subscription_id = $1 AND scope = 'subscription' "
+        "ORDER BY id DESC LIMIT $2",
+        subscription_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
 async def overrides(pool: asyncpg.Pool, customer_id: str) -> list[Override]:
     """Every override granted to the customer or its subscriptions."""
     rows = await pool.fetch(

@@ -269,6 +269,8 @@ class Console:
             timers=await pending_timers(self.db, sid),
             documents=await billing_views.documents(self.db, sid),
             entitlements=await entitlement_views.entitlement_set(self.db, sid),
+            entitlement_versions=await entitlement_views.subscription_history(self.db, sid),
+            access_users=await entitlement_views.users(self.db, sid),
             console_actions=await operators.actions(self.db, target=sid),
             actions=allowed_actions(sub["status"]),
             traces_url=(self.settings.traces_url or "").rstrip("/"),

@@ -210,7 +210,7 @@ async def test_approve_and_reject_through_the_lifecycle_worker(
     clock = await new_clock(db, settings, start)
     ok, no = (f"{settings.topic_namespace}sub-{uuid.uuid4().hex[:8]}" for _ in range(2))
     name = await make_user(db, "approver")
-    async with running_workers(settings, db, names=("lifecycle",)):
+    async with running_workers(settings, db, names=("lifecycle", "entitlements")):
         for sid in (ok, no):  # enterprise plans wait for manual approval (packaged policy)
             await send(
                 settings, "create", sid, effective_at=start, clock=clock, plan_id="enterprise", quantity=20
@@ -231,6 +231,14 @@ async def test_approve_and_reject_through_the_lifecycle_worker(
         assert r.status_code == 303
         assert await status_of(db, ok, want="active") == "active"
         assert await status_of(db, no, want="terminated") == "terminated"
+        for _ in range(100):  # the entitlements worker publishes the approved subscription's second set
+            versions = await db.pool.fetchval(
+                "SELECT count(*) FROM entitlements.history WHERE subscription_id = $1 AND scope = 'subscription'",
+                ok,
+            )
+            if versions >= 2:
+                break
+            await asyncio.sleep(0.1)
     for sid, command, reason in ((ok, "approve", "contract signed"), (no, "reject", "no contract")):
         audit = await db.pool.fetch(
             "SELECT command, actor, reason FROM lifecycle.audit_trail WHERE subscription_id = $1 AND command = $2",
@@ -244,6 +252,12 @@ async def test_approve_and_reject_through_the_lifecycle_worker(
         assert action["action"] == command and action["user_name"] == name and action["reason"] == reason
     shown = await client.get(f"/subscriptions/{ok}")
     assert f"console:{name}" in shown.text and "contract signed" in shown.text
+    # Entitlement versions, newest first: the approval's set (active), then the pending one.
+    table = shown.text.split('class="entitlement-versions"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(
+        r"<tr><td>(\d+)</td><td>[^<]*</td><td>([a-z_]+)</td><td>enterprise</td><td>(\w+)</td>", table
+    )
+    assert rows[:2] == [("2", "active", "approve"), ("1", "pending_approval", "create")], table
     assert ok not in (await client.get("/approvals")).text
 
 

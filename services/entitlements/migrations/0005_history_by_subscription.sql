@@ -1,0 +1,3 @@
+-- A subscription's entitlement versions, newest first (the console's subscription page).
+CREATE INDEX IF NOT EXISTS history_subscription
+    ON entitlements.history (subscription_id, id) WHERE scope = 'subscription';
