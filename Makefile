@@ -19,10 +19,10 @@ lint:  ## ruff check, formatting check, strict mypy
 	$(VENV)/bin/mypy shared services som
 
 test-fast:  ## everything but the slow tests, few Hypothesis examples (the default `dev` profile)
-	$(PYTEST) -q -m "not slow"
+	$(PYTEST) -q -m "not slow" -n 2 --dist loadgroup
 
 test-all:  ## the whole suite as CI runs it: slow tests too, many Hypothesis examples
-	HYPOTHESIS_PROFILE=ci $(PYTEST) -q
+	HYPOTHESIS_PROFILE=ci $(PYTEST) -q -n 2 --dist loadgroup
 
 bench:  ## 20,000 direct orders through the worker set: throughput and p50/p99, order to invoice
 	$(SOM) bench --orders 20000 --baseline --json

@@ -144,3 +144,12 @@ def spans() -> InMemorySpanExporter:
     """Spans recorded by the test (cleared at its start)."""
     SPANS.clear()
     return SPANS
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n 2``), the tests that run ``som up`` share one worker process, one
+    after the other: ``som up`` publishes its endpoints in the working directory's data folder
+    and binds the console port, which two at once would fight over."""
+    for item in items:
+        if item.path.name in ("test_cli.py", "test_process_hygiene.py"):
+            item.add_marker(pytest.mark.xdist_group("som_up"))
