@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import asyncpg
 
@@ -22,13 +23,14 @@ Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
 # Unfired, uncancelled timers whose due time has passed on their own clock: the wall clock's, then
 # each test clock's, so each part uses the (service, clock, due_at) index of the scheduler.
+# ``$2``: the instant the sample is taken at (NULL: the database's now()).
 _BACKLOG_SQL = """
 SELECT
   (SELECT count(*) FROM messaging.outbox WHERE service = $1) AS outbox_rows,
-  (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)
+  (SELECT coalesce(extract(epoch FROM coalesce($2::timestamptz, now()) - min(created_at)), 0)
      FROM messaging.outbox WHERE service = $1) AS outbox_age,
   (SELECT count(*) FROM timekeeping.timers t
-     WHERE t.service = $1 AND t.clock = 'system' AND t.due_at <= now()
+     WHERE t.service = $1 AND t.clock = 'system' AND t.due_at <= coalesce($2::timestamptz, now())
        AND t.fired_at IS NULL AND t.cancelled_at IS NULL)
   + (SELECT coalesce(sum(n), 0) FROM timekeeping.clocks c CROSS JOIN LATERAL (
        SELECT count(*) AS n FROM timekeeping.timers t
@@ -37,11 +39,16 @@ SELECT
 """
 
 
-async def sample_once(pool: asyncpg.Pool, worker: str, service: str, readiness: Readiness) -> None:
-    """Set the backlog gauges of ``worker`` (label) from the rows of ``service`` (namespaced name)."""
+async def sample_once(
+    pool: asyncpg.Pool, worker: str, service: str, readiness: Readiness, *, at: datetime | None = None
+) -> None:
+    """Set the backlog gauges of ``worker`` (label) from the rows of ``service`` (namespaced name).
+
+    ``at``: the wall-clock instant to sample at (default the database's now), so an age is exact.
+    """
     checks = await readiness()
     metrics.WORKER_READY.labels(worker).set(1 if checks and all(checks.values()) else 0)
-    row = await pool.fetchrow(_BACKLOG_SQL, service)
+    row = await pool.fetchrow(_BACKLOG_SQL, service, at)
     if row is None:
         return
     metrics.OUTBOX_BACKLOG.labels(worker).set(int(row["outbox_rows"]))

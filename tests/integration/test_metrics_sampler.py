@@ -31,17 +31,21 @@ async def test_outbox_and_due_timers_are_sampled(db: Database) -> None:
     assert gauge("som_timers_due", worker) == 0
     assert gauge("som_worker_ready", worker) == 1
 
+    # One instant for the rows and the sample, so the age is an exact figure, not a race with time.
+    at = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
     await db.pool.execute(
         "INSERT INTO messaging.outbox (service, topic, key, value, created_at) VALUES "
-        "($1, 't', 'k', '\\x00', now() - interval '45 seconds'), ($1, 't', 'k', '\\x01', now())",
+        "($1, 't', 'k', '\\x00', $2::timestamptz - interval '45 seconds'), ($1, 't', 'k', '\\x01', $2)",
         service,
+        at,
     )
     await db.pool.execute(
         "INSERT INTO timekeeping.timers (service, subscription_id, kind, due_at, topic, event_type, payload) VALUES "
-        "($1, 's', 'a', now() - interval '1 hour', 't', 'e', '{}'), "  # due
-        "($1, 's', 'b', now() + interval '1 hour', 't', 'e', '{}'), "  # not yet due
-        "($1, 's', 'c', now() - interval '1 hour', 't', 'e', '{}')",  # due, but fired below
+        "($1, 's', 'a', $2::timestamptz - interval '1 hour', 't', 'e', '{}'), "  # due
+        "($1, 's', 'b', $2::timestamptz + interval '1 hour', 't', 'e', '{}'), "  # not yet due
+        "($1, 's', 'c', $2::timestamptz - interval '1 hour', 't', 'e', '{}')",  # due, but fired below
         service,
+        at,
     )
     await db.pool.execute(
         "UPDATE timekeeping.timers SET fired_at = now() WHERE service = $1 AND kind = 'c'", service
@@ -50,10 +54,9 @@ async def test_outbox_and_due_timers_are_sampled(db: Database) -> None:
     async def not_ready() -> dict[str, bool]:
         return {"database": True, "partitions_assigned": False}
 
-    await sample_once(db.pool, worker, service, not_ready)
+    await sample_once(db.pool, worker, service, not_ready, at=at)
     assert gauge("som_outbox_backlog", worker) == 2
-    oldest = gauge("som_outbox_oldest_seconds", worker)
-    assert oldest is not None and oldest >= 45
+    assert gauge("som_outbox_oldest_seconds", worker) == 45
     assert gauge("som_timers_due", worker) == 1
     assert gauge("som_worker_ready", worker) == 0
 
