@@ -14,12 +14,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
 from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # imported where used: every som command imports this module at start
+    from aiokafka import AIOKafkaProducer
+
+    from shared.contracts.envelope import CloudEvent
 
 console = Console()
 err = Console(stderr=True)
@@ -169,6 +174,33 @@ async def wait_ready(s: Settings, timeout: float = 60.0) -> None:
         if r.invoices == 1:
             return
     raise UserError("workers did not become ready", EXIT_FAILED)
+
+
+async def send_event(producer: AIOKafkaProducer, topic: str, event: CloudEvent) -> None:
+    """Publish one CloudEvent as the workers' relay does: JSON value, keyed by its subject, with the
+    CloudEvents headers (``topic``: the full, namespaced name)."""
+    from shared.db.uow import event_headers
+
+    assert event.subject is not None, "our commands are keyed by their subject"
+    await producer.send_and_wait(
+        topic,
+        value=event.model_dump_json().encode(),
+        key=event.subject.encode(),
+        headers=[(k, v.encode()) for k, v in event_headers(event).items()],
+    )
+
+
+async def publish_events(settings: Settings, topic: str, events: list[CloudEvent]) -> None:
+    """Publish CloudEvents on ``topic`` (logical name) of the running system, one producer for all."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await send_event(producer, f"{settings.topic_namespace}{topic}", event)
+    finally:
+        await producer.stop()
 
 
 def jsonable(value: Any) -> Any:

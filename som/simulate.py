@@ -33,6 +33,7 @@ from shared.messaging import topics
 from shared.money import to_decimal
 from shared.settings import Settings
 from shared.timekeeping import advance_clock, create_clock, wait_quiet
+from som.common import send_event
 from som.orders import subscription_id_of
 
 
@@ -575,12 +576,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             correlation_id=request["correlationid"],
             causation_id=request["id"],
         )
-        await producer.send_and_wait(
-            f"{ns}{topics.PAYMENTS_RESULTS}",
-            value=event.model_dump_json().encode(),
-            key=paid.encode(),
-            headers=[("ce_id", event.id.encode())],
-        )
+        await send_event(producer, f"{ns}{topics.PAYMENTS_RESULTS}", event)
 
     async def command(moment: datetime, params: CommandParams, target: str = sub_id) -> None:
         cmd = ev.SubscriptionCommand(
@@ -600,12 +596,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             correlation_id=corr,
             causation_id=derived_id(cmd.idempotency_key),
         )
-        await producer.send_and_wait(
-            f"{ns}{topics.SUBSCRIPTIONS_COMMANDS}",
-            value=event.model_dump_json().encode(),
-            key=target.encode(),
-            headers=[("ce_id", event.id.encode())],
-        )
+        await send_event(producer, f"{ns}{topics.SUBSCRIPTIONS_COMMANDS}", event)
 
     async def settle() -> None:
         await wait_quiet(pool, bootstrap, ns, clock, timeout=120)
@@ -676,12 +667,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                     correlation_id=derived_id("simulation", customer_id),
                     causation_id=derived_id(g.command_id),
                 )
-                await producer.send_and_wait(
-                    f"{ns}{topics.ENTITLEMENTS_COMMANDS}",
-                    value=grant_event.model_dump_json().encode(),
-                    key=customer_id.encode(),
-                    headers=[("ce_id", grant_event.id.encode())],
-                )
+                await send_event(producer, f"{ns}{topics.ENTITLEMENTS_COMMANDS}", grant_event)
             elif a in ("skip_delivery", "delay_delivery"):
                 target = sub_ids[step.subscription]
                 r_params: wire.ReplenishmentParams = (
@@ -702,12 +688,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                     correlation_id=derived_id("simulation", target),
                     causation_id=derived_id(r_cmd.command_id),
                 )
-                await producer.send_and_wait(
-                    f"{ns}{topics.REPLENISHMENT_COMMANDS}",
-                    value=r_event.model_dump_json().encode(),
-                    key=target.encode(),
-                    headers=[("ce_id", r_event.id.encode())],
-                )
+                await send_event(producer, f"{ns}{topics.REPLENISHMENT_COMMANDS}", r_event)
             elif a == "price_update":
                 assert step.price_update is not None
                 p = step.price_update
@@ -725,12 +706,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                     correlation_id=derived_id("simulation", sub_id),
                     causation_id=derived_id("price", p.sku, step.moment.isoformat()),
                 )
-                await producer.send_and_wait(
-                    f"{ns}{topics.PRICING_UPDATED}",
-                    value=p_event.model_dump_json().encode(),
-                    key=p.sku.encode(),
-                    headers=[("ce_id", p_event.id.encode())],
-                )
+                await send_event(producer, f"{ns}{topics.PRICING_UPDATED}", p_event)
             elif a == "payment_failure":
                 assert step.payment_failure is not None
                 failures = failures_of[sub_ids[step.subscription]]
@@ -746,12 +722,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                     correlation_id=derived_id("simulation", sub_id),
                     causation_id=derived_id("pmu", sub_id, step.moment.isoformat()),
                 )
-                await producer.send_and_wait(
-                    f"{ns}{topics.PAYMENTS_RESULTS}",
-                    value=event.model_dump_json().encode(),
-                    key=sub_id.encode(),
-                    headers=[("ce_id", event.id.encode())],
-                )
+                await send_event(producer, f"{ns}{topics.PAYMENTS_RESULTS}", event)
             await settle()
         if scenario.until:
             await advance_clock(pool, bootstrap, ns, clock, _at(scenario.until))

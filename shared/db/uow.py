@@ -17,6 +17,11 @@ from shared.messaging.faults import faults
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 
 
+def event_headers(event: CloudEvent) -> dict[str, str]:
+    """The Kafka headers of a CloudEvent record: structured-mode content type, its id and type."""
+    return {"content-type": CLOUDEVENTS_CONTENT_TYPE, "ce_id": event.id, "ce_type": event.type}
+
+
 @dataclass
 class OutboxMessage:
     """An event waiting to be published after commit."""
@@ -52,11 +57,7 @@ class UnitOfWork:
 
         The current trace context travels with the row so the relay's publish joins the trace.
         """
-        headers: dict[str, str] = {
-            "content-type": CLOUDEVENTS_CONTENT_TYPE,
-            "ce_id": event.id,
-            "ce_type": event.type,
-        }
+        headers = event_headers(event)
         propagate.inject(headers)
         self.pending.append(
             OutboxMessage(

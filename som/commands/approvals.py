@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from aiokafka import AIOKafkaProducer
 
 from services.lifecycle import views
 from shared.contracts import events as ev
@@ -15,7 +14,7 @@ from shared.contracts.commands import CommandParams, params_for
 from shared.contracts.envelope import derived_id, make_event
 from shared.messaging import topics
 from shared.settings import Settings
-from som.common import EXIT_NOT_FOUND, UserError, console, db_pool, resolved_settings, run
+from som.common import EXIT_NOT_FOUND, UserError, console, db_pool, publish_events, resolved_settings, run
 
 app = typer.Typer()
 
@@ -66,17 +65,7 @@ async def send_command(
         correlation_id=correlation,
         causation_id=correlation,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_COMMANDS}",
-            value=event.model_dump_json().encode(),
-            key=subscription_id.encode(),
-            headers=[("ce_id", event.id.encode()), ("ce_type", event.type.encode())],
-        )
-    finally:
-        await producer.stop()
+    await publish_events(settings, topics.SUBSCRIPTIONS_COMMANDS, [event])
     return key
 
 

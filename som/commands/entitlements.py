@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from aiokafka import AIOKafkaProducer
 from rich.table import Table
 
 from services.entitlements import views
@@ -25,6 +24,7 @@ from som.common import (
     console,
     db_pool,
     jsonable,
+    publish_events,
     resolved_settings,
     run,
 )
@@ -46,12 +46,11 @@ def _instant(text: str) -> datetime:
 
 async def send_commands(settings: Settings, commands: list[ev.EntitlementCommand]) -> None:
     """Publish commands on ``entitlements.commands``, keyed by customer."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for cmd in commands:
-            correlation = derived_id("operator", cmd.command_id)
-            event = make_event(
+    events = []
+    for cmd in commands:
+        correlation = derived_id("operator", cmd.command_id)
+        events.append(
+            make_event(
                 type=ev.ENTITLEMENTS_COMMAND,
                 source="som/cli",
                 subject=cmd.customer_id,
@@ -59,14 +58,8 @@ async def send_commands(settings: Settings, commands: list[ev.EntitlementCommand
                 correlation_id=correlation,
                 causation_id=correlation,
             )
-            await producer.send_and_wait(
-                f"{settings.topic_namespace}{topics.ENTITLEMENTS_COMMANDS}",
-                value=event.model_dump_json().encode(),
-                key=cmd.customer_id.encode(),
-                headers=[("ce_id", event.id.encode()), ("ce_type", event.type.encode())],
-            )
-    finally:
-        await producer.stop()
+        )
+    await publish_events(settings, topics.ENTITLEMENTS_COMMANDS, events)
 
 
 @app.command("show")

@@ -6,14 +6,22 @@ import uuid
 from typing import Annotated, Any
 
 import typer
-from aiokafka import AIOKafkaProducer
 
 from shared.contracts import events as ev
 from shared.contracts.commands import DelayNextParams, ReplenishmentParams, SkipNextParams
 from shared.contracts.envelope import derived_id, make_event
 from shared.messaging import topics
 from shared.settings import Settings
-from som.common import EXIT_NOT_FOUND, UserError, console, db_pool, jsonable, resolved_settings, run
+from som.common import (
+    EXIT_NOT_FOUND,
+    UserError,
+    console,
+    db_pool,
+    jsonable,
+    publish_events,
+    resolved_settings,
+    run,
+)
 
 app = typer.Typer(help="Replenishment subscriptions: cycles, skip, delay.", no_args_is_help=True)
 
@@ -42,17 +50,7 @@ async def _send(settings: Settings, subscription_id: str, params: ReplenishmentP
         correlation_id=correlation,
         causation_id=correlation,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            f"{settings.topic_namespace}{topics.REPLENISHMENT_COMMANDS}",
-            value=event.model_dump_json().encode(),
-            key=subscription_id.encode(),
-            headers=[("ce_id", event.id.encode()), ("ce_type", event.type.encode())],
-        )
-    finally:
-        await producer.stop()
+    await publish_events(settings, topics.REPLENISHMENT_COMMANDS, [event])
 
 
 KeyOption = Annotated[
