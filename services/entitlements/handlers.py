@@ -252,15 +252,7 @@ class EntitlementHandlers:
             history.append(
                 self._history("subscription", customer_id, sid, new_version, version, body, at, event, cause)
             )
-            data = ev.EntitlementsChanged.model_validate(
-                {
-                    **body,
-                    "subscription_id": sid,
-                    "version": new_version,
-                    "previous_version": version,
-                    "effective_at": at,
-                }
-            )
+            data = _subscription_event(sid, new_version, version, body, at)
             uow.emit(
                 topics.ENTITLEMENTS_CHANGED,
                 caused_by(
@@ -417,15 +409,7 @@ class EntitlementHandlers:
         version, body = locked.version, locked.body
         at = locked.effective_at or event.time
         for sid, rec in sorted(subs.items()):
-            data = ev.EntitlementsChanged.model_validate(
-                {
-                    **rec.body,
-                    "subscription_id": sid,
-                    "version": rec.version,
-                    "previous_version": rec.version - 1,
-                    "effective_at": at,
-                }
-            )
+            data = _subscription_event(sid, rec.version, rec.version - 1, rec.body, at)
             uow.emit(
                 topics.ENTITLEMENTS_CHANGED,
                 caused_by(
@@ -463,6 +447,20 @@ class EntitlementHandlers:
         cause: tuple[str, str],
     ) -> HistoryRow:
         return HistoryRow(scope, customer_id, subscription_id, version, previous, body, at, event.id, *cause)
+
+
+def _subscription_event(
+    subscription_id: str, version: int, previous: int, body: dict[str, Any], at: datetime | None
+) -> ev.EntitlementsChanged:
+    return ev.EntitlementsChanged.model_validate(
+        {
+            **body,
+            "subscription_id": subscription_id,
+            "version": version,
+            "previous_version": previous,
+            "effective_at": at,
+        }
+    )
 
 
 def _customer_event(
