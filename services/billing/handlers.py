@@ -47,7 +47,7 @@ from shared.contracts import events as ev
 from shared.contracts.envelope import CloudEvent, caused_by
 from shared.db.uow import UnitOfWork
 from shared.messaging import topics
-from shared.messaging.errors import PermanentError
+from shared.messaging.errors import PermanentError, payload_of
 from shared.messaging.runtime import Incoming
 
 log = logging.getLogger("som.billing")
@@ -74,12 +74,7 @@ class BillingHandlers:
         event = incoming.cloud_event()
         if event.type != ev.SUBSCRIPTION_STATE_CHANGED:
             return
-        try:
-            change = event.payload(ev.SubscriptionStateChanged)
-        except ValidationError as exc:
-            raise PermanentError(
-                f"not a lifecycle change billing can read: {exc.errors()[0]['msg']}"
-            ) from exc
+        change = payload_of(event, ev.SubscriptionStateChanged, "a lifecycle change billing can read")
         rec = await store.load(uow.conn, change.subscription_id, lock=True)
         if rec is not None and rec.lifecycle_version >= change.version:
             log.info("stale lifecycle version %d for %s ignored", change.version, change.subscription_id)

@@ -14,8 +14,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 
-from pydantic import ValidationError
-
 from services.billing import journal, replenishment_store, store
 from services.billing.domain import BillingContext, Document
 from services.billing.domain.documents import assemble_document
@@ -43,7 +41,7 @@ from shared.contracts.commands import DelayNextParams, RunCycleParams, SkipNextP
 from shared.contracts.envelope import CloudEvent, caused_by
 from shared.db.uow import UnitOfWork
 from shared.messaging import topics
-from shared.messaging.errors import PermanentError
+from shared.messaging.errors import PermanentError, payload_of
 from shared.messaging.runtime import Incoming
 from shared.timekeeping import cancel_timers, schedule
 
@@ -144,10 +142,7 @@ class Replenishments:
         event = incoming.cloud_event()
         if event.type != ev.REPLENISHMENT_COMMAND:
             return
-        try:
-            command = event.payload(ev.ReplenishmentCommand)
-        except ValidationError as exc:
-            raise PermanentError(f"not a replenishment command: {exc.errors()[0]['msg']}") from exc
+        command = payload_of(event, ev.ReplenishmentCommand, "a replenishment command")
         state = await replenishment_store.load(uow.conn, command.subscription_id, lock=True)
         rec = await store.load(uow.conn, command.subscription_id, lock=True)
         if state is None or rec is None:
@@ -352,10 +347,7 @@ class Replenishments:
         event = incoming.cloud_event()
         if event.type != ev.PRICING_UPDATED:
             return
-        try:
-            update = event.payload(ev.PricingUpdated)
-        except ValidationError as exc:
-            raise PermanentError(f"not a price update: {exc.errors()[0]['msg']}") from exc
+        update = payload_of(event, ev.PricingUpdated, "a price update")
         if update.effective_at.tzinfo is None:
             raise PermanentError(f"price update of {update.sku}: effective_at needs a time zone")
         await replenishment_store.record_price(

@@ -11,10 +11,15 @@ worker.
 from __future__ import annotations
 
 import json
+from typing import TypeVar
 
 import asyncpg
 import pydantic
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
+
+from shared.contracts.envelope import CloudEvent
+
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 
 class PermanentError(Exception):
@@ -26,6 +31,15 @@ class PermanentError(Exception):
         super().__init__(message)
         if code:
             self.code = code
+
+
+def payload_of(event: CloudEvent, model: type[M], what: str) -> M:
+    """The event's data as ``model``; data that breaks the contract is the message's permanent failure,
+    named as ``what`` it is not (for example "a price update")."""
+    try:
+        return event.payload(model)
+    except pydantic.ValidationError as exc:
+        raise PermanentError(f"not {what}: {exc.errors()[0]['msg']}") from exc
 
 
 class UnparseableMessage(PermanentError):
