@@ -165,7 +165,7 @@ async def test_lookups_put_gcp_shopify_and_aws_orders_on_the_vendors_plan(
             # enterprise is approved by a person (approval policy): GCP has no answer until then
             await asyncio.sleep(1.0)
             assert gcp.acks == []
-            await _approve(s, ids["gcp"], "gcp_marketplace")
+            await _operator(s, ids["gcp"], "gcp_marketplace", "approve", None)
             await _until(lambda: _has(gcp.acks, ("approve", eid)))
     assert plans == {sid: "enterprise" for sid in ids.values()}  # the lookups' plan, not the default `pro`
     assert len(gcp.routed("get")) >= 4  # three 503s, then the answer
@@ -246,34 +246,6 @@ async def test_azure_conversation_activate_patch_success_and_failure(
         (op1, "patch_operation", "acked"),
         (op2, "patch_operation", "acked"),
     ]
-
-
-async def _approve(s: Settings, subscription_id: str, channel: str) -> None:
-    """What ``som approve`` sends: an operator's approve command."""
-    cmd = ev.SubscriptionCommand(
-        subscription_id=subscription_id,
-        idempotency_key=f"operator:{_uid()}",
-        channel=channel,
-        effective_at=datetime(2025, 8, 1, tzinfo=UTC),
-        actor="operator:test",
-        params=params_for("approve"),
-    )
-    key = derived_id("operator", cmd.idempotency_key)
-    event = make_event(
-        type=ev.SUBSCRIPTION_COMMAND,
-        source="som/cli",
-        subject=subscription_id,
-        data=cmd,
-        correlation_id=key,
-        causation_id=key,
-    )
-    await publish(
-        s,
-        topics.SUBSCRIPTIONS_COMMANDS,
-        event.model_dump_json().encode(),
-        key=subscription_id,
-        headers={"ce_id": event.id, "ce_type": event.type},
-    )
 
 
 async def _has(acks: list[tuple[str, ...]], wanted: tuple[str, ...]) -> bool:
@@ -575,6 +547,27 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
+async def _died_after_vendor_call(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for the worker started with the crash fault to exit as a SIGKILL would (137)."""
+    for _ in range(600):
+        if proc.poll() is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert proc.returncode == 137, "the intake worker should have died after its vendor call"
+
+
+async def _until_acked(db: Database, namespace: str, count: int) -> None:
+    """Wait until ``count`` vendor calls of the namespace are acknowledged."""
+
+    async def acked() -> bool:
+        n = await db.pool.fetchval(
+            "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'acked'", namespace
+        )
+        return int(n) == count
+
+    await _until(acked, timeout=60)
+
+
 async def test_intake_worker_killed_after_a_vendor_call_acknowledges_once_after_restart(
     settings: Settings, db: Database
 ) -> None:
@@ -603,11 +596,7 @@ async def test_intake_worker_killed_after_a_vendor_call_acknowledges_once_after_
                     s, topics.inbound("azure_marketplace"), _azure_create(sid), key=sid, headers=clock
                 )
                 await publish(s, topics.inbound("gcp_marketplace"), _gcp_event(eid), key=eid, headers=clock)
-                for _ in range(600):
-                    if first.poll() is not None:
-                        break
-                    await asyncio.sleep(0.1)
-                assert first.returncode == 137, "the intake worker should have died after its vendor call"
+                await _died_after_vendor_call(first)
                 assert len(azure.acks) + len(gcp.acks) == 1  # the vendor took the call; the commit never ran
                 in_flight = await db.pool.fetchval(
                     "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'in_flight'",
@@ -618,14 +607,7 @@ async def test_intake_worker_killed_after_a_vendor_call_acknowledges_once_after_
                 await _until(lambda: _has(azure.acks, ("activate", sid)), timeout=60)
                 await _until(lambda: _has(gcp.acks, ("approve", eid)), timeout=60)
 
-                async def settled() -> bool:
-                    n = await db.pool.fetchval(
-                        "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'acked'",
-                        s.topic_namespace,
-                    )
-                    return int(n) == 2
-
-                await _until(settled, timeout=60)
+                await _until_acked(db, s.topic_namespace, 2)
         finally:
             _stop(first)
             if second is not None:
@@ -727,8 +709,10 @@ async def test_azure_reinstate_is_patched_success_and_unknown_operations_are_ref
     assert {forged, suspend, reinstate} <= asked
 
 
-async def _operator(s: Settings, subscription_id: str, channel: str, command: str, reason: str) -> None:
-    """What ``som reject`` (or another operator command) sends."""
+async def _operator(
+    s: Settings, subscription_id: str, channel: str, command: str, reason: str | None
+) -> None:
+    """What ``som approve``, ``som reject`` (or another operator command) sends."""
     cmd = ev.SubscriptionCommand(
         subscription_id=subscription_id,
         idempotency_key=f"operator:{_uid()}",
@@ -829,22 +813,11 @@ async def test_intake_worker_killed_after_the_final_aws_metering_call_meters_onc
                 await publish(settings, inbound, _sns("subscribe-success", customer, now), key=customer)
                 await _until(lambda: _exists(db, sid), timeout=60)
                 await publish(settings, inbound, _sns("unsubscribe-pending", customer, now), key=customer)
-                for _ in range(600):
-                    if first.poll() is not None:
-                        break
-                    await asyncio.sleep(0.1)
-                assert first.returncode == 137, "the intake worker should have died after its vendor call"
+                await _died_after_vendor_call(first)
                 assert len(aws.acks) == 1 and len(aws.routed("BatchMeterUsage")) == 1
                 second = _intake_process(settings, **env)
 
-                async def acked() -> bool:
-                    n = await db.pool.fetchval(
-                        "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'acked'",
-                        settings.topic_namespace,
-                    )
-                    return int(n) == 1
-
-                await _until(acked, timeout=60)
+                await _until_acked(db, settings.topic_namespace, 1)
         finally:
             _stop(first)
             if second is not None:
@@ -885,22 +858,11 @@ async def test_intake_worker_killed_after_a_stackit_approval_approves_once(
         second: subprocess.Popen[bytes] | None = None
         try:
             async with running_workers(settings, db, names=("lifecycle",)):
-                for _ in range(600):
-                    if first.poll() is not None:
-                        break
-                    await asyncio.sleep(0.1)
-                assert first.returncode == 137, "the intake worker should have died after its vendor call"
+                await _died_after_vendor_call(first)
                 assert stackit.acks == [("approve", sid)]
                 second = _intake_process(settings, **env)
 
-                async def acked() -> bool:
-                    n = await db.pool.fetchval(
-                        "SELECT count(*) FROM intake.vendor_calls WHERE namespace = $1 AND state = 'acked'",
-                        settings.topic_namespace,
-                    )
-                    return int(n) == 1
-
-                await _until(acked, timeout=60)
+                await _until_acked(db, settings.topic_namespace, 1)
         finally:
             _stop(first)
             if second is not None:
