@@ -20,7 +20,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
-from shared.contracts.envelope import derived_id, make_event
+from shared.contracts.envelope import CloudEvent, caused_by, derived_id, make_event
 from shared.db.uow import Database, UnitOfWork
 from shared.messaging.errors import is_outage
 from shared.messaging.offsets import end_offsets
@@ -90,14 +90,19 @@ class Timer:
     payload: BaseModel
 
 
-async def schedule_many(uow: UnitOfWork, timers: Sequence[Timer]) -> None:
-    """Add several timers of the unit of work's service in one statement (same transaction)."""
+async def schedule_many(uow: UnitOfWork, timers: Sequence[Timer], *, fired: Sequence[bool] = ()) -> None:
+    """Add several timers of the unit of work's service in one statement (same transaction).
+
+    ``fired[i]`` stores timer ``i`` as already fired (its event was published by the caller):
+    the row stays the record of what was posted (the journal export reads them).
+    """
     if not timers:
         return
+    flags = list(fired) or [False] * len(timers)
     await uow.conn.execute(
-        "INSERT INTO timekeeping.timers (service, subscription_id, kind, due_at, clock, topic, event_type, payload) "
-        "SELECT $1, s, k, d, c, t, e, p FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[], "
-        "$6::text[], $7::text[], $8::jsonb[]) AS x(s, k, d, c, t, e, p)",
+        "INSERT INTO timekeeping.timers (service, subscription_id, kind, due_at, clock, topic, event_type, payload, "
+        "fired_at) SELECT $1, s, k, d, c, t, e, p, CASE WHEN f THEN now() END FROM unnest($2::text[], $3::text[], "
+        "$4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::bool[]) AS x(s, k, d, c, t, e, p, f)",
         uow.service,
         [t.subscription_id for t in timers],
         [t.kind for t in timers],
@@ -106,7 +111,47 @@ async def schedule_many(uow: UnitOfWork, timers: Sequence[Timer]) -> None:
         [t.topic for t in timers],
         [t.event_type for t in timers],
         [t.payload.model_dump(mode="json") for t in timers],
+        flags,
     )
+
+
+async def schedule_or_publish(
+    uow: UnitOfWork, timers: Sequence[Timer], *, cause: CloudEvent, source: str
+) -> int:
+    """Schedule ``timers``; those already due on their clock are published now and stored as fired.
+
+    A timer due at once (an invoice's issue-date journal entries, its first payment request)
+    would otherwise be claimed and stamped by the scheduler moments later, in a transaction of
+    its own, for the same event. Published here it commits with its cause, exactly once all
+    the same, and carries the cause's correlation (one trace per order); its row is stored as
+    fired, so the timers stay the record of what was posted. Returns how many were published.
+    """
+    now_of: dict[str, datetime | None] = {}
+    fired: list[bool] = []
+    for index, timer in enumerate(timers):
+        if timer.clock not in now_of:
+            try:
+                now_of[timer.clock] = await clock_now(uow.conn, timer.clock)
+            except KeyError:  # an unknown test clock: the scheduler decides once it exists
+                now_of[timer.clock] = None
+        now = now_of[timer.clock]
+        due = now is not None and timer.due_at <= now
+        fired.append(due)
+        if due:
+            uow.emit(
+                timer.topic,
+                caused_by(
+                    cause,
+                    type=timer.event_type,
+                    source=source,
+                    subject=timer.subscription_id,
+                    data=timer.payload,
+                    discriminator=f"{timer.kind}#{index}",
+                    time=timer.due_at,
+                ),
+            )
+    await schedule_many(uow, timers, fired=fired)
+    return sum(fired)
 
 
 async def cancel_timers(uow: UnitOfWork, subscription_id: str, kinds: list[str] | None = None) -> int:

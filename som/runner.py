@@ -136,7 +136,14 @@ async def run_worker(name: str, settings: Settings, *, stop: asyncio.Event | Non
             loop.add_signal_handler(signal.SIGTERM, _on_sigterm, stop)
         watcher = asyncio.create_task(_watch_parent(stop))
     pool = await _patiently(
-        "database", lambda: create_pool(str(settings.database_url), min_size=1, max_size=10), stop
+        "database",
+        lambda: create_pool(
+            str(settings.database_url),
+            min_size=1,
+            max_size=10,
+            server_settings={"application_name": f"som-{name}"},  # who holds what, in pg_stat_activity
+        ),
+        stop,
     )
     db = Database(pool, namespace=settings.topic_namespace)
     worker = build_worker(name, settings, db)

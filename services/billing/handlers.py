@@ -6,7 +6,7 @@ duplicate version changes nothing), maps each lifecycle change to domain command
 (:mod:`services.billing.lifecycle_map`), applies them with the change's business dates, numbers
 the documents gapless per series (INV / CN), stores them and publishes ``InvoiceIssued`` on
 ``billing.invoices``. Journal entries and payment requests of a document are billing timers
-written in the same transaction (:mod:`services.billing.journal`, :mod:`services.billing.payments`).
+written in the same transaction (or published with it when already due) (:mod:`services.billing.journal`, :mod:`services.billing.payments`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from services.billing.lifecycle_map import (
     is_live,
     steps_for,
 )
-from services.billing.payments import Payments, payment_request, schedule_request
+from services.billing.payments import Payments, payment_request, request_timer
 from services.billing.replenishment import Replenishments, terms_of
+from shared import timekeeping
 from shared.catalog import CatalogError
 from shared.contracts import events as ev
 from shared.contracts.envelope import CloudEvent, caused_by
@@ -223,7 +224,7 @@ class BillingHandlers:
             ),
         )
         metrics.DOCUMENTS_ISSUED.labels(doc.document_type).inc()
-        await journal.schedule_entries(uow, numbered, clock=rec.business_clock, test=snap.test)
+        timers = journal.entry_timers(numbered, clock=rec.business_clock, test=snap.test)
         if not invoice and doc.refund_amount > 0:
             # A refund is a request on the payment side (its cash entry is in the journal).
             refund = ev.PaymentRequested(
@@ -238,18 +239,17 @@ class BillingHandlers:
                 reason="refund",
                 test=snap.test,
             )
-            await schedule_request(
-                uow, refund, due_at=journal.start_of(doc.issue_date), clock=rec.business_clock
+            timers.append(
+                request_timer(refund, due_at=journal.start_of(doc.issue_date), clock=rec.business_clock)
             )
         if status == "open":
-            stored = await store.document(uow.conn, number)
-            assert stored is not None
             request = payment_request(
-                stored, customer_id=snap.customer.customer_id, attempt=1, reason="invoice", test=snap.test
+                numbered, customer_id=snap.customer.customer_id, attempt=1, reason="invoice", test=snap.test
             )
-            await schedule_request(
-                uow, request, due_at=journal.start_of(doc.due_date), clock=rec.business_clock
+            timers.append(
+                request_timer(request, due_at=journal.start_of(doc.due_date), clock=rec.business_clock)
             )
+        await timekeeping.schedule_or_publish(uow, timers, cause=cause, source=SOURCE)
         log.info(
             "%s %s issued for %s: total %s %s (%s)",
             doc.document_type,

@@ -5,7 +5,8 @@ Every entry of a document is computed when the document is issued, by the pure d
 as a billing timer whose payload is the finished ``JournalEntryPosted``:
 
 * the issue entries (receivables / deferred revenue / tax payable, and account-credit moves)
-  are due on the issue date, so the scheduler posts them at once;
+  are due on the issue date, so they are published with the document at once
+  (:func:`shared.timekeeping.schedule_or_publish`);
 * each month-end recognition entry (deferred revenue -> revenue for the days of the service
   period in that month) is due at the close of that month's last day (00:00 UTC of the next
   day) on the subscription's clock.
@@ -29,7 +30,6 @@ from services.billing.domain import (
 from shared import timekeeping
 from shared.contracts import events as ev
 from shared.contracts.envelope import derived_id
-from shared.db.uow import UnitOfWork
 from shared.messaging import topics
 
 ISSUE_KIND = "journal_issue"
@@ -114,9 +114,9 @@ def entries_for(
     return out
 
 
-async def schedule_entries(uow: UnitOfWork, document: Document, *, clock: str, test: bool = False) -> int:
-    """Store the document's journal entries as billing timers on the subscription's clock."""
-    timers = [
+def entry_timers(document: Document, *, clock: str, test: bool = False) -> list[timekeeping.Timer]:
+    """The document's journal entries as billing timers on the subscription's clock."""
+    return [
         timekeeping.Timer(
             subscription_id=document.subscription_id,
             kind=f"{kind}:{document.document_number}",
@@ -128,5 +128,3 @@ async def schedule_entries(uow: UnitOfWork, document: Document, *, clock: str, t
         )
         for due_at, kind, entry in entries_for(document, test=test)
     ]
-    await timekeeping.schedule_many(uow, timers)
-    return len(timers)

@@ -27,6 +27,7 @@ from datetime import datetime
 from services.billing import metrics, store
 from services.billing.domain import (
     BillingContext,
+    Document,
     payment_method_updated,
     record_failure,
     record_success,
@@ -49,12 +50,14 @@ EFFECT_COMMANDS = {"past_due": "mark_past_due", "suspended": "suspend"}
 
 
 def payment_request(
-    doc: store.StoredDocument, *, customer_id: str, attempt: int, reason: str, test: bool
+    doc: store.StoredDocument | Document, *, customer_id: str, attempt: int, reason: str, test: bool
 ) -> ev.PaymentRequested:
-    """The request for one attempt at collecting ``doc``."""
+    """The request for one attempt at collecting ``doc`` (a numbered document)."""
+    number = doc.document_number
+    assert number, "a payment request needs the document number"
     return ev.PaymentRequested(
-        payment_id=f"{doc.document_number}/{attempt}",
-        document_number=doc.document_number,
+        payment_id=f"{number}/{attempt}",
+        document_number=number,
         subscription_id=doc.subscription_id,
         customer_id=customer_id,
         amount=doc.amount_due,
@@ -71,12 +74,9 @@ def timer_kind(document_number: str) -> str:
     return f"{PAYMENT_KIND}:{document_number}"
 
 
-async def schedule_request(
-    uow: UnitOfWork, request: ev.PaymentRequested, *, due_at: datetime, clock: str
-) -> None:
+def request_timer(request: ev.PaymentRequested, *, due_at: datetime, clock: str) -> timekeeping.Timer:
     """A payment attempt as a billing timer."""
-    await timekeeping.schedule(
-        uow,
+    return timekeeping.Timer(
         subscription_id=request.subscription_id,
         kind=timer_kind(request.document_number),
         due_at=due_at,
@@ -85,6 +85,13 @@ async def schedule_request(
         event_type=ev.PAYMENT_REQUESTED,
         payload=request,
     )
+
+
+async def schedule_request(
+    uow: UnitOfWork, request: ev.PaymentRequested, *, due_at: datetime, clock: str
+) -> None:
+    """Schedule a payment attempt (a retry) as a billing timer."""
+    await timekeeping.schedule_many(uow, [request_timer(request, due_at=due_at, clock=clock)])
 
 
 async def send_command(

@@ -104,16 +104,10 @@ async def next_document_number(conn: asyncpg.Connection, document_type: str) -> 
     """Gapless number in the document type's series, held by this transaction until it commits.
 
     The series' advisory lock (transaction-scoped) serializes issuers; the number is the series'
-    highest + 1, read after the lock is granted (a new statement sees the last holder's commit).
+    highest + 1, read after the lock is granted (``billing.next_document_number``, one round trip).
     """
     series = _SERIES[document_type]
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing.document_numbers:' || $1))", series)
-    value = await conn.fetchval(
-        "INSERT INTO billing.document_numbers (series, number) "
-        "SELECT $1, COALESCE(max(number), 0) + 1 FROM billing.document_numbers WHERE series = $1 "
-        "RETURNING number",
-        series,
-    )
+    value = await conn.fetchval("SELECT billing.next_document_number($1)", series)
     return f"{series}-{value:08d}"
 
 
@@ -293,15 +287,24 @@ async def update_collection(
 async def customer_credit(
     conn: asyncpg.Connection | asyncpg.Pool, customer_id: str, currency: str, *, lock: bool = False
 ) -> Decimal:
-    """The customer's account credit in ``currency`` (the row is created and locked with ``lock``)."""
+    """The customer's account credit in ``currency`` (the row is created and locked with ``lock``).
+
+    Locked in one statement: an upsert that touches the row takes its lock and returns the
+    balance of the latest committed version (a plain ``SELECT ... FOR UPDATE`` needs the row first).
+    """
     if lock:
-        await conn.execute(
-            "INSERT INTO billing.customer_credit (customer_id, currency) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        value = await conn.fetchval(
+            "INSERT INTO billing.customer_credit AS c (customer_id, currency) VALUES ($1, $2) "
+            "ON CONFLICT (customer_id, currency) DO UPDATE SET balance = c.balance RETURNING balance",
             customer_id,
             currency,
         )
-    sql = "SELECT balance FROM billing.customer_credit WHERE customer_id = $1 AND currency = $2"
-    value = await conn.fetchval(sql + (" FOR UPDATE" if lock else ""), customer_id, currency)
+    else:
+        value = await conn.fetchval(
+            "SELECT balance FROM billing.customer_credit WHERE customer_id = $1 AND currency = $2",
+            customer_id,
+            currency,
+        )
     return Decimal(value) if value is not None else Decimal(0)
 
 

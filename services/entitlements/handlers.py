@@ -33,6 +33,8 @@ from services.entitlements.store import (
     PgEntitlementStore,
     PgSyncStore,
     PgUserStore,
+    SavedCustomer,
+    SavedSet,
 )
 from shared import timekeeping
 from shared.catalog import Catalog
@@ -69,16 +71,11 @@ class EntitlementHandlers:
         metrics.SYNC_LAG.set(max(0.0, time.time() - incoming.timestamp_ms / 1000))
         snap = change.snapshot
         customer_id = snap.customer.customer_id
-        locked = await self.store.lock_customer(uow.conn, customer_id)
-        subs = await self.store.subscriptions_of(uow.conn, customer_id)
+        state = await self.store.lock_customer_state(uow.conn, customer_id, change.subscription_id)
+        locked, subs = state.locked, state.subscriptions
         known = subs.get(change.subscription_id)
-        previous = (
-            (known.version, known.lifecycle_version)
-            if known is not None
-            else await self.store.legacy_version(
-                uow.conn, change.subscription_id
-            )  # new, or stored before customers
-        )
+        # Not among the customer's sets: new, or stored before customers were recorded.
+        previous = (known.version, known.lifecycle_version) if known is not None else state.legacy
         if previous is not None and previous[1] >= change.version:
             log.info("stale lifecycle version %d for %s ignored", change.version, change.subscription_id)
             return
@@ -137,6 +134,7 @@ class EntitlementHandlers:
             event,
             customer_id,
             (locked, subs),
+            overrides=state.overrides,
             at=change.effective_at,
             cause=(change.command, change.actor),
             changed=(inputs, change.version, previous[0] if previous else 0),
@@ -198,17 +196,24 @@ class EntitlementHandlers:
         customer_id: str,
         state: tuple[LockedCustomer, dict[str, EntitlementRecord]],
         *,
+        overrides: list[Override] | None = None,
         at: datetime,
         cause: tuple[str, str],
         changed: tuple[SubscriptionInputs, int, int] | None,
     ) -> None:
-        """Recompute the customer's sets at ``at`` (``state``: read under its row lock) and publish what changed."""
+        """Recompute the customer's sets at ``at`` (``state``: read under its row lock) and publish what changed.
+
+        ``overrides``: the customer's, when already read under the lock (else read here). The
+        sets, the customer's merged set and their history rows are written in one statement.
+        """
         locked, subs = state
         customer_version, customer_current = locked.version, locked.body
         if locked.effective_at is not None and locked.effective_at > at:
             at = locked.effective_at  # never before the change already recorded: history stays ordered
-        overrides = await self.store.overrides(uow.conn, customer_id)
+        if overrides is None:
+            overrides = await self.store.overrides(uow.conn, customer_id)
         history: list[HistoryRow] = []
+        saved: list[SavedSet] = []
         bodies: dict[str, dict[str, Any]] = {}
         inputs_of = {sid: rec.inputs for sid, rec in subs.items() if rec.inputs is not None}
         if changed is not None:
@@ -229,26 +234,12 @@ class EntitlementHandlers:
                 lifecycle_version, version = changed[1], max(version, changed[2])
             if rec is not None and rec.body == body:
                 if lifecycle_version != rec.lifecycle_version or rec.inputs != inputs:
-                    await self.store.save_subscription(
-                        uow.conn,
-                        sid,
-                        version=version,
-                        lifecycle_version=lifecycle_version,
-                        body=body,
-                        inputs=inputs,
-                    )
+                    saved.append(SavedSet(sid, version, lifecycle_version, body, inputs))
                 continue
             if rec is not None and int(body["instances"]) < int(rec.body.get("instances", 0)):
                 await self._check_allowance(uow, event, sid, customer_id, int(body["instances"]), at)
             new_version = version + 1
-            await self.store.save_subscription(
-                uow.conn,
-                sid,
-                version=new_version,
-                lifecycle_version=lifecycle_version,
-                body=body,
-                inputs=inputs,
-            )
+            saved.append(SavedSet(sid, new_version, lifecycle_version, body, inputs))
             history.append(
                 self._history("subscription", customer_id, sid, new_version, version, body, at, event, cause)
             )
@@ -266,9 +257,10 @@ class EntitlementHandlers:
                 ),
             )
         merged = customer_body(self.catalog, customer_id, bodies, overrides, at)
+        customer_saved: SavedCustomer | None = None
         if merged != customer_current:
             new_version = customer_version + 1
-            await self.store.save_customer(uow.conn, customer_id, new_version, merged, at)
+            customer_saved = SavedCustomer(customer_id, new_version, merged, at)
             history.append(
                 self._history(
                     "customer", customer_id, None, new_version, customer_version, merged, at, event, cause
@@ -286,7 +278,7 @@ class EntitlementHandlers:
                     time=at,
                 ),
             )
-        await self.store.append_history(uow.conn, history)
+        await self.store.save_all(uow.conn, saved, customer_saved, history)
         await self._schedule_boundary(
             uow, customer_id, locked.next_boundary, [*bodies.values(), merged], inputs_of.values()
         )

@@ -5,6 +5,7 @@ Every call runs on the handler's connection, inside its transaction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -51,8 +52,76 @@ class HistoryRow:
     cause_actor: str
 
 
+@dataclass(frozen=True)
+class SavedSet:
+    """A subscription's set to store (a new version, or new inputs under the same version)."""
+
+    subscription_id: str
+    version: int
+    lifecycle_version: int
+    body: dict[str, Any]
+    inputs: SubscriptionInputs
+
+
+@dataclass(frozen=True)
+class SavedCustomer:
+    """The customer's new merged set."""
+
+    customer_id: str
+    version: int
+    body: dict[str, Any]
+    effective_at: datetime
+
+
+@dataclass(frozen=True)
+class CustomerState:
+    """What a recompute reads about a customer, read under its row lock."""
+
+    locked: LockedCustomer
+    subscriptions: dict[str, EntitlementRecord]
+    overrides: list[Override]
+    legacy: tuple[int, int] | None  # (version, lifecycle version) of the asked subscription's set
+
+
+def _time(raw: Any) -> datetime | None:
+    return datetime.fromisoformat(raw) if isinstance(raw, str) else raw
+
+
 class PgEntitlementStore:
     """The entitlement sets, their history and the overrides, on PostgreSQL."""
+
+    async def lock_customer_state(
+        self, conn: asyncpg.Connection, customer_id: str, subscription_id: str | None = None
+    ) -> CustomerState:
+        """:meth:`lock_customer`, :meth:`subscriptions_of`, :meth:`overrides` and
+        :meth:`legacy_version` of ``subscription_id`` in one round trip (read after the lock)."""
+        raw = await conn.fetchval(
+            "SELECT entitlements.lock_customer_state($1, $2)", customer_id, subscription_id
+        )
+        data = json.loads(raw) if isinstance(raw, str) else raw
+        legacy = data["legacy"]
+        return CustomerState(
+            locked=LockedCustomer(
+                int(data["version"]),
+                dict(data["body"]),
+                _time(data["effective_at"]),
+                _time(data["next_boundary"]),
+            ),
+            subscriptions={
+                r["subscription_id"]: EntitlementRecord(
+                    int(r["version"]),
+                    int(r["lifecycle_version"]),
+                    dict(r["body"]),
+                    SubscriptionInputs.from_json(r["inputs"]),
+                )
+                for r in data["subscriptions"]
+            },
+            overrides=[
+                override_of({**o, "starts_at": _time(o["starts_at"]), "until": _time(o["until"])})
+                for o in data["overrides"]
+            ],
+            legacy=(int(legacy[0]), int(legacy[1])) if legacy is not None else None,
+        )
 
     async def lock_customer(self, conn: asyncpg.Connection, customer_id: str) -> LockedCustomer:
         """The customer's merged set (version 0 and ``{}`` before the first), locked for the transaction.
@@ -117,65 +186,54 @@ class PgEntitlementStore:
         )
         return (int(row["version"]), int(row["lifecycle_version"])) if row is not None else None
 
-    async def save_subscription(
+    async def save_all(
         self,
         conn: asyncpg.Connection,
-        subscription_id: str,
-        *,
-        version: int,
-        lifecycle_version: int,
-        body: dict[str, Any],
-        inputs: SubscriptionInputs,
+        sets: Sequence[SavedSet],
+        customer: SavedCustomer | None,
+        history: Sequence[HistoryRow],
     ) -> None:
-        """Insert or replace the subscription's set and inputs."""
-        await conn.execute(
-            "INSERT INTO entitlements.entitlement_sets "
-            "(subscription_id, customer_id, version, lifecycle_version, body, inputs) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subscription_id) DO UPDATE SET "
-            "customer_id = EXCLUDED.customer_id, version = EXCLUDED.version, "
-            "lifecycle_version = EXCLUDED.lifecycle_version, body = EXCLUDED.body, inputs = EXCLUDED.inputs, "
-            "updated_at = now(), published_at = CASE WHEN EXCLUDED.version <> entitlements.entitlement_sets.version "
-            "THEN now() ELSE entitlements.entitlement_sets.published_at END",
-            subscription_id,
-            inputs.customer_id,
-            version,
-            lifecycle_version,
-            body,
-            inputs.as_json(),
-        )
-
-    async def save_customer(
-        self, conn: asyncpg.Connection, customer_id: str, version: int, body: dict[str, Any], at: datetime
-    ) -> None:
-        """Replace the customer's merged set (its row exists: :meth:`lock_customer` made it)."""
-        await conn.execute(
-            "UPDATE entitlements.customer_sets SET version = $2, body = $3, effective_at = $4, updated_at = now() "
-            "WHERE customer_id = $1",
-            customer_id,
-            version,
-            body,
-            at,
-        )
-
-    async def append_history(self, conn: asyncpg.Connection, rows: Sequence[HistoryRow]) -> None:
-        """Add published sets to the append-only history, in one statement."""
-        if not rows:
+        """Write a recompute in one statement: the subscription sets (insert or replace), the
+        customer's merged set (its row exists: :meth:`lock_customer` made it) and the history rows
+        (append-only). A data-modifying CTE always runs to completion, whether read or not."""
+        if not sets and customer is None and not history:
             return
         await conn.execute(
-            "INSERT INTO entitlements.history (scope, customer_id, subscription_id, version, previous_version, "
-            "body, effective_at, cause_event_id, cause_command, cause_actor) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::jsonb[], "
-            "$7::timestamptz[], $8::text[], $9::text[], $10::text[])",
-            [r.scope for r in rows],
-            [r.customer_id for r in rows],
-            [r.subscription_id for r in rows],
-            [r.version for r in rows],
-            [r.previous_version for r in rows],
-            [r.body for r in rows],
-            [r.effective_at for r in rows],
-            [r.cause_event_id for r in rows],
-            [r.cause_command for r in rows],
-            [r.cause_actor for r in rows],
+            "WITH s AS (INSERT INTO entitlements.entitlement_sets AS e "
+            "(subscription_id, customer_id, version, lifecycle_version, body, inputs) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::jsonb[], $6::jsonb[]) "
+            "ON CONFLICT (subscription_id) DO UPDATE SET "
+            "customer_id = EXCLUDED.customer_id, version = EXCLUDED.version, "
+            "lifecycle_version = EXCLUDED.lifecycle_version, body = EXCLUDED.body, inputs = EXCLUDED.inputs, "
+            "updated_at = now(), published_at = CASE WHEN EXCLUDED.version <> e.version "
+            "THEN now() ELSE e.published_at END RETURNING 1), "
+            "c AS (UPDATE entitlements.customer_sets SET version = $8, body = $9, effective_at = $10, "
+            "updated_at = now() WHERE customer_id = $7 RETURNING 1), "
+            "h AS (INSERT INTO entitlements.history (scope, customer_id, subscription_id, version, "
+            "previous_version, body, effective_at, cause_event_id, cause_command, cause_actor) "
+            "SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::int[], $15::int[], $16::jsonb[], "
+            "$17::timestamptz[], $18::text[], $19::text[], $20::text[]) RETURNING 1) "
+            "SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM c) + (SELECT count(*) FROM h)",
+            [x.subscription_id for x in sets],
+            [x.inputs.customer_id for x in sets],
+            [x.version for x in sets],
+            [x.lifecycle_version for x in sets],
+            [x.body for x in sets],
+            [x.inputs.as_json() for x in sets],
+            customer.customer_id if customer is not None else None,  # NULL matches no row
+            customer.version if customer is not None else None,
+            customer.body if customer is not None else None,
+            customer.effective_at if customer is not None else None,
+            [r.scope for r in history],
+            [r.customer_id for r in history],
+            [r.subscription_id for r in history],
+            [r.version for r in history],
+            [r.previous_version for r in history],
+            [r.body for r in history],
+            [r.effective_at for r in history],
+            [r.cause_event_id for r in history],
+            [r.cause_command for r in history],
+            [r.cause_actor for r in history],
         )
 
     async def overrides(self, conn: asyncpg.Connection, customer_id: str) -> list[Override]:
