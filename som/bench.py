@@ -19,6 +19,8 @@ from shared.messaging.offsets import end_offsets
 from shared.settings import Settings
 from som.orders import direct_order, send_orders, subscription_id_of
 
+BENCH_COUNTRIES = ("DE", "FR", "NL", "IE", "GB")
+
 
 @dataclass
 class BenchResult:
@@ -80,7 +82,11 @@ async def run_bench(
     ent_topic = f"{settings.topic_namespace}{topics.ENTITLEMENTS_CHANGED}"
     consumer = await _reader_from_now(settings.kafka_bootstrap, [invoice_topic, events_topic, ent_topic])
 
-    docs = [direct_order(plan="pro", quantity=1 + i % 5) for i in range(orders)]
+    # Web shop orders name the buyer's billing country (taxed by it), spread over the EU rates.
+    docs = [
+        direct_order(plan="pro", quantity=1 + i % 5, country=BENCH_COUNTRIES[i % len(BENCH_COUNTRIES)])
+        for i in range(orders)
+    ]
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
     changed_at: dict[str, float] = {}  # lifecycle change seen, per subscription
@@ -255,7 +261,13 @@ async def run_renewals(
     try:
         await create_clock(pool, clock, start)
         docs = [
-            direct_order(plan="pro", quantity=1 + i % 3, effective_at=start) for i in range(subscriptions)
+            direct_order(
+                plan="pro",
+                quantity=1 + i % 3,
+                effective_at=start,
+                country=BENCH_COUNTRIES[i % len(BENCH_COUNTRIES)],
+            )
+            for i in range(subscriptions)
         ]
         wanted = {subscription_id_of(d) for d in docs}
         first: set[str] = set()

@@ -23,6 +23,7 @@ def direct_order(
     order_id: str | None = None,
     customer_id: str | None = None,
     region: str = "eu",
+    country: str | None = None,
 ) -> dict[str, Any]:
     """A ``direct`` order document (the format documented in the README)."""
     oid = order_id or f"ord-{uuid.uuid4().hex[:12]}"
@@ -35,6 +36,7 @@ def direct_order(
             "email": f"{cid}@customer.example",
             "name": f"Customer {cid}",
             "region": region,
+            **({"country": country} if country else {}),
         },
         "plan": plan,
         "quantity": quantity,

@@ -278,7 +278,8 @@ class IntakeHandlers:
                 customer_id=customer_id,
                 email=change.customer.email,
                 name=change.customer.name,
-                country=standing.country or incoming.headers.get("country"),
+                # The tax team's country for the customer wins over what the order says.
+                country=standing.country or change.customer.country or incoming.headers.get("country"),
                 region=region,
                 account_id=change.account.channel_account_id,
                 tax_exempt=bool(standing.tax_exempt),

@@ -68,6 +68,7 @@ class CanonicalCustomer(BaseModel):
     channel_customer_id: str | None = None
     email: str | None = None
     name: str | None = None
+    country: str | None = Field(default=None, description="billing country (ISO 3166-1 alpha-2), for tax")
 
 
 class CanonicalAccount(BaseModel):
@@ -160,7 +161,15 @@ class DirectCustomer(BaseModel):
     id: str = Field(min_length=1)
     email: str | None = None
     name: str | None = None
+    country: str | None = Field(
+        default=None, pattern=r"^[A-Za-z]{2}$", description="billing country (ISO 3166-1 alpha-2), for tax"
+    )
     region: str | None = Field(default=None, description="availability region: eu, us, apac ...")
+
+    @field_validator("country")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        return value.upper() if value is not None else None
 
 
 class DirectOrder(BaseModel):

@@ -635,3 +635,15 @@ def test_region_hint() -> None:
     assert region_hint("direct", encode(doc)) == "apac"
     assert region_hint("direct", b"garbage") is None
     assert region_hint("stripe", b"{}", {"region": "us"}) == "us"
+
+
+def test_direct_order_carries_the_billing_country_for_tax() -> None:
+    doc = sample("direct/01-create")
+    doc["customer"]["country"] = "de"
+    assert one("direct", doc).customer.country == "DE"  # upper-cased ISO 3166-1 alpha-2
+    del doc["customer"]["country"]
+    assert one("direct", doc).customer.country is None  # optional: the customer's stored country may apply
+    doc["customer"]["country"] = "Germany"
+    with pytest.raises(InvalidOrder) as exc:
+        normalize("direct", encode(doc))
+    assert any(field and "country" in field for _, field in codes(exc)), codes(exc)

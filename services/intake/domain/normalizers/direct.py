@@ -97,7 +97,10 @@ def to_change(order: DirectOrder, catalog: Catalog) -> CanonicalOrderChange:
         channel_subscription_id=order.subscription_id or order.order_id,
         channel_event_id=order.order_id,
         customer=CanonicalCustomer(
-            channel_customer_id=order.customer.id, email=order.customer.email, name=order.customer.name
+            channel_customer_id=order.customer.id,
+            email=order.customer.email,
+            name=order.customer.name,
+            country=order.customer.country,
         ),
         account=CanonicalAccount(channel_account_id=order.account_id),
         product=plan.product if plan else None,
