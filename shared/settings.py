@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -56,9 +57,11 @@ class Settings(BaseSettings):
     consumer_batch_timeout_ms: int = Field(
         default=20, description="longest a poll waits for records when none are buffered"
     )
-    consumer_lanes: int = Field(
-        default=6,
-        description="partition lanes of one worker processed concurrently (each in its own transaction)",
+    consumer_lanes: int | None = Field(
+        default=None,
+        ge=1,
+        description="partition lanes of one worker processed concurrently, each in its own transaction "
+        "(default: one per two CPU cores, at least one)",
     )
     consumer_max_poll_interval_ms: int = Field(
         default=1_800_000,
@@ -237,6 +240,11 @@ class Settings(BaseSettings):
     oidc_username_claim: str = Field(
         default="preferred_username", description="ID-token claim that names the console user"
     )
+
+    def lanes(self) -> int:
+        """Partition lanes processed at once: the setting, else one per two CPU cores (on a 2-core
+        machine, where the workers, PostgreSQL and the broker share the cores, one measured fastest)."""
+        return self.consumer_lanes or max(1, (os.cpu_count() or 2) // 2)
 
     def group(self, service: str) -> str:
         """Consumer group of a service, inside the namespace."""

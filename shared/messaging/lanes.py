@@ -2,9 +2,8 @@
 
 A lane's records are processed in offset order in ONE PostgreSQL transaction:
 - the inbox claims of the whole batch in one statement (a claimed id is processed, a known one is
-  a duplicate and changes nothing);
-- the parked keys among the batch's keys in one query (a parked key's messages follow the earlier
-  one into the retry topic);
+  a duplicate and changes nothing), which also reads the parked keys among the batch's keys (a
+  parked key's messages follow the earlier one into the retry topic);
 - each message's handler, in order. One that fails rolls back alone: the transaction is rolled
   back and the lane runs again with that message set aside (cheaper than a SAVEPOINT per message,
   two round trips each, since failures are rare); its claim is withdrawn, its key parks, and it
@@ -153,9 +152,8 @@ class LaneProcessor:
                         result.failures.append(
                             Failure(inc, exc if is_permanent(exc) else UnparseableMessage(str(exc)))
                         )
-                claimed = await self._claim(conn, route, [i for i in ids if i is not None])
                 keys = sorted({inc.key for inc in records if inc.key is not None})
-                parked = await parking.parked_among(conn, self.group, route.topic, keys)
+                claimed, parked = await self._claim(conn, route, [i for i in ids if i is not None], keys)
                 newly_parked: list[str] = []
                 unclaim: list[str] = []
                 for index, (inc, eid) in enumerate(zip(records, ids, strict=True)):
@@ -218,17 +216,27 @@ class LaneProcessor:
             metrics.HANDLER_SECONDS.labels(self.worker, route.topic).observe(per_message)
         return result
 
-    async def _claim(self, conn: asyncpg.Connection, route: Route, ids: list[str]) -> set[str]:
-        if not ids:
-            return set()
+    async def _claim(
+        self, conn: asyncpg.Connection, route: Route, ids: list[str], keys: list[str]
+    ) -> tuple[set[str], set[str]]:
+        """Claim the batch's inbox rows and find its parked keys, in one round trip.
+
+        Returns (claimed event ids, parked keys among ``keys``).
+        """
+        if not ids and not keys:
+            return set(), set()
         rows = await conn.fetch(
-            "INSERT INTO messaging.inbox (consumer_group, event_id, topic) "
-            "SELECT $1, e, $3 FROM unnest($2::text[]) AS e ON CONFLICT DO NOTHING RETURNING event_id",
+            "WITH claim AS (INSERT INTO messaging.inbox (consumer_group, event_id, topic) "
+            "SELECT $1, e, $3 FROM unnest($2::text[]) AS e ON CONFLICT DO NOTHING RETURNING event_id) "
+            "SELECT true AS claimed, event_id AS value FROM claim UNION ALL "
+            f"SELECT false, key FROM ({parking.PARKED_AMONG}) AS parked",
             self.group,
             ids,
             route.topic,
+            keys,
         )
-        return {r["event_id"] for r in rows}
+        claimed = {r["value"] for r in rows if r["claimed"]}
+        return claimed, {r["value"] for r in rows if not r["claimed"]}
 
     async def _one(
         self,

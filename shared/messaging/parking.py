@@ -11,19 +11,12 @@ from collections import Counter
 
 import asyncpg
 
-
-async def parked_among(conn: asyncpg.Connection, group: str, topic: str, keys: list[str]) -> set[str]:
-    """Which of ``keys`` have a message outstanding in the retry topic (one query per batch)."""
-    if not keys:
-        return set()
-    rows = await conn.fetch(
-        "SELECT key FROM messaging.parked_keys WHERE consumer_group = $1 AND topic = $2 "
-        "AND key = ANY($3::text[]) AND outstanding > 0",
-        group,
-        topic,
-        keys,
-    )
-    return {r["key"] for r in rows}
+# Parked keys among $4 of group $1 on topic $3: a lane reads them in the statement that claims its
+# inbox rows (shared.messaging.lanes), once per batch.
+PARKED_AMONG = (
+    "SELECT key FROM messaging.parked_keys WHERE consumer_group = $1 AND topic = $3 "
+    "AND key = ANY($4::text[]) AND outstanding > 0"
+)
 
 
 async def park(conn: asyncpg.Connection, group: str, topic: str, keys: list[str]) -> None:

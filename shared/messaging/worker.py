@@ -143,7 +143,7 @@ class Worker:
             after_commit=db.after_commit,
         )
         self.gate = OutageGate(name, {"database": self._database_answers, "broker": self._broker_answers})
-        self._lane_slots = asyncio.Semaphore(max(1, settings.consumer_lanes))
+        self._lane_slots = asyncio.Semaphore(settings.lanes())
         self._tracer = trace.get_tracer(f"som.{name}")
         self._subscribe_all(routes)
 
