@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     consumer_batch_timeout_ms: int = Field(
         default=20, description="longest a poll waits for records when none are buffered"
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", description="event loop of a worker process (asyncio: the standard library's)"
+    )
     consumer_lanes: int | None = Field(
         default=None,
         ge=1,

@@ -11,7 +11,7 @@ import contextlib
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -47,10 +47,12 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def run(coro: Awaitable[T]) -> T:
-    """Run a coroutine; user errors become a message and an exit code."""
+def run(coro: Awaitable[T], *, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> T:
+    """Run a coroutine (on a loop from ``loop_factory`` when given); user errors become a message
+    and an exit code."""
     try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coro)  # type: ignore[arg-type]
     except UserError as exc:
         fail(str(exc), exc.code)
     except (ConnectionError, OSError) as exc:

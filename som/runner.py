@@ -118,6 +118,16 @@ async def _patiently(what: str, connect: Callable[[], Awaitable[T]], stop: async
             delay = min(5.0, delay * 2)
 
 
+def event_loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop a worker runs on: uvloop (libuv; the loop's own work and socket I/O cost a
+    fraction of asyncio's, which a worker pays per statement and per record) or asyncio's."""
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
+
+
 async def run_worker(name: str, settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run one worker until SIGINT/SIGTERM (or ``stop``), with its health server."""
     assert settings.database_url and settings.kafka_bootstrap

@@ -24,9 +24,6 @@ log = logging.getLogger("som.entitlements.projection")
 FAULT_POINT = "entitlements_projection_db_unavailable"
 _CUSTOMER = re.compile(r"^/v1/customers/([^/?]+)/entitlements(?:/([^/?]+))?/?(?:\?.*)?$")
 _USER = re.compile(r"^/v1/customers/([^/?]+)/users/([^/?]+)/entitlements/?(?:\?.*)?$")
-# Rows are re-read this long after their change: a transaction that commits late (its updated_at is
-# its start) is still seen.
-_OVERLAP_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -48,98 +45,70 @@ class EntitlementProjection:
         self.sets: dict[str, Held] = {}
         self.subscription_sets: dict[str, dict[str, Held]] = {}  # customer -> subscription -> set
         self.roles: dict[str, dict[str, dict[str, str]]] = {}  # customer -> user -> subscription -> role
-        self.watermark: datetime | None = None
-        self.sub_watermark: datetime | None = None
-        self.user_watermark: datetime | None = None
+        # xmin of the last read's snapshot, per table (None: nothing read yet, read everything).
+        self.horizon_customers: int | None = None
+        self.horizon_subscriptions: int | None = None
+        self.horizon_users: int | None = None
         self.as_of: datetime | None = None  # last refresh that reached the database
         self.stale = True  # nothing confirmed yet
 
     async def refresh(self) -> int:
-        """Copy sets changed since the last refresh; returns how many changed."""
+        """Copy sets and users changed since the last refresh; returns how many changed.
+
+        Each read returns, in the same statement, its snapshot's xmin (the oldest transaction still
+        in progress). Anything not yet visible was written by a transaction at or above it, so the
+        next read asks for ``changed_xid >= that xmin``: nothing is missed, and under load a read
+        returns the last moments' changes, not a window of seconds (``migrations/0008``).
+        """
         if faults.fires(FAULT_POINT):
             raise ConnectionRefusedError("database unavailable (injected fault)")
         checked = datetime.now(UTC)
-        # Two steps: the versions of what changed in the window (no JSON to decode), then the bodies
-        # of only the sets that are newer than what is held. The window overlaps earlier refreshes,
-        # so re-reading bodies every time decoded thousands of sets a second under load.
-        rows = await self.pool.fetch(
-            "SELECT customer_id, version, updated_at FROM entitlements.customer_sets WHERE version > 0 "
-            "AND ($1::timestamptz IS NULL OR updated_at > $1::timestamptz - make_interval(secs => $2))",
-            self.watermark,
-            _OVERLAP_SECONDS,
+        rows, self.horizon_customers = await self._changed(
+            "SELECT customer_id, version, body, updated_at FROM entitlements.customer_sets WHERE version > 0",
+            self.horizon_customers,
         )
-        newer = [
-            r["customer_id"]
-            for r in rows
-            if (held := self.sets.get(r["customer_id"])) is None or r["version"] > held.version
-        ]
         changed = 0
-        if newer:
-            for r in await self.pool.fetch(
-                "SELECT customer_id, version, body, updated_at FROM entitlements.customer_sets "
-                "WHERE customer_id = ANY($1::text[])",
-                newer,
-            ):
-                held = self.sets.get(r["customer_id"])
-                if held is None or r["version"] > held.version:
-                    self.sets[r["customer_id"]] = Held(r["version"], dict(r["body"]), r["updated_at"])
-                    changed += 1
         for r in rows:
-            if self.watermark is None or r["updated_at"] > self.watermark:
-                self.watermark = r["updated_at"]
-        if self.watermark is None:
-            self.watermark = checked
-        changed += await self._refresh_subscriptions(checked)
-        self.as_of, self.stale = checked, False
-        return changed
-
-    async def _refresh_subscriptions(self, checked: datetime) -> int:
-        """Subscription sets and users changed since the last refresh (for the per-user check)."""
-        rows = await self.pool.fetch(
-            "SELECT customer_id, subscription_id, version, updated_at FROM entitlements.entitlement_sets "
-            "WHERE customer_id IS NOT NULL "
-            "AND ($1::timestamptz IS NULL OR updated_at > $1::timestamptz - make_interval(secs => $2))",
-            self.sub_watermark,
-            _OVERLAP_SECONDS,
+            held = self.sets.get(r["customer_id"])
+            if held is None or r["version"] > held.version:
+                self.sets[r["customer_id"]] = Held(r["version"], dict(r["body"]), r["updated_at"])
+                changed += 1
+        rows, self.horizon_subscriptions = await self._changed(
+            "SELECT customer_id, subscription_id, version, body, updated_at FROM entitlements.entitlement_sets "
+            "WHERE customer_id IS NOT NULL",
+            self.horizon_subscriptions,
         )
-        newer = [
-            r["subscription_id"]
-            for r in rows
-            if (held := self.subscription_sets.get(r["customer_id"], {}).get(r["subscription_id"])) is None
-            or r["version"] > held.version
-        ]
-        changed = 0
-        if newer:
-            for r in await self.pool.fetch(
-                "SELECT customer_id, subscription_id, version, body, updated_at FROM entitlements.entitlement_sets "
-                "WHERE subscription_id = ANY($1::text[])",
-                newer,
-            ):
-                subs = self.subscription_sets.setdefault(r["customer_id"], {})
-                held = subs.get(r["subscription_id"])
-                if held is None or r["version"] > held.version:
-                    subs[r["subscription_id"]] = Held(r["version"], dict(r["body"]), r["updated_at"])
-                    changed += 1
         for r in rows:
-            self.sub_watermark = max(self.sub_watermark or r["updated_at"], r["updated_at"])
-        users = await self.pool.fetch(
+            subs = self.subscription_sets.setdefault(r["customer_id"], {})
+            held = subs.get(r["subscription_id"])
+            if held is None or r["version"] > held.version:
+                subs[r["subscription_id"]] = Held(r["version"], dict(r["body"]), r["updated_at"])
+                changed += 1
+        users, self.horizon_users = await self._changed(
             "SELECT customer_id, subscription_id, email, role, removed, updated_at "
-            "FROM entitlements.subscription_users "
-            "WHERE ($1::timestamptz IS NULL OR updated_at > $1::timestamptz - make_interval(secs => $2)) "
-            "ORDER BY updated_at",
-            self.user_watermark,
-            _OVERLAP_SECONDS,
+            "FROM entitlements.subscription_users WHERE true",
+            self.horizon_users,
         )
-        for u in users:
+        for u in sorted(users, key=lambda u: u["updated_at"]):
             by_sub = self.roles.setdefault(u["customer_id"], {}).setdefault(u["email"], {})
             if u["removed"]:
                 by_sub.pop(u["subscription_id"], None)
             else:
                 by_sub[u["subscription_id"]] = u["role"]
-            self.user_watermark = max(self.user_watermark or u["updated_at"], u["updated_at"])
-        self.sub_watermark = self.sub_watermark or checked
-        self.user_watermark = self.user_watermark or checked
+        self.as_of, self.stale = checked, False
         return changed + len(users)
+
+    async def _changed(self, select: str, horizon: int | None) -> tuple[list[asyncpg.Record], int]:
+        """Rows of ``select`` (which ends in a WHERE clause) changed at or after ``horizon`` (all
+        when None), and the horizon for the next call, read in the same snapshot."""
+        since = "" if horizon is None else " AND changed_xid >= $1::text::xid8"
+        rows = await self.pool.fetch(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon, c.* FROM (SELECT 1) AS one "
+            f"LEFT JOIN ({select}{since}) AS c ON true",
+            *(() if horizon is None else (str(horizon),)),
+        )
+        next_horizon = int(rows[0]["horizon"])
+        return [r for r in rows if r["updated_at"] is not None], next_horizon
 
     def check_user(self, customer_id: str, user: str) -> tuple[int, dict[str, Any]]:
         """What one user of the customer may use: their subscriptions, each capped by their role."""

@@ -108,11 +108,12 @@ def _banner(s: Settings) -> None:
 @app.command()
 def worker(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(WORKERS)}")]) -> None:
     """Run one worker in this process (needs SOM_KAFKA_BOOTSTRAP and SOM_DATABASE_URL, or `som up`)."""
-    from som.runner import run_worker
+    from som.runner import event_loop_factory, run_worker
 
     if name not in WORKERS:
         fail(f"unknown worker {name!r}; choose from {', '.join(WORKERS)}", EXIT_USAGE)
-    run(run_worker(name, resolved_settings()))
+    settings = resolved_settings()
+    run(run_worker(name, settings), loop_factory=event_loop_factory(settings.event_loop))
 
 
 @app.command()
