@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
 from shared.contracts.envelope import CloudEvent, caused_by, derived_id, make_event
-from shared.db.uow import Database, UnitOfWork
+from shared.db.uow import Database, UnitOfWork, write
 from shared.messaging.errors import is_outage
 from shared.messaging.offsets import end_offsets
 from shared.messaging.topics import CONSUMERS, retry_topic
@@ -91,7 +91,8 @@ class Timer:
 
 
 async def schedule_many(uow: UnitOfWork, timers: Sequence[Timer], *, fired: Sequence[bool] = ()) -> None:
-    """Add several timers of the unit of work's service in one statement (same transaction).
+    """Add several timers of the unit of work's service in one statement (same transaction; queued
+    with the handler's other writes, :func:`shared.db.uow.write`).
 
     ``fired[i]`` stores timer ``i`` as already fired (its event was published by the caller):
     the row stays the record of what was posted (the journal export reads them).
@@ -99,7 +100,8 @@ async def schedule_many(uow: UnitOfWork, timers: Sequence[Timer], *, fired: Sequ
     if not timers:
         return
     flags = list(fired) or [False] * len(timers)
-    await uow.conn.execute(
+    await write(
+        uow.conn,
         "INSERT INTO timekeeping.timers (service, subscription_id, kind, due_at, clock, topic, event_type, payload, "
         "fired_at) SELECT $1, s, k, d, c, t, e, p, CASE WHEN f THEN now() END FROM unnest($2::text[], $3::text[], "
         "$4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::bool[]) AS x(s, k, d, c, t, e, p, f)",
@@ -155,7 +157,11 @@ async def schedule_or_publish(
 
 
 async def cancel_timers(uow: UnitOfWork, subscription_id: str, kinds: list[str] | None = None) -> int:
-    """Cancel pending timers of this service for a subscription (all, or of ``kinds``)."""
+    """Cancel pending timers of this service for a subscription (all, or of ``kinds``).
+
+    Queued writes run first: a timer scheduled earlier in the same handler is cancelled too.
+    """
+    await uow.flush_writes()
     # Two statements, not one with "$3 IS NULL OR ...": a prepared statement's generic plan cannot
     # use the (subscription_id, kind) index through that OR and scans every pending timer instead.
     pending = "fired_at IS NULL AND cancelled_at IS NULL AND service = $1 AND subscription_id = $2"

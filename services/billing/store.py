@@ -12,6 +12,7 @@ import asyncpg
 
 from services.billing.domain import BillingState, Document, DunningState
 from shared.contracts import events as ev
+from shared.db.uow import write
 from shared.timekeeping import SYSTEM_CLOCK
 
 _SERIES = {"invoice": "INV", "credit_note": "CN"}
@@ -66,8 +67,9 @@ async def load(
 
 
 async def save(conn: asyncpg.Connection, rec: BillingRecord) -> None:
-    """Insert or update the record."""
-    await conn.execute(
+    """Insert or update the record (a queued write, :func:`shared.db.uow.write`)."""
+    await write(
+        conn,
         "INSERT INTO billing.subscriptions (subscription_id, lifecycle_version, snapshot, state, account_credit, "
         "clock, started_on, charged_through) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
         "ON CONFLICT (subscription_id) DO UPDATE SET lifecycle_version = EXCLUDED.lifecycle_version, "
@@ -228,8 +230,9 @@ async def insert_document(
     lifecycle_version: int | None,
     attempts: int,
 ) -> None:
-    """Store a numbered document: the published contract and the domain document."""
-    await conn.execute(
+    """Store a numbered document: the published contract and the domain document (a queued write)."""
+    await write(
+        conn,
         "INSERT INTO billing.documents (document_number, document_type, subscription_id, customer_id, currency, "
         "issue_date, due_date, subtotal, tax, total, amount_due, status, body, cause_event_id, reason, document, "
         "lifecycle_version, attempts, paid_on) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
@@ -320,7 +323,11 @@ async def record_credit_movement(
     document_number: str,
     business_date: date,
 ) -> None:
-    """One movement of the customer's credit, and the balance it leaves."""
+    """One movement of the customer's credit, and the balance it leaves.
+
+    Run at once, not queued: two movements of one customer in one handler update the balance row
+    twice, which one combined statement cannot do.
+    """
     await conn.execute(
         "INSERT INTO billing.credit_movements (customer_id, currency, kind, amount, balance_after, "
         "subscription_id, document_number, business_date) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from shared import timekeeping
-from shared.db.uow import UnitOfWork
+from shared.db.uow import UnitOfWork, write
 
 
 class LifecycleStore(Protocol):
@@ -114,8 +114,9 @@ class PgLifecycleStore:
         return bool(row["first"]), (dict(row["state"]) if row["state"] is not None else None)
 
     async def set_command_outcome(self, conn: asyncpg.Connection, idempotency_key: str, outcome: str) -> None:
-        """Record how a command ended (applied, rejected, ...)."""
-        await conn.execute(
+        """Record how a command ended (applied, rejected, ...): a queued write."""
+        await write(
+            conn,
             "UPDATE lifecycle.command_keys SET outcome = $2 WHERE idempotency_key = $1",
             idempotency_key,
             outcome,
@@ -185,8 +186,9 @@ class PgLifecycleStore:
         correlation_id: str | None,
         trace_id: str | None,
     ) -> None:
-        """One row of the append-only audit trail."""
-        await conn.execute(
+        """One row of the append-only audit trail (a queued write)."""
+        await write(
+            conn,
             "INSERT INTO lifecycle.audit_trail (subscription_id, from_status, to_status, command, actor, reason, "
             "channel, effective_at, correlation_id, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             subscription_id,

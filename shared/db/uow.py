@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from opentelemetry import propagate
@@ -32,14 +34,72 @@ class OutboxMessage:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# Writes queued by the unit of work open on a connection (keyed by the connection object's id:
+# pool proxies cannot be weakly referenced). See :func:`write`.
+_queued: dict[int, list[tuple[str, tuple[Any, ...]]]] = {}
+_PARAM = re.compile(r"\$(\d+)")
+
+
+async def write(conn: asyncpg.Connection, sql: str, *args: Any) -> None:
+    """Run a write, or queue it when a unit of work is open on ``conn``.
+
+    Queued writes run together in ONE statement when the handler ends
+    (:meth:`UnitOfWork.flush_writes`): a handler's inserts and updates cost one round trip
+    instead of one each. ``sql`` is a single INSERT, UPDATE or DELETE without RETURNING and
+    without a WITH clause of its own. Nothing the same handler does afterwards may read what a
+    queued write writes, or write the same row again (statements in one WITH see one snapshot).
+    """
+    queue = _queued.get(id(conn))
+    if queue is None:
+        await conn.execute(sql, *args)
+    else:
+        queue.append((sql, args))
+
+
+def combined(writes: list[tuple[str, tuple[Any, ...]]]) -> tuple[str, list[Any]]:
+    """One statement doing ``writes`` (each a data-modifying CTE), with their parameters renumbered."""
+    if len(writes) == 1:
+        return writes[0][0], list(writes[0][1])
+    parts: list[str] = []
+    args: list[Any] = []
+
+    def shifted(by: int) -> Callable[[re.Match[str]], str]:
+        return lambda m: f"${int(m.group(1)) + by}"
+
+    for i, (sql, params) in enumerate(writes):
+        renumbered = _PARAM.sub(shifted(len(args)), sql)
+        parts.append(f"w{i} AS ({renumbered} RETURNING 1)")
+        args.extend(params)
+    return "WITH " + ", ".join(parts) + " SELECT 1", args
+
+
 class UnitOfWork:
-    """One transaction: handlers read and write through ``conn`` and ``emit`` events."""
+    """One transaction: handlers read and write through ``conn`` and ``emit`` events.
+
+    Writes made through :func:`write` are queued while the unit of work is open and run in one
+    statement at :meth:`flush_writes`.
+    """
 
     def __init__(self, conn: asyncpg.Connection, service: str, namespace: str) -> None:
         self.conn = conn
         self.service = service
         self.namespace = namespace
         self.pending: list[OutboxMessage] = []
+        self.writes: list[tuple[str, tuple[Any, ...]]] = []
+        _queued[id(conn)] = self.writes
+
+    async def flush_writes(self) -> None:
+        """Run the queued writes (one statement); later writes run at once until :meth:`close`."""
+        _queued.pop(id(self.conn), None)
+        if self.writes:
+            sql, args = combined(self.writes)
+            self.writes.clear()
+            await self.conn.execute(sql, *args)
+
+    def close(self) -> None:
+        """Stop queueing on the connection (after a failure: the queued writes are dropped with it)."""
+        if _queued.get(id(self.conn)) is self.writes:
+            del _queued[id(self.conn)]
 
     async def claim(self, consumer_group: str, event_id: str, topic: str) -> bool:
         """Record the event in the inbox; False if this group has already processed it."""
@@ -75,7 +135,8 @@ class UnitOfWork:
         self.pending.append(OutboxMessage(f"{self.namespace}{topic}", key, value, h))
 
     async def flush(self) -> None:
-        """Write the queued events into the outbox (inside the transaction)."""
+        """Run the queued writes, then write the queued events into the outbox (inside the transaction)."""
+        await self.flush_writes()
         await write_outbox(self.conn, self.service, self.pending)
 
 
@@ -110,9 +171,12 @@ class Database:
             raise ConnectionRefusedError("database unavailable (injected fault)")
         async with self.pool.acquire() as conn:
             uow = UnitOfWork(conn, f"{self.namespace}{service}", self.namespace)
-            async with conn.transaction():
-                yield uow
-                await uow.flush()
+            try:
+                async with conn.transaction():
+                    yield uow
+                    await uow.flush()
+            finally:
+                uow.close()
         if uow.pending and faults.fires("crash_after_commit"):
             # Simulates a worker killed between its commit and its publish: no cleanup, no offset commit.
             os._exit(137)

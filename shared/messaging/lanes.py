@@ -253,11 +253,14 @@ class LaneProcessor:
                 if faults.fires(f"handler_error:{self.worker}"):
                     raise RuntimeError("handler failed (injected fault)")
                 await route.handler(inc, uow)
+                await uow.flush_writes()  # the handler's queued writes: its failure if they fail
             except Exception as exc:
                 if conn.is_closed() or ((is_outage(exc) or is_contention(exc)) and not blame_messages):
                     raise DependencyOutage(exc) from exc
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 return exc
+            finally:
+                uow.close()
         pending.extend(uow.pending)
         return None
