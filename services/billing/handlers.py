@@ -76,7 +76,10 @@ class BillingHandlers:
         if event.type != ev.SUBSCRIPTION_STATE_CHANGED:
             return
         change = payload_of(event, ev.SubscriptionStateChanged, "a lifecycle change billing can read")
-        rec = await store.load(uow.conn, change.subscription_id, lock=True)
+        # Account credit is the customer's: locked with the subscription's record, so that two
+        # subscriptions of one customer consume and add to one balance in turn.
+        customer_id, currency = change.snapshot.customer.customer_id, change.snapshot.currency.upper()
+        rec, credit = await store.load_for_change(uow.conn, change, customer_id, currency)
         if rec is not None and rec.lifecycle_version >= change.version:
             log.info("stale lifecycle version %d for %s ignored", change.version, change.subscription_id)
             return
@@ -93,10 +96,7 @@ class BillingHandlers:
             )
         rec.snapshot = change.snapshot
         rec.lifecycle_version = change.version
-        # Account credit is the customer's: locked here so that two subscriptions of one customer
-        # consume and add to one balance in turn.
-        customer_id, currency = change.snapshot.customer.customer_id, change.snapshot.currency.upper()
-        rec.account_credit = await store.customer_credit(uow.conn, customer_id, currency, lock=True)
+        rec.account_credit = credit
         rec.clock = change.snapshot.clock or rec.clock or await store.resolve_clock(uow.conn, change.snapshot)
         if terms_of(self.ctx, change.snapshot.plan_id) is not None:
             # Billed per delivery cycle, not per period (services.billing.replenishment).

@@ -46,24 +46,50 @@ async def load(
     conn: asyncpg.Connection | asyncpg.Pool, subscription_id: str, *, lock: bool = False
 ) -> BillingRecord | None:
     """The subscription's billing record (locked for the transaction with ``lock``)."""
-    sql = (
-        "SELECT subscription_id, lifecycle_version, snapshot, state, account_credit, clock, started_on, "
-        "charged_through FROM billing.subscriptions WHERE subscription_id = $1"
-    )
-    row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), subscription_id)
-    if row is None:
-        return None
+    row = await conn.fetchrow(_LOAD + (" FOR UPDATE" if lock else ""), subscription_id)
+    return _record(row) if row is not None else None
+
+
+_LOAD = (
+    "SELECT subscription_id, lifecycle_version, snapshot, state, account_credit, clock, started_on, "
+    "charged_through FROM billing.subscriptions WHERE subscription_id = $1"
+)
+
+
+def _record(row: asyncpg.Record, snapshot: ev.SubscriptionSnapshot | None = None) -> BillingRecord:
     state = _json(row["state"])
     return BillingRecord(
         subscription_id=row["subscription_id"],
         lifecycle_version=row["lifecycle_version"],
-        snapshot=ev.SubscriptionSnapshot.model_validate(_json(row["snapshot"])),
+        snapshot=snapshot or ev.SubscriptionSnapshot.model_validate(_json(row["snapshot"])),
         state=BillingState.model_validate(state) if state else None,
         account_credit=Decimal(row["account_credit"]),
         clock=row["clock"],
         started_on=row["started_on"],
         charged_through=row["charged_through"],
     )
+
+
+async def load_for_change(
+    conn: asyncpg.Connection, change: ev.SubscriptionStateChanged, customer_id: str, currency: str
+) -> tuple[BillingRecord | None, Decimal]:
+    """:func:`load` with ``lock`` and :func:`customer_credit` with ``lock``, in one round trip.
+
+    Both are locking reads, so each answers the latest committed row even after waiting for it.
+    The record carries the change's snapshot (the stored one is replaced by it, so not decoded).
+    """
+    row = await conn.fetchrow(
+        "WITH credit AS (INSERT INTO billing.customer_credit AS c (customer_id, currency) VALUES ($2, $3) "
+        "ON CONFLICT (customer_id, currency) DO UPDATE SET balance = c.balance RETURNING balance) "
+        "SELECT (SELECT balance FROM credit) AS credit, s.* FROM (SELECT 1) AS one LEFT JOIN ("
+        f"{_LOAD} FOR UPDATE) AS s ON true",
+        change.subscription_id,
+        customer_id,
+        currency,
+    )
+    assert row is not None
+    rec = _record(row, change.snapshot) if row["subscription_id"] is not None else None
+    return rec, Decimal(row["credit"])
 
 
 async def save(conn: asyncpg.Connection, rec: BillingRecord) -> None:

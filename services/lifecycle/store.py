@@ -134,22 +134,28 @@ class PgLifecycleStore:
         state: dict[str, Any],
         owner: tuple[str, str | None] | None = None,
     ) -> None:
-        """Insert a new subscription at version 1 and its buyer as owner, in one statement."""
-        user_id, email = owner if owner is not None else (None, None)
-        await conn.execute(
-            "WITH s AS (INSERT INTO lifecycle.subscriptions (subscription_id, status, version, channel, "
-            "customer_id, plan_id, state) VALUES ($1, $2, 1, $3, $4, $5, $6) RETURNING subscription_id) "
-            "INSERT INTO lifecycle.subscription_users (subscription_id, user_id, email, role) "
-            "SELECT subscription_id, $7, $8, 'owner' FROM s WHERE $7::text IS NOT NULL ON CONFLICT DO NOTHING",
+        """Insert a new subscription at version 1 and its buyer as owner (queued writes)."""
+        await write(
+            conn,
+            "INSERT INTO lifecycle.subscriptions (subscription_id, status, version, channel, customer_id, plan_id, "
+            "state) VALUES ($1, $2, 1, $3, $4, $5, $6)",
             subscription_id,
             status,
             channel,
             customer_id,
             plan_id,
             state,
-            user_id,
-            email,
         )
+        if owner is not None:
+            user_id, email = owner
+            await write(
+                conn,
+                "INSERT INTO lifecycle.subscription_users (subscription_id, user_id, email, role) "
+                "VALUES ($1, $2, $3, 'owner') ON CONFLICT DO NOTHING",
+                subscription_id,
+                user_id,
+                email,
+            )
 
     async def update(
         self,
