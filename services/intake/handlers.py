@@ -211,6 +211,9 @@ class IntakeHandlers:
         region: str | None,
     ) -> None:
         order_key = change.channel_event_id or f"{inbound_event_id(incoming)}:{index}"
+        # The previous change of the same payload recorded its order as a queued write: make it
+        # visible before this one looks for orders (a payload may name one order twice).
+        await uow.flush_writes()
         if await self.store.order_seen(uow.conn, channel, order_key):
             log.info("order %s/%s seen before: no second effect", channel, order_key)
             return

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from shared.db.uow import write
+
 
 @dataclass(frozen=True)
 class CustomerStanding:
@@ -246,8 +248,9 @@ class PgIntakeStore:
         action: str,
         canonical: dict[str, Any],
     ) -> None:
-        """The accepted order (its key makes a redelivery a no-op)."""
-        await conn.execute(
+        """The accepted order (its key makes a redelivery a no-op): a queued write."""
+        await write(
+            conn,
             "INSERT INTO intake.orders (channel, order_key, subscription_id, action, canonical) "
             "VALUES ($1, $2, $3, $4, $5)",
             channel,

@@ -89,15 +89,15 @@ class UnitOfWork:
         _queued[id(conn)] = self.writes
 
     async def flush_writes(self) -> None:
-        """Run the queued writes (one statement); later writes run at once until :meth:`close`."""
-        _queued.pop(id(self.conn), None)
+        """Run the queued writes now (one statement); later ones queue again until :meth:`close`."""
         if self.writes:
             sql, args = combined(self.writes)
             self.writes.clear()
             await self.conn.execute(sql, *args)
 
     def close(self) -> None:
-        """Stop queueing on the connection (after a failure: the queued writes are dropped with it)."""
+        """Stop queueing on the connection (writes still queued are dropped: call after a flush, or
+        after a failure that rolls them back anyway)."""
         if _queued.get(id(self.conn)) is self.writes:
             del _queued[id(self.conn)]
 

@@ -27,6 +27,9 @@ class FakeUnitOfWork:
         """Queue ``event`` for ``topic``."""
         self.emitted.append((topic, event))
 
+    async def flush_writes(self) -> None:
+        """The fake stores write at once: nothing is queued."""
+
 
 @dataclass
 class FakeIntakeStore:
