@@ -108,11 +108,14 @@ class OutboxRelay:
         """Publish one batch; -1 if another relay of this service is publishing."""
         async with self.pool.acquire() as conn, conn.transaction():
             # The lock, the claim and the delete in one statement (one round trip before publishing).
-            # The rows come back if the publish fails: the transaction rolls back.
+            # The rows come back if the publish fails: the transaction rolls back. Ordered by
+            # (service, id), the order of the (service, id) index: with statistics taken while one
+            # service had all the rows, "ORDER BY id" walked the primary key through every
+            # service's live and dead rows and a claim took seconds (20,000-order bench).
             found = await conn.fetch(
                 "WITH lock AS (SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok), "
                 "gone AS (DELETE FROM messaging.outbox WHERE id IN (SELECT o.id FROM messaging.outbox o, lock "
-                "WHERE lock.ok AND o.service = $2 ORDER BY o.id LIMIT $3) "
+                "WHERE lock.ok AND o.service = $2 ORDER BY o.service, o.id LIMIT $3) "
                 "RETURNING id, topic, key, value, headers) "
                 "SELECT lock.ok, gone.* FROM lock LEFT JOIN gone ON true ORDER BY gone.id",
                 f"outbox:{self.service}",
