@@ -234,7 +234,8 @@ async def test_worker_killed_between_commit_and_publish_loses_nothing(
                     break
                 await asyncio.sleep(0.1)
             assert billing.returncode == 137, "the billing worker should have died after its commit"
-            # Its state committed, its event did not leave: the row waits in the outbox.
+            # Its state committed, its events did not leave: the invoice (with its issue-date
+            # journal entry and payment request) waits in the outbox.
             assert (
                 await _count(db, "SELECT count(*) FROM billing.documents WHERE subscription_id = $1", sub_id)
                 == 1
@@ -242,8 +243,9 @@ async def test_worker_killed_between_commit_and_publish_loses_nothing(
             assert (
                 await _count(
                     db,
-                    "SELECT count(*) FROM messaging.outbox WHERE service = $1",
+                    "SELECT count(*) FROM messaging.outbox WHERE service = $1 AND topic = $2",
                     f"{settings.topic_namespace}billing",
+                    _t(settings, topics.BILLING_INVOICES),
                 )
                 == 1
             )
