@@ -6,7 +6,8 @@ duplicate version changes nothing), maps each lifecycle change to domain command
 (:mod:`services.billing.lifecycle_map`), applies them with the change's business dates, numbers
 the documents gapless per series (INV / CN), stores them and publishes ``InvoiceIssued`` on
 ``billing.invoices``. Journal entries and payment requests of a document are billing timers
-written in the same transaction (or published with it when already due) (:mod:`services.billing.journal`, :mod:`services.billing.payments`).
+written in the same transaction, or published with it when already due
+(:mod:`services.billing.journal`, :mod:`services.billing.payments`).
 """
 
 from __future__ import annotations

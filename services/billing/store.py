@@ -79,8 +79,7 @@ async def load_for_change(
     The record carries the change's snapshot (the stored one is replaced by it, so not decoded).
     """
     row = await conn.fetchrow(
-        "WITH credit AS (INSERT INTO billing.customer_credit AS c (customer_id, currency) VALUES ($2, $3) "
-        "ON CONFLICT (customer_id, currency) DO UPDATE SET balance = c.balance RETURNING balance) "
+        f"WITH credit AS ({_lock_credit('$2', '$3')}) "
         "SELECT (SELECT balance FROM credit) AS credit, s.* FROM (SELECT 1) AS one LEFT JOIN ("
         f"{_LOAD} FOR UPDATE) AS s ON true",
         change.subscription_id,
@@ -313,21 +312,22 @@ async def update_collection(
 # --------------------------------------------------------------------------- customer credit
 
 
+def _lock_credit(customer: str, currency: str) -> str:
+    """The statement that creates or locks a customer's credit row and answers its balance (the
+    upsert takes the row lock and returns the latest committed balance); its parameters by number."""
+    return (
+        f"INSERT INTO billing.customer_credit AS c (customer_id, currency) VALUES ({customer}, {currency}) "
+        "ON CONFLICT (customer_id, currency) DO UPDATE SET balance = c.balance RETURNING balance"
+    )
+
+
 async def customer_credit(
     conn: asyncpg.Connection | asyncpg.Pool, customer_id: str, currency: str, *, lock: bool = False
 ) -> Decimal:
-    """The customer's account credit in ``currency`` (the row is created and locked with ``lock``).
-
-    Locked in one statement: an upsert that touches the row takes its lock and returns the
-    balance of the latest committed version (a plain ``SELECT ... FOR UPDATE`` needs the row first).
-    """
+    """The customer's account credit in ``currency`` (the row is created and locked with ``lock``,
+    in one statement: a plain ``SELECT ... FOR UPDATE`` needs the row to exist first)."""
     if lock:
-        value = await conn.fetchval(
-            "INSERT INTO billing.customer_credit AS c (customer_id, currency) VALUES ($1, $2) "
-            "ON CONFLICT (customer_id, currency) DO UPDATE SET balance = c.balance RETURNING balance",
-            customer_id,
-            currency,
-        )
+        value = await conn.fetchval(_lock_credit("$1", "$2"), customer_id, currency)
     else:
         value = await conn.fetchval(
             "SELECT balance FROM billing.customer_credit WHERE customer_id = $1 AND currency = $2",

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from services.entitlements import metrics
 from services.entitlements.domain.entitlements import (
@@ -46,6 +46,7 @@ from shared.messaging.runtime import Incoming
 
 log = logging.getLogger("som.entitlements")
 SOURCE = "som/entitlements"
+E = TypeVar("E", ev.EntitlementsChanged, ev.CustomerEntitlementsChanged)
 BOUNDARY_TIMER = "entitlements_boundary"
 
 
@@ -146,8 +147,8 @@ class EntitlementHandlers:
         if event.type != ev.ENTITLEMENTS_COMMAND:
             return
         cmd: ev.EntitlementCommand = event.payload(ev.EntitlementCommand)
-        locked = await self.store.lock_customer(uow.conn, cmd.customer_id)
-        subs = await self.store.subscriptions_of(uow.conn, cmd.customer_id)
+        state = await self.store.lock_customer_state(uow.conn, cmd.customer_id)
+        locked, subs = state.locked, state.subscriptions
         at = cmd.at or await timekeeping.clock_now(uow.conn, _clock_of(r.inputs for r in subs.values()))
         if cmd.command == "snapshot":
             await self._snapshot(uow, event, cmd.customer_id, locked, subs)
@@ -186,7 +187,14 @@ class EntitlementHandlers:
             )
             await self.store.add_override(uow.conn, granted)
         await self._recompute(
-            uow, event, cmd.customer_id, (locked, subs), at=at, cause=(cmd.command, cmd.actor), changed=None
+            uow,
+            event,
+            cmd.customer_id,
+            (locked, subs),
+            overrides=None if cmd.command == "grant" else state.overrides,  # a grant adds one: read again
+            at=at,
+            cause=(cmd.command, cmd.actor),
+            changed=None,
         )
 
     async def _recompute(
@@ -243,7 +251,9 @@ class EntitlementHandlers:
             history.append(
                 self._history("subscription", customer_id, sid, new_version, version, body, at, event, cause)
             )
-            data = _subscription_event(sid, new_version, version, body, at)
+            data = _set_event(
+                ev.EntitlementsChanged, {"subscription_id": sid}, new_version, version, body, at
+            )
             uow.emit(
                 topics.ENTITLEMENTS_CHANGED,
                 caused_by(
@@ -273,7 +283,14 @@ class EntitlementHandlers:
                     type=ev.CUSTOMER_ENTITLEMENTS_CHANGED,
                     source=SOURCE,
                     subject=customer_id,
-                    data=_customer_event(customer_id, new_version, customer_version, merged, at),
+                    data=_set_event(
+                        ev.CustomerEntitlementsChanged,
+                        {"customer_id": customer_id},
+                        new_version,
+                        customer_version,
+                        merged,
+                        at,
+                    ),
                     discriminator=str(new_version),
                     time=at,
                 ),
@@ -401,7 +418,9 @@ class EntitlementHandlers:
         version, body = locked.version, locked.body
         at = locked.effective_at or event.time
         for sid, rec in sorted(subs.items()):
-            data = _subscription_event(sid, rec.version, rec.version - 1, rec.body, at)
+            data = _set_event(
+                ev.EntitlementsChanged, {"subscription_id": sid}, rec.version, rec.version - 1, rec.body, at
+            )
             uow.emit(
                 topics.ENTITLEMENTS_CHANGED,
                 caused_by(
@@ -421,7 +440,14 @@ class EntitlementHandlers:
                     type=ev.CUSTOMER_ENTITLEMENTS_SNAPSHOT,
                     source=SOURCE,
                     subject=customer_id,
-                    data=_customer_event(customer_id, version, version - 1, body, at),
+                    data=_set_event(
+                        ev.CustomerEntitlementsChanged,
+                        {"customer_id": customer_id},
+                        version,
+                        version - 1,
+                        body,
+                        at,
+                    ),
                     discriminator=f"snapshot:{version}",
                 ),
             )
@@ -441,31 +467,18 @@ class EntitlementHandlers:
         return HistoryRow(scope, customer_id, subscription_id, version, previous, body, at, event.id, *cause)
 
 
-def _subscription_event(
-    subscription_id: str, version: int, previous: int, body: dict[str, Any], at: datetime | None
-) -> ev.EntitlementsChanged:
-    return ev.EntitlementsChanged.model_validate(
-        {
-            **body,
-            "subscription_id": subscription_id,
-            "version": version,
-            "previous_version": previous,
-            "effective_at": at,
-        }
-    )
-
-
-def _customer_event(
-    customer_id: str, version: int, previous: int, body: dict[str, Any], at: datetime | None
-) -> ev.CustomerEntitlementsChanged:
-    return ev.CustomerEntitlementsChanged.model_validate(
-        {
-            **body,
-            "customer_id": customer_id,
-            "version": version,
-            "previous_version": previous,
-            "effective_at": at,
-        }
+def _set_event(
+    model: type[E],
+    owner: dict[str, str],
+    version: int,
+    previous: int,
+    body: dict[str, Any],
+    at: datetime | None,
+) -> E:
+    """A published set (a subscription's or the customer's merged one, by ``model``) from its body;
+    ``owner`` names whose set it is (``subscription_id`` or ``customer_id``)."""
+    return model.model_validate(
+        {**body, **owner, "version": version, "previous_version": previous, "effective_at": at}
     )
 
 

@@ -93,8 +93,14 @@ class PgEntitlementStore:
     async def lock_customer_state(
         self, conn: asyncpg.Connection, customer_id: str, subscription_id: str | None = None
     ) -> CustomerState:
-        """:meth:`lock_customer`, :meth:`subscriptions_of`, :meth:`overrides` and
-        :meth:`legacy_version` of ``subscription_id`` in one round trip (read after the lock)."""
+        """The customer's merged set (version 0 and ``{}`` before the first), locked for the
+        transaction, with its subscriptions' sets, its overrides and the version of
+        ``subscription_id``'s set (also one stored before customers were recorded), read after the
+        lock in one round trip (``migrations/0007``).
+
+        Every change of a customer's entitlements takes this lock first, so concurrent changes to
+        two of its subscriptions run one after the other and the second sees the first.
+        """
         raw = await conn.fetchval(
             "SELECT entitlements.lock_customer_state($1, $2)", customer_id, subscription_id
         )
@@ -121,25 +127,6 @@ class PgEntitlementStore:
                 for o in data["overrides"]
             ],
             legacy=(int(legacy[0]), int(legacy[1])) if legacy is not None else None,
-        )
-
-    async def lock_customer(self, conn: asyncpg.Connection, customer_id: str) -> LockedCustomer:
-        """The customer's merged set (version 0 and ``{}`` before the first), locked for the transaction.
-
-        Every change of a customer's entitlements takes this lock first, so concurrent changes to
-        two of its subscriptions run one after the other and the second sees the first.
-        """
-        # One statement: a new customer's row is created, an existing one locked (the no-op update
-        # takes the row lock and, after waiting on a concurrent holder, answers its committed values).
-        row = await conn.fetchrow(
-            "INSERT INTO entitlements.customer_sets AS c (customer_id, version, body) VALUES ($1, 0, '{}') "
-            "ON CONFLICT (customer_id) DO UPDATE SET customer_id = c.customer_id "
-            "RETURNING c.version, c.body, c.effective_at, c.next_boundary",
-            customer_id,
-        )
-        assert row is not None
-        return LockedCustomer(
-            int(row["version"]), dict(row["body"]), row["effective_at"], row["next_boundary"]
         )
 
     async def set_boundary(self, conn: asyncpg.Connection, customer_id: str, due: datetime | None) -> None:
@@ -177,15 +164,6 @@ class PgEntitlementStore:
             for r in rows
         }
 
-    async def legacy_version(self, conn: asyncpg.Connection, subscription_id: str) -> tuple[int, int] | None:
-        """(version, lifecycle version) of a set, also of one stored before customers were recorded."""
-        row = await conn.fetchrow(
-            "SELECT version, lifecycle_version FROM entitlements.entitlement_sets WHERE subscription_id = $1 "
-            "FOR UPDATE",
-            subscription_id,
-        )
-        return (int(row["version"]), int(row["lifecycle_version"])) if row is not None else None
-
     async def save_all(
         self,
         conn: asyncpg.Connection,
@@ -194,7 +172,7 @@ class PgEntitlementStore:
         history: Sequence[HistoryRow],
     ) -> None:
         """Write a recompute in one statement: the subscription sets (insert or replace), the
-        customer's merged set (its row exists: :meth:`lock_customer` made it) and the history rows
+        customer's merged set (its row exists: :meth:`lock_customer_state` made it) and the history rows
         (append-only). A data-modifying CTE always runs to completion, whether read or not."""
         if not sets and customer is None and not history:
             return
