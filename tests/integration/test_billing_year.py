@@ -81,7 +81,6 @@ async def test_one_year_with_upgrade_downgrade_pause_failed_payment_and_cancella
     async with (
         running_workers(settings, db, names=("intake", "lifecycle", "billing")),
         TopicReader(bootstrap, f"{ns}{topics.BILLING_INVOICES}") as documents,
-        TopicReader(bootstrap, f"{ns}{topics.ACCOUNTING_JOURNAL}") as journal,
         TopicReader(bootstrap, f"{ns}{topics.PAYMENTS_REQUESTS}") as requests,
     ):
         await publish(
@@ -126,7 +125,6 @@ async def test_one_year_with_upgrade_downgrade_pause_failed_payment_and_cancella
         await status_is(db, sub, "cancelled")
         await advance(datetime(2026, 1, 1, tzinfo=UTC))  # the December close posts its recognition
         await documents.settle(0.5)
-        await journal.settle(0.3)
 
     docs = [v["data"] for v in documents.values() if v["subject"] == sub]
     invoices = [(d["issue_date"], D(d["total"])) for d in docs if d["document_type"] == "invoice"]
@@ -179,7 +177,11 @@ async def test_one_year_with_upgrade_downgrade_pause_failed_payment_and_cancella
     assert metrics.RENEWALS.labels("succeeded")._value.get() - renewals_ok == 1
 
     # The journal: every entry balances; the books add up to the documents.
-    # This subscription's entries: the topic also holds what earlier tests of the session posted.
+    # Read once the year is over, by a fresh reader: a reader started before the first entry was
+    # seen stalling at offset 1 on the embedded broker (Tansu) while 30 entries stood in the
+    # partition (once in about four runs since the issue-date entry leaves with its invoice).
+    async with TopicReader(bootstrap, f"{ns}{topics.ACCOUNTING_JOURNAL}") as journal:
+        await journal.settle(1.0)
     entries = [v["data"] for v in journal.values() if v["data"]["subscription_id"] == sub]
     for e in entries:
         assert D(e["total_debit"]) == D(e["total_credit"]) == sum(D(ln["debit"]) for ln in e["lines"])
