@@ -96,10 +96,14 @@ class EntitlementHandlers:
             )
         if previous is None:
             # The other people the channel named (Azure purchaser ...), audited with the channel as actor.
+            named: set[str] = set()
             for user in snap.users:
                 email = user.email.strip().lower()
                 if email == owner:
                     continue  # the ordering customer is the owner already: the strongest role
+                if email in named:
+                    await uow.flush_writes()  # its first change is queued: one statement changes a row once
+                named.add(email)
                 await self.users.set_user(
                     uow.conn,
                     subscription_id=change.subscription_id,

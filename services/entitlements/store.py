@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from services.entitlements.domain.entitlements import Override, SubscriptionInputs
+from shared.db.uow import write
 
 
 @dataclass(frozen=True)
@@ -271,20 +272,35 @@ class PgUserStore:
         reason: str | None,
         cause_event_id: str,
     ) -> None:
-        """Give ``email`` a role on the subscription (``role`` None: remove it), and audit the change."""
-        # The change and its audit row in one statement (one round trip per user change).
-        change = (
-            "UPDATE entitlements.subscription_users SET removed = true, updated_at = now() "
-            "WHERE subscription_id = $1 AND email = $3"
-            if role is None
-            else "INSERT INTO entitlements.subscription_users (subscription_id, customer_id, email, role) "
-            "VALUES ($1, $2, $3, $5) ON CONFLICT (subscription_id, email) DO UPDATE SET role = EXCLUDED.role, "
-            "removed = false, updated_at = now()"
-        )
-        await conn.execute(
-            f"WITH change AS ({change}) "
+        """Give ``email`` a role on the subscription (``role`` None: remove it), and audit the change.
+
+        Two queued writes (see :func:`shared.db.uow.write`): the handler's other writes carry them,
+        so a user change costs no round trip of its own. One handler changing the same email twice
+        flushes in between (one statement cannot change a row twice).
+        """
+        if role is None:
+            await write(
+                conn,
+                "UPDATE entitlements.subscription_users SET removed = true, updated_at = now() "
+                "WHERE subscription_id = $1 AND email = $2",
+                subscription_id,
+                email,
+            )
+        else:
+            await write(
+                conn,
+                "INSERT INTO entitlements.subscription_users (subscription_id, customer_id, email, role) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id, email) DO UPDATE SET "
+                "role = EXCLUDED.role, removed = false, updated_at = now()",
+                subscription_id,
+                customer_id,
+                email,
+                role,
+            )
+        await write(
+            conn,
             "INSERT INTO entitlements.user_audit (subscription_id, customer_id, email, action, role, actor, reason, "
-            "cause_event_id) VALUES ($1, $2, $3, $4, $5::text, $6, $7, $8)",
+            "cause_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             subscription_id,
             customer_id,
             email,

@@ -32,7 +32,7 @@ from services.intake.pipeline import (
     sns_envelope,
 )
 from services.intake.sns_certs import SnsCertificates
-from services.intake.store import CustomerStanding, IntakeStore, PgIntakeStore
+from services.intake.store import CustomerSighting, IntakeStore, PgIntakeStore, SubscriptionMapping
 from services.intake.vendors.http import VendorRefused
 from services.intake.vendors.lookups import VendorLookups
 from shared.catalog import Catalog
@@ -214,10 +214,19 @@ class IntakeHandlers:
         # The previous change of the same payload recorded its order as a queued write: make it
         # visible before this one looks for orders (a payload may name one order twice).
         await uow.flush_writes()
-        if await self.store.order_seen(uow.conn, channel, order_key):
+        ext = change.customer.channel_customer_id or change.account.channel_account_id or "anonymous"
+        customer_id = derived_id("customer", channel, ext)
+        context = await self.store.order_context(
+            uow.conn,
+            channel,
+            order_key,
+            customer=CustomerSighting(customer_id, ext, change.customer.email, change.customer.name),
+            channel_subscription_id=change.channel_subscription_id,
+        )
+        if context is None:
             log.info("order %s/%s seen before: no second effect", channel, order_key)
             return
-        customer_id, standing = await self._customer(uow, channel, change)
+        standing = context.standing
         credit = CustomerCredit(
             customer_id=customer_id,
             credit_hold=standing.credit_hold,
@@ -237,7 +246,9 @@ class IntakeHandlers:
                 index=index,
             )
             return
-        subscription_id, replaced_by, undo_cancellation = await self._subscription_id(uow, channel, change)
+        subscription_id, replaced_by, undo_cancellation = await self._subscription_id(
+            uow, channel, change, context.mapping
+        )
         await self.store.record_order(
             uow.conn,
             channel,
@@ -338,45 +349,28 @@ class IntakeHandlers:
             ),
         )
 
-    async def _customer(
-        self, uow: UnitOfWork, channel: str, change: CanonicalOrderChange
-    ) -> tuple[str, CustomerStanding]:
-        """The internal customer (created on first sight) and its credit standing, in one round trip."""
-        ext = change.customer.channel_customer_id or change.account.channel_account_id or "anonymous"
-        customer_id = derived_id("customer", channel, ext)
-        standing = await self.store.upsert_customer(
-            uow.conn,
-            customer_id,
-            channel=channel,
-            channel_customer_id=ext,
-            email=change.customer.email,
-            name=change.customer.name,
-        )
-        return customer_id, standing
-
     async def _subscription_id(
-        self, uow: UnitOfWork, channel: str, change: CanonicalOrderChange
+        self,
+        uow: UnitOfWork,
+        channel: str,
+        change: CanonicalOrderChange,
+        existing: SubscriptionMapping | None,
     ) -> tuple[str, str | None, bool]:
         """Internal id for the channel subscription; a replacing id inherits the replaced one's.
 
         Returns ``(subscription_id, replaced_by, undo_cancellation)``: ``replaced_by`` is the
         channel id that superseded this one (its changes are then recorded only), and
         ``undo_cancellation`` is true when this change takes over a subscription whose replaced
-        channel id had a cancellation scheduled.
+        channel id had a cancellation scheduled. ``existing``: the id's stored mapping, if any.
         """
-        replaced = change.replaces_channel_subscription_id
-        if not replaced:
-            # Known id: its row; new id: inserted with its derived internal id (one round trip either way).
-            mapping = await self.store.map_subscription(
-                uow.conn,
-                channel,
-                change.channel_subscription_id,
-                derived_id("subscription", channel, change.channel_subscription_id),
-            )
-            return mapping.subscription_id, mapping.replaced_by, False
-        existing = await self.store.find_subscription(uow.conn, channel, change.channel_subscription_id)
         if existing:
             return existing.subscription_id, existing.replaced_by, False
+        replaced = change.replaces_channel_subscription_id
+        if not replaced:
+            # A new id: mapped to its derived internal id by the handler's queued writes.
+            new_id = derived_id("subscription", channel, change.channel_subscription_id)
+            await self.store.insert_mapping(uow.conn, channel, change.channel_subscription_id, new_id)
+            return new_id, None, False
         undo_cancellation = False
         subscription_id = await self.store.mark_replaced(
             uow.conn, channel, replaced, change.channel_subscription_id

@@ -34,6 +34,24 @@ class SubscriptionMapping:
 
 
 @dataclass(frozen=True)
+class CustomerSighting:
+    """The customer an order names: its internal id and what the channel says of it."""
+
+    customer_id: str
+    channel_customer_id: str
+    email: str | None
+    name: str | None
+
+
+@dataclass(frozen=True)
+class OrderContext:
+    """What intake reads before deciding an order: the customer's standing and the channel id's mapping."""
+
+    standing: CustomerStanding
+    mapping: SubscriptionMapping | None
+
+
+@dataclass(frozen=True)
 class LastCancellation:
     """The latest ``cancel`` or ``uncancel`` order of a channel subscription."""
 
@@ -53,25 +71,22 @@ class StackitSnapshot:
 class IntakeStore(Protocol):
     """Orders seen, customers, the channel-id mapping, rejections and dropped payloads."""
 
-    async def order_seen(self, conn: Any, channel: str, order_key: str) -> bool:
-        """True when the order was recorded before (it then has no second effect)."""
+    async def order_context(
+        self,
+        conn: Any,
+        channel: str,
+        order_key: str,
+        *,
+        customer: CustomerSighting,
+        channel_subscription_id: str,
+    ) -> OrderContext | None:
+        """None when the order was recorded before (it then has no second effect). Else the
+        customer, created on first sight (else its email and name refreshed), with its standing,
+        and the stored mapping of the channel subscription id (None when never seen)."""
         ...
 
     async def record_dropped(self, conn: Any, channel: str, disposition: str, reason: str | None) -> None:
         """A payload the channel sent that changes nothing (informational, ignored)."""
-        ...
-
-    async def upsert_customer(
-        self,
-        conn: Any,
-        customer_id: str,
-        *,
-        channel: str,
-        channel_customer_id: str,
-        email: str | None,
-        name: str | None,
-    ) -> CustomerStanding:
-        """Create the customer on first sight (else refresh email and name); its standing."""
         ...
 
     async def record_order(
@@ -87,16 +102,10 @@ class IntakeStore(Protocol):
         """The accepted order (its key makes a redelivery a no-op)."""
         ...
 
-    async def map_subscription(
+    async def insert_mapping(
         self, conn: Any, channel: str, channel_subscription_id: str, subscription_id: str
-    ) -> SubscriptionMapping:
-        """The mapping of a channel id: the stored one, or a new one to ``subscription_id``."""
-        ...
-
-    async def find_subscription(
-        self, conn: Any, channel: str, channel_subscription_id: str
-    ) -> SubscriptionMapping | None:
-        """The mapping of a channel id; None when the id was never seen."""
+    ) -> None:
+        """Map a channel id seen for the first time; fails if another transaction mapped it meanwhile."""
         ...
 
     async def mark_replaced(
@@ -178,22 +187,58 @@ class StackitSnapshotStore(Protocol):
         ...
 
 
-_MAPPING_LOOKUP = (
-    "SELECT subscription_id, replaced_by FROM intake.channel_subscriptions "
-    "WHERE channel = $1 AND channel_subscription_id = $2"
-)
-
-
 class PgIntakeStore:
     """:class:`IntakeStore` and :class:`StackitSnapshotStore` on PostgreSQL."""
 
-    async def order_seen(self, conn: asyncpg.Connection, channel: str, order_key: str) -> bool:
-        """True when the order was recorded before (it then has no second effect)."""
-        return bool(
-            await conn.fetchval(
-                "SELECT 1 FROM intake.orders WHERE channel = $1 AND order_key = $2", channel, order_key
-            )
+    async def order_context(
+        self,
+        conn: asyncpg.Connection,
+        channel: str,
+        order_key: str,
+        *,
+        customer: CustomerSighting,
+        channel_subscription_id: str,
+    ) -> OrderContext | None:
+        """None when the order was recorded before; else the customer's standing (created on first
+        sight, else email and name refreshed) and the channel id's mapping, in ONE round trip.
+
+        A seen order writes nothing: the customer upsert runs only when the order is new.
+        """
+        row = await conn.fetchrow(
+            "WITH seen AS (SELECT 1 FROM intake.orders WHERE channel = $1 AND order_key = $2), "
+            "customer AS (INSERT INTO intake.customers (customer_id, channel, channel_customer_id, email, name) "
+            "SELECT $3, $1, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM seen) "
+            "ON CONFLICT (customer_id) DO UPDATE SET "
+            "email = COALESCE(EXCLUDED.email, intake.customers.email), "
+            "name = COALESCE(EXCLUDED.name, intake.customers.name) "
+            "RETURNING credit_hold, credit_limit, currency, country, tax_exempt) "
+            "SELECT EXISTS (SELECT 1 FROM seen) AS seen, c.*, m.subscription_id, m.replaced_by "
+            "FROM (SELECT 1) AS one LEFT JOIN customer c ON true LEFT JOIN intake.channel_subscriptions m "
+            "ON m.channel = $1 AND m.channel_subscription_id = $7",
+            channel,
+            order_key,
+            customer.customer_id,
+            customer.channel_customer_id,
+            customer.email,
+            customer.name,
+            channel_subscription_id,
         )
+        assert row is not None  # the one-row select always answers
+        if row["seen"]:
+            return None
+        standing = CustomerStanding(
+            credit_hold=row["credit_hold"],
+            credit_limit=row["credit_limit"],
+            currency=row["currency"],
+            country=row["country"],
+            tax_exempt=row["tax_exempt"],
+        )
+        mapping = (
+            SubscriptionMapping(str(row["subscription_id"]), row["replaced_by"])
+            if row["subscription_id"] is not None
+            else None
+        )
+        return OrderContext(standing, mapping)
 
     async def record_dropped(
         self, conn: asyncpg.Connection, channel: str, disposition: str, reason: str | None
@@ -204,38 +249,6 @@ class PgIntakeStore:
             channel,
             disposition,
             reason,
-        )
-
-    async def upsert_customer(
-        self,
-        conn: asyncpg.Connection,
-        customer_id: str,
-        *,
-        channel: str,
-        channel_customer_id: str,
-        email: str | None,
-        name: str | None,
-    ) -> CustomerStanding:
-        """Create the customer on first sight (else refresh email and name); its standing, in one round trip."""
-        row = await conn.fetchrow(
-            "INSERT INTO intake.customers (customer_id, channel, channel_customer_id, email, name) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id) DO UPDATE SET "
-            "email = COALESCE(EXCLUDED.email, intake.customers.email), "
-            "name = COALESCE(EXCLUDED.name, intake.customers.name) "
-            "RETURNING credit_hold, credit_limit, currency, country, tax_exempt",
-            customer_id,
-            channel,
-            channel_customer_id,
-            email,
-            name,
-        )
-        assert row is not None  # an upsert always returns its row
-        return CustomerStanding(
-            credit_hold=row["credit_hold"],
-            credit_limit=row["credit_limit"],
-            currency=row["currency"],
-            country=row["country"],
-            tax_exempt=row["tax_exempt"],
         )
 
     async def record_order(
@@ -260,34 +273,19 @@ class PgIntakeStore:
             canonical,
         )
 
-    async def map_subscription(
+    async def insert_mapping(
         self, conn: asyncpg.Connection, channel: str, channel_subscription_id: str, subscription_id: str
-    ) -> SubscriptionMapping:
-        """The mapping of a channel id: the stored one, or a new one to ``subscription_id``.
-
-        One round trip either way; a second only when another transaction inserted the row meanwhile.
-        """
-        row = await conn.fetchrow(
-            "WITH new AS (INSERT INTO intake.channel_subscriptions "
-            "(channel, channel_subscription_id, subscription_id) VALUES ($1, $2, $3) "
-            "ON CONFLICT DO NOTHING RETURNING subscription_id, replaced_by) "
-            f"SELECT subscription_id, replaced_by FROM new UNION ALL {_MAPPING_LOOKUP} LIMIT 1",
+    ) -> None:
+        """Map a channel id seen for the first time: a queued write. No ON CONFLICT: when another
+        transaction mapped the id meanwhile, the message fails and its retry reads that mapping."""
+        await write(
+            conn,
+            "INSERT INTO intake.channel_subscriptions (channel, channel_subscription_id, subscription_id) "
+            "VALUES ($1, $2, $3)",
             channel,
             channel_subscription_id,
             subscription_id,
         )
-        if row is None:  # inserted meanwhile by another transaction: invisible to this statement
-            row = await conn.fetchrow(_MAPPING_LOOKUP, channel, channel_subscription_id)
-        if row is None:
-            raise RuntimeError(f"no mapping row for {channel} {channel_subscription_id}")
-        return SubscriptionMapping(str(row["subscription_id"]), row["replaced_by"])
-
-    async def find_subscription(
-        self, conn: asyncpg.Connection, channel: str, channel_subscription_id: str
-    ) -> SubscriptionMapping | None:
-        """The mapping of a channel id; None when the id was never seen."""
-        row = await conn.fetchrow(_MAPPING_LOOKUP, channel, channel_subscription_id)
-        return SubscriptionMapping(str(row["subscription_id"]), row["replaced_by"]) if row else None
 
     async def mark_replaced(
         self, conn: asyncpg.Connection, channel: str, channel_subscription_id: str, replaced_by: str

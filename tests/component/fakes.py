@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from services.intake.store import CustomerStanding, LastCancellation, SubscriptionMapping
+from services.intake.store import (
+    CustomerSighting,
+    CustomerStanding,
+    LastCancellation,
+    OrderContext,
+    SubscriptionMapping,
+)
 from shared import timekeeping
 from shared.contracts.envelope import CloudEvent
 
@@ -42,48 +48,9 @@ class FakeIntakeStore:
     rejections: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[tuple[str, str, str | None]] = field(default_factory=list)
 
-    async def order_seen(self, conn: Any, channel: str, order_key: str) -> bool:
-        """True when the order was recorded before."""
-        return (channel, order_key) in self.orders
-
     async def record_dropped(self, conn: Any, channel: str, disposition: str, reason: str | None) -> None:
         """Keep the dropped payload's disposition."""
         self.dropped.append((channel, disposition, reason))
-
-    async def upsert_customer(
-        self,
-        conn: Any,
-        customer_id: str,
-        *,
-        channel: str,
-        channel_customer_id: str,
-        email: str | None,
-        name: str | None,
-    ) -> CustomerStanding:
-        """Create on first sight (good standing, as the table's defaults), else refresh email and name."""
-        row = self.customers.setdefault(
-            customer_id,
-            {
-                "channel": channel,
-                "channel_customer_id": channel_customer_id,
-                "email": None,
-                "name": None,
-                "country": None,
-                "credit_hold": False,
-                "credit_limit": None,
-                "currency": None,
-                "tax_exempt": False,
-            },
-        )
-        row["email"] = email if email is not None else row["email"]  # COALESCE, as the upsert
-        row["name"] = name if name is not None else row["name"]
-        return CustomerStanding(
-            credit_hold=row["credit_hold"],
-            credit_limit=row["credit_limit"],
-            currency=row["currency"],
-            country=row["country"],
-            tax_exempt=row["tax_exempt"],
-        )
 
     async def record_order(
         self,
@@ -104,19 +71,51 @@ class FakeIntakeStore:
             "canonical": canonical,
         }
 
-    async def map_subscription(
-        self, conn: Any, channel: str, channel_subscription_id: str, subscription_id: str
-    ) -> SubscriptionMapping:
-        """The stored mapping, or a new one."""
-        return self.mappings.setdefault(
-            (channel, channel_subscription_id), SubscriptionMapping(subscription_id, None)
+    async def order_context(
+        self,
+        conn: Any,
+        channel: str,
+        order_key: str,
+        *,
+        customer: CustomerSighting,
+        channel_subscription_id: str,
+    ) -> OrderContext | None:
+        """None for a recorded order; else the customer (created on first sight with the table's
+        defaults, else email and name refreshed as the upsert's COALESCE) and the stored mapping."""
+        if (channel, order_key) in self.orders:
+            return None
+        row = self.customers.setdefault(
+            customer.customer_id,
+            {
+                "channel": channel,
+                "channel_customer_id": customer.channel_customer_id,
+                "email": None,
+                "name": None,
+                "country": None,
+                "credit_hold": False,
+                "credit_limit": None,
+                "currency": None,
+                "tax_exempt": False,
+            },
         )
+        row["email"] = customer.email if customer.email is not None else row["email"]
+        row["name"] = customer.name if customer.name is not None else row["name"]
+        standing = CustomerStanding(
+            credit_hold=row["credit_hold"],
+            credit_limit=row["credit_limit"],
+            currency=row["currency"],
+            country=row["country"],
+            tax_exempt=row["tax_exempt"],
+        )
+        return OrderContext(standing, self.mappings.get((channel, channel_subscription_id)))
 
-    async def find_subscription(
-        self, conn: Any, channel: str, channel_subscription_id: str
-    ) -> SubscriptionMapping | None:
-        """The stored mapping, or None."""
-        return self.mappings.get((channel, channel_subscription_id))
+    async def insert_mapping(
+        self, conn: Any, channel: str, channel_subscription_id: str, subscription_id: str
+    ) -> None:
+        """A new mapping; a second one of the same id fails like the primary key would."""
+        if (channel, channel_subscription_id) in self.mappings:
+            raise AssertionError(f"duplicate mapping {channel}/{channel_subscription_id}")
+        self.mappings[(channel, channel_subscription_id)] = SubscriptionMapping(subscription_id, None)
 
     async def mark_replaced(
         self, conn: Any, channel: str, channel_subscription_id: str, replaced_by: str
