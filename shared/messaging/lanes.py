@@ -21,11 +21,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 import asyncpg
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -41,6 +42,7 @@ from shared.messaging.errors import (
 from shared.messaging.failures import Failure, FailureRouter
 from shared.messaging.faults import faults
 from shared.messaging.incoming import Incoming, Route
+from shared.telemetry import spans_recorded
 
 log = logging.getLogger("som.runtime")
 
@@ -58,7 +60,13 @@ class LaneResult:
 def process_span(
     tracer: trace.Tracer, topic: str, incoming: Incoming, group: str
 ) -> AbstractContextManager[trace.Span]:
-    """The consumer span of one message, continuing the trace its headers carry."""
+    """The consumer span of one message, continuing the trace its headers carry.
+
+    With no span recorded (tracing off or sampled out), only the incoming context is made
+    current: the events the message causes still carry its trace id on.
+    """
+    if not spans_recorded():
+        return _within(propagate.extract(incoming.headers))
     return tracer.start_as_current_span(
         f"{topic} process",
         context=propagate.extract(incoming.headers),
@@ -76,6 +84,15 @@ def process_span(
             "messaging.som.attempt": incoming.attempt,
         },
     )
+
+
+@contextmanager
+def _within(ctx: otel_context.Context) -> Iterator[trace.Span]:
+    token = otel_context.attach(ctx)
+    try:
+        yield trace.get_current_span(ctx)
+    finally:
+        otel_context.detach(token)
 
 
 class _MessageFailed(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -21,6 +22,7 @@ from opentelemetry.trace import SpanKind
 
 from shared.db.uow import decode_headers
 from shared.messaging.errors import is_outage
+from shared.telemetry import spans_recorded
 
 log = logging.getLogger("som.relay")
 _tracer = trace.get_tracer("som.relay")
@@ -128,8 +130,12 @@ class OutboxRelay:
             if not rows:
                 return 0
             futures = []
+            traced = spans_recorded()
             for row in rows:
                 headers = decode_headers(row["headers"])
+                if not traced:  # the row's headers carry its trace context on as they are
+                    futures.append(await self._send(row, headers))
+                    continue
                 parent = propagate.extract(headers)
                 with _tracer.start_as_current_span(
                     f"send {row['topic']}",
@@ -145,14 +151,17 @@ class OutboxRelay:
                     },
                 ):
                     propagate.inject(headers)
-                futures.append(
-                    await self.producer.send(
-                        row["topic"],
-                        value=bytes(row["value"]),
-                        key=row["key"].encode() if row["key"] is not None else None,
-                        headers=[(k, v.encode()) for k, v in headers.items()],
-                    )
-                )
+                futures.append(await self._send(row, headers))
             await asyncio.wait_for(asyncio.gather(*futures), timeout=self.send_timeout)
         self.published += len(rows)
         return len(rows)
+
+    async def _send(self, row: asyncpg.Record, headers: dict[str, str]) -> asyncio.Future[Any]:
+        """Hand one outbox row to the producer; the future resolves when the broker acknowledged it."""
+        future: asyncio.Future[Any] = await self.producer.send(
+            row["topic"],
+            value=bytes(row["value"]),
+            key=row["key"].encode() if row["key"] is not None else None,
+            headers=[(k, v.encode()) for k, v in headers.items()],
+        )
+        return future
