@@ -172,48 +172,58 @@ class PgEntitlementStore:
         customer: SavedCustomer | None,
         history: Sequence[HistoryRow],
     ) -> None:
-        """Write a recompute in one statement: the subscription sets (insert or replace), the
-        customer's merged set (its row exists: :meth:`lock_customer_state` made it) and the history rows
-        (append-only). A data-modifying CTE always runs to completion, whether read or not."""
-        if not sets and customer is None and not history:
-            return
-        await conn.execute(
-            "WITH s AS (INSERT INTO entitlements.entitlement_sets AS e "
-            "(subscription_id, customer_id, version, lifecycle_version, body, inputs) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::jsonb[], $6::jsonb[]) "
-            "ON CONFLICT (subscription_id) DO UPDATE SET "
-            "customer_id = EXCLUDED.customer_id, version = EXCLUDED.version, "
-            "lifecycle_version = EXCLUDED.lifecycle_version, body = EXCLUDED.body, inputs = EXCLUDED.inputs, "
-            "updated_at = now(), published_at = CASE WHEN EXCLUDED.version <> e.version "
-            "THEN now() ELSE e.published_at END RETURNING 1), "
-            "c AS (UPDATE entitlements.customer_sets SET version = $8, body = $9, effective_at = $10, "
-            "updated_at = now() WHERE customer_id = $7 RETURNING 1), "
-            "h AS (INSERT INTO entitlements.history (scope, customer_id, subscription_id, version, "
-            "previous_version, body, effective_at, cause_event_id, cause_command, cause_actor) "
-            "SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::int[], $15::int[], $16::jsonb[], "
-            "$17::timestamptz[], $18::text[], $19::text[], $20::text[]) RETURNING 1) "
-            "SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM c) + (SELECT count(*) FROM h)",
-            [x.subscription_id for x in sets],
-            [x.inputs.customer_id for x in sets],
-            [x.version for x in sets],
-            [x.lifecycle_version for x in sets],
-            [x.body for x in sets],
-            [x.inputs.as_json() for x in sets],
-            customer.customer_id if customer is not None else None,  # NULL matches no row
-            customer.version if customer is not None else None,
-            customer.body if customer is not None else None,
-            customer.effective_at if customer is not None else None,
-            [r.scope for r in history],
-            [r.customer_id for r in history],
-            [r.subscription_id for r in history],
-            [r.version for r in history],
-            [r.previous_version for r in history],
-            [r.body for r in history],
-            [r.effective_at for r in history],
-            [r.cause_event_id for r in history],
-            [r.cause_command for r in history],
-            [r.cause_actor for r in history],
-        )
+        """Write a recompute: the subscription sets (insert or replace), the customer's merged set
+        (its row exists: :meth:`lock_customer_state` made it) and the history rows (append-only).
+
+        Queued writes (see :func:`shared.db.uow.write`): they run in the one statement that ends the
+        handler, with its user changes and timers.
+        """
+        if sets:
+            await write(
+                conn,
+                "INSERT INTO entitlements.entitlement_sets AS e "
+                "(subscription_id, customer_id, version, lifecycle_version, body, inputs) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::jsonb[], $6::jsonb[]) "
+                "ON CONFLICT (subscription_id) DO UPDATE SET "
+                "customer_id = EXCLUDED.customer_id, version = EXCLUDED.version, "
+                "lifecycle_version = EXCLUDED.lifecycle_version, body = EXCLUDED.body, inputs = EXCLUDED.inputs, "
+                "updated_at = now(), published_at = CASE WHEN EXCLUDED.version <> e.version "
+                "THEN now() ELSE e.published_at END",
+                [x.subscription_id for x in sets],
+                [x.inputs.customer_id for x in sets],
+                [x.version for x in sets],
+                [x.lifecycle_version for x in sets],
+                [x.body for x in sets],
+                [x.inputs.as_json() for x in sets],
+            )
+        if customer is not None:
+            await write(
+                conn,
+                "UPDATE entitlements.customer_sets SET version = $2, body = $3, effective_at = $4, "
+                "updated_at = now() WHERE customer_id = $1",
+                customer.customer_id,
+                customer.version,
+                customer.body,
+                customer.effective_at,
+            )
+        if history:
+            await write(
+                conn,
+                "INSERT INTO entitlements.history (scope, customer_id, subscription_id, version, "
+                "previous_version, body, effective_at, cause_event_id, cause_command, cause_actor) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::jsonb[], "
+                "$7::timestamptz[], $8::text[], $9::text[], $10::text[])",
+                [r.scope for r in history],
+                [r.customer_id for r in history],
+                [r.subscription_id for r in history],
+                [r.version for r in history],
+                [r.previous_version for r in history],
+                [r.body for r in history],
+                [r.effective_at for r in history],
+                [r.cause_event_id for r in history],
+                [r.cause_command for r in history],
+                [r.cause_actor for r in history],
+            )
 
     async def overrides(self, conn: asyncpg.Connection, customer_id: str) -> list[Override]:
         """Every override ever granted to the customer or one of its subscriptions."""
