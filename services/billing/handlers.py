@@ -38,6 +38,7 @@ from services.billing.lifecycle_map import (
     Start,
     Step,
     align,
+    invoices,
     is_live,
     steps_for,
 )
@@ -54,11 +55,6 @@ from shared.messaging.runtime import Incoming
 
 log = logging.getLogger("som.billing")
 SOURCE = "som/billing"
-
-
-async def next_document_number(uow: UnitOfWork, document_type: str) -> str:
-    """Gapless number in the document type's series (locked until the transaction ends)."""
-    return await store.next_document_number(uow.conn, document_type)
 
 
 class BillingHandlers:
@@ -80,9 +76,14 @@ class BillingHandlers:
         # Account credit is the customer's: locked with the subscription's record, so that two
         # subscriptions of one customer consume and add to one balance in turn.
         customer_id, currency = change.snapshot.customer.customer_id, change.snapshot.currency.upper()
-        rec, credit = await store.load_for_change(uow.conn, change, customer_id, currency)
+        # An activation or a renewal invoices: its number is taken in the same round trip.
+        rec, credit, reserved = await store.load_for_change(
+            uow.conn, change, customer_id, currency, reserve="invoice" if invoices(change.events) else None
+        )
         if rec is not None and rec.lifecycle_version >= change.version:
             log.info("stale lifecycle version %d for %s ignored", change.version, change.subscription_id)
+            if reserved is not None:
+                await store.release_document_number(uow.conn, reserved)
             return
         if rec is None:
             rec = store.BillingRecord(
@@ -98,6 +99,19 @@ class BillingHandlers:
         rec.snapshot = change.snapshot
         rec.lifecycle_version = change.version
         rec.account_credit = credit
+        rec.reserved_number = reserved
+        await self._bill_change(uow, event, change, rec)
+        if rec.reserved_number is not None:  # nothing was issued under it after all
+            await store.release_document_number(uow.conn, rec.reserved_number)
+
+    async def _bill_change(
+        self,
+        uow: UnitOfWork,
+        event: CloudEvent,
+        change: ev.SubscriptionStateChanged,
+        rec: store.BillingRecord,
+    ) -> None:
+        """Issue what the change's lifecycle events imply and save the record."""
         rec.clock = change.snapshot.clock or rec.clock or await store.resolve_clock(uow.conn, change.snapshot)
         if terms_of(self.ctx, change.snapshot.plan_id) is not None:
             # Billed per delivery cycle, not per period (services.billing.replenishment).
@@ -195,7 +209,9 @@ class BillingHandlers:
         self, uow: UnitOfWork, cause: CloudEvent, rec: store.BillingRecord, doc: Document, *, reason: str
     ) -> ev.InvoiceIssued:
         """Number, store and publish a document; schedule its journal entries and its first payment attempt."""
-        number = await store.next_document_number(uow.conn, doc.document_type)
+        number = rec.take_reserved(doc.document_type) or await store.next_document_number(
+            uow.conn, doc.document_type
+        )
         numbered = doc.model_copy(update={"document_number": number})
         snap = rec.snapshot
         contract = to_invoice_issued(numbered, document_number=number, customer=snap.customer, test=snap.test)

@@ -43,7 +43,7 @@ everything else             nothing (PlanChangeScheduled, CancellationScheduled/
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -104,6 +104,15 @@ class Run:
 
 
 Step = Start | Align | Run
+
+
+def invoices(events: Iterable[lc.DomainEvent]) -> bool:
+    """True when the events start or renew billing: most likely an invoice is issued."""
+    return any(
+        isinstance(step, Start) or (isinstance(step, Run) and isinstance(step.command, Renew))
+        for event in events
+        for step in steps_for(event)
+    )
 
 
 def steps_for(event: lc.DomainEvent) -> list[Step]:

@@ -35,6 +35,16 @@ class BillingRecord:
     clock: str | None
     started_on: date | None
     charged_through: date | None = None
+    # A number taken ahead of the documents (see load_for_change); not stored with the record.
+    reserved_number: str | None = None
+
+    def take_reserved(self, document_type: str) -> str | None:
+        """The reserved number when it is of ``document_type``'s series (then it is used up)."""
+        number = self.reserved_number
+        if number is None or not number.startswith(f"{_SERIES[document_type]}-"):
+            return None
+        self.reserved_number = None
+        return number
 
     @property
     def business_clock(self) -> str:
@@ -71,24 +81,51 @@ def _record(row: asyncpg.Record, snapshot: ev.SubscriptionSnapshot | None = None
 
 
 async def load_for_change(
-    conn: asyncpg.Connection, change: ev.SubscriptionStateChanged, customer_id: str, currency: str
-) -> tuple[BillingRecord | None, Decimal]:
+    conn: asyncpg.Connection,
+    change: ev.SubscriptionStateChanged,
+    customer_id: str,
+    currency: str,
+    *,
+    reserve: str | None = None,
+) -> tuple[BillingRecord | None, Decimal, str | None]:
     """:func:`load` with ``lock`` and :func:`customer_credit` with ``lock``, in one round trip.
 
     Both are locking reads, so each answers the latest committed row even after waiting for it.
     The record carries the change's snapshot (the stored one is replaced by it, so not decoded).
+    ``reserve``: a document type whose next number is taken in the same round trip, for a change
+    that will most likely issue one (an activation, a renewal); the third value is that number.
+    A reserved number the handler does not use goes back with :func:`release_document_number`.
     """
+    series = _SERIES[reserve] if reserve else None
     row = await conn.fetchrow(
         f"WITH credit AS ({_lock_credit('$2', '$3')}) "
-        "SELECT (SELECT balance FROM credit) AS credit, s.* FROM (SELECT 1) AS one LEFT JOIN ("
-        f"{_LOAD} FOR UPDATE) AS s ON true",
+        "SELECT (SELECT balance FROM credit) AS credit, "
+        "CASE WHEN $4::text IS NOT NULL THEN billing.next_document_number($4) END AS reserved, "
+        f"s.* FROM (SELECT 1) AS one LEFT JOIN ({_LOAD} FOR UPDATE) AS s ON true",
         change.subscription_id,
         customer_id,
         currency,
+        series,
     )
     assert row is not None
     rec = _record(row, change.snapshot) if row["subscription_id"] is not None else None
-    return rec, Decimal(row["credit"])
+    reserved = f"{series}-{row['reserved']:08d}" if series and row["reserved"] is not None else None
+    return rec, Decimal(row["credit"]), reserved
+
+
+async def release_document_number(conn: asyncpg.Connection, number: str) -> None:
+    """Give back a reserved number nothing was issued under (a queued write).
+
+    The series' lock is held by this transaction since the number was taken, so no later number
+    was handed out: the series stays gapless.
+    """
+    series, _, value = number.rpartition("-")
+    await write(
+        conn,
+        "DELETE FROM billing.document_numbers WHERE series = $1 AND number = $2",
+        series,
+        int(value),
+    )
 
 
 async def save(conn: asyncpg.Connection, rec: BillingRecord) -> None:
