@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -60,17 +61,25 @@ def combined(writes: list[tuple[str, tuple[Any, ...]]]) -> tuple[str, list[Any]]
     """One statement doing ``writes`` (each a data-modifying CTE), with their parameters renumbered."""
     if len(writes) == 1:
         return writes[0][0], list(writes[0][1])
-    parts: list[str] = []
     args: list[Any] = []
+    for _, params in writes:
+        args.extend(params)
+    return _combined_sql(tuple((sql, len(params)) for sql, params in writes)), args
+
+
+@functools.lru_cache(maxsize=512)
+def _combined_sql(shapes: tuple[tuple[str, int], ...]) -> str:
+    # A handler queues the same few shapes again and again: renumbering them is done once per shape.
+    parts: list[str] = []
+    offset = 0
 
     def shifted(by: int) -> Callable[[re.Match[str]], str]:
         return lambda m: f"${int(m.group(1)) + by}"
 
-    for i, (sql, params) in enumerate(writes):
-        renumbered = _PARAM.sub(shifted(len(args)), sql)
-        parts.append(f"w{i} AS ({renumbered} RETURNING 1)")
-        args.extend(params)
-    return "WITH " + ", ".join(parts) + " SELECT 1", args
+    for i, (sql, count) in enumerate(shapes):
+        parts.append(f"w{i} AS ({_PARAM.sub(shifted(offset), sql)} RETURNING 1)")
+        offset += count
+    return "WITH " + ", ".join(parts) + " SELECT 1"
 
 
 class UnitOfWork:
