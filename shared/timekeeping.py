@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel
 
 from shared.contracts.envelope import CloudEvent, caused_by, derived_id, make_event
@@ -279,50 +280,86 @@ async def pending_timers(pool: asyncpg.Pool, subscription_id: str | None = None)
     return [dict(r) for r in rows]
 
 
-async def consumer_lag(bootstrap: str, namespace: str, services: Iterable[str] | None = None) -> int:
-    """Records not yet committed by the consumer groups of ``services`` (default all) in ``namespace``.
+class LagProbe:
+    """How far the consumer groups of ``services`` (default all) in ``namespace`` are behind.
 
-    The true ends of all partitions are read by one group-less consumer with a short fetch wait
-    (a "latest offset" answer alone is short on Tansu); each group's committed offsets come from a
-    consumer of that group that never fetches.
+    A quiet check runs many times while a test clock advances, so the probe keeps two clients
+    open for its whole use: a group-less reader for the true partition ends (a "latest offset"
+    answer alone is short on Tansu) and an admin client that fetches each group's committed
+    offsets in one request (before: a consumer started per group and check).
     """
-    wanted = set(services) if services is not None else set(CONSUMERS)
-    groups: dict[str, list[str]] = {}
-    for service, logical_topics in CONSUMERS.items():
-        if service not in wanted:
-            continue
-        group = f"{namespace}som.{service}"
-        groups[group] = [f"{namespace}{t}" for t in logical_topics]
-        groups[f"{group}.retry"] = [retry_topic(f"{namespace}{t}", group) for t in logical_topics]
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5)
-    await reader.start()
-    try:
+
+    def __init__(self, bootstrap: str, namespace: str, services: Iterable[str] | None = None) -> None:
+        if not CONSUMERS:  # else every check would find nothing behind and pass
+            raise RuntimeError("no consumers declared: import services.registry first")
+        wanted = set(services) if services is not None else set(CONSUMERS)
+        self.bootstrap = bootstrap
+        self.groups: dict[str, list[str]] = {}
+        for service, logical_topics in CONSUMERS.items():
+            if service not in wanted:
+                continue
+            group = f"{namespace}som.{service}"
+            self.groups[group] = [f"{namespace}{t}" for t in logical_topics]
+            self.groups[f"{group}.retry"] = [retry_topic(f"{namespace}{t}", group) for t in logical_topics]
+        self._reader: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def __aenter__(self) -> LagProbe:
+        self._reader = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+        )
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            await self._reader.start()
+            await self._admin.start()
+        except BaseException:
+            await self.__aexit__()
+            raise
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._reader is not None:
+            await self._reader.stop()
+        if self._admin is not None:
+            await self._admin.close()
+        self._reader = self._admin = None
+
+    async def lag(self) -> int:
+        """Records written but not yet committed by the groups."""
+        assert self._reader is not None and self._admin is not None, "use the probe with async with"
+        cluster = await self._reader._client.fetch_all_metadata()  # topics made since the probe started
         by_group = {
-            grp: [TopicPartition(t, p) for t in names for p in (reader.partitions_for_topic(t) or ())]
-            for grp, names in groups.items()
+            grp: [TopicPartition(t, p) for t in names for p in (cluster.partitions_for_topic(t) or ())]
+            for grp, names in self.groups.items()
         }
         every = sorted({tp for tps in by_group.values() for tp in tps})
-        ends = await end_offsets(reader, every)  # the true end, also on Tansu
-    finally:
-        await reader.stop()
-    total = 0
-    for grp, tps in by_group.items():
-        behind = [tp for tp in tps if ends.get(tp, 0) > 0]
-        if not behind:
-            continue  # nothing was ever written: nothing to be behind on
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=grp, enable_auto_commit=False)
-        await consumer.start()
-        try:
+        ends = await end_offsets(self._reader, every)  # the true end, also on Tansu
+        total = 0
+        for grp, tps in by_group.items():
+            behind = [tp for tp in tps if ends.get(tp, 0) > 0]
+            if not behind:
+                continue  # nothing was ever written: nothing to be behind on
+            committed = await self._admin.list_consumer_group_offsets(grp, partitions=behind)
             for tp in behind:
-                committed = await consumer.committed(tp) or 0
-                total += max(0, ends[tp] - committed)
-        finally:
-            await consumer.stop()
-    return total
+                found = committed.get(tp)
+                total += max(0, ends[tp] - max(found.offset if found is not None else 0, 0))
+        return total
+
+
+async def consumer_lag(bootstrap: str, namespace: str, services: Iterable[str] | None = None) -> int:
+    """Records not yet committed by the consumer groups of ``services`` (default all) in ``namespace``."""
+    async with LagProbe(bootstrap, namespace, services) as probe:
+        return await probe.lag()
 
 
 async def quiet(
-    pool: asyncpg.Pool, bootstrap: str, namespace: str, clock: str, services: Iterable[str] | None = None
+    pool: asyncpg.Pool,
+    bootstrap: str,
+    namespace: str,
+    clock: str,
+    services: Iterable[str] | None = None,
+    *,
+    probe: LagProbe | None = None,
 ) -> bool:
     """Nothing due and unfired on ``clock``, nothing in the outbox, no consumer behind."""
     unfired = await pool.fetchval(
@@ -334,6 +371,8 @@ async def quiet(
         return False
     if await pool.fetchval("SELECT count(*) FROM messaging.outbox WHERE starts_with(service, $1)", namespace):
         return False
+    if probe is not None:
+        return await probe.lag() == 0
     return await consumer_lag(bootstrap, namespace, services) == 0
 
 
@@ -346,15 +385,24 @@ async def wait_quiet(
     timeout: float = 120.0,
     poll: float = 0.1,
     services: Iterable[str] | None = None,
+    probe: LagProbe | None = None,
 ) -> None:
-    """Wait until :func:`quiet` holds twice in a row (a handler may be mid-transaction once)."""
+    """Wait until :func:`quiet` holds twice in a row (a handler may be mid-transaction once).
+
+    ``probe``: an open :class:`LagProbe` of the same groups, else one is opened for the wait.
+    """
+    if probe is None:
+        async with LagProbe(bootstrap, namespace, services) as opened:
+            return await wait_quiet(
+                pool, bootstrap, namespace, clock, timeout=timeout, poll=poll, services=services, probe=opened
+            )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     streak = 0
     while streak < 2:
         if loop.time() > deadline:
             raise TimeoutError(f"clock {clock}: the system did not settle within {timeout}s")
-        streak = streak + 1 if await quiet(pool, bootstrap, namespace, clock, services) else 0
+        streak = streak + 1 if await quiet(pool, bootstrap, namespace, clock, services, probe=probe) else 0
         await asyncio.sleep(poll)
 
 
@@ -374,16 +422,19 @@ async def advance_clock(
     """
     count_fired = "SELECT count(*) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NOT NULL"
     before = int(await pool.fetchval(count_fired, clock))
-    await wait_quiet(pool, bootstrap, namespace, clock, timeout=timeout, services=services)
-    while True:
-        nxt = await pool.fetchval(
-            "SELECT min(due_at) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NULL "
-            "AND cancelled_at IS NULL",
-            clock,
-        )
-        step = nxt if nxt is not None and nxt <= to else to
-        if step > await clock_now(pool, clock):
-            await pool.execute("UPDATE timekeeping.clocks SET now = $2 WHERE name = $1", clock, step)
-        await wait_quiet(pool, bootstrap, namespace, clock, timeout=timeout, services=services)
-        if nxt is None or nxt > to:
-            return int(await pool.fetchval(count_fired, clock)) - before
+    async with LagProbe(bootstrap, namespace, services) as probe:  # one for every stop of the clock
+        await wait_quiet(pool, bootstrap, namespace, clock, timeout=timeout, services=services, probe=probe)
+        while True:
+            nxt = await pool.fetchval(
+                "SELECT min(due_at) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NULL "
+                "AND cancelled_at IS NULL",
+                clock,
+            )
+            step = nxt if nxt is not None and nxt <= to else to
+            if step > await clock_now(pool, clock):
+                await pool.execute("UPDATE timekeeping.clocks SET now = $2 WHERE name = $1", clock, step)
+            await wait_quiet(
+                pool, bootstrap, namespace, clock, timeout=timeout, services=services, probe=probe
+            )
+            if nxt is None or nxt > to:
+                return int(await pool.fetchval(count_fired, clock)) - before

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-# Fetches that may come back empty before we decide a partition with records ahead is stuck.
-_MAX_IDLE_ROUNDS = 50
+# How long fetches may come back empty before a partition with records ahead counts as stuck.
+_STALL_SECONDS = 10.0
 
 
 async def read_to_end(
@@ -28,18 +28,21 @@ async def read_to_end(
     """Read the assigned ``tps`` from their current positions to their true ends.
 
     Calls ``on_record`` for every record read and returns the end offset of each partition
-    (the offset the next record will get). ``consumer`` must have ``tps`` assigned.
+    (the offset the next record will get). ``consumer`` must have ``tps`` assigned (afresh: a
+    high watermark left from an earlier assignment would end a partition early).
+    ``fetch_timeout_ms`` bounds one wait for records; an empty answer waits all of it, so a
+    caller that expects no records (an end check) passes a short one.
     """
     pending = set(tps)
     ends: dict[TopicPartition, int] = {}
-    idle = 0
+    loop = asyncio.get_running_loop()
+    stalled_at = loop.time() + _STALL_SECONDS
     while pending:
         batch = await consumer.getmany(*pending, timeout_ms=fetch_timeout_ms)
         for records in batch.values():
             if on_record is not None:
                 for r in records:
                     on_record(r)
-        progressed = any(batch.values())
         for tp in list(pending):
             if batch.get(tp):
                 continue
@@ -49,12 +52,11 @@ async def read_to_end(
             if high is not None and high <= position:
                 ends[tp] = position
                 pending.discard(tp)
-        if progressed:
-            idle = 0
+        if any(batch.values()):
+            stalled_at = loop.time() + _STALL_SECONDS
+        elif loop.time() > stalled_at:
+            raise TimeoutError(f"no progress reading {sorted(map(str, pending))} to the end")
         else:
-            idle += 1
-            if idle > _MAX_IDLE_ROUNDS:
-                raise TimeoutError(f"no progress reading {sorted(map(str, pending))} to the end")
             await asyncio.sleep(0)
     return ends
 
@@ -67,8 +69,9 @@ async def end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> 
     """
     if not tps:
         return {}
-    consumer.assign(tps)
+    consumer.assign(tps)  # afresh, so no high watermark of an earlier check is taken as this one's
     approx = await consumer.end_offsets(tps)
     for tp in tps:
         consumer.seek(tp, approx[tp])
-    return await read_to_end(consumer, tps)
+    # Few or no records lie past the answer: wait briefly per fetch, not the default 200 ms.
+    return await read_to_end(consumer, tps, fetch_timeout_ms=10)
