@@ -36,8 +36,10 @@ def wire(settings: Settings, db: Database) -> Wiring:
     # Outbound fulfilment: the lifecycle's changes become vendor calls (recorded only for channels
     # with a configured vendor client; see docs/intake-vendors.md).
     fulfil = FulfilmentHandlers(set(vendors.fulfilment), vendors.options)
-    routes.append(Route(topics.SUBSCRIPTIONS_EVENTS, fulfil.on_state_changed))
-    routes.append(Route(topics.SUBSCRIPTIONS_COMMAND_REJECTIONS, fulfil.on_command_rejected))
+    routes.append(Route(topics.SUBSCRIPTIONS_EVENTS, fulfil.on_state_changed, skips=fulfil.skips))
+    routes.append(
+        Route(topics.SUBSCRIPTIONS_COMMAND_REJECTIONS, fulfil.on_command_rejected, skips=fulfil.skips)
+    )
     background: list[BackgroundTask] = []
     if vendors.fulfilment and settings.fulfilment_delivery:
         delivery = FulfilmentDelivery(

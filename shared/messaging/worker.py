@@ -258,8 +258,13 @@ class Worker:
 
     async def _lane(self, route: Route, recs: list[ConsumerRecord], consumer: Any) -> None:
         incoming = [Incoming.from_record(route.topic, r) for r in recs]
+        if route.skips is not None:
+            wanted = [i for i in incoming if not route.skips(i)]
+            if len(wanted) < len(incoming):
+                metrics.PROCESSED.labels(self.name, route.topic, "skipped").inc(len(incoming) - len(wanted))
+            incoming = wanted
         unconfirmed = 0
-        while True:
+        while incoming:
             try:
                 async with self._lane_slots:
                     await self.lanes.run(

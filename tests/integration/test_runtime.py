@@ -12,6 +12,8 @@ import uuid
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.contracts.envelope import make_event
 from shared.db.uow import Database, UnitOfWork
@@ -118,6 +120,42 @@ async def test_redelivered_message_has_one_effect(settings: Settings, db: Databa
             assert len(out.records) == 1
         assert await _effects(db, settings) == ["m1"]
     finally:
+        await worker.stop()
+
+
+async def test_skipped_messages_cost_no_transaction_and_their_offsets_commit(
+    settings: Settings, db: Database
+) -> None:
+    """A route's ``skips`` leaves a message untouched (no inbox row, no effect) and still moves on."""
+    await _probe_topics(settings, db)
+    group = settings.group("probe")
+    route = Route(
+        PROBE_IN, probe_handler, event_id=content_id, skips=lambda i: bool(json.loads(i.value).get("skip"))
+    )
+    worker = Worker("probe", [route], settings=settings, db=db)
+    await worker.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=str(settings.kafka_bootstrap))
+    await admin.start()
+    try:
+        for body in ({"id": "s1", "skip": True}, {"id": "p1"}, {"id": "s2", "skip": True}):
+            await publish(settings, PROBE_IN, body, key="k1")
+        assert await _wait_effects(db, settings, 1) == ["p1"]
+        partitions = [TopicPartition(f"{settings.topic_namespace}{PROBE_IN}", p) for p in range(3)]
+        committed = 0
+        for _ in range(100):
+            offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            committed = sum(max(0, o.offset) for o in offsets.values())
+            if committed == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert committed == 3  # all three records are behind the group, the skipped ones too
+        inbox = await db.pool.fetchval(
+            "SELECT count(*) FROM messaging.inbox WHERE consumer_group = $1", group
+        )
+        assert inbox == 1  # only the processed message was claimed
+        assert await _effects(db, settings) == ["p1"]
+    finally:
+        await admin.close()
         await worker.stop()
 
 

@@ -68,6 +68,10 @@ class FulfilmentHandlers:
         self.channels = frozenset(channels)
         self.options = options or FulfilmentOptions()
 
+    def skips(self, _incoming: Incoming) -> bool:
+        """With no channel's vendor calls enabled, every lifecycle event is left untouched."""
+        return not self.channels
+
     async def _deadline(self, uow: UnitOfWork, channel: str, csid: str) -> datetime | None:
         if channel != "stackit_marketplace":
             return None
