@@ -36,6 +36,9 @@ class BenchResult:
     rate: float | None
     entitlements_p50_ms: float = float("nan")
     entitlements_p99_ms: float = float("nan")
+    # Order to the lifecycle's change (intake and lifecycle): where a backlog sits.
+    change_p50_ms: float = float("nan")
+    change_p99_ms: float = float("nan")
 
     def as_dict(self) -> dict[str, object]:
         return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -91,6 +94,7 @@ async def run_bench(
     latencies: list[float] = []
     changed_at: dict[str, float] = {}  # lifecycle change seen, per subscription
     ent_latencies: list[float] = []
+    change_latencies: list[float] = []
     last_invoice_at: list[float] = []  # when the last invoice was published (throughput ends there)
     done = asyncio.Event()
 
@@ -109,6 +113,8 @@ async def run_bench(
                     sub = json.loads(r.value).get("subject")
                     published = r.timestamp / 1000  # wall clock, when the worker's relay sent it
                     if tp.topic == events_topic:
+                        if sub not in changed_at and sub in sent_at:
+                            change_latencies.append((published - sent_at[sub]) * 1000)
                         changed_at.setdefault(sub, published)
                         continue
                     if tp.topic == ent_topic:
@@ -167,6 +173,8 @@ async def run_bench(
         rate=rate,
         entitlements_p50_ms=_percentile(sorted(ent_latencies), 0.50),
         entitlements_p99_ms=_percentile(sorted(ent_latencies), 0.99),
+        change_p50_ms=_percentile(sorted(change_latencies), 0.50),
+        change_p99_ms=_percentile(sorted(change_latencies), 0.99),
     )
 
 

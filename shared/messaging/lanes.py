@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -55,6 +56,11 @@ class LaneResult:
     duplicates: int = 0
     failures: list[Failure] = field(default_factory=list)
     emitted: int = 0
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, outcome) -> messages
+
+    def count(self, topic: str, outcome: str) -> None:
+        """One more message of ``topic`` with ``outcome`` (metrics after the commit)."""
+        self.outcomes[topic, outcome] += 1
 
 
 def process_span(
@@ -132,27 +138,36 @@ class LaneProcessor:
             raise ConnectionRefusedError("database unavailable (injected fault)")
 
     async def run(
-        self, route: Route, records: Sequence[Incoming], *, blame_messages: bool = False
+        self,
+        lanes: Sequence[tuple[Route, Sequence[Incoming]]],
+        *,
+        blame_messages: bool = False,
     ) -> LaneResult:
-        """Process ``records`` (one partition, offset order) in one transaction.
+        """Process ``lanes`` (each one partition's records in offset order) in one transaction.
+
+        Lanes of several partitions, and of several topics, share the transaction: a poll's records
+        cost one claim, one outbox write and one commit however the partitions spread them (at a
+        moderate rate a poll holds a record or two per partition). Per-key order holds because a
+        key lives in one partition and each partition's records run in offset order.
 
         Handlers run without a savepoint each (two round trips a message saved). When one fails,
-        the transaction rolls back and the lane runs again with that message set aside as failed,
-        so it fails alone and the rest commits; a lane re-runs once per failing message, which is
-        rare, and handlers only touch the database, so running them again changes nothing.
+        the transaction rolls back and runs again with that message set aside as failed, so it
+        fails alone and the rest commits; it re-runs once per failing message, which is rare, and
+        handlers only touch the database, so running them again changes nothing.
 
         ``blame_messages``: an error that looks like an outage while every dependency answers is
-        treated as the message's own failure (after the caller re-ran the lane a few times).
+        treated as the message's own failure (after the caller re-ran the lanes a few times).
         """
+        items = [(route, inc) for route, records in lanes for inc in records]
         known: dict[int, Exception] = {}
         while True:
             try:
-                return await self._attempt(route, records, known, blame_messages)
+                return await self._attempt(items, known, blame_messages)
             except _MessageFailed as failed:
                 known[failed.index] = failed.exc
 
     async def _attempt(
-        self, route: Route, records: Sequence[Incoming], known: dict[int, Exception], blame_messages: bool
+        self, items: Sequence[tuple[Route, Incoming]], known: dict[int, Exception], blame_messages: bool
     ) -> LaneResult:
         started = time.perf_counter()
         result = LaneResult()
@@ -161,7 +176,7 @@ class LaneProcessor:
             self._fault_check()
             async with self.pool.acquire() as conn, conn.transaction():
                 ids: list[str | None] = []
-                for inc in records:
+                for route, inc in items:
                     try:
                         ids.append(route.event_id(inc))
                     except Exception as exc:  # no id: the record cannot even be parsed
@@ -169,23 +184,24 @@ class LaneProcessor:
                         result.failures.append(
                             Failure(inc, exc if is_permanent(exc) else UnparseableMessage(str(exc)))
                         )
-                keys = sorted({inc.key for inc in records if inc.key is not None})
-                claimed, parked = await self._claim(conn, route, [i for i in ids if i is not None], keys)
-                newly_parked: list[str] = []
+                claimed, parked = await self._claim(conn, items, ids)
+                newly_parked: list[tuple[str, str]] = []
                 unclaim: list[str] = []
-                for index, (inc, eid) in enumerate(zip(records, ids, strict=True)):
+                for index, ((route, inc), eid) in enumerate(zip(items, ids, strict=True)):
                     if eid is None:
                         continue
-                    if inc.key is not None and inc.key in parked:
+                    topic_key = (route.topic, inc.key) if inc.key is not None else None
+                    if topic_key is not None and topic_key in parked:
                         # An earlier message of this key waits in retry: queue behind it, keep order.
                         result.failures.append(Failure(inc, None))
-                        newly_parked.append(inc.key)
+                        newly_parked.append(topic_key)
                         if eid in claimed:
                             claimed.discard(eid)
                             unclaim.append(eid)
                         continue
                     if eid not in claimed:
                         result.duplicates += 1
+                        result.count(route.topic, "duplicate")
                         continue
                     claimed.discard(eid)  # a second copy in this batch is a duplicate
                     failure = known.get(index)
@@ -195,20 +211,22 @@ class LaneProcessor:
                             raise _MessageFailed(index, failure)
                     if failure is None:
                         result.processed += 1
+                        result.count(route.topic, "ok")
                         continue
                     metrics.FAILURES.labels(self.worker, route.topic, type(failure).__name__).inc()
                     unclaim.append(eid)
                     result.failures.append(Failure(inc, failure))
-                    if not is_permanent(failure) and inc.key is not None:
-                        parked.add(inc.key)
-                        newly_parked.append(inc.key)
+                    if not is_permanent(failure) and topic_key is not None:
+                        parked.add(topic_key)
+                        newly_parked.append(topic_key)
                 if unclaim:
                     await conn.execute(
                         "DELETE FROM messaging.inbox WHERE consumer_group = $1 AND event_id = ANY($2::text[])",
                         self.group,
                         unclaim,
                     )
-                await parking.park(conn, self.group, route.topic, newly_parked)
+                for topic in sorted({t for t, _ in newly_parked}):
+                    await parking.park(conn, self.group, topic, [k for t, k in newly_parked if t == topic])
                 await write_outbox(conn, self.service, pending)
                 await self.router.send_all(result.failures)
         except (DependencyOutage, _MessageFailed):
@@ -224,36 +242,39 @@ class LaneProcessor:
                 os._exit(137)
             for callback in self.after_commit:
                 callback(self.service)
-        metrics.BATCH_RECORDS.labels(self.worker).observe(len(records))
-        if result.duplicates:
-            metrics.PROCESSED.labels(self.worker, route.topic, "duplicate").inc(result.duplicates)
-        if result.processed:
-            per_message = (time.perf_counter() - started) / len(records)
-            metrics.PROCESSED.labels(self.worker, route.topic, "ok").inc(result.processed)
-            metrics.HANDLER_SECONDS.labels(self.worker, route.topic).observe(per_message)
+        metrics.BATCH_RECORDS.labels(self.worker).observe(len(items))
+        per_message = (time.perf_counter() - started) / max(1, len(items))
+        for (topic, outcome), n in result.outcomes.items():
+            metrics.PROCESSED.labels(self.worker, topic, outcome).inc(n)
+            if outcome == "ok":
+                metrics.HANDLER_SECONDS.labels(self.worker, topic).observe(per_message)
         return result
 
     async def _claim(
-        self, conn: asyncpg.Connection, route: Route, ids: list[str], keys: list[str]
-    ) -> tuple[set[str], set[str]]:
-        """Claim the batch's inbox rows and find its parked keys, in one round trip.
+        self, conn: asyncpg.Connection, items: Sequence[tuple[Route, Incoming]], ids: list[str | None]
+    ) -> tuple[set[str], set[tuple[str, str]]]:
+        """Claim the inbox rows and find the parked keys of the batch, in one round trip.
 
-        Returns (claimed event ids, parked keys among ``keys``).
+        Returns (claimed event ids, parked (topic, key) pairs among the batch's).
         """
-        if not ids and not keys:
+        claims = [(eid, route.topic) for (route, _), eid in zip(items, ids, strict=True) if eid is not None]
+        keyed = sorted({(route.topic, inc.key) for route, inc in items if inc.key is not None})
+        if not claims and not keyed:
             return set(), set()
         rows = await conn.fetch(
             "WITH claim AS (INSERT INTO messaging.inbox (consumer_group, event_id, topic) "
-            "SELECT $1, e, $3 FROM unnest($2::text[]) AS e ON CONFLICT DO NOTHING RETURNING event_id) "
-            "SELECT true AS claimed, event_id AS value FROM claim UNION ALL "
-            f"SELECT false, key FROM ({parking.PARKED_AMONG}) AS parked",
+            "SELECT $1, e, t FROM unnest($2::text[], $3::text[]) AS c(e, t) ON CONFLICT DO NOTHING "
+            "RETURNING event_id) "
+            "SELECT NULL::text AS topic, event_id AS value FROM claim UNION ALL "
+            f"SELECT topic, key FROM ({parking.PARKED_AMONG}) AS parked",
             self.group,
-            ids,
-            route.topic,
-            keys,
+            [e for e, _ in claims],
+            [t for _, t in claims],
+            [t for t, _ in keyed],
+            [k for _, k in keyed],
         )
-        claimed = {r["value"] for r in rows if r["claimed"]}
-        return claimed, {r["value"] for r in rows if not r["claimed"]}
+        claimed = {r["value"] for r in rows if r["topic"] is None}
+        return claimed, {(r["topic"], r["value"]) for r in rows if r["topic"] is not None}
 
     async def _one(
         self,

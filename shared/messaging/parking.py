@@ -11,11 +11,12 @@ from collections import Counter
 
 import asyncpg
 
-# Parked keys among $4 of group $1 on topic $3: a lane reads them in the statement that claims its
-# inbox rows (shared.messaging.lanes), once per batch.
+# Parked keys of group $1 among the (topic, key) pairs zipped from $4 and $5: a batch reads them in
+# the statement that claims its inbox rows (shared.messaging.lanes), once per transaction.
 PARKED_AMONG = (
-    "SELECT key FROM messaging.parked_keys WHERE consumer_group = $1 AND topic = $3 "
-    "AND key = ANY($4::text[]) AND outstanding > 0"
+    "SELECT p.topic, p.key FROM messaging.parked_keys p "
+    "JOIN unnest($4::text[], $5::text[]) AS b(topic, key) ON p.topic = b.topic AND p.key = b.key "
+    "WHERE p.consumer_group = $1 AND p.outstanding > 0"
 )
 
 

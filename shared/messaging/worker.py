@@ -2,9 +2,9 @@
 
 For every route (topic -> handler) a worker runs two FastStream subscribers in its group:
 - the main topics, consumed in batches (up to ``consumer_batch_max_records`` per poll). The records
-  of each partition form a lane, processed in offset order in one PostgreSQL transaction
-  (``shared.messaging.lanes``); lanes run concurrently. Offsets are committed once for the batch,
-  after every lane has committed. A database or broker outage pauses consumption
+  of each partition form a lane, processed in offset order; a poll's lanes are dealt to as many
+  PostgreSQL transactions as lanes may run at once (``shared.messaging.lanes``), which run
+  concurrently. Offsets are committed once for the batch, after every transaction has committed. A database or broker outage pauses consumption
   (``shared.messaging.outage``) and the same records are processed again when it is over.
 - the retry topics. Messages wait for their not-before time, then are retried in place with
   backoff (which keeps their order) up to ``retry_max_attempts`` attempts in all, then
@@ -252,35 +252,45 @@ class Worker:
         for rec in records:
             lanes.setdefault((rec.topic, rec.partition), []).append(rec)
         consumer = getattr(msg, "consumer", None)
-        await asyncio.gather(
-            *(self._lane(by_main[topic], recs, consumer) for (topic, _), recs in lanes.items())
-        )
+        # The partitions are dealt to as many transactions as lanes may run at once (the largest
+        # first, each to the emptiest): parallel where there are cores to spare, and a poll that
+        # spreads a few records over many partitions still costs one transaction, not one each.
+        slots: list[list[tuple[Route, list[Incoming]]]] = [[] for _ in range(self.settings.lanes())]
+        sizes = [0] * len(slots)
+        for (topic, _), recs in sorted(lanes.items(), key=lambda kv: -len(kv[1])):
+            route = by_main[topic]
+            incoming = [Incoming.from_record(route.topic, r) for r in recs]
+            if route.skips is not None:
+                wanted = [i for i in incoming if not route.skips(i)]
+                if len(wanted) < len(incoming):
+                    metrics.PROCESSED.labels(self.name, route.topic, "skipped").inc(
+                        len(incoming) - len(wanted)
+                    )
+                incoming = wanted
+            if incoming:
+                emptiest = sizes.index(min(sizes))
+                slots[emptiest].append((route, incoming))
+                sizes[emptiest] += len(incoming)
+        await asyncio.gather(*(self._transaction(group) for group in slots if group))
+        with contextlib.suppress(Exception):  # a metric read must never fail a batch
+            for (topic, partition), recs in lanes.items():
+                high = consumer.highwater(TopicPartition(topic, partition)) if consumer else None
+                if high is not None:
+                    metrics.CONSUMER_LAG.labels(self.name, by_main[topic].topic, str(partition)).set(
+                        max(0, high - recs[-1].offset - 1)
+                    )
 
-    async def _lane(self, route: Route, recs: list[ConsumerRecord], consumer: Any) -> None:
-        incoming = [Incoming.from_record(route.topic, r) for r in recs]
-        if route.skips is not None:
-            wanted = [i for i in incoming if not route.skips(i)]
-            if len(wanted) < len(incoming):
-                metrics.PROCESSED.labels(self.name, route.topic, "skipped").inc(len(incoming) - len(wanted))
-            incoming = wanted
+    async def _transaction(self, lanes: list[tuple[Route, list[Incoming]]]) -> None:
+        """Run ``lanes`` in one transaction, waiting out outages until it commits."""
         unconfirmed = 0
-        while incoming:
+        while True:
             try:
                 async with self._lane_slots:
-                    await self.lanes.run(
-                        route, incoming, blame_messages=unconfirmed >= UNCONFIRMED_OUTAGE_RERUNS
-                    )
-                break
+                    await self.lanes.run(lanes, blame_messages=unconfirmed >= UNCONFIRMED_OUTAGE_RERUNS)
+                return
             except DependencyOutage as exc:
                 confirmed = await self.gate.wait(exc.cause)
                 unconfirmed = 0 if confirmed else unconfirmed + 1
-        with contextlib.suppress(Exception):  # a metric read must never fail a batch
-            last = recs[-1]
-            high = consumer.highwater(TopicPartition(last.topic, last.partition)) if consumer else None
-            if high is not None:
-                metrics.CONSUMER_LAG.labels(self.name, route.topic, str(last.partition)).set(
-                    max(0, high - last.offset - 1)
-                )
 
     # -- retry topics: one message at a time, in place ------------------------------------
 

@@ -251,6 +251,37 @@ async def test_batch_with_a_failing_message_commits_the_rest_in_order(
         await worker.stop()
 
 
+async def test_one_lane_slot_takes_a_polls_partitions_in_one_transaction(
+    settings: Settings, db: Database
+) -> None:
+    """With one lane at a time, the partitions of a poll share a transaction (one claim, one commit)."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    one_slot = settings.model_copy(update={"consumer_lanes": 1})
+    await _probe_topics(one_slot, db)
+    partition_of = DefaultPartitioner()
+    keys = ["sub-0", "sub-5", "sub-3"]
+    assert sorted(partition_of(k.encode(), [0, 1, 2], [0, 1, 2]) for k in keys) == [0, 1, 2]
+    for n in range(5):
+        for k in keys:
+            await publish(one_slot, PROBE_IN, {"id": f"{k}:{n}"}, key=k)
+    worker = await _probe_worker(one_slot, db)
+    try:
+        got = await _wait_effects(db, one_slot, 15)
+        assert len(got) == 15 and len(set(got)) == 15, got
+        for k in keys:
+            mine = [g for g in got if g.startswith(f"{k}:")]
+            assert mine == sorted(mine), mine  # each key in offset order
+        widest = await db.pool.fetchval(
+            "SELECT max(n) FROM (SELECT count(DISTINCT key) AS n FROM public.probe_effects "
+            "WHERE namespace = $1 GROUP BY txid) AS t",
+            one_slot.topic_namespace,
+        )
+        assert widest == 3  # the three partitions' records committed together
+    finally:
+        await worker.stop()
+
+
 async def test_unparseable_goes_to_dlq_and_worker_keeps_serving(settings: Settings, db: Database) -> None:
     worker = await _probe_worker(settings, db)
     try:
