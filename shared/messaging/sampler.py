@@ -22,7 +22,7 @@ log = logging.getLogger("som.sampler")
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
 # Unfired, uncancelled timers whose due time has passed on their own clock: the wall clock's, then
-# each test clock's, so each part uses the (service, clock, due_at) index of the scheduler.
+# each test clock's, so each part uses the (clock, service, due_at) index of the scheduler.
 # ``$2``: the instant the sample is taken at (NULL: the database's now()).
 _BACKLOG_SQL = """
 SELECT
