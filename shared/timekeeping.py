@@ -317,6 +317,11 @@ class LagProbe:
             raise
         return self
 
+    async def reopen(self) -> None:
+        """Close both clients and open them again (a check that did not answer in time)."""
+        await self.__aexit__()
+        await self.__aenter__()
+
     async def __aexit__(self, *_: object) -> None:
         if self._reader is not None:
             await self._reader.stop()
@@ -383,6 +388,9 @@ async def quiet(
     return await consumer_lag(bootstrap, namespace, services) == 0
 
 
+_CHECK_SECONDS = 20.0  # longest one quiet check may take before its probe is opened afresh
+
+
 async def wait_quiet(
     pool: asyncpg.Pool,
     bootstrap: str,
@@ -410,7 +418,16 @@ async def wait_quiet(
     while streak < 2:
         if loop.time() > deadline:
             raise TimeoutError(f"clock {clock}: the system did not settle within {timeout}s")
-        if await quiet(pool, bootstrap, namespace, clock, services, probe=probe):
+        try:
+            # One check never waits past the deadline: a client that stopped answering is opened
+            # again, so a wedged connection costs one check, not the whole wait.
+            async with asyncio.timeout(max(0.1, min(_CHECK_SECONDS, deadline - loop.time()))):
+                calm = await quiet(pool, bootstrap, namespace, clock, services, probe=probe)
+        except TimeoutError:
+            log.warning("quiet check of clock %s did not answer in time; reopening the lag probe", clock)
+            calm = False
+            await probe.reopen()
+        if calm:
             streak, pause = streak + 1, poll
         else:
             # Busy for a while (a renewal run): check less often, each check reads every group's
