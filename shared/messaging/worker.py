@@ -4,8 +4,9 @@ For every route (topic -> handler) a worker runs two FastStream subscribers in i
 - the main topics, consumed in batches (up to ``consumer_batch_max_records`` per poll). The records
   of each partition form a lane, processed in offset order; a poll's lanes are dealt to as many
   PostgreSQL transactions as lanes may run at once (``shared.messaging.lanes``), which run
-  concurrently. Offsets are committed once for the batch, after every transaction has committed. A database or broker outage pauses consumption
-  (``shared.messaging.outage``) and the same records are processed again when it is over.
+  concurrently. Offsets are committed once for the batch, after every transaction has committed.
+  A database or broker outage pauses consumption (``shared.messaging.outage``) and the same
+  records are processed again when it is over.
 - the retry topics. Messages wait for their not-before time, then are retried in place with
   backoff (which keeps their order) up to ``retry_max_attempts`` attempts in all, then
   dead-lettered. Finishing a message unparks its key in the same transaction.
