@@ -251,7 +251,9 @@ class Settings(BaseSettings):
 
     def group(self, service: str) -> str:
         """Consumer group of a service, inside the namespace."""
-        return f"{self.topic_namespace}som.{service}"
+        from shared.messaging.topics import consumer_group
+
+        return consumer_group(self.topic_namespace, service)
 
 
 @functools.lru_cache(maxsize=1)

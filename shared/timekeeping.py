@@ -25,7 +25,7 @@ from shared.contracts.envelope import CloudEvent, caused_by, derived_id, make_ev
 from shared.db.uow import Database, UnitOfWork, write
 from shared.messaging.errors import is_outage
 from shared.messaging.offsets import end_offsets
-from shared.messaging.topics import CONSUMERS, retry_topic
+from shared.messaging.topics import CONSUMERS, consumer_group, retry_group, retry_topic
 
 log = logging.getLogger("som.timekeeping")
 SYSTEM_CLOCK = "system"
@@ -298,9 +298,9 @@ class LagProbe:
         for service, logical_topics in CONSUMERS.items():
             if service not in wanted:
                 continue
-            group = f"{namespace}som.{service}"
+            group = consumer_group(namespace, service)
             self.groups[group] = [f"{namespace}{t}" for t in logical_topics]
-            self.groups[f"{group}.retry"] = [retry_topic(f"{namespace}{t}", group) for t in logical_topics]
+            self.groups[retry_group(group)] = [retry_topic(f"{namespace}{t}", group) for t in logical_topics]
         self._reader: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
 

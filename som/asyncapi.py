@@ -357,7 +357,9 @@ def document() -> dict[str, Any]:
                             "groupId": {
                                 "type": "string",
                                 "enum": [
-                                    group if target == main.name or action == "send" else f"{group}.retry"
+                                    group
+                                    if target == main.name or action == "send"
+                                    else topics.retry_group(group)
                                 ],
                             },
                             "bindingVersion": KAFKA_BINDING,

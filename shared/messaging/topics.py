@@ -1,6 +1,7 @@
 """Every topic name, and the one naming rule for retry topics and dead-letter queues.
 
-Main topics are ``<domain>.<stream>``. For a consumer group ``G`` reading topic ``T``:
+Main topics are ``<domain>.<stream>``; a service's consumer group is ``<namespace>som.<service>`` and
+its retry topics are read by the group ``G.retry``. For a consumer group ``G`` reading topic ``T``:
 - retry topic: ``T.retry.G``  (holds failed and parked messages of G only, same key)
 - dead letters: ``T.dlq.G``
 The group is in the name so that a retry or a dead letter never reaches other groups.
@@ -44,6 +45,16 @@ DLQ_MARK = ".dlq."
 def inbound(channel: str) -> str:
     """Inbound topic of a sales channel: ``orders.inbound.<channel>``."""
     return f"{INBOUND_PREFIX}{channel}"
+
+
+def consumer_group(namespace: str, service: str) -> str:
+    """Consumer group of a service's main topics, inside ``namespace``."""
+    return f"{namespace}som.{service}"
+
+
+def retry_group(group: str) -> str:
+    """Consumer group that reads ``group``'s retry topics (retries wait, so they get their own)."""
+    return f"{group}.retry"
 
 
 def retry_topic(topic: str, group: str) -> str:

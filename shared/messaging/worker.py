@@ -49,7 +49,7 @@ from shared.messaging.lanes import LaneProcessor, process_span
 from shared.messaging.outage import OutageGate
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.sampler import run_sampler
-from shared.messaging.topics import retry_topic
+from shared.messaging.topics import retry_group, retry_topic
 from shared.settings import Settings
 
 log = logging.getLogger("som.runtime")
@@ -194,7 +194,7 @@ class Worker:
         consume_retry.__name__ = f"{self.name}_retry"
         # Retries wait seconds anyway: a long fetch wait keeps an idle retry consumer from costing CPU.
         retry_common = dict(common, fetch_max_wait_ms=max(s.consumer_fetch_max_wait_ms, 500))
-        s2 = self.broker.subscriber(*by_retry, group_id=f"{self.group}.retry", **retry_common)
+        s2 = self.broker.subscriber(*by_retry, group_id=retry_group(self.group), **retry_common)
         s2(consume_retry)
         self.status.subscribers.append(s2)
 
