@@ -81,7 +81,9 @@ async def end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> 
     loop = asyncio.get_running_loop()
     give_up = loop.time() + _STALL_SECONDS
     while pending:
-        await consumer.getmany(*pending, timeout_ms=10)  # records are not needed, only the answer
+        # Records are not needed, only the answer; all partitions are drained, since records left
+        # buffered for one hold back the next fetch of every partition (aiokafka's prefetch backoff).
+        await consumer.getmany(timeout_ms=10)
         for tp in list(pending):
             high = consumer.highwater(tp)  # None until a fetch answered for this assignment
             if high is not None:
