@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.messaging.topics import consumer_group
+
 
 class Settings(BaseSettings):
     """Every knob of the workers. Environment variables override, e.g. ``SOM_KAFKA_BOOTSTRAP``."""
@@ -253,8 +255,6 @@ class Settings(BaseSettings):
 
     def group(self, service: str) -> str:
         """Consumer group of a service, inside the namespace."""
-        from shared.messaging.topics import consumer_group
-
         return consumer_group(self.topic_namespace, service)
 
 
