@@ -64,7 +64,6 @@ async def _reader_from_now(bootstrap: str, names: list[str]) -> AIOKafkaConsumer
     tps: list[TopicPartition] = []
     for name in names:
         tps.extend(await topic_partitions(consumer, name))
-    consumer.assign(tps)
     for tp, end in (await end_offsets(consumer, tps)).items():
         consumer.seek(tp, end)
     return consumer
