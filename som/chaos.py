@@ -33,6 +33,7 @@ from services.lifecycle import views as lifecycle_views
 from services.registry import WORKERS
 from shared.db.pool import create_pool
 from shared.messaging import topics
+from shared.messaging.incoming import failure_origin
 from shared.messaging.kafka_util import topic_partitions
 from shared.messaging.offsets import read_to_end
 from shared.settings import Settings, get_settings
@@ -79,6 +80,7 @@ class ChaosReport:
     dead_letters_intake: int = 0
     unexpected_dead_letters: int = 0
     redelivered_copies: int = 0
+    redelivered_dead_letter_copies: int = 0
     settle_error: str | None = None
     seconds: float = 0.0
 
@@ -124,6 +126,24 @@ def _events(records: list[ConsumerRecord]) -> tuple[list[dict[str, Any]], int]:
             continue
         seen[doc.get("id", f"{r.topic}/{r.partition}/{r.offset}")] = doc
     return list(seen.values()), copies
+
+
+def _dead_letters(records: list[ConsumerRecord]) -> tuple[list[ConsumerRecord], int]:
+    """One DLQ record per failed message (its origin), and how many copies were sent again.
+
+    A worker killed between its DLQ send and its offset commit reads the message again and
+    dead-letters it again: the same origin twice is one failure delivered twice, not two.
+    """
+    seen: set[str] = set()
+    unique: list[ConsumerRecord] = []
+    for r in records:
+        origin = failure_origin({k: v.decode("utf-8", "replace") for k, v in r.headers})
+        if origin is not None:
+            if origin in seen:
+                continue
+            seen.add(origin)
+        unique.append(r)
+    return unique, len(records) - len(unique)
 
 
 async def read_topics(bootstrap: str, names: list[str]) -> dict[str, list[ConsumerRecord]]:
@@ -313,12 +333,13 @@ async def _verify(
             report.unexpected_rejections += 1
     intake_dlq = topics.dlq_topic(f"{ns}{topics.inbound('direct')}", s.group("intake"))
     for t in dlqs:
-        n = len(data.get(t, []))
+        letters, copies = _dead_letters(data.get(t, []))
+        report.redelivered_dead_letter_copies += copies
         if t == intake_dlq:
-            report.dead_letters_intake = sum(1 for r in data[t] if (r.value or b"").startswith(b"{not json"))
-            report.unexpected_dead_letters += n - report.dead_letters_intake
+            report.dead_letters_intake = sum(1 for r in letters if (r.value or b"").startswith(b"{not json"))
+            report.unexpected_dead_letters += len(letters) - report.dead_letters_intake
         else:
-            report.unexpected_dead_letters += n
+            report.unexpected_dead_letters += len(letters)
 
 
 def _chaos_settings(base: Settings) -> Settings:

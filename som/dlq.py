@@ -10,6 +10,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.messaging.incoming import failure_origin
 from shared.messaging.kafka_util import topic_partitions
 from shared.messaging.offsets import read_to_end
 from shared.messaging.runtime import RUNTIME_HEADERS
@@ -28,10 +29,16 @@ class DeadLetter:
     value: bytes
     headers: dict[str, str]
     replayed: bool = False
+    copy_of: int | None = None  # offset of an earlier record in this DLQ with the same origin
 
     @property
     def original_topic(self) -> str:
         return self.headers.get("x-original-topic", "")
+
+    @property
+    def origin(self) -> str | None:
+        """The failed message this record is a copy of (see ``failure_origin``)."""
+        return failure_origin(self.headers)
 
     def summary(self) -> dict[str, object]:
         """What an operator needs to decide, as JSON-ready data."""
@@ -52,6 +59,7 @@ class DeadLetter:
             "first_failure_at": h.get("x-first-failure-at"),
             "last_failure_at": h.get("x-last-failure-at"),
             "replayed": self.replayed,
+            "copy_of_offset": self.copy_of,
             "payload_preview": self.value[:120].decode("utf-8", "replace"),
         }
 
@@ -98,10 +106,19 @@ async def read_dead_letters(bootstrap: str, topics: list[str], pool: asyncpg.Poo
         await read_to_end(consumer, tps, _collect)
     finally:
         await consumer.stop()
+    first: dict[tuple[str, int, str], int] = {}
+    for letter in letters:
+        origin = letter.origin
+        if origin is not None:
+            letter.copy_of = first.setdefault((letter.dlq_topic, letter.partition, origin), letter.offset)
+            if letter.copy_of == letter.offset:
+                letter.copy_of = None
     if pool is not None and letters:
-        done = await replayed_dead_letters(pool)
+        done, done_origins = await replayed_dead_letters(pool)
         for letter in letters:
-            letter.replayed = (letter.dlq_topic, letter.partition, letter.offset) in done
+            letter.replayed = (letter.dlq_topic, letter.partition, letter.offset) in done or (
+                letter.origin is not None and letter.origin in done_origins
+            )
     return letters
 
 
@@ -121,8 +138,9 @@ async def replay(
     """Publish the record (or a corrected payload) to its original topic; returns that topic.
 
     The replay is recorded first, in the same transaction that is committed only after the
-    broker acknowledged the publish, so a record is replayed once; consumers' inboxes make
-    even a forced second replay of the same bytes a no-op.
+    broker acknowledged the publish, so a record is replayed once, and so is each failed message
+    when the DLQ holds two copies of it; consumers' inboxes make even a forced second replay of
+    the same bytes a no-op (for messages with an event id).
     """
     target = letter.original_topic
     if not target:
@@ -136,10 +154,13 @@ async def replay(
     headers = {k: v for k, v in letter.headers.items() if k not in RUNTIME_HEADERS}
     headers["x-replayed-from"] = f"{letter.dlq_topic}/{letter.partition}/{letter.offset}"
     async with pool.acquire() as conn, conn.transaction():
-        inserted = await record_replay(conn, letter.dlq_topic, letter.partition, letter.offset, target)
+        inserted = await record_replay(
+            conn, letter.dlq_topic, letter.partition, letter.offset, target, letter.origin
+        )
         if not inserted and not force:
             raise AlreadyReplayed(
-                f"{letter.dlq_topic}[{letter.partition}]@{letter.offset} was replayed before"
+                f"{letter.dlq_topic}[{letter.partition}]@{letter.offset} was replayed before "
+                "(this record or another copy of the same failed message)"
             )
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
         await producer.start()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +44,20 @@ RUNTIME_HEADERS = frozenset(
         H_DLQ_REASON,
     }
 )
+
+
+def failure_origin(headers: Mapping[str, str]) -> str | None:
+    """The failed message a retry or dead-letter record is a copy of: consumer group, original
+    topic, partition and offset; None when the headers do not say.
+
+    Sends to retry topics and DLQs are at-least-once (a worker killed between the send and its
+    offset commit sends again), so two records with one origin are copies of one failure.
+    """
+    parts = (headers.get(H_GROUP), headers.get(H_ORIG_TOPIC), headers.get(H_ORIG_PARTITION))
+    offset = headers.get(H_ORIG_OFFSET)
+    if not all(parts) or not offset:
+        return None
+    return f"{parts[0]}|{parts[1]}/{parts[2]}/{offset}"
 
 
 def now_iso() -> str:

@@ -17,23 +17,31 @@ async def seen_event_ids(pool: asyncpg.Pool, consumer_group: str, event_ids: Seq
     return {r["event_id"] for r in rows}
 
 
-async def replayed_dead_letters(pool: asyncpg.Pool) -> set[tuple[str, int, int]]:
-    """``(dlq topic, partition, offset)`` of every dead letter replayed so far."""
-    rows = await pool.fetch("SELECT dlq_topic, dlq_partition, dlq_offset FROM messaging.dlq_replays")
-    return {(r["dlq_topic"], r["dlq_partition"], r["dlq_offset"]) for r in rows}
+async def replayed_dead_letters(pool: asyncpg.Pool) -> tuple[set[tuple[str, int, int]], set[str]]:
+    """``(dlq topic, partition, offset)`` of every dead letter replayed so far, and their origins."""
+    rows = await pool.fetch("SELECT dlq_topic, dlq_partition, dlq_offset, origin FROM messaging.dlq_replays")
+    records = {(r["dlq_topic"], r["dlq_partition"], r["dlq_offset"]) for r in rows}
+    return records, {r["origin"] for r in rows if r["origin"] is not None}
 
 
 async def record_replay(
-    conn: asyncpg.Connection, dlq_topic: str, partition: int, offset: int, replayed_to: str
+    conn: asyncpg.Connection,
+    dlq_topic: str,
+    partition: int,
+    offset: int,
+    replayed_to: str,
+    origin: str | None = None,
 ) -> bool:
-    """Record a replay in the caller's transaction; False when the record was replayed before."""
+    """Record a replay in the caller's transaction; False when the record, or another copy of the
+    same failed message (same ``origin``), was replayed before."""
     inserted = await conn.fetchval(
-        "INSERT INTO messaging.dlq_replays (dlq_topic, dlq_partition, dlq_offset, replayed_to) "
-        "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+        "INSERT INTO messaging.dlq_replays (dlq_topic, dlq_partition, dlq_offset, replayed_to, origin) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
         dlq_topic,
         partition,
         offset,
         replayed_to,
+        origin,
     )
     return bool(inserted)
 

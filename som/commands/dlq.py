@@ -68,7 +68,8 @@ def dlq_list(
             f"{r['error_type']}: {str(r['error_message'])[:60]}",
             str(r["attempts"]),
             str(r["last_failure_at"]),
-            "yes" if r["replayed"] else "",
+            ("yes" if r["replayed"] else "")
+            + (f" (copy of @{r['copy_of_offset']})" if r["copy_of_offset"] is not None else ""),
         )
     console.print(table)
 
@@ -81,7 +82,10 @@ def dlq_replay(
     payload: Annotated[
         Path | None, typer.Option(help="Replay this corrected payload instead.", exists=True)
     ] = None,
-    all_records: Annotated[bool, typer.Option("--all", help="Replay every record not replayed yet.")] = False,
+    all_records: Annotated[
+        bool,
+        typer.Option("--all", help="Replay every failed message not replayed yet (one copy of each)."),
+    ] = False,
     force: Annotated[bool, typer.Option(help="Replay even if replayed before.")] = False,
 ) -> None:
     """Re-publish dead letters to their original topic; a record is replayed once."""
@@ -98,7 +102,8 @@ def dlq_replay(
             chosen = [
                 x
                 for x in letters
-                if (all_records and not x.replayed) or (x.offset == offset and x.partition == partition)
+                if (all_records and not x.replayed and x.copy_of is None)
+                or (x.offset == offset and x.partition == partition)
             ]
             if not chosen:
                 raise UserError("no such dead letter (or nothing left to replay)", EXIT_NOT_FOUND)

@@ -197,6 +197,17 @@ async def test_unparseable_order_goes_to_dlq_and_fixed_replay_applies_once(
             with pytest.raises(AlreadyReplayed):
                 await replay(bootstrap, db.pool, letter, payload=payload)
             await replay(bootstrap, db.pool, letter, payload=payload, force=True)  # bytes seen: no effect
+            # A second copy of the same failure (the DLQ send is at-least-once: a worker killed
+            # before its offset commit sends it again) is known as a copy and not replayed again.
+            await publish(
+                settings, dlq[len(settings.topic_namespace) :], letter.value, headers=letter.headers
+            )
+            letters = await read_dead_letters(bootstrap, [dlq], db.pool)
+            assert len(letters) == 2
+            copy = letters[1]
+            assert copy.copy_of == letter.offset and copy.replayed and letters[0].copy_of is None
+            with pytest.raises(AlreadyReplayed):
+                await replay(bootstrap, db.pool, copy, payload=payload)
             await inv.wait_for(2)
             await inv.settle(2.0)
     subjects = [v["subject"] for v in inv.values()]
