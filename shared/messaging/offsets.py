@@ -73,9 +73,10 @@ async def end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> 
     if not tps:
         return {}
     consumer.assign(tps)  # afresh, so no high watermark of an earlier check is taken as this one's
-    approx = await consumer.end_offsets(tps)
-    for tp in tps:
-        consumer.seek(tp, approx[tp])  # fetches start here: little or nothing to carry back
+    # Fetches start at the broker's "latest offset": little or nothing to carry back. Left to the
+    # fetcher (not a separate request followed by seeks, which its background loop does not see
+    # until its idle poll ends: 0.2 s per check), the reset is followed by the fetch at once.
+    await consumer.seek_to_end(*tps)
     ends: dict[TopicPartition, int] = {}
     pending = set(tps)
     loop = asyncio.get_running_loop()
@@ -87,7 +88,7 @@ async def end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> 
         for tp in list(pending):
             high = consumer.highwater(tp)  # None until a fetch answered for this assignment
             if high is not None:
-                ends[tp] = max(high, approx[tp])
+                ends[tp] = max(high, await consumer.position(tp))
                 pending.discard(tp)
         if pending and loop.time() > give_up:
             raise TimeoutError(f"no fetch answer for {sorted(map(str, pending))}")
