@@ -36,6 +36,12 @@ class DeadLetter:
         return self.headers.get("x-original-topic", "")
 
     @property
+    def awaits_replay(self) -> bool:
+        """Neither this record nor another copy of its failed message was replayed, and it is the
+        first copy: what ``--all`` replays and the console counts as open."""
+        return not self.replayed and self.copy_of is None
+
+    @property
     def origin(self) -> str | None:
         """The failed message this record is a copy of (see ``failure_origin``)."""
         return failure_origin(self.headers)
@@ -106,13 +112,7 @@ async def read_dead_letters(bootstrap: str, topics: list[str], pool: asyncpg.Poo
         await read_to_end(consumer, tps, _collect)
     finally:
         await consumer.stop()
-    first: dict[tuple[str, int, str], int] = {}
-    for letter in letters:
-        origin = letter.origin
-        if origin is not None:
-            letter.copy_of = first.setdefault((letter.dlq_topic, letter.partition, origin), letter.offset)
-            if letter.copy_of == letter.offset:
-                letter.copy_of = None
+    mark_copies(letters)
     if pool is not None and letters:
         done, done_origins = await replayed_dead_letters(pool)
         for letter in letters:
@@ -120,6 +120,21 @@ async def read_dead_letters(bootstrap: str, topics: list[str], pool: asyncpg.Poo
                 letter.origin is not None and letter.origin in done_origins
             )
     return letters
+
+
+def mark_copies(letters: list[DeadLetter]) -> None:
+    """Set ``copy_of`` on every record whose failed message (origin) an earlier record of the same
+    DLQ partition already holds: the DLQ send is at-least-once, so one failure may be there twice."""
+    first: dict[tuple[str, int, str], int] = {}
+    for letter in letters:
+        origin = letter.origin
+        if origin is None:
+            continue  # no origin headers: never taken for a copy of anything
+        where = (letter.dlq_topic, letter.partition, origin)
+        if where in first:
+            letter.copy_of = first[where]
+        else:
+            first[where] = letter.offset
 
 
 class AlreadyReplayed(Exception):

@@ -102,8 +102,7 @@ def dlq_replay(
             chosen = [
                 x
                 for x in letters
-                if (all_records and not x.replayed and x.copy_of is None)
-                or (x.offset == offset and x.partition == partition)
+                if (all_records and x.awaits_replay) or (x.offset == offset and x.partition == partition)
             ]
             if not chosen:
                 raise UserError("no such dead letter (or nothing left to replay)", EXIT_NOT_FOUND)

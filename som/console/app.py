@@ -197,8 +197,7 @@ class Console:
                     lag[w] = f"n/a ({type(exc).__name__})"
             try:
                 letters = await asyncio.wait_for(self._dead_letters(None), 10)
-                open_ = sum(1 for x in letters if not x.replayed and x.copy_of is None)
-                dlq_depth = f"{len(letters)} ({open_} not replayed)"
+                dlq_depth = f"{len(letters)} ({sum(x.awaits_replay for x in letters)} not replayed)"
             except Exception as exc:
                 dlq_depth = f"n/a ({type(exc).__name__})"
         return self.render(
