@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -128,6 +129,20 @@ def event_loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | N
     return None
 
 
+def settle_heap() -> None:
+    """Keep the garbage collector off what a started worker holds for its whole life.
+
+    After start the modules, models and clients (about 100,000 objects) move to the permanent
+    generation, and young collections run every 10,000 allocations instead of 700: the handlers
+    make little cyclic garbage, and a 10,000-order bench spent 1.8 s of the workers' CPU in
+    collections (entitlements, whose check API holds every customer's set, 7 % of its CPU) against
+    0.45 s after.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 100)
+
+
 async def run_worker(name: str, settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run one worker until SIGINT/SIGTERM (or ``stop``), with its health server."""
     assert settings.database_url and settings.kafka_bootstrap
@@ -160,6 +175,7 @@ async def run_worker(name: str, settings: Settings, *, stop: asyncio.Event | Non
     health: HealthServer | None = None
     try:
         await worker.start()
+        settle_heap()
         port = settings.health_port or (
             settings.health_port_base + WORKERS.index(name) if settings.health_port_base else None
         )

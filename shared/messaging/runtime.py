@@ -1,7 +1,7 @@
 """The delivery runtime, by concern (this module keeps the names workers and tests import).
 
 - ``incoming``: what a handler sees, routes, inbox keys, runtime headers;
-- ``lanes``: one partition's batch in one transaction, a savepoint per message;
+- ``lanes``: a poll's partitions in one transaction, a failing message re-run without;
 - ``parking``: per-key order while a message waits in retry, in PostgreSQL;
 - ``failures``: retry topic and DLQ routing;
 - ``outage``: pausing while PostgreSQL or the broker is unreachable;
