@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from shared.messaging import topics
 from shared.messaging.kafka_util import topic_partitions
 from shared.messaging.offsets import end_offsets
 from shared.settings import Settings
+from som.cpu import ProcessCpu
 from som.orders import direct_order, send_orders, subscription_id_of
 
 BENCH_COUNTRIES = ("DE", "FR", "NL", "IE", "GB")
@@ -39,6 +40,16 @@ class BenchResult:
     # Order to the lifecycle's change (intake and lifecycle): where a backlog sits.
     change_p50_ms: float = float("nan")
     change_p99_ms: float = float("nan")
+    # Each hop alone, publish to publish: intake (order -> command), lifecycle (command -> change),
+    # billing (change -> invoice).
+    intake_p50_ms: float = float("nan")
+    intake_p99_ms: float = float("nan")
+    lifecycle_p50_ms: float = float("nan")
+    lifecycle_p99_ms: float = float("nan")
+    billing_p50_ms: float = float("nan")
+    billing_p99_ms: float = float("nan")
+    # CPU of each process of the set over the run, per order (``som.cpu``; empty where unknown).
+    cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -49,6 +60,36 @@ def _percentile(sorted_values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[index]
+
+
+# The records a bench reads, by what they mark in an order's path.
+COMMAND, CHANGE, INVOICE, ENTITLEMENTS = "command", "change", "invoice", "entitlements"
+
+
+def latency_figures(sent_at: dict[str, float], seen: dict[str, dict[str, float]]) -> dict[str, float]:
+    """p50/p99 in milliseconds of each stretch of an order's path.
+
+    ``sent_at``: when each subscription's order was published; ``seen``: per mark (``COMMAND``,
+    ``CHANGE``, ``INVOICE``, ``ENTITLEMENTS``), when the first record of that subscription was
+    published, in seconds of the same wall clock. A stretch counts the subscriptions that have
+    both of its ends, so records read in any order across topics give the same figures.
+    """
+    stretches = {
+        "": ("sent", INVOICE),
+        "change_": ("sent", CHANGE),
+        "entitlements_": (CHANGE, ENTITLEMENTS),
+        "intake_": ("sent", COMMAND),
+        "lifecycle_": (COMMAND, CHANGE),
+        "billing_": (CHANGE, INVOICE),
+    }
+    marks = {"sent": sent_at, **seen}
+    figures: dict[str, float] = {}
+    for prefix, (start, stop) in stretches.items():
+        begins, ends = marks.get(start, {}), marks.get(stop, {})
+        values = sorted((ends[sub] - at) * 1000 for sub, at in begins.items() if sub in ends)
+        figures[f"{prefix}p50_ms"] = _percentile(values, 0.50)
+        figures[f"{prefix}p99_ms"] = _percentile(values, 0.99)
+    return figures
 
 
 async def _reader_from_now(bootstrap: str, names: list[str]) -> AIOKafkaConsumer:
@@ -76,13 +117,21 @@ async def run_bench(
     *,
     timeout: float = 600.0,
     progress: Callable[[int, int], None] | None = None,
+    cpu: ProcessCpu | None = None,
 ) -> BenchResult:
-    """Publish ``orders`` direct orders (all at once, or ``rate`` per second) and time their invoices."""
+    """Publish ``orders`` direct orders (all at once, or ``rate`` per second) and time their invoices.
+
+    ``cpu``: the set's processes, whose CPU over the run is reported per order.
+    """
     assert settings.kafka_bootstrap
-    invoice_topic = f"{settings.topic_namespace}{topics.BILLING_INVOICES}"
-    events_topic = f"{settings.topic_namespace}{topics.SUBSCRIPTIONS_EVENTS}"
-    ent_topic = f"{settings.topic_namespace}{topics.ENTITLEMENTS_CHANGED}"
-    consumer = await _reader_from_now(settings.kafka_bootstrap, [invoice_topic, events_topic, ent_topic])
+    ns = settings.topic_namespace
+    marks = {
+        f"{ns}{topics.SUBSCRIPTIONS_COMMANDS}": COMMAND,
+        f"{ns}{topics.SUBSCRIPTIONS_EVENTS}": CHANGE,
+        f"{ns}{topics.BILLING_INVOICES}": INVOICE,
+        f"{ns}{topics.ENTITLEMENTS_CHANGED}": ENTITLEMENTS,
+    }
+    consumer = await _reader_from_now(settings.kafka_bootstrap, list(marks))
 
     # Web shop orders name the buyer's billing country (taxed by it), spread over the EU rates.
     docs = [
@@ -90,46 +139,28 @@ async def run_bench(
         for i in range(orders)
     ]
     sent_at: dict[str, float] = {}
-    latencies: list[float] = []
-    changed_at: dict[str, float] = {}  # lifecycle change seen, per subscription
-    ent_latencies: list[float] = []
-    change_latencies: list[float] = []
-    last_invoice_at: list[float] = []  # when the last invoice was published (throughput ends there)
+    seen: dict[str, dict[str, float]] = {mark: {} for mark in marks.values()}
+    invoiced, entitled = seen[INVOICE], seen[ENTITLEMENTS]
     done = asyncio.Event()
 
     async def collect() -> None:
         # Entitlement figures may trail the invoices a little; they are never worth waiting long for.
-        ent_unmatched = 0  # an entitlements.changed read before its lifecycle event (other topic)
         invoices_done_at: float | None = None
-        while len(latencies) < orders or (
-            len(ent_latencies) + ent_unmatched < orders
+        while len(invoiced) < orders or (
+            len(entitled) < orders
             and invoices_done_at is not None
             and time.perf_counter() - invoices_done_at < 5.0
         ):
             batch = await consumer.getmany(timeout_ms=500)
             for tp, recs in batch.items():
+                first = seen[marks[tp.topic]]
                 for r in recs:
                     sub = json.loads(r.value).get("subject")
-                    published = r.timestamp / 1000  # wall clock, when the worker's relay sent it
-                    if tp.topic == events_topic:
-                        if sub not in changed_at and sub in sent_at:
-                            change_latencies.append((published - sent_at[sub]) * 1000)
-                        changed_at.setdefault(sub, published)
-                        continue
-                    if tp.topic == ent_topic:
-                        seen = changed_at.pop(sub, None)
-                        if seen is not None:
-                            ent_latencies.append((published - seen) * 1000)
-                        else:
-                            ent_unmatched += 1
-                        continue
-                    started = sent_at.pop(sub, None)
-                    if started is not None:
-                        latencies.append((published - started) * 1000)
-                        last_invoice_at[:] = [max([published, *last_invoice_at])]
-                        if progress:
-                            progress(len(latencies), orders)
-            if invoices_done_at is None and len(latencies) >= orders:
+                    if sub in sent_at:  # (not the warm-up's or another run's records)
+                        first.setdefault(sub, r.timestamp / 1000)  # when the worker's relay sent it
+            if progress:
+                progress(len(invoiced), orders)
+            if invoices_done_at is None and len(invoiced) >= orders:
                 invoices_done_at = time.perf_counter()
         done.set()
 
@@ -138,6 +169,7 @@ async def run_bench(
     collector = asyncio.create_task(collect())
     # Wall-clock seconds, comparable with the records' timestamps (same machine, same clock).
     t0 = time.time()
+    cpu_before = cpu.sample() if cpu else {}
     try:
         if rate:
             interval = 1.0 / rate
@@ -159,21 +191,19 @@ async def run_bench(
         collector.cancel()
         await producer.stop()
         await consumer.stop()
-    elapsed = (last_invoice_at[0] if last_invoice_at else time.time()) - t0
-    lat = sorted(latencies)
+    used = cpu.per_order(cpu_before, cpu.sample(), len(invoiced)) if cpu else {}
+    # Throughput ends when the last invoice was published.
+    elapsed = (max(invoiced.values()) if invoiced else time.time()) - t0
+    lat = sorted((at - sent_at[sub]) * 1000 for sub, at in invoiced.items())
     return BenchResult(
         orders=orders,
         invoices=len(lat),
         seconds=elapsed,
         per_second=len(lat) / elapsed if elapsed else 0.0,
-        p50_ms=_percentile(lat, 0.50),
-        p99_ms=_percentile(lat, 0.99),
         max_ms=lat[-1] if lat else float("nan"),
         rate=rate,
-        entitlements_p50_ms=_percentile(sorted(ent_latencies), 0.50),
-        entitlements_p99_ms=_percentile(sorted(ent_latencies), 0.99),
-        change_p50_ms=_percentile(sorted(change_latencies), 0.50),
-        change_p99_ms=_percentile(sorted(change_latencies), 0.99),
+        cpu_ms_per_order=used,
+        **latency_figures(sent_at, seen),
     )
 
 

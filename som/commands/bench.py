@@ -54,6 +54,7 @@ def bench(
     date, and report renewal invoices per second and the time until the system is quiet.
     """
     from som.bench import default_baseline_script, run_baseline, run_bench, run_renewals, tracing_env
+    from som.cpu import ProcessCpu
 
     if entitlement_checks is not None:
         _entitlement_checks(entitlement_checks, check_rate, as_json=as_json)
@@ -79,18 +80,23 @@ def bench(
         baseline = False
     extra: dict[str, Any] = {}
     with isolated_system("bench", extra_env=tracing_env(tracing, trace_ratio)) as s:
+        cpu = ProcessCpu(s.data_dir / "pgdata")  # the embedded database's, if it is embedded
         if as_json:
-            result = run(run_bench(s, orders, rate))
+            result = run(run_bench(s, orders, rate, cpu=cpu))
         else:
             with Progress(
                 TextColumn("invoices"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
             ) as bar:
                 task = bar.add_task("invoices", total=orders)
                 result = run(
-                    run_bench(s, orders, rate, progress=lambda n, total: bar.update(task, completed=n))
+                    run_bench(
+                        s, orders, rate, cpu=cpu, progress=lambda n, total: bar.update(task, completed=n)
+                    )
                 )
         if baseline:  # same broker and database, same run
+            before = cpu.sample()
             base = run(run_baseline(script, str(s.kafka_bootstrap), str(s.database_url), orders))
+            base["cpu_ms_per_message"] = cpu.per_order(before, cpu.sample(), orders)
             ratio = round(result.per_second / base["per_second"], 3) if base.get("per_second") else None
             extra = {"baseline": base, "ratio": ratio}
     figures = {**result.as_dict(), **extra}
@@ -98,11 +104,22 @@ def bench(
         print(json.dumps(figures))
     else:
         table = Table("figure", "value", title="order -> invoice")
-        for k, v in figures.items():
+        for k, v in _flat(figures).items():
             table.add_row(k, str(v))
         console.print(table)
     if result.invoices < result.orders:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _flat(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested figures as one level (``baseline.per_second``), for a table."""
+    flat: dict[str, Any] = {}
+    for k, v in figures.items():
+        if isinstance(v, dict):
+            flat.update(_flat(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
 
 
 def _entitlement_checks(checks: int, rate: float, *, as_json: bool) -> None:
