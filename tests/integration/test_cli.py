@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,11 +103,12 @@ def test_som_up_demo_turns_orders_into_invoices_and_ctrl_c_leaves_nothing_behind
     postgres = [
         p.pid for p in psutil.process_iter(["cmdline"]) if str(data) in " ".join(p.info["cmdline"] or [])
     ]
+    shutil.rmtree(data, ignore_errors=True)  # `som up` keeps its database between runs, by design
     assert left == [] and postgres == [], (left, postgres, seen[-20:])
 
 
-def test_user_mistakes_get_messages_and_exit_codes_not_tracebacks() -> None:
-    env = _env(Path(tempfile.mkdtemp(prefix="som-cli-")))
+def test_user_mistakes_get_messages_and_exit_codes_not_tracebacks(tmp_path: Path) -> None:
+    env = _env(tmp_path / "data")
     no_system = subprocess.run(
         [sys.executable, "-m", "som", "dlq", "list"], env=env, capture_output=True, text=True, timeout=60
     )
@@ -115,7 +117,7 @@ def test_user_mistakes_get_messages_and_exit_codes_not_tracebacks() -> None:
         [sys.executable, "-m", "som", "worker", "nope"], env=env, capture_output=True, text=True, timeout=60
     )
     assert bad_worker.returncode == 2 and "unknown worker" in bad_worker.stderr
-    bad_scenario = Path(tempfile.mkstemp(suffix=".yaml")[1])
+    bad_scenario = tmp_path / "no-start.yaml"
     bad_scenario.write_text("name: x\nplan: pro\n")  # no start date
     sim = subprocess.run(
         [sys.executable, "-m", "som", "simulate", str(bad_scenario)],
