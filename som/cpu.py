@@ -1,7 +1,8 @@
 """CPU used by each process of a running worker set, read from Linux's ``/proc`` (for ``som bench``).
 
-Throughput on a shared two-core machine drifts by a fifth within minutes; CPU seconds per order,
-per process, say where the time goes and drift less. The processes of one set are found from this
+Throughput on a shared two-core machine drifts by a fifth within minutes, and CPU seconds with it,
+but each process's share of the CPU per order says where the time goes. The processes of one set
+are found from this
 one: its child processes running ``som worker NAME`` (the workers, replicas summed under NAME),
 its child running the embedded broker (``broker``), and the embedded database's postmaster named
 by ``postmaster.pid`` in the set's data directory (``database``: the postmaster, the backends
