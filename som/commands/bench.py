@@ -63,13 +63,7 @@ def bench(
         with isolated_system("bench", extra_env=tracing_env(tracing, trace_ratio)) as s:
             say = (lambda _m: None) if as_json else (lambda m: err.print(f"[dim]{m}[/dim]"))
             figures_r = run(run_renewals(s, renewals, progress=say)).as_dict()
-        if as_json:
-            print(json.dumps(figures_r))
-        else:
-            table = Table("figure", "value", title="renewal run")
-            for k, v in figures_r.items():
-                table.add_row(k, str(v))
-            console.print(table)
+        _show(figures_r, "renewal run", as_json=as_json)
         if figures_r["renewal_invoices"] != renewals:
             raise typer.Exit(EXIT_FAILED)
         return
@@ -99,16 +93,20 @@ def bench(
             base["cpu_ms_per_message"] = cpu.per_order(before, cpu.sample(), orders)
             ratio = round(result.per_second / base["per_second"], 3) if base.get("per_second") else None
             extra = {"baseline": base, "ratio": ratio}
-    figures = {**result.as_dict(), **extra}
-    if as_json:
-        print(json.dumps(figures))
-    else:
-        table = Table("figure", "value", title="order -> invoice")
-        for k, v in _flat(figures).items():
-            table.add_row(k, str(v))
-        console.print(table)
+    _show({**result.as_dict(), **extra}, "order -> invoice", as_json=as_json)
     if result.invoices < result.orders:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _show(figures: dict[str, Any], title: str, *, as_json: bool) -> None:
+    """Print a run's figures: one JSON object, or a table with nested figures on rows of their own."""
+    if as_json:
+        print(json.dumps(figures))
+        return
+    table = Table("figure", "value", title=title)
+    for k, v in _flat(figures).items():
+        table.add_row(k, str(v))
+    console.print(table)
 
 
 def _flat(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -130,12 +128,6 @@ def _entitlement_checks(checks: int, rate: float, *, as_json: bool) -> None:
     base = free_port_base(len(WORKERS))
     with isolated_system("bench", extra_env={"SOM_HEALTH_PORT_BASE": str(base)}) as s:
         figures = run(run_entitlement_checks(s, base + WORKERS.index("entitlements"), checks, rate))
-    if as_json:
-        print(json.dumps(figures))
-    else:
-        table = Table("figure", "value", title="entitlement checks (GET /v1/customers/{id}/entitlements)")
-        for k, v in figures.items():
-            table.add_row(k, str(v))
-        console.print(table)
+    _show(figures, "entitlement checks (GET /v1/customers/{id}/entitlements)", as_json=as_json)
     if figures["failures"]:
         raise typer.Exit(EXIT_FAILED)

@@ -31,6 +31,7 @@ def test_each_hop_is_timed_between_its_own_two_records() -> None:
     assert f["billing_p50_ms"] == pytest.approx(300.0)
     assert f["billing_p99_ms"] == pytest.approx(1000.0)
     assert f["p99_ms"] == pytest.approx(1400.0)  # order to invoice
+    assert f["max_ms"] == pytest.approx(1400.0)
     assert f["change_p50_ms"] == pytest.approx(300.0)
     assert f["entitlements_p50_ms"] == pytest.approx(50.0)  # only a has both ends
 
@@ -40,6 +41,7 @@ def test_a_stretch_without_both_ends_has_no_figure() -> None:
     assert f["intake_p50_ms"] == pytest.approx(500.0)
     assert math.isnan(f["billing_p50_ms"])
     assert math.isnan(f["p99_ms"])
+    assert math.isnan(f["max_ms"])
 
 
 @pytest.mark.parametrize(
