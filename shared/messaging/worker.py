@@ -193,8 +193,8 @@ class Worker:
             async def consume(_body: Any) -> None:
                 # The message from FastStream's context, not as an injected ``KafkaMessage``
                 # parameter: fast_depends resolves such a context field by a synchronous call that
-                # it runs in a worker thread, once per batch (a thread hop per poll, 1-2 % of a
-                # worker's CPU at 100 orders/s, and a wake-up of another thread on two shared cores).
+                # it runs in a worker thread, once per batch: a thread hop per poll (at 100 orders/s
+                # FastStream's share of intake's CPU was 10.8 % with it, 5.8 % without).
                 msg = self.broker.context.get_local("message")
                 records = cast(tuple[ConsumerRecord, ...], msg.raw_message)
                 await self._on_batch(by_main, records, msg)
