@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from shared.contracts.envelope import CloudEvent, caused_by, derived_id, make_event
 from shared.db.uow import Database, UnitOfWork, write
 from shared.messaging.errors import is_outage
-from shared.messaging.offsets import end_offsets
+from shared.messaging.offsets import end_offsets, partitions_of
 from shared.messaging.topics import CONSUMERS, consumer_group, retry_group, retry_topic
 
 log = logging.getLogger("som.timekeeping")
@@ -332,10 +332,12 @@ class LagProbe:
     async def lag(self) -> int:
         """Records written but not yet committed by the groups."""
         assert self._reader is not None and self._admin is not None, "use the probe with async with"
-        cluster = await self._reader._client.fetch_all_metadata()  # topics made since the probe started
+        names = sorted({t for topic_names in self.groups.values() for t in topic_names})
+        of_topic: dict[str, list[TopicPartition]] = {t: [] for t in names}
+        for tp in await partitions_of(self._reader, names):  # topics made since the probe started
+            of_topic[tp.topic].append(tp)
         by_group = {
-            grp: [TopicPartition(t, p) for t in names for p in (cluster.partitions_for_topic(t) or ())]
-            for grp, names in self.groups.items()
+            grp: [tp for t in topic_names for tp in of_topic[t]] for grp, topic_names in self.groups.items()
         }
         every = sorted({tp for tps in by_group.values() for tp in tps})
         try:
@@ -415,7 +417,7 @@ async def wait_quiet(
     deadline = loop.time() + timeout
     streak = 0
     pause = poll
-    while streak < 2:
+    while True:
         if loop.time() > deadline:
             raise TimeoutError(f"clock {clock}: the system did not settle within {timeout}s")
         try:
@@ -429,6 +431,8 @@ async def wait_quiet(
             await probe.reopen()
         if calm:
             streak, pause = streak + 1, poll
+            if streak == 2:
+                return  # no pause after the second calm check: it decides nothing more
         else:
             # Busy for a while (a renewal run): check less often, each check reads every group's
             # offsets and would take a share of the broker and the database from the work itself.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.lifecycle import views as lifecycle_views
@@ -30,6 +30,7 @@ from shared.contracts.commands import CommandParams, Invoice, Timing, TimingInpu
 from shared.contracts.envelope import derived_id, make_event
 from shared.db.pool import create_pool
 from shared.messaging import topics
+from shared.messaging.offsets import end_offsets, partitions_of
 from shared.money import to_decimal
 from shared.settings import Settings
 from shared.timekeeping import advance_clock, create_clock, wait_quiet
@@ -528,9 +529,16 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         group_id=f"{ns}som.simulator",
         auto_offset_reset="earliest",
         enable_auto_commit=True,
+        # Tansu answers an empty fetch only when its wait is over: a short one keeps the pump
+        # right behind the workers, and a settled step waits for the pump (see ``caught_up``).
+        fetch_max_wait_ms=20,
     )
+    # Group-less, for the true ends of the watched topics once the system is quiet.
+    ends_reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await consumer.start()
+    await ends_reader.start()
+    processed: dict[TopicPartition, int] = {}  # next offset the pump has not handled yet
     await producer.start()
     failures_of = {v: _PlannedFailures() for v in sub_ids.values()}  # each subscription's own
     rejections: list[dict[str, Any]] = []
@@ -539,7 +547,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         """Read what the workers publish; answer payment requests like a payment provider."""
         while True:
             batch = await consumer.getmany(timeout_ms=200)
-            for recs in batch.values():
+            for tp, recs in batch.items():
                 for r in recs:
                     event = json.loads(r.value)
                     topic = r.topic.removeprefix(ns)
@@ -548,6 +556,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                     if topic == topics.SUBSCRIPTIONS_COMMAND_REJECTIONS and event.get("subject") == sub_id:
                         rejections.append(event["data"])
                     timeline.add(topic, event)
+                    processed[tp] = r.offset + 1
 
     async def answer_payment(request: dict[str, Any]) -> None:
         data = request["data"]
@@ -598,9 +607,25 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         )
         await send_event(producer, f"{ns}{topics.SUBSCRIPTIONS_COMMANDS}", event)
 
+    async def caught_up(timeout: float = 30.0) -> None:
+        """Wait until the pump has handled every record of the watched topics (their true ends)."""
+        ends = await end_offsets(ends_reader, await partitions_of(ends_reader, watched))
+        ends_reader.pause(*ends)  # fetched again only by the next check, which assigns them afresh
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(processed.get(tp, 0) < end for tp, end in ends.items()):
+            if pumping.done():
+                pumping.result()  # the pump's own failure, if it has one
+                raise RuntimeError("the simulator's reader stopped")
+            if loop.time() > deadline:
+                raise TimeoutError("the simulator's reader did not reach the end of the watched topics")
+            await asyncio.sleep(0.01)
+
     async def settle() -> None:
         await wait_quiet(pool, bootstrap, ns, clock, timeout=120)
-        await asyncio.sleep(0.3)  # let the pump read the last events
+        # The pump reads what the last step caused (and answers its payment requests, which the
+        # next step's wait then sees as work): waited for, not guessed with a pause.
+        await caught_up()
 
     pumping = asyncio.create_task(pump())
     try:
@@ -734,6 +759,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
         pumping.cancel()
         await asyncio.gather(pumping, return_exceptions=True)
         await consumer.stop()
+        await ends_reader.stop()
         await producer.stop()
         await pool.close()
     return {

@@ -61,6 +61,12 @@ async def read_to_end(
     return ends
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, names: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of the topics ``names`` (metadata fetched afresh: topics made since start)."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(t, p) for t in names for p in sorted(cluster.partitions_for_topic(t) or ())]
+
+
 async def end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
     """The true end offset of each partition (assigns ``tps`` to ``consumer``).
 
