@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.protocol.metadata import MetadataRequest
 
 # How long fetches may come back empty before a partition with records ahead counts as stuck.
 _STALL_SECONDS = 10.0
@@ -62,9 +64,23 @@ async def read_to_end(
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, names: Iterable[str]) -> list[TopicPartition]:
-    """Every partition of the topics ``names`` (metadata fetched afresh: topics made since start)."""
-    cluster = await consumer._client.fetch_all_metadata()
-    return [TopicPartition(t, p) for t in names for p in sorted(cluster.partitions_for_topic(t) or ())]
+    """Every partition of the existing topics among ``names``, from a metadata request for them alone.
+
+    Asked afresh (topics made since the client started), and only for ``names``: the metadata of
+    the whole cluster is decoded in Python and grows with it (a test broker holding 40 namespaces'
+    topics took 64 ms a request, one for two topics 2 ms). Missing topics are not created: Tansu,
+    like Kafka with auto-creation on, would make any topic a metadata request names.
+    """
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    client = consumer._client
+    answer = await client.send(
+        client.get_random_node(), MetadataRequest(wanted, allow_auto_topic_creation=False)
+    )
+    cluster = ClusterMetadata()
+    cluster.update_metadata(answer)
+    return [TopicPartition(t, p) for t in wanted for p in sorted(cluster.partitions_for_topic(t) or ())]
 
 
 async def end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.messaging.admin import ensure_topics
-from shared.messaging.offsets import end_offsets, read_to_end
+from shared.messaging.offsets import end_offsets, partitions_of, read_to_end
 from shared.messaging.topics import TopicSpec
 from shared.settings import Settings
 
@@ -71,5 +72,26 @@ async def test_empty_partition_ends_at_zero(settings: Settings) -> None:
         await consumer._client.force_metadata_update()
         tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
         assert await end_offsets(consumer, tps) == {tps[0]: 0, tps[1]: 0}
+    finally:
+        await consumer.stop()
+
+
+async def test_partitions_of_named_topics_only_and_never_creates_one(settings: Settings) -> None:
+    """A topic made after the client started is found; a name that does not exist stays absent."""
+    bootstrap = str(settings.kafka_bootstrap)
+    made = f"{settings.topic_namespace}offsets.{uuid.uuid4().hex[:6]}"
+    missing = f"{settings.topic_namespace}offsets.missing-{uuid.uuid4().hex[:6]}"
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await ensure_topics(bootstrap, [TopicSpec(made, 3)])  # after the client's start
+        found = await partitions_of(consumer, [made, missing, made])
+        assert found == [TopicPartition(made, p) for p in range(3)]
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            assert missing not in await admin.list_topics()
+        finally:
+            await admin.close()
     finally:
         await consumer.stop()
