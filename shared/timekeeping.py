@@ -449,26 +449,31 @@ async def advance_clock(
     *,
     timeout: float = 300.0,
     services: Iterable[str] | None = None,
+    probe: LagProbe | None = None,
 ) -> int:
     """Move a test clock to ``to``, stopping at each due timer in order; returns timers fired.
 
     ``services`` names the workers that are running (default: all), whose consumers must catch up.
+    ``probe``: an open :class:`LagProbe` of those groups (a caller that advances many times keeps
+    one), else one is opened for this advance.
     """
+    if probe is None:
+        async with LagProbe(bootstrap, namespace, services) as opened:  # one for every stop of the clock
+            return await advance_clock(
+                pool, bootstrap, namespace, clock, to, timeout=timeout, services=services, probe=opened
+            )
     count_fired = "SELECT count(*) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NOT NULL"
     before = int(await pool.fetchval(count_fired, clock))
-    async with LagProbe(bootstrap, namespace, services) as probe:  # one for every stop of the clock
+    await wait_quiet(pool, bootstrap, namespace, clock, timeout=timeout, services=services, probe=probe)
+    while True:
+        nxt = await pool.fetchval(
+            "SELECT min(due_at) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NULL "
+            "AND cancelled_at IS NULL",
+            clock,
+        )
+        step = nxt if nxt is not None and nxt <= to else to
+        if step > await clock_now(pool, clock):
+            await pool.execute("UPDATE timekeeping.clocks SET now = $2 WHERE name = $1", clock, step)
         await wait_quiet(pool, bootstrap, namespace, clock, timeout=timeout, services=services, probe=probe)
-        while True:
-            nxt = await pool.fetchval(
-                "SELECT min(due_at) FROM timekeeping.timers WHERE clock = $1 AND fired_at IS NULL "
-                "AND cancelled_at IS NULL",
-                clock,
-            )
-            step = nxt if nxt is not None and nxt <= to else to
-            if step > await clock_now(pool, clock):
-                await pool.execute("UPDATE timekeeping.clocks SET now = $2 WHERE name = $1", clock, step)
-            await wait_quiet(
-                pool, bootstrap, namespace, clock, timeout=timeout, services=services, probe=probe
-            )
-            if nxt is None or nxt > to:
-                return int(await pool.fetchval(count_fired, clock)) - before
+        if nxt is None or nxt > to:
+            return int(await pool.fetchval(count_fired, clock)) - before

@@ -33,7 +33,7 @@ from shared.messaging import topics
 from shared.messaging.offsets import end_offsets, partitions_of
 from shared.money import to_decimal
 from shared.settings import Settings
-from shared.timekeeping import advance_clock, create_clock, wait_quiet
+from shared.timekeeping import LagProbe, advance_clock, create_clock, wait_quiet
 from som.common import send_event
 from som.orders import subscription_id_of
 
@@ -538,6 +538,9 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await consumer.start()
     await ends_reader.start()
+    # One lag probe for every quiet wait of the scenario (opening one decodes the cluster's metadata).
+    probe = LagProbe(bootstrap, ns)
+    await probe.__aenter__()
     processed: dict[TopicPartition, int] = {}  # next offset the pump has not handled yet
     await producer.start()
     failures_of = {v: _PlannedFailures() for v in sub_ids.values()}  # each subscription's own
@@ -622,7 +625,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             await asyncio.sleep(0.01)
 
     async def settle() -> None:
-        await wait_quiet(pool, bootstrap, ns, clock, timeout=120)
+        await wait_quiet(pool, bootstrap, ns, clock, timeout=120, probe=probe)
         # The pump reads what the last step caused (and answers its payment requests, which the
         # next step's wait then sees as work): waited for, not guessed with a pause.
         await caught_up()
@@ -666,7 +669,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
             )
         await settle()
         for step in scenario.steps:
-            await advance_clock(pool, bootstrap, ns, clock, step.clock_target)
+            await advance_clock(pool, bootstrap, ns, clock, step.clock_target, probe=probe)
             a = step.action
             params = step_command(step)
             if params is not None:
@@ -750,7 +753,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
                 await send_event(producer, f"{ns}{topics.PAYMENTS_RESULTS}", event)
             await settle()
         if scenario.until:
-            await advance_clock(pool, bootstrap, ns, clock, _at(scenario.until))
+            await advance_clock(pool, bootstrap, ns, clock, _at(scenario.until), probe=probe)
             await settle()
         status = await lifecycle_views.status(pool, sub_id)
         history = await _entitlements_at(pool, customer_id, scenario.entitlements_at)
@@ -758,6 +761,7 @@ async def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]
     finally:
         pumping.cancel()
         await asyncio.gather(pumping, return_exceptions=True)
+        await probe.__aexit__()
         await consumer.stop()
         await ends_reader.stop()
         await producer.stop()
