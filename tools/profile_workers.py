@@ -35,8 +35,10 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
-WORKERS = ("intake", "lifecycle", "billing", "entitlements")
+from services.registry import WORKERS
+from som.cpu import process_name
 
 # Innermost frames that mean "waiting", not "running" (native frames as py-spy names them).
 # Writes and sends count as waits: they wake the reader, which on two busy cores preempts the
@@ -74,6 +76,15 @@ COMPONENTS = (
 )
 
 
+class Shares(TypedDict):
+    """A worker's summary as printed: percentages of its busy samples."""
+
+    samples: int
+    busy_pct: float
+    components_pct: dict[str, float]
+    functions_pct: dict[str, float]
+
+
 @dataclass
 class WorkerProfile:
     """One worker's samples, summarised."""
@@ -88,7 +99,7 @@ class WorkerProfile:
         """Samples in which the worker ran."""
         return self.samples - self.blocked
 
-    def shares(self, top: int = 12) -> dict[str, object]:
+    def shares(self, top: int = 12) -> Shares:
         """Percentages of the busy samples (components, top project functions)."""
         busy = max(1, self.busy)
         return {
@@ -157,11 +168,11 @@ def _worker_pids(root: int, timeout: float) -> dict[str, int]:
         found: dict[str, int] = {}
         for child in psutil.Process(root).children(recursive=True):
             try:
-                cmd = child.cmdline()
+                name = process_name(child.cmdline())
             except psutil.Error:
                 continue
-            if len(cmd) >= 2 and cmd[-2] == "worker" and cmd[-1] in WORKERS:
-                found.setdefault(cmd[-1], child.pid)
+            if name in WORKERS:
+                found.setdefault(name, child.pid)
         if len(found) == len(WORKERS):
             return found
         time.sleep(0.5)
@@ -174,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=20000)
     parser.add_argument("--rate", type=float, default=None, help="orders per second (default all at once)")
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds after the workers start")
-    parser.add_argument("--seconds", type=float, default=25.0, help="how long each worker is sampled")
+    parser.add_argument("--seconds", type=int, default=25, help="how long each worker is sampled")
     parser.add_argument("--rate-hz", type=int, default=100, help="samples per second")
     parser.add_argument("--out", type=Path, default=None, help="keep the raw profiles in this folder")
     parser.add_argument("--json", action="store_true", help="one JSON object")
@@ -203,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                         "-p",
                         str(pid),
                         "-d",
-                        str(int(args.seconds)),
+                        str(args.seconds),
                         "-r",
                         str(args.rate_hz),
                         "-f",
@@ -229,13 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = json.loads((out / "bench.json").read_text())
     except ValueError:
         figures = {}
-    report: dict[str, object] = {
-        "bench": figures,
-        "raw_profiles": str(out) if args.out else None,
-        "workers": {},
-    }
-    workers = report["workers"]
-    assert isinstance(workers, dict)
+    workers: dict[str, Shares] = {}
     for name in WORKERS:
         path = out / f"{name}.txt"
         if path.exists():
@@ -244,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out:
         shutil.rmtree(out, ignore_errors=True)
     if args.json:
-        print(json.dumps(report))
+        print(
+            json.dumps(
+                {"bench": figures, "raw_profiles": str(args.out) if args.out else None, "workers": workers}
+            )
+        )
         return 0
     cpu = figures.get("cpu_ms_per_order", {}) if isinstance(figures, dict) else {}
     print(f"bench: {figures.get('per_second')} orders/s, CPU ms per order {cpu}")
