@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path(".som"), description="where the embedded database keeps its files")
     embedded_kafka_port: int = 0  # 0 = pick a free port
+    embedded_database_preload: tuple[str, ...] = Field(
+        default=(), description="libraries the embedded PostgreSQL loads at start (pg_stat_statements)"
+    )
     topic_namespace: str = Field(
         default="", description="prefix for every topic and consumer group (isolates tests and tenants)"
     )

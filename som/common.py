@@ -102,6 +102,7 @@ def system_endpoints(settings: Settings, *, publish: bool, ephemeral: bool = Fal
         data_dir=settings.data_dir,
         broker_port=settings.embedded_kafka_port,
         ephemeral=ephemeral,
+        database_preload=settings.embedded_database_preload,
     ) as ep:
         resolved = settings.model_copy(
             update={"kafka_bootstrap": ep.kafka_bootstrap, "database_url": ep.database_url}
@@ -131,10 +132,13 @@ async def db_pool(settings: Settings) -> AsyncIterator[Any]:
 
 
 @contextlib.contextmanager
-def isolated_system(purpose: str, extra_env: dict[str, str] | None = None) -> Iterator[Settings]:
+def isolated_system(
+    purpose: str, extra_env: dict[str, str] | None = None, *, database_preload: tuple[str, ...] = ()
+) -> Iterator[Settings]:
     """The worker set in a fresh topic namespace, on the configured or an embedded broker and database.
 
     SIGTERM and SIGHUP stop it the way Ctrl-C does: workers, broker and database.
+    ``database_preload``: libraries an embedded database loads at start (``som bench --db-stats``).
     """
     import uuid
 
@@ -153,6 +157,7 @@ def isolated_system(purpose: str, extra_env: dict[str, str] | None = None) -> It
             # Its own database directory: two runs at once (two benches) must not share a server
             # that the first one to finish stops under the other.
             "data_dir": base.data_dir / f"{purpose}-{uuid.uuid4().hex[:8]}",
+            "embedded_database_preload": base.embedded_database_preload + database_preload,
         }
     )
     try:

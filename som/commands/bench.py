@@ -47,6 +47,13 @@ def bench(
         typer.Option(min=1, help="Instead: N entitlement checks over HTTP at --check-rate; p50/p99."),
     ] = None,
     check_rate: Annotated[float, typer.Option(min=1, help="Entitlement checks per second.")] = 500.0,
+    db_stats: Annotated[
+        bool,
+        typer.Option(
+            "--db-stats",
+            help="Also report the database's statements per order and the heaviest ones (pg_stat_statements).",
+        ),
+    ] = False,
 ) -> None:
     """Measure throughput and p50/p99 latency from inbound order to invoice on billing.invoices.
 
@@ -73,8 +80,10 @@ def bench(
         err.print(f"[yellow]baseline skipped:[/yellow] {script} not found")
         baseline = False
     extra: dict[str, Any] = {}
-    with isolated_system("bench", extra_env=tracing_env(tracing, trace_ratio)) as s:
+    preload = ("pg_stat_statements",) if db_stats else ()
+    with isolated_system("bench", extra_env=tracing_env(tracing, trace_ratio), database_preload=preload) as s:
         cpu = ProcessCpu(s.data_dir / "pgdata")  # the embedded database's, if it is embedded
+        unavailable = run(_start_db_stats(s)) if db_stats else None
         if as_json:
             result = run(run_bench(s, orders, rate, cpu=cpu))
         else:
@@ -87,15 +96,61 @@ def bench(
                         s, orders, rate, cpu=cpu, progress=lambda n, total: bar.update(task, completed=n)
                     )
                 )
+        if db_stats:  # before the baseline's statements count too
+            extra["db_stats"] = run(_read_db_stats(s, orders, unavailable))
         if baseline:  # same broker and database, same run
             before = cpu.sample()
             base = run(run_baseline(script, str(s.kafka_bootstrap), str(s.database_url), orders))
             base["cpu_ms_per_message"] = cpu.per_order(before, cpu.sample(), orders)
             ratio = round(result.per_second / base["per_second"], 3) if base.get("per_second") else None
-            extra = {"baseline": base, "ratio": ratio}
+            extra.update(baseline=base, ratio=ratio)
+    statements = extra.get("db_stats", {}).pop("top", None) if not as_json else None
     _show({**result.as_dict(), **extra}, "order -> invoice", as_json=as_json)
+    if statements:
+        _show_statements(statements)
     if result.invoices < result.orders:
         raise typer.Exit(EXIT_FAILED)
+
+
+async def _start_db_stats(s: Any) -> str | None:
+    """Reset the statement counts before the measured run; why not, when the database cannot."""
+    from som.common import db_pool
+    from som.dbstats import StatsUnavailable, reset
+
+    async with db_pool(s) as pool, pool.acquire() as conn:
+        try:
+            await reset(conn)
+        except StatsUnavailable as exc:
+            err.print(f"[yellow]database figures skipped:[/yellow] {exc}")
+            return str(exc)
+    return None
+
+
+async def _read_db_stats(s: Any, orders: int, unavailable: str | None) -> dict[str, Any]:
+    from som.common import db_pool
+    from som.dbstats import read
+
+    if unavailable is not None:
+        return {"unavailable": unavailable}
+    async with db_pool(s) as pool, pool.acquire() as conn:
+        return dict(await read(conn, orders))
+
+
+def _show_statements(statements: list[dict[str, Any]]) -> None:
+    """The heaviest statements of the run, one row each."""
+    table = Table(title="heaviest statements (execution time)")
+    for heading in ("calls/order", "mean ms", "max ms", "ms/order", "WAL rec/call", "buffers/call"):
+        table.add_column(heading, justify="right")
+    # One line each, cut to the terminal: enough to recognise the statement (--json has more).
+    table.add_column("statement", no_wrap=True, overflow="ellipsis", min_width=24)
+    for st in statements:
+        table.add_row(
+            *(str(st[k]) for k in ("calls_per_order", "mean_ms", "max_ms", "ms_per_order")),
+            str(st["wal_records_per_call"]),
+            str(st["buffer_hits_per_call"]),
+            st["query"],
+        )
+    console.print(table)
 
 
 def _show(figures: dict[str, Any], title: str, *, as_json: bool) -> None:

@@ -1,0 +1,107 @@
+"""``som bench --db-stats``: what the database did per order, statement by statement.
+
+Read from ``pg_stat_statements`` (reset when the measured run starts): how many statements an
+order costs, their execution time, the WAL they write, the shared buffers they touch, and the
+heaviest statements. A CPU profile of PostgreSQL is flat (no function above 2 %), so a statement
+that misbehaves, like a plan that re-runs a subquery for every row of a queue table, shows here
+and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import asyncpg
+
+EXTENSION = "pg_stat_statements"
+# Leave out what the measuring itself runs (the reset, this read) and the pool's own chatter.
+_OWN = re.compile(r"pg_stat_statements|^(BEGIN|COMMIT|ROLLBACK|SELECT \$1)$", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+
+
+class StatementFigures(TypedDict):
+    """One statement shape of the run (pg_stat_statements normalises its parameters)."""
+
+    calls_per_order: float
+    mean_ms: float
+    max_ms: float
+    ms_per_order: float
+    wal_records_per_call: float
+    buffer_hits_per_call: float
+    query: str
+
+
+class DatabaseFigures(TypedDict):
+    """The run's statements per order, and the heaviest of them."""
+
+    statements_per_order: float
+    exec_ms_per_order: float
+    wal_records_per_order: float
+    wal_kb_per_order: float
+    buffer_hits_per_order: float
+    top: list[StatementFigures]
+
+
+class StatsUnavailable(Exception):
+    """The database does not load pg_stat_statements (an external server without it preloaded)."""
+
+
+async def reset(conn: asyncpg.Connection) -> None:
+    """Start counting now (the extension is created if the server loads the library)."""
+    try:
+        await conn.execute(f"CREATE EXTENSION IF NOT EXISTS {EXTENSION}")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+    except asyncpg.PostgresError as exc:
+        raise StatsUnavailable(
+            f"{EXTENSION} is not loaded by this server ({exc}); the embedded database loads it with --db-stats"
+        ) from exc
+
+
+_READ = (
+    "SELECT s.query, s.calls, s.total_exec_time, s.max_exec_time, s.wal_records, s.wal_bytes, "
+    "s.shared_blks_hit + s.shared_blks_read AS buffers "
+    "FROM pg_stat_statements s WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+async def read(conn: asyncpg.Connection, orders: int, *, top: int = 10) -> DatabaseFigures:
+    """The figures since :func:`reset`, per order of a run of ``orders``."""
+    return summarize([dict(r) for r in await conn.fetch(_READ)], orders, top=top)
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], orders: int, *, top: int = 10) -> DatabaseFigures:
+    """Per-order figures of ``pg_stat_statements`` rows, with the ``top`` statements by execution time."""
+    per = max(1, orders)
+    mine = [r for r in rows if not _OWN.search(_SPACE.sub(" ", str(r["query"])).strip())]
+    calls = sum(int(r["calls"]) for r in mine)
+    heaviest = sorted(mine, key=lambda r: float(r["total_exec_time"]), reverse=True)[:top]
+    return DatabaseFigures(
+        statements_per_order=round(calls / per, 2),
+        exec_ms_per_order=round(sum(float(r["total_exec_time"]) for r in mine) / per, 3),
+        wal_records_per_order=round(sum(int(r["wal_records"]) for r in mine) / per, 1),
+        wal_kb_per_order=round(sum(int(r["wal_bytes"]) for r in mine) / per / 1024, 1),
+        buffer_hits_per_order=round(sum(int(r["buffers"]) for r in mine) / per, 1),
+        top=[_statement(r, per) for r in heaviest],
+    )
+
+
+def _statement(row: Mapping[str, Any], orders: int) -> StatementFigures:
+    calls = max(1, int(row["calls"]))
+    total = float(row["total_exec_time"])
+    return StatementFigures(
+        calls_per_order=round(int(row["calls"]) / orders, 3),
+        mean_ms=round(total / calls, 3),
+        max_ms=round(float(row["max_exec_time"]), 1),
+        ms_per_order=round(total / orders, 3),
+        wal_records_per_call=round(int(row["wal_records"]) / calls, 1),
+        buffer_hits_per_call=round(int(row["buffers"]) / calls, 1),
+        query=shorten(str(row["query"])),
+    )
+
+
+def shorten(query: str, width: int = 140) -> str:
+    """One line of a statement, enough to recognise it."""
+    line = _SPACE.sub(" ", query).strip()
+    return line if len(line) <= width else f"{line[: width - 1]}…"
