@@ -1,0 +1,103 @@
+"""Statement figures from pg_stat_statements on an embedded server that preloads it.
+
+The relay's claim is the statement they caught: on a queue table whose statistics say "empty",
+"DELETE ... WHERE id IN (subquery)" re-ran the subquery for every row of the outbox (hundreds of
+thousands of buffer visits a claim). Its buffer visits per claim are counted here, not timed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from shared.db.migrations import migrate_dsn
+from shared.db.pool import create_pool
+from shared.messaging.admin import ensure_topics
+from shared.messaging.relay import OutboxRelay
+from shared.messaging.topics import TopicSpec
+from som.dbstats import read, reset
+from som.embedded import EmbeddedPostgres
+from tests.conftest import Infra
+from tests.integration.helpers import TopicReader
+
+
+@pytest.fixture(scope="module")
+def counting_dsn() -> Iterator[str]:
+    """A migrated embedded server of its own that loads pg_stat_statements."""
+    data = Path(tempfile.mkdtemp(prefix="som-dbstats-"))
+    pg = EmbeddedPostgres(data / "pgdata", ephemeral=True, preload=("pg_stat_statements",))
+    try:
+        yield pg.start()
+    finally:
+        pg.stop()
+
+
+@pytest.fixture
+async def pool(counting_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    await migrate_dsn(counting_dsn)
+    pool = await create_pool(counting_dsn, min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def test_statements_are_counted_per_order_and_the_measuring_left_out(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await reset(conn)
+        for i in range(30):  # 10 "orders" of three inbox claims each, one transaction each
+            await conn.execute(
+                "INSERT INTO messaging.inbox (consumer_group, event_id, topic) VALUES ($1, $2, $3)",
+                "stats-test",
+                f"e-{uuid.uuid4()}-{i}",
+                "t",
+            )
+        figures = await read(conn, 10)
+    claim = next(t for t in figures["top"] if "messaging.inbox" in t["query"])
+    assert claim["calls_per_order"] == 3.0
+    assert claim["wal_records_per_call"] >= 1  # the row and its index entry
+    assert figures["statements_per_order"] == 3.0  # reset and read are not counted
+
+
+async def test_a_relay_claim_visits_each_row_a_few_times_not_once_per_row(
+    pool: asyncpg.Pool, infra: Infra
+) -> None:
+    service = f"stats{uuid.uuid4().hex[:8]}"
+    topic = f"{service}.probe"
+    await ensure_topics(infra.kafka_bootstrap, [TopicSpec(topic, 1)])
+    async with pool.acquire() as conn:
+        # Statistics taken when the queue had just been drained (pages left, no live rows: the
+        # planner takes it for empty), as autovacuum often finds it, then the next burst.
+        fill = (
+            "INSERT INTO messaging.outbox (service, topic, key, value, headers) "
+            "SELECT $1, $2, 'k' || g, convert_to('v' || g, 'UTF8'), '{}'::jsonb FROM generate_series(1, $3) g"
+        )
+        rows = 3000
+        await conn.execute(fill, f"{service}-drained", topic, rows)
+        await conn.execute("DELETE FROM messaging.outbox")
+        await conn.execute("ANALYZE messaging.outbox")
+        await conn.execute(fill, service, topic, rows)
+        await reset(conn)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        relay = OutboxRelay(pool, producer, service, batch_size=500)
+        assert await relay.drain() == rows
+    finally:
+        await producer.stop()
+    async with pool.acquire() as conn:
+        figures = await read(conn, rows)
+        assert await conn.fetchval("SELECT count(*) FROM messaging.outbox WHERE service = $1", service) == 0
+    claim = next(t for t in figures["top"] if "DELETE FROM messaging.outbox" in t["query"])
+    # 500 rows a claim; the plan that re-ran its subquery per row visited 75,000-190,000 buffers.
+    assert claim["buffer_hits_per_call"] < 10 * 500, claim
+    async with TopicReader(infra.kafka_bootstrap, topic) as out:
+        await out.wait_for(rows, timeout=30)
+        keys = [r.key.decode() for r in out.records if r.key is not None]
+    assert keys == [f"k{i}" for i in range(1, rows + 1)]  # all of them, in id order
