@@ -7,6 +7,10 @@ thousands of buffer visits a claim). Its buffer visits per claim are counted her
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -101,3 +105,26 @@ async def test_a_relay_claim_visits_each_row_a_few_times_not_once_per_row(
         await out.wait_for(rows, timeout=30)
         keys = [r.key.decode() for r in out.records if r.key is not None]
     assert keys == [f"k{i}" for i in range(1, rows + 1)]  # all of them, in id order
+
+
+def test_som_bench_reports_the_database_per_order(tmp_path: Path) -> None:
+    """``som bench --db-stats`` on the embedded path: its own server loads the extension."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOM_")}
+    env.update(SOM_DATA_DIR=str(tmp_path), SOM_LOG_LEVEL="WARNING")
+    env.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    done = subprocess.run(
+        [sys.executable, "-m", "som", "bench", "--orders", "20", "--db-stats", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["invoices"] == 20
+    db = figures["db_stats"]
+    # Every order costs each of the four workers at least its own statements.
+    assert db["statements_per_order"] >= 4
+    assert db["wal_records_per_order"] > 0
+    statements = " ".join(t["query"] for t in db["top"])
+    assert "billing." in statements and "lifecycle." in statements
