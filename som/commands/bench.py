@@ -114,8 +114,8 @@ def bench(
 
 async def _start_db_stats(s: Any) -> str | None:
     """Reset the statement counts before the measured run; why not, when the database cannot."""
+    from shared.db.statement_stats import StatsUnavailable, reset
     from som.common import db_pool
-    from som.dbstats import StatsUnavailable, reset
 
     async with db_pool(s) as pool, pool.acquire() as conn:
         try:
@@ -127,8 +127,8 @@ async def _start_db_stats(s: Any) -> str | None:
 
 
 async def _read_db_stats(s: Any, orders: int, unavailable: str | None) -> dict[str, Any]:
+    from shared.db.statement_stats import read
     from som.common import db_pool
-    from som.dbstats import read
 
     if unavailable is not None:
         return {"unavailable": unavailable}

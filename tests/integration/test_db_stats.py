@@ -22,10 +22,10 @@ from aiokafka import AIOKafkaProducer
 
 from shared.db.migrations import migrate_dsn
 from shared.db.pool import create_pool
+from shared.db.statement_stats import read, reset
 from shared.messaging.admin import ensure_topics
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topics import TopicSpec
-from som.dbstats import read, reset
 from som.embedded import EmbeddedPostgres
 from tests.conftest import Infra
 from tests.integration.helpers import TopicReader

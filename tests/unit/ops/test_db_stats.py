@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from som.dbstats import shorten, summarize
+from shared.db.statement_stats import shorten, summarize
 
 
 def _row(query: str, calls: int, total_ms: float, *, wal: int = 0, buffers: int = 0) -> dict[str, Any]:

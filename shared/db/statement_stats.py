@@ -1,4 +1,4 @@
-"""``som bench --db-stats``: what the database did per order, statement by statement.
+"""What the database did per unit of work, statement by statement (``som bench --db-stats``).
 
 Read from ``pg_stat_statements`` (reset when the measured run starts): how many statements an
 order costs, their execution time, the WAL they write, the shared buffers they touch, and the
