@@ -137,20 +137,23 @@ async def _read_db_stats(s: Any, orders: int, unavailable: str | None) -> dict[s
 
 
 def _show_statements(statements: list[dict[str, Any]]) -> None:
-    """The heaviest statements of the run, one row each."""
-    table = Table(title="heaviest statements (execution time)")
+    """The heaviest statements of the run: their figures in a table, then each statement on a line."""
+    table = Table("#", title="heaviest statements (execution time)")
     for heading in ("calls/order", "mean ms", "max ms", "ms/order", "WAL rec/call", "buffers/call"):
-        table.add_column(heading, justify="right")
-    # One line each, cut to the terminal: enough to recognise the statement (--json has more).
-    table.add_column("statement", no_wrap=True, overflow="ellipsis", min_width=24)
-    for st in statements:
+        table.add_column(heading, justify="right", no_wrap=True)
+    for i, st in enumerate(statements, 1):
         table.add_row(
+            str(i),
             *(str(st[k]) for k in ("calls_per_order", "mean_ms", "max_ms", "ms_per_order")),
             str(st["wal_records_per_call"]),
             str(st["buffer_hits_per_call"]),
-            st["query"],
         )
     console.print(table)
+    # Below the table, not in it: a statement would squeeze the figures on a narrow terminal.
+    for i, st in enumerate(statements, 1):
+        console.print(
+            f"{i:>2}  {st['query']}", no_wrap=True, overflow="ellipsis", markup=False, highlight=False
+        )
 
 
 def _show(figures: dict[str, Any], title: str, *, as_json: bool) -> None:
