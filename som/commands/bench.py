@@ -51,7 +51,7 @@ def bench(
         bool,
         typer.Option(
             "--db-stats",
-            help="Also report the database's statements per order and the heaviest ones (pg_stat_statements).",
+            help="Also report the database's statements per order (per renewal) and the heaviest ones (pg_stat_statements).",
         ),
     ] = False,
 ) -> None:
@@ -66,11 +66,20 @@ def bench(
     if entitlement_checks is not None:
         _entitlement_checks(entitlement_checks, check_rate, as_json=as_json)
         return
+    preload = ("pg_stat_statements",) if db_stats else ()
     if renewals is not None:
-        with isolated_system("bench", extra_env=tracing_env(tracing, trace_ratio)) as s:
+        with isolated_system(
+            "bench", extra_env=tracing_env(tracing, trace_ratio), database_preload=preload
+        ) as s:
             say = (lambda _m: None) if as_json else (lambda m: err.print(f"[dim]{m}[/dim]"))
-            figures_r = run(run_renewals(s, renewals, progress=say)).as_dict()
+            unavailable = run(_start_db_stats(s)) if db_stats else None
+            figures_r: dict[str, Any] = run(run_renewals(s, renewals, progress=say)).as_dict()
+            if db_stats:  # per renewal, over the whole run (the subscriptions' creation included)
+                figures_r["db_stats"] = run(_read_db_stats(s, renewals, unavailable))
+        statements = figures_r.get("db_stats", {}).pop("top", None) if not as_json else None
         _show(figures_r, "renewal run", as_json=as_json)
+        if statements:
+            _show_statements(statements)
         if figures_r["renewal_invoices"] != renewals:
             raise typer.Exit(EXIT_FAILED)
         return
@@ -80,7 +89,6 @@ def bench(
         err.print(f"[yellow]baseline skipped:[/yellow] {script} not found")
         baseline = False
     extra: dict[str, Any] = {}
-    preload = ("pg_stat_statements",) if db_stats else ()
     with isolated_system("bench", extra_env=tracing_env(tracing, trace_ratio), database_preload=preload) as s:
         cpu = ProcessCpu(s.data_dir / "pgdata")  # the embedded database's, if it is embedded
         unavailable = run(_start_db_stats(s)) if db_stats else None
