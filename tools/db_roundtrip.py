@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -61,7 +62,8 @@ async def _measure(conn: asyncpg.Connection, keys: int, batch: int | None) -> di
 
 async def run(keys: int, batch: int) -> dict[str, dict[str, float]]:
     """Both ways, each after a warm-up pass (plans cached, pages in shared buffers)."""
-    pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="som-roundtrip-")) / "pgdata", ephemeral=True)
+    folder = Path(tempfile.mkdtemp(prefix="som-roundtrip-"))
+    pg = EmbeddedPostgres(folder / "pgdata", ephemeral=True)
     dsn = pg.start()
     try:
         conn = await asyncpg.connect(dsn)
@@ -80,6 +82,7 @@ async def run(keys: int, batch: int) -> dict[str, dict[str, float]]:
             await conn.close()
     finally:
         pg.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ def counting_dsn() -> Iterator[str]:
         yield pg.start()
     finally:
         pg.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture
