@@ -76,10 +76,7 @@ def bench(
             figures_r: dict[str, Any] = run(run_renewals(s, renewals, progress=say)).as_dict()
             if db_stats:  # per renewal, over the whole run (the subscriptions' creation included)
                 figures_r["db_stats"] = run(_read_db_stats(s, renewals, unavailable))
-        statements = figures_r.get("db_stats", {}).pop("top", None) if not as_json else None
         _show(figures_r, "renewal run", as_json=as_json)
-        if statements:
-            _show_statements(statements)
         if figures_r["renewal_invoices"] != renewals:
             raise typer.Exit(EXIT_FAILED)
         return
@@ -112,10 +109,7 @@ def bench(
             base["cpu_ms_per_message"] = cpu.per_order(before, cpu.sample(), orders)
             ratio = round(result.per_second / base["per_second"], 3) if base.get("per_second") else None
             extra.update(baseline=base, ratio=ratio)
-    statements = extra.get("db_stats", {}).pop("top", None) if not as_json else None
     _show({**result.as_dict(), **extra}, "order -> invoice", as_json=as_json)
-    if statements:
-        _show_statements(statements)
     if result.invoices < result.orders:
         raise typer.Exit(EXIT_FAILED)
 
@@ -165,14 +159,18 @@ def _show_statements(statements: list[dict[str, Any]]) -> None:
 
 
 def _show(figures: dict[str, Any], title: str, *, as_json: bool) -> None:
-    """Print a run's figures: one JSON object, or a table with nested figures on rows of their own."""
+    """Print a run's figures: one JSON object, or a table with nested figures on rows of their own
+    (the heaviest statements of ``--db-stats`` in a table of their own below it)."""
     if as_json:
         print(json.dumps(figures))
         return
+    db = figures.get("db_stats", {})
     table = Table("figure", "value", title=title)
-    for k, v in _flat(figures).items():
+    for k, v in _flat({**figures, "db_stats": {k: v for k, v in db.items() if k != "top"}}).items():
         table.add_row(k, str(v))
     console.print(table)
+    if db.get("top"):
+        _show_statements(db["top"])
 
 
 def _flat(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:
