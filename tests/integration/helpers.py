@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -16,6 +17,14 @@ from shared.db.uow import Database
 from shared.messaging.kafka_util import topic_partitions
 from shared.messaging.runtime import Worker
 from shared.settings import Settings
+
+
+def som_env(**settings: str) -> dict[str, str]:
+    """This process's environment for a ``som`` child, without this machine's ``SOM_*`` settings
+    (a child must not reach a broker or database the developer configured), plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOM_")}
+    env.update(settings)
+    return env
 
 
 class TopicReader:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import psutil
 import pytest
 
 from som.embedded import free_port
+from tests.integration.helpers import som_env
 
 pytestmark = pytest.mark.integration
 
@@ -42,9 +42,7 @@ def _free_ports(n: int) -> int:
 
 
 def _env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOM_")}
-    env.update({"SOM_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
-    return env
+    return som_env(SOM_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", COLUMNS="200")
 
 
 @pytest.mark.slow  # starts its own broker, database and four worker processes

@@ -8,7 +8,6 @@ thousands of buffer visits a claim). Its buffer visits per claim are counted her
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from shared.messaging.relay import OutboxRelay
 from shared.messaging.topics import TopicSpec
 from som.embedded import EmbeddedPostgres
 from tests.conftest import Infra
-from tests.integration.helpers import TopicReader
+from tests.integration.helpers import TopicReader, som_env
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +110,7 @@ async def test_a_relay_claim_visits_each_row_a_few_times_not_once_per_row(
 
 def test_som_bench_reports_the_database_per_order(tmp_path: Path) -> None:
     """``som bench --db-stats`` on the embedded path: its own server loads the extension."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOM_")}
-    env.update(SOM_DATA_DIR=str(tmp_path), SOM_LOG_LEVEL="WARNING")
+    env = som_env(SOM_DATA_DIR=str(tmp_path), SOM_LOG_LEVEL="WARNING")
     env.setdefault("XDG_RUNTIME_DIR", "/tmp")
     done = subprocess.run(
         [sys.executable, "-m", "som", "bench", "--orders", "20", "--db-stats", "--json"],

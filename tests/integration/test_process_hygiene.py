@@ -6,7 +6,6 @@ plus the embedded PostgreSQL postmaster (a daemon, not a child), is gone afterwa
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -20,15 +19,14 @@ import pytest
 
 from shared.settings import Settings
 from som.embedded import free_port
+from tests.integration.helpers import som_env
 
 # Upper bounds for liveness (a process that never exits fails), not performance figures.
 SETTLE = 60.0
 
 
 def _clean_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOM_")}
-    env["SOM_DATA_DIR"] = str(data_dir)
-    env["SOM_LOG_LEVEL"] = "WARNING"
+    env = som_env(SOM_DATA_DIR=str(data_dir), SOM_LOG_LEVEL="WARNING")
     env.setdefault("XDG_RUNTIME_DIR", "/tmp")
     return env
 
@@ -135,8 +133,7 @@ def test_workers_exit_when_their_parent_is_sigkilled(settings: Settings) -> None
         time.sleep(3600)
         """
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOM_")}
-    env.update(
+    env = som_env(
         SOM_KAFKA_BOOTSTRAP=str(settings.kafka_bootstrap),
         SOM_DATABASE_URL=str(settings.database_url),
         SOM_TOPIC_NAMESPACE=settings.topic_namespace,

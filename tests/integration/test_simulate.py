@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Infra
+from tests.integration.helpers import som_env
 
 # Each example runs months of a scenario through the real workers in a child process.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -24,15 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _simulate(infra: Infra, name: str, tmp_path: Path) -> dict[str, Any]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOM_")}
-    env.update(
-        {
-            "SOM_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
-            "SOM_DATABASE_URL": infra.database_url,
-            "SOM_DATA_DIR": str(tmp_path),
-        }
+    env = som_env(
+        SOM_KAFKA_BOOTSTRAP=infra.kafka_bootstrap,
+        SOM_DATABASE_URL=infra.database_url,
+        SOM_DATA_DIR=str(tmp_path),
     )
     out = tmp_path / "timeline.json"
     done = subprocess.run(
