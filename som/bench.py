@@ -188,7 +188,8 @@ async def run_bench(
             for doc in docs:
                 sent_at[subscription_id_of(doc)] = time.time()
             await send_orders(producer, settings.topic_namespace, docs)
-        await asyncio.wait_for(done.wait(), timeout=timeout)
+        async with asyncio.timeout(timeout):
+            await done.wait()
     except TimeoutError:
         pass
     finally:

@@ -136,7 +136,8 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
     try:
         yield Database(pool, namespace=settings.topic_namespace)
     finally:
-        await asyncio.wait_for(pool.close(), 10)
+        async with asyncio.timeout(10):
+            await pool.close()
 
 
 @pytest.fixture

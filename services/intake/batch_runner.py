@@ -268,7 +268,8 @@ async def run_batch(
         publish_seconds = time.perf_counter() - started
         limit = timeout if timeout is not None else 60.0 + 0.05 * total
         try:
-            await asyncio.wait_for(asyncio.shield(collector), timeout=limit)
+            async with asyncio.timeout(limit):
+                await asyncio.shield(collector)
         except TimeoutError:
             pass
         finally:

@@ -101,14 +101,16 @@ class FailureRouter:
         if not failures:
             return
         futures = [await self._enqueue(f) for f in failures]
-        await asyncio.wait_for(asyncio.gather(*futures), timeout=self.send_timeout)
+        async with asyncio.timeout(self.send_timeout):
+            await asyncio.gather(*futures)
         for f in failures:
             self._count(f)
 
     async def dead_letter(self, incoming: Incoming, exc: Exception) -> None:
         """Send one message to the DLQ now (retries exhausted in the retry consumer)."""
         fut = await self._enqueue(Failure(incoming, exc), exhausted=True)
-        await asyncio.wait_for(fut, timeout=self.send_timeout)
+        async with asyncio.timeout(self.send_timeout):
+            await fut
         self._count(Failure(incoming, exc), exhausted=True)
 
     async def _enqueue(self, failure: Failure, *, exhausted: bool = False) -> asyncio.Future[object]:

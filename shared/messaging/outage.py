@@ -39,7 +39,8 @@ class OutageGate:
         results: dict[str, bool] = {}
         for name, probe in self.probes.items():
             try:
-                results[name] = bool(await asyncio.wait_for(probe(), timeout=2.0))
+                async with asyncio.timeout(2.0):
+                    results[name] = bool(await probe())
             except Exception:
                 results[name] = False
         return results

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
+from shared.aio import cancel_and_wait
 from shared.db.uow import decode_headers
 from shared.messaging.errors import is_outage
 from shared.telemetry import spans_recorded
@@ -64,12 +65,11 @@ class OutboxRelay:
     async def stop(self) -> None:
         """Stop the loop after a last drain attempt."""
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task], timeout=10, log=log, owner=f"outbox relay of {self.service}")
             self._task = None
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.drain(), timeout=5)
+            async with asyncio.timeout(5):
+                await self.drain()
 
     async def _run(self) -> None:
         while True:
@@ -158,7 +158,8 @@ class OutboxRelay:
                 ):
                     propagate.inject(headers)
                 futures.append(await self._send(row, headers))
-            await asyncio.wait_for(asyncio.gather(*futures), timeout=self.send_timeout)
+            async with asyncio.timeout(self.send_timeout):
+                await asyncio.gather(*futures)
         self.published += len(rows)
         return len(rows)
 

@@ -29,6 +29,7 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from shared.aio import cancel_and_wait
 from shared.db.uow import Database
 from shared.messaging import metrics, parking
 from shared.messaging.errors import DependencyOutage, is_contention, is_outage, is_permanent
@@ -242,9 +243,7 @@ class Worker:
 
     async def _on_shutdown(self) -> None:
         self.status.started = False
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await cancel_and_wait(self._background, timeout=10, log=log, owner=f"stop of {self.name}")
         await self.relay.stop()
         await self.producer.stop()
 

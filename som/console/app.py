@@ -190,13 +190,13 @@ class Console:
         if s.kafka_bootstrap:
             for w in WORKERS:
                 try:
-                    lag[w] = str(
-                        await asyncio.wait_for(consumer_lag(s.kafka_bootstrap, s.topic_namespace, [w]), 5)
-                    )
+                    async with asyncio.timeout(5):
+                        lag[w] = str(await consumer_lag(s.kafka_bootstrap, s.topic_namespace, [w]))
                 except Exception as exc:  # the broker may be away: the page still shows the rest
                     lag[w] = f"n/a ({type(exc).__name__})"
             try:
-                letters = await asyncio.wait_for(self._dead_letters(None), 10)
+                async with asyncio.timeout(10):
+                    letters = await self._dead_letters(None)
                 dlq_depth = f"{len(letters)} ({sum(x.awaits_replay for x in letters)} not replayed)"
             except Exception as exc:
                 dlq_depth = f"n/a ({type(exc).__name__})"

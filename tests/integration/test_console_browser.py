@@ -79,7 +79,8 @@ async def console_url(settings: Settings, db: Database) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 15)
+        async with asyncio.timeout(15):
+            await task
 
 
 def _order(order_id: str, plan: str, quantity: int) -> dict[str, Any]:

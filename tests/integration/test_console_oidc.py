@@ -123,7 +123,8 @@ async def provider() -> AsyncIterator[FakeProvider]:
         yield fake
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 15)
+        async with asyncio.timeout(15):
+            await task
 
 
 async def _sso(

@@ -357,6 +357,68 @@ async def test_orphaned_outbox_row_is_published_by_the_relay(settings: Settings,
         await producer.stop()
 
 
+async def test_relay_stops_when_the_cancel_arrives_with_the_broker_acknowledgement(
+    settings: Settings, db: Database
+) -> None:
+    """A worker's stop cancels its relay; the cancel may land in the loop turn that delivers the
+    broker's acknowledgement. On Python 3.11 ``asyncio.wait_for`` then returned the result and lost
+    the cancel: the relay ran on and the stop waited forever (a test hung for 15 minutes in CI)."""
+    from aiokafka import AIOKafkaProducer
+    from pydantic import BaseModel
+
+    from shared.messaging.relay import OutboxRelay
+
+    service = f"{settings.topic_namespace}stopping"
+
+    class Probe(BaseModel):
+        id: str
+
+    async with db.unit_of_work("stopping") as uow:
+        uow.emit(
+            PROBE_OUT,
+            make_event(
+                type="som.probe",
+                source="tests",
+                subject="k",
+                data=Probe(id="x"),
+                correlation_id=str(uuid.uuid4()),
+                causation_id=None,
+            ),
+        )
+    await ensure_topics(
+        str(settings.kafka_bootstrap), [TopicSpec(f"{settings.topic_namespace}{PROBE_OUT}", 3)]
+    )
+
+    class CancelOnAcknowledgement(AIOKafkaProducer):
+        """A real producer; the relay's task is cancelled in the turn its send is acknowledged."""
+
+        async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+            acknowledged = await super().send(*args, **kwargs)
+            handed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+            def hand_over(done: asyncio.Future[Any]) -> None:
+                handed.set_result(done.result())
+                relay_task.cancel()
+
+            acknowledged.add_done_callback(hand_over)
+            return handed
+
+    producer = CancelOnAcknowledgement(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    relay = OutboxRelay(db.pool, producer, service, poll_seconds=0.2)
+    relay.start()
+    relay_task = next(t for t in asyncio.all_tasks() if t.get_name() == f"outbox-relay-{service}")
+    try:
+        await asyncio.wait({relay_task}, timeout=15)
+        assert relay_task.cancelled(), "the relay ran on after its cancel"
+    finally:
+        relay_task.cancel()  # a second cancel gets through where the first was lost
+        await asyncio.wait({relay_task}, timeout=5)
+        await relay.stop()  # its last drain publishes the row the cancel rolled back
+        await producer.stop()
+    assert await db.pool.fetchval("SELECT count(*) FROM messaging.outbox WHERE service = $1", service) == 0
+
+
 async def test_two_members_per_group_keep_per_key_order_and_single_effects(
     settings: Settings, db: Database
 ) -> None:
