@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import BaseModel
 
 from shared.contracts.envelope import make_event
 from shared.db.uow import Database, UnitOfWork
@@ -34,6 +35,12 @@ class _Data(dict[str, Any]):
     pass
 
 
+class _Probe(BaseModel):
+    """The probe's event."""
+
+    id: str
+
+
 async def probe_handler(incoming: Incoming, uow: UnitOfWork) -> None:
     """Parse JSON (or fail permanently), record the effect, emit an event."""
     doc = json.loads(incoming.value)
@@ -45,18 +52,13 @@ async def probe_handler(incoming: Incoming, uow: UnitOfWork) -> None:
         doc["id"],
         incoming.key,
     )
-    from pydantic import BaseModel
-
-    class Probe(BaseModel):
-        id: str
-
     uow.emit(
         PROBE_OUT,
         make_event(
             type="som.probe",
             source="tests",
             subject=incoming.key,
-            data=Probe(id=doc["id"]),
+            data=_Probe(id=doc["id"]),
             correlation_id=doc["id"],
             causation_id=doc["id"],
         ),
@@ -311,26 +313,17 @@ async def test_unparseable_goes_to_dlq_and_worker_keeps_serving(settings: Settin
         await worker.stop()
 
 
-async def test_orphaned_outbox_row_is_published_by_the_relay(settings: Settings, db: Database) -> None:
-    """A commit whose publish never happened (the worker died) is published by the next relay."""
-    from aiokafka import AIOKafkaProducer
-
-    from shared.messaging.relay import OutboxRelay
-
-    service = f"{settings.topic_namespace}ghost"
-    async with db.unit_of_work("ghost") as uow:
-        from pydantic import BaseModel
-
-        class Probe(BaseModel):
-            id: str
-
+async def _one_outbox_row(settings: Settings, db: Database, name: str) -> str:
+    """Commit one event of service ``name`` to the outbox (nobody publishes it) and create its
+    topic; returns the outbox's service name."""
+    async with db.unit_of_work(name) as uow:
         uow.emit(
             PROBE_OUT,
             make_event(
                 type="som.probe",
                 source="tests",
                 subject="k",
-                data=Probe(id="x"),
+                data=_Probe(id="x"),
                 correlation_id=str(uuid.uuid4()),
                 causation_id=None,
             ),
@@ -338,6 +331,16 @@ async def test_orphaned_outbox_row_is_published_by_the_relay(settings: Settings,
     await ensure_topics(
         str(settings.kafka_bootstrap), [TopicSpec(f"{settings.topic_namespace}{PROBE_OUT}", 3)]
     )
+    return f"{settings.topic_namespace}{name}"
+
+
+async def test_orphaned_outbox_row_is_published_by_the_relay(settings: Settings, db: Database) -> None:
+    """A commit whose publish never happened (the worker died) is published by the next relay."""
+    from aiokafka import AIOKafkaProducer
+
+    from shared.messaging.relay import OutboxRelay
+
+    service = await _one_outbox_row(settings, db, "ghost")
     assert await db.pool.fetchval("SELECT count(*) FROM messaging.outbox WHERE service = $1", service) == 1
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
@@ -364,30 +367,10 @@ async def test_relay_stops_when_the_cancel_arrives_with_the_broker_acknowledgeme
     broker's acknowledgement. On Python 3.11 ``asyncio.wait_for`` then returned the result and lost
     the cancel: the relay ran on and the stop waited forever (a test hung for 15 minutes in CI)."""
     from aiokafka import AIOKafkaProducer
-    from pydantic import BaseModel
 
     from shared.messaging.relay import OutboxRelay
 
-    service = f"{settings.topic_namespace}stopping"
-
-    class Probe(BaseModel):
-        id: str
-
-    async with db.unit_of_work("stopping") as uow:
-        uow.emit(
-            PROBE_OUT,
-            make_event(
-                type="som.probe",
-                source="tests",
-                subject="k",
-                data=Probe(id="x"),
-                correlation_id=str(uuid.uuid4()),
-                causation_id=None,
-            ),
-        )
-    await ensure_topics(
-        str(settings.kafka_bootstrap), [TopicSpec(f"{settings.topic_namespace}{PROBE_OUT}", 3)]
-    )
+    service = await _one_outbox_row(settings, db, "stopping")
 
     class CancelOnAcknowledgement(AIOKafkaProducer):
         """A real producer; the relay's task is cancelled in the turn its send is acknowledged."""
