@@ -137,6 +137,7 @@ class Worker:
             acks="all",
             enable_idempotence=False,
             linger_ms=settings.relay_linger_ms,
+            max_batch_size=settings.relay_max_batch_bytes,
             client_id=f"som-{name}-relay",
         )
         self.relay = OutboxRelay(
