@@ -58,7 +58,13 @@ def parse_json_text(text: str | bytes) -> Any:
 
     Raises ``ValueError`` (or ``RecursionError`` for absurd nesting) like ``json.loads``.
     """
-    return json.loads(text, parse_float=_decimal_literal, parse_constant=_no_constants)
+    if isinstance(text, bytes):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")  # as json.loads does
+    return _DECODER.decode(text)
+
+
+# One decoder for every document: json.loads with these hooks builds a new one per call.
+_DECODER = json.JSONDecoder(parse_float=_decimal_literal, parse_constant=_no_constants)
 
 
 def load_json(body: bytes) -> Any:
