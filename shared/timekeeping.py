@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel
 
 from shared.contracts.envelope import CloudEvent, caused_by, derived_id, make_event
+from shared.db.pool import json_of
 from shared.db.uow import Database, UnitOfWork, write
 from shared.messaging.errors import is_outage
 from shared.messaging.offsets import end_offsets, partitions_of
@@ -73,7 +74,7 @@ async def schedule(
             clock,
             topic,
             event_type,
-            payload.model_dump(mode="json"),
+            json_of(payload),
         )
     )
 
@@ -113,7 +114,7 @@ async def schedule_many(uow: UnitOfWork, timers: Sequence[Timer], *, fired: Sequ
         [t.clock for t in timers],
         [t.topic for t in timers],
         [t.event_type for t in timers],
-        [t.payload.model_dump(mode="json") for t in timers],
+        [json_of(t.payload) for t in timers],
         flags,
     )
 

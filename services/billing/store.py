@@ -12,6 +12,7 @@ import asyncpg
 
 from services.billing.domain import BillingState, Document, DunningState
 from shared.contracts import events as ev
+from shared.db.pool import json_of
 from shared.db.uow import write
 from shared.timekeeping import SYSTEM_CLOCK
 
@@ -140,8 +141,8 @@ async def save(conn: asyncpg.Connection, rec: BillingRecord) -> None:
         "updated_at = now()",
         rec.subscription_id,
         rec.lifecycle_version,
-        rec.snapshot.model_dump(mode="json"),
-        rec.state.model_dump(mode="json") if rec.state else None,
+        json_of(rec.snapshot),
+        json_of(rec.state) if rec.state else None,
         rec.account_credit,
         rec.clock,
         rec.started_on,
@@ -311,10 +312,10 @@ async def insert_document(
         doc.total,
         doc.amount_due,
         status,
-        contract.model_dump(mode="json"),
+        json_of(contract),
         cause_event_id,
         reason,
-        doc.model_dump(mode="json"),
+        json_of(doc),
         lifecycle_version,
         attempts,
         doc.issue_date if status == "paid" else None,
