@@ -35,7 +35,7 @@ def json_of(model: BaseModel) -> JsonText:
 
 def _encode_json(value: Any) -> str:
     if type(value) is JsonText:
-        return value
+        return str(value)  # a plain str: C code that takes exactly str (orjson) refuses a subclass
     # orjson: C speed for the snapshots, states and payloads every handler stores.
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
