@@ -22,10 +22,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.message import AckStatus
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -119,6 +120,8 @@ class Worker:
         # The service's own GET routes (shared.health.HttpRoutes), served beside the probes.
         self.http: Any = None
         self._background: list[asyncio.Task[None]] = []
+        # Per consumer: offsets processed and committed to PostgreSQL but not yet to the broker.
+        self._uncommitted: dict[int, dict[TopicPartition, int]] = {}
         assert settings.kafka_bootstrap, "kafka_bootstrap must be resolved before building a worker"
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
@@ -318,6 +321,9 @@ class Worker:
                 slots[emptiest].append((route, incoming))
                 sizes[emptiest] += len(incoming)
         await asyncio.gather(*(self._transaction(group) for group in slots if group))
+        if consumer is not None and hasattr(consumer, "assignment"):
+            await self._commit_offsets(consumer, lanes)
+            msg.committed = AckStatus.ACKED  # FastStream's ack would commit every partition again
         with contextlib.suppress(Exception):  # a metric read must never fail a batch
             for (topic, partition), recs in lanes.items():
                 high = consumer.highwater(TopicPartition(topic, partition)) if consumer else None
@@ -325,6 +331,29 @@ class Worker:
                     metrics.CONSUMER_LAG.labels(self.name, by_main[topic].topic, str(partition)).set(
                         max(0, high - recs[-1].offset - 1)
                     )
+
+    async def _commit_offsets(
+        self, consumer: AIOKafkaConsumer, lanes: dict[tuple[str, int], list[ConsumerRecord]]
+    ) -> None:
+        """Commit the offsets of the batch's partitions (their transactions have committed).
+
+        Only those: FastStream's ack commits every assigned partition (aiokafka's consumed
+        offsets), 60 of them for intake's main consumer, which both the worker and the broker
+        encode and process per batch, most of them unchanged. A commit that fails is tried
+        again with the next batch (a redelivery meanwhile is dropped by the inbox); offsets of
+        partitions no longer assigned are left to their new owner.
+        """
+        pending = self._uncommitted.setdefault(id(consumer), {})
+        for (topic, partition), recs in lanes.items():
+            pending[TopicPartition(topic, partition)] = recs[-1].offset + 1
+        assigned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in pending.items() if tp in assigned}
+        pending.clear()
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:  # as FastStream's ack would: log, consume on, commit next time
+            pending.update(offsets)
+            log.warning("%s: offset commit failed, retried with the next batch: %r", self.name, exc)
 
     async def _transaction(self, lanes: list[tuple[Route, list[Incoming]]]) -> None:
         """Run ``lanes`` in one transaction, waiting out outages until it commits."""

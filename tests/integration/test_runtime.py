@@ -161,6 +161,37 @@ async def test_skipped_messages_cost_no_transaction_and_their_offsets_commit(
         await worker.stop()
 
 
+async def test_a_batch_commits_the_offsets_of_its_own_partitions_only(
+    settings: Settings, db: Database
+) -> None:
+    """Offsets are committed for the partitions a batch read, not for every assigned partition.
+
+    FastStream's ack committed all of them each batch (60 for intake's main consumer), which the
+    worker and the broker encoded and processed per batch whatever the traffic.
+    """
+    worker = await _probe_worker(settings, db)
+    admin = AIOKafkaAdminClient(bootstrap_servers=str(settings.kafka_bootstrap))
+    await admin.start()
+    try:
+        for i in range(5):  # one key: one partition
+            await publish(settings, PROBE_IN, {"id": f"c{i}"}, key="only-key")
+        assert len(await _wait_effects(db, settings, 5)) == 5
+        partitions = [TopicPartition(f"{settings.topic_namespace}{PROBE_IN}", p) for p in range(3)]
+        offsets: dict[TopicPartition, int] = {}
+        for _ in range(100):
+            got = await admin.list_consumer_group_offsets(settings.group("probe"), partitions=partitions)
+            offsets = {tp: o.offset for tp, o in got.items()}
+            if 5 in offsets.values():
+                break
+            await asyncio.sleep(0.1)
+        busy = [tp for tp, offset in offsets.items() if offset == 5]
+        assert len(busy) == 1, offsets  # all five are behind the group on their partition
+        assert all(offsets[tp] == -1 for tp in partitions if tp not in busy), offsets  # never committed
+    finally:
+        await admin.close()
+        await worker.stop()
+
+
 async def test_database_outage_pauses_and_uses_no_retry(settings: Settings, db: Database) -> None:
     """An unreachable database is not the message's fault: consumption waits, nothing goes to retry."""
     worker = await _probe_worker(settings, db)
