@@ -9,6 +9,7 @@ from decimal import Decimal
 import asyncpg
 
 from services.billing.domain.replenishment import PriceListEntry, ReplenishmentState
+from shared.db.pool import json_of
 
 
 async def load(
@@ -29,7 +30,7 @@ async def save(conn: asyncpg.Connection, state: ReplenishmentState) -> None:
         "ON CONFLICT (subscription_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
         state.subscription_id,
         state.customer_id,
-        state.model_dump(mode="json"),
+        json_of(state),
     )
 
 
