@@ -1,10 +1,12 @@
-"""Events built by make_event without validation are exactly what validation would have made."""
+"""Models written without a second validation or encoding pass: events built by make_event are exactly
+what validation would have made, and json_of stores what model_dump then orjson stored."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -56,8 +58,6 @@ def test_built_event_equals_its_validated_form(
 
 @given(_lines)
 def test_json_of_stores_what_model_dump_would(line: _Line) -> None:
-    import orjson
-
     encoded = _encode_json(json_of(line))
     assert type(json_of(line)) is JsonText
     assert orjson.loads(encoded) == line.model_dump(mode="json")
