@@ -14,31 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from som.embedded import free_port
+from som.bench import free_port_base
 from tests.integration.helpers import som_env
 
 pytestmark = pytest.mark.integration
-
-
-def _free_ports(n: int) -> int:
-    """A base port with ``n`` consecutive free ports (one health server per worker)."""
-    import socket
-
-    for _ in range(50):
-        base = free_port()
-        socks: list[socket.socket] = []
-        try:
-            for p in range(base, base + n):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no run of free ports")
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -58,7 +37,7 @@ def test_som_up_demo_turns_orders_into_invoices_and_ctrl_c_leaves_nothing_behind
             "--demo-rate",
             "4",
             "--health-port-base",
-            str(_free_ports(4)),
+            str(free_port_base(4)),
         ],
         env=_env(data),
         stdout=subprocess.PIPE,
