@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind
 from shared.aio import cancel_and_wait
 from shared.db.uow import decode_headers
 from shared.messaging.errors import is_outage
+from shared.messaging.kafka_util import partition_for
 from shared.telemetry import spans_recorded
 
 log = logging.getLogger("som.relay")
@@ -135,40 +136,71 @@ class OutboxRelay:
             rows = [r for r in found if r["id"] is not None]
             if not rows:
                 return 0
-            futures = []
-            traced = spans_recorded()
-            for row in rows:
-                headers = decode_headers(row["headers"])
-                if not traced:  # the row's headers carry its trace context on as they are
-                    futures.append(await self._send(row, headers))
-                    continue
-                parent = propagate.extract(headers)
-                with _tracer.start_as_current_span(
-                    f"send {row['topic']}",
-                    context=parent,
-                    kind=SpanKind.PRODUCER,
-                    attributes={
-                        "messaging.system": "kafka",
-                        "messaging.operation.name": "send",
-                        "messaging.operation.type": "send",
-                        "messaging.destination.name": row["topic"],
-                        "messaging.kafka.message.key": row["key"] or "",
-                        "messaging.message.id": headers.get("ce_id", ""),
-                    },
-                ):
-                    propagate.inject(headers)
-                futures.append(await self._send(row, headers))
+            futures = await self._hand_over(rows)
             async with asyncio.timeout(self.send_timeout):
                 await asyncio.gather(*futures)
         self.published += len(rows)
         return len(rows)
 
-    async def _send(self, row: asyncpg.Record, headers: dict[str, str]) -> asyncio.Future[Any]:
-        """Hand one outbox row to the producer; the future resolves when the broker acknowledged it."""
-        future: asyncio.Future[Any] = await self.producer.send(
-            row["topic"],
-            value=bytes(row["value"]),
-            key=row["key"].encode() if row["key"] is not None else None,
-            headers=[(k, v.encode()) for k, v in headers.items()],
-        )
+    async def _hand_over(self, rows: list[asyncpg.Record]) -> list[asyncio.Future[Any]]:
+        """Hand the rows to the producer as one record batch per partition, in row order.
+
+        Batches built here, not one ``send`` per row: each send is a coroutine, a partitioner
+        call, an accumulator lookup and a future of its own (11 % of billing's CPU, whose invoice
+        comes with its journal entries and payment request). A partition's batches are queued in
+        order and the producer keeps one in flight per partition, so per-key order holds. The
+        futures resolve when the broker acknowledged each batch.
+        """
+        traced = spans_recorded()
+        partitions: dict[str, list[int]] = {}
+        open_batches: dict[tuple[str, int], Any] = {}
+        futures: list[asyncio.Future[Any]] = []
+        for row in rows:
+            topic = row["topic"]
+            headers = decode_headers(row["headers"])
+            if traced:  # untraced, the row's headers carry its trace context on as they are
+                self._trace_send(topic, row["key"], headers)
+            parts = partitions.get(topic)
+            if parts is None:
+                parts = partitions[topic] = sorted(await self.producer.partitions_for(topic))
+            key = row["key"].encode() if row["key"] is not None else None
+            partition = partition_for(key, parts)
+            record = {
+                "timestamp": None,
+                "key": key,
+                "value": bytes(row["value"]),
+                "headers": [(k, v.encode()) for k, v in headers.items()],
+            }
+            batch = open_batches.get((topic, partition))
+            if batch is None or batch.append(**record) is None:
+                if batch is not None:  # full: queue it, the record starts the next one
+                    futures.append(await self._submit(batch, topic, partition))
+                batch = open_batches[topic, partition] = self.producer.create_batch()
+                batch.append(**record)  # a batch always takes its first record, whatever its size
+        for (topic, partition), batch in open_batches.items():
+            futures.append(await self._submit(batch, topic, partition))
+        return futures
+
+    async def _submit(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+        # Closed, it is sent at once (no linger) and no other send can add to it.
+        batch.close()
+        future: asyncio.Future[Any] = await self.producer.send_batch(batch, topic, partition=partition)
         return future
+
+    @staticmethod
+    def _trace_send(topic: str, key: str | None, headers: dict[str, str]) -> None:
+        """A producer span for the row, its context injected into the row's headers."""
+        with _tracer.start_as_current_span(
+            f"send {topic}",
+            context=propagate.extract(headers),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.name": "send",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": topic,
+                "messaging.kafka.message.key": key or "",
+                "messaging.message.id": headers.get("ce_id", ""),
+            },
+        ):
+            propagate.inject(headers)

@@ -406,8 +406,8 @@ async def test_relay_stops_when_the_cancel_arrives_with_the_broker_acknowledgeme
     class CancelOnAcknowledgement(AIOKafkaProducer):
         """A real producer; the relay's task is cancelled in the turn its send is acknowledged."""
 
-        async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
-            acknowledged = await super().send(*args, **kwargs)
+        async def send_batch(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+            acknowledged = await super().send_batch(*args, **kwargs)
             handed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
             def hand_over(done: asyncio.Future[Any]) -> None:
