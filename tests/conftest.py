@@ -106,6 +106,7 @@ def make_settings(infra: Infra, **overrides: Any) -> Settings:
         "topic_namespace": f"t{uuid.uuid4().hex[:10]}.",
         "default_partitions": 3,
         "retry_backoff_seconds": (0.2, 0.4, 0.8),
+        "retry_fetch_max_wait_ms": 500,
         "relay_poll_seconds": 0.5,
         "consumer_session_timeout_ms": 2_000,
         "consumer_heartbeat_ms": 500,

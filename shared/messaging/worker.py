@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -89,6 +91,25 @@ async def _parse_batch_lightly(
     message = await parse_batch(records[:1])
     message.raw_message = records
     return message
+
+
+async def _poll_batch(subscriber: Any, consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
+    """One poll of a batch subscriber: its records as soon as there are any, else ``()`` after its wait.
+
+    In place of FastStream's own poll, which after an empty wait sleeps as long again before it
+    polls anew: an idle worker woke 25 times a second (at a 20 ms wait), and a record that
+    arrived during the sleep waited for it. Here the wait ends when records arrive, so it can be
+    long without adding latency.
+    """
+    started = time.monotonic()
+    batches = await consumer.getmany(
+        timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records
+    )
+    if not batches:
+        if time.monotonic() - started < 0.005:  # answered at once (no assignment yet): do not spin
+            await asyncio.sleep(0.02)
+        return ()
+    return tuple(chain.from_iterable(batches.values()))
 
 
 async def _no_body(message: Any, decode: Callable[[Any], Awaitable[Any]]) -> None:
@@ -216,6 +237,7 @@ class Worker:
                 **common,
             )
             sub(consume)
+            sub.get_msg = functools.partial(_poll_batch, sub)
             self.status.subscribers.append(sub)
 
         async def consume_retry(msg: KafkaMessage) -> None:
@@ -224,7 +246,9 @@ class Worker:
 
         consume_retry.__name__ = f"{self.name}_retry"
         # Retries wait seconds anyway: a long fetch wait keeps an idle retry consumer from costing CPU.
-        retry_common = dict(common, fetch_max_wait_ms=max(s.consumer_fetch_max_wait_ms, 500))
+        retry_common = dict(
+            common, fetch_max_wait_ms=max(s.consumer_fetch_max_wait_ms, s.retry_fetch_max_wait_ms)
+        )
         s2 = self.broker.subscriber(*by_retry, group_id=retry_group(self.group), **retry_common)
         s2(consume_retry)
         self.status.subscribers.append(s2)
