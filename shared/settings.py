@@ -41,7 +41,11 @@ class Settings(BaseSettings):
     relay_poll_seconds: float = Field(default=1.0, description="outbox safety-net poll interval")
     relay_batch_size: int = 500
     relay_linger_ms: int = Field(
-        default=1, description="how long the relay's producer waits to fill a batch per partition"
+        default=1,
+        description=(
+            "how long the producer waits to fill a batch of retry and dead-letter copies (the relay "
+            "builds and closes its own batches, which go out at once)"
+        ),
     )
     relay_max_batch_bytes: int = Field(
         default=262_144,
