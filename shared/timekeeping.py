@@ -105,8 +105,8 @@ async def schedule_many(uow: UnitOfWork, timers: Sequence[Timer], *, fired: Sequ
     await write(
         uow.conn,
         "INSERT INTO timekeeping.timers (service, subscription_id, kind, due_at, clock, topic, event_type, payload, "
-        "fired_at) SELECT $1, s, k, d, c, t, e, p, CASE WHEN f THEN now() END FROM unnest($2::text[], $3::text[], "
-        "$4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::bool[]) AS x(s, k, d, c, t, e, p, f)",
+        "fired_at) SELECT $1, s, k, d, c, t, e, p::jsonb, CASE WHEN f THEN now() END FROM unnest($2::text[], $3::text[], "
+        "$4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[]) AS x(s, k, d, c, t, e, p, f)",
         uow.service,
         [t.subscription_id for t in timers],
         [t.kind for t in timers],

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from services.entitlements.domain.entitlements import Override, SubscriptionInputs
+from shared.db.pool import json_texts
 from shared.db.uow import write
 
 
@@ -183,7 +184,8 @@ class PgEntitlementStore:
                 conn,
                 "INSERT INTO entitlements.entitlement_sets AS e "
                 "(subscription_id, customer_id, version, lifecycle_version, body, inputs) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::jsonb[], $6::jsonb[]) "
+                "SELECT s, c, v, l, b::jsonb, i::jsonb FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], "
+                "$6::text[]) AS x(s, c, v, l, b, i) "
                 "ON CONFLICT (subscription_id) DO UPDATE SET "
                 "customer_id = EXCLUDED.customer_id, version = EXCLUDED.version, "
                 "lifecycle_version = EXCLUDED.lifecycle_version, body = EXCLUDED.body, inputs = EXCLUDED.inputs, "
@@ -193,8 +195,8 @@ class PgEntitlementStore:
                 [x.inputs.customer_id for x in sets],
                 [x.version for x in sets],
                 [x.lifecycle_version for x in sets],
-                [x.body for x in sets],
-                [x.inputs.as_json() for x in sets],
+                json_texts(x.body for x in sets),
+                json_texts(x.inputs.as_json() for x in sets),
             )
         if customer is not None:
             await write(
@@ -211,14 +213,15 @@ class PgEntitlementStore:
                 conn,
                 "INSERT INTO entitlements.history (scope, customer_id, subscription_id, version, "
                 "previous_version, body, effective_at, cause_event_id, cause_command, cause_actor) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::jsonb[], "
-                "$7::timestamptz[], $8::text[], $9::text[], $10::text[])",
+                "SELECT s, c, u, v, p, b::jsonb, e, ce, cc, ca FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
+                "$5::int[], $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[]) "
+                "AS x(s, c, u, v, p, b, e, ce, cc, ca)",
                 [r.scope for r in history],
                 [r.customer_id for r in history],
                 [r.subscription_id for r in history],
                 [r.version for r in history],
                 [r.previous_version for r in history],
-                [r.body for r in history],
+                json_texts(r.body for r in history),
                 [r.effective_at for r in history],
                 [r.cause_event_id for r in history],
                 [r.cause_command for r in history],

