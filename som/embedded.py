@@ -134,13 +134,23 @@ class EmbeddedPostgres:
         A statement prepared while a table was tiny keeps its generic plan until the table is
         analysed; with the default one-minute nap a 5,000-subscription renewal run cancelled
         timers through the scheduler's index (2,750 rows read a statement), not the subscription's.
+
+        ``autovacuum_analyze_scale_factor``: with the default (analyse again after 10 % more rows)
+        and a 5 s nap, every growing table was analysed at nearly every nap, each time sampling up
+        to 30,000 rows (182 ms for the timers); autovacuum took 5.1 s of CPU in a 16,000-order run,
+        0.32 ms an order. Analysed after 50 % more rows, a table still gets its first statistics
+        within a few naps (at 50, 125, 237, ... rows), and the same run took 2.0 s.
         """
         assert self.server is not None
         conf = Path(self.server.pgdata) / "postgresql.conf"  # type: ignore[attr-defined]
-        line = "autovacuum_naptime = 5s  # som: tables of a fresh system fill within seconds\n"
+        lines = [
+            "autovacuum_naptime = 5s  # som: tables of a fresh system fill within seconds\n",
+            "autovacuum_analyze_scale_factor = 0.5  # som: analyse a filling table less often\n",
+        ]
         text = conf.read_text()
-        if line not in text:
-            conf.write_text(text + line)
+        missing = [line for line in lines if line not in text]
+        if missing:
+            conf.write_text(text + "".join(missing))
             self._pg_ctl(["reload"])
         if self.preload:
             # Loaded only at server start: a restart (a second or two), and only when asked for.
