@@ -37,6 +37,7 @@ from shared.db.uow import Database
 from shared.messaging import metrics, parking
 from shared.messaging.errors import DependencyOutage, is_contention, is_outage, is_permanent
 from shared.messaging.failures import FailureRouter
+from shared.messaging.fetch_focus import focus_fetches
 from shared.messaging.incoming import (
     H_ATTEMPT,
     H_FIRST_FAILURE,
@@ -93,7 +94,9 @@ async def _parse_batch_lightly(
     return message
 
 
-async def _poll_batch(subscriber: Any, consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
+async def _poll_batch(
+    subscriber: Any, consumer: AIOKafkaConsumer, *, quiet_after: float = 0.0, sweep_every: float = 0.1
+) -> tuple[ConsumerRecord, ...]:
     """One poll of a batch subscriber: its records as soon as there are any, else ``()`` after its wait.
 
     In place of FastStream's own poll, which after an empty wait sleeps as long again before it
@@ -101,6 +104,10 @@ async def _poll_batch(subscriber: Any, consumer: AIOKafkaConsumer) -> tuple[Cons
     arrived during the sleep waited for it. Here the wait ends when records arrive, so it can be
     long without adding latency.
     """
+    if quiet_after > 0:
+        # Here, not at start: the consumer's fetcher exists once it started, and a consumer that
+        # FastStream restarts gets a new one.
+        focus_fetches(consumer, quiet_after=quiet_after, sweep_every=sweep_every)
     started = time.monotonic()
     batches = await consumer.getmany(
         timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records
@@ -237,7 +244,12 @@ class Worker:
                 **common,
             )
             sub(consume)
-            sub.get_msg = functools.partial(_poll_batch, sub)
+            sub.get_msg = functools.partial(
+                _poll_batch,
+                sub,
+                quiet_after=s.consumer_quiet_partition_ms / 1000,
+                sweep_every=s.consumer_quiet_sweep_ms / 1000,
+            )
             self.status.subscribers.append(sub)
 
         async def consume_retry(msg: KafkaMessage) -> None:
