@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.billing.domain.documents import assemble_document
+from services.billing.domain.documents import AssembledDocument, assemble_document
 from services.billing.domain.model import (
     BASE_ITEM,
     ZERO,
@@ -487,13 +487,9 @@ def _settle(
         draft.notes.append("customer has no country: taxed by the table's missing-country rule")
     charges = [line for line in lines if line.amount > 0]
     credits = [line for line in lines if line.amount <= 0]
-    net = sum((line.amount for line in lines), ZERO)
-    # A charge line never travels inside a credit note: when the credits outweigh the charges,
-    # the credits go on a credit note (settled first) and the charges on an invoice.
-    groups = [credits, charges] if net < 0 and charges else [lines]
-    docs: list[Document] = []
-    for group in groups:
-        assembled = assemble_document(
+
+    def assemble(group: list[Line], credit: Decimal) -> AssembledDocument:
+        return assemble_document(
             group,
             subscription_id=state.subscription_id,
             currency=state.currency,
@@ -501,9 +497,20 @@ def _settle(
             tax_table=ctx.tax_table,
             tax_profile=state.tax_profile,
             payment_terms_days=state.payment_terms_days,
-            account_credit=account_credit,
+            account_credit=credit,
             settlement=settlement,
         )
+
+    whole = assemble(lines, account_credit)
+    if whole.document.total >= 0 or not charges:
+        return [whole.document], [], whole.account_credit_after
+    # A charge line never travels inside a credit note: when the credits outweigh the charges
+    # (decided on the taxed total: lines netting to zero can still round to a negative total, one
+    # minor unit of tax per line), the credits go on a credit note (settled first) and the charges
+    # on an invoice.
+    docs: list[Document] = []
+    for group in (credits, charges):
+        assembled = assemble(group, account_credit)
         docs.append(assembled.document)
         account_credit = assembled.account_credit_after
     return docs, [], account_credit

@@ -337,3 +337,44 @@ def test_an_immediate_change_bills_each_plan_for_its_own_days(
     [c_old, c_new] = out.state.charged
     assert c_old.credited == -credit and c_old.credited_from == on
     assert (c_new.service_period_start, c_new.service_period_end, c_new.amount) == (on, end, charge)
+
+
+def test_lines_netting_to_zero_whose_tax_rounds_negative_split_into_credit_note_and_invoice(
+    ctx: BillingContext,
+) -> None:
+    """Found by the property above: a weekly Pro x 2 at EUR 0.12 in Germany, cut to x 1 on a period's
+    first day with the adjustment pending, renews with -0.24 + 0.12 + 0.12: the lines net to zero,
+    but 19 % tax rounds per line to -0.05 + 0.02 + 0.02, so the single document would be a credit
+    note of -0.01 carrying two charges. The credit goes on a credit note, the charges on an invoice."""
+    state = new_billing_state(
+        subscription_id="net-zero",
+        currency="EUR",
+        billing_interval="P1W",
+        billing_anchor=date(2023, 1, 1),
+        items=[
+            Item(
+                item_id="base",
+                plan_id="pro",
+                quantity=2,
+                unit_amount=Decimal("0.12"),
+                price_date=date(2023, 1, 1),
+            )
+        ],
+        tax_profile=TaxProfile(country="DE"),
+    )
+    credit = Decimal("0.00")
+    for cmd in (
+        Activate(on=date(2022, 12, 11)),
+        Renew(on=date(2022, 12, 18)),
+        ChangeQuantity(on=date(2022, 12, 18), quantity=1, timing=Timing.IMMEDIATE),
+    ):
+        out = apply(state, cmd, ctx, account_credit=credit)
+        state, credit = out.state, out.account_credit_after
+    assert state.pending_adjustments, "the decrease waits for the next invoice (policy: pending)"
+    out = apply(state, Renew(on=date(2022, 12, 25)), ctx, account_credit=credit)
+    kinds = [doc.document_type for doc in out.documents]
+    assert kinds == ["credit_note", "invoice"], [(d.document_type, d.total) for d in out.documents]
+    note, invoice = out.documents
+    assert all(line.amount <= 0 for line in note.lines) and note.total < 0
+    assert all(line.amount > 0 for line in invoice.lines) and invoice.total > 0
+    assert note.subtotal + invoice.subtotal == 0  # nothing lost or made up by the split
