@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import platform
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +23,11 @@ from som.cpu import ProcessCpu
 from som.orders import direct_order, send_orders, subscription_id_of
 
 BENCH_COUNTRIES = ("DE", "FR", "NL", "IE", "GB")
+
+
+def interpreter() -> str:
+    """This interpreter's version and executable (the workers are started with the same one)."""
+    return f"{platform.python_version()} {os.path.realpath(sys.executable)}"
 
 
 @dataclass
@@ -52,7 +59,13 @@ class BenchResult:
     cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
-        return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        figures: dict[str, object] = {
+            k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()
+        }
+        # The interpreter the workers ran on: its build changes their CPU per order by 12-25 %
+        # (docs/deploy.md, "The image"), so figures of two machines compare only with it.
+        figures["python"] = interpreter()
+        return figures
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
