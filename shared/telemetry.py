@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from opentelemetry import trace
@@ -13,6 +14,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.util.types import AttributeValue
 
 from shared.db.pool import instrument_asyncpg
 
@@ -54,6 +56,29 @@ def spans_recorded() -> bool:
     incoming trace context on (a span that is never recorded costs a worker about 5 % of its CPU).
     """
     return _spans_recorded
+
+
+def kafka_span_attributes(
+    operation: str,
+    topic: str,
+    key: str | None,
+    message_id: str,
+    extra: Mapping[str, AttributeValue] | None = None,
+) -> dict[str, AttributeValue]:
+    """The OpenTelemetry messaging attributes of a Kafka span (``send`` or ``process``), plus ``extra``.
+
+    One place for the semantic-convention names the relay's producer spans and the lanes'
+    consumer spans share.
+    """
+    return {
+        "messaging.system": "kafka",
+        "messaging.operation.name": operation,
+        "messaging.operation.type": operation,
+        "messaging.destination.name": topic,
+        "messaging.kafka.message.key": key or "",
+        "messaging.message.id": message_id,
+        **(extra or {}),
+    }
 
 
 def setup_tracing(service_name: str, provider: TracerProvider | None = None) -> TracerProvider:

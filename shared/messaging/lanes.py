@@ -43,7 +43,7 @@ from shared.messaging.errors import (
 from shared.messaging.failures import Failure, FailureRouter
 from shared.messaging.faults import faults
 from shared.messaging.incoming import Incoming, Route
-from shared.telemetry import spans_recorded
+from shared.telemetry import kafka_span_attributes, spans_recorded
 
 log = logging.getLogger("som.runtime")
 
@@ -77,18 +77,18 @@ def process_span(
         f"{topic} process",
         context=propagate.extract(incoming.headers),
         kind=SpanKind.CONSUMER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.operation.name": "process",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": topic,
-            "messaging.consumer.group.name": group,
-            "messaging.destination.partition.id": str(incoming.partition),
-            "messaging.kafka.offset": incoming.offset,
-            "messaging.kafka.message.key": incoming.key or "",
-            "messaging.message.id": incoming.headers.get("ce_id", ""),
-            "messaging.som.attempt": incoming.attempt,
-        },
+        attributes=kafka_span_attributes(
+            "process",
+            topic,
+            incoming.key,
+            incoming.headers.get("ce_id", ""),
+            {
+                "messaging.consumer.group.name": group,
+                "messaging.destination.partition.id": str(incoming.partition),
+                "messaging.kafka.offset": incoming.offset,
+                "messaging.som.attempt": incoming.attempt,
+            },
+        ),
     )
 
 

@@ -24,7 +24,7 @@ from shared.aio import cancel_and_wait
 from shared.db.uow import decode_headers
 from shared.messaging.errors import is_outage
 from shared.messaging.kafka_util import partition_for
-from shared.telemetry import spans_recorded
+from shared.telemetry import kafka_span_attributes, spans_recorded
 
 log = logging.getLogger("som.relay")
 _tracer = trace.get_tracer("som.relay")
@@ -194,13 +194,6 @@ class OutboxRelay:
             f"send {topic}",
             context=propagate.extract(headers),
             kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.name": "send",
-                "messaging.operation.type": "send",
-                "messaging.destination.name": topic,
-                "messaging.kafka.message.key": key or "",
-                "messaging.message.id": headers.get("ce_id", ""),
-            },
+            attributes=kafka_span_attributes("send", topic, key, headers.get("ce_id", "")),
         ):
             propagate.inject(headers)
