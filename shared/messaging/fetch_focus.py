@@ -76,6 +76,8 @@ def focus_fetches(consumer: AIOKafkaConsumer, *, quiet_after: float, sweep_every
     build: Callable[[Any], tuple[Any, ...]] | None = getattr(fetcher, "_get_actions_per_node", None)
     if fetcher is None or build is None or quiet_after <= 0:
         return False
+    if not all(hasattr(fetcher, name) for name in _REQUEST_FIELDS):
+        return False  # a fetcher laid out otherwise: leave its requests alone rather than break them
     if getattr(fetcher, "_som_fetch_focus", None) is not None:
         return True
     focus = FetchFocus(quiet_after=quiet_after, sweep_every=sweep_every)
@@ -100,6 +102,16 @@ def focus_fetches(consumer: AIOKafkaConsumer, *, quiet_after: float, sweep_every
     fetcher._get_actions_per_node = actions_per_node
     fetcher._som_fetch_focus = focus
     return True
+
+
+# The fetcher's own settings a narrower request is built from (aiokafka 0.12-0.14).
+_REQUEST_FIELDS = (
+    "_fetch_max_wait_ms",
+    "_fetch_min_bytes",
+    "_fetch_max_bytes",
+    "_isolation_level",
+    "_client_rack",
+)
 
 
 def _request_for(fetcher: Any, parts: Sequence[_Partition]) -> FetchRequest:

@@ -74,3 +74,18 @@ def test_a_partition_is_never_left_out_longer_than_a_sweep(
                 last_named[p] = now
             assert now - last_named[p] <= sweep_every + 1e-9
         assert (wake is None) == (named == set(offsets))
+
+
+def test_a_fetcher_laid_out_otherwise_is_left_alone() -> None:
+    """An aiokafka whose fetcher lacks the settings a narrower request is built from: no focus."""
+    from types import SimpleNamespace
+
+    from shared.messaging.fetch_focus import focus_fetches
+
+    def build(assignment: object) -> tuple[object, ...]:
+        return [], {}, 0.2, False, []
+
+    fetcher = SimpleNamespace(_get_actions_per_node=build, _fetch_max_wait_ms=100)
+    consumer = SimpleNamespace(_fetcher=fetcher)
+    assert focus_fetches(consumer, quiet_after=1.0, sweep_every=0.1) is False  # type: ignore[arg-type]
+    assert fetcher._get_actions_per_node is build
