@@ -160,17 +160,35 @@ def _show_statements(statements: list[dict[str, Any]]) -> None:
 
 def _show(figures: dict[str, Any], title: str, *, as_json: bool) -> None:
     """Print a run's figures: one JSON object, or a table with nested figures on rows of their own
-    (the heaviest statements of ``--db-stats`` in a table of their own below it)."""
+    (the heaviest statements and the tables written of ``--db-stats`` in tables of their own below it)."""
     if as_json:
         print(json.dumps(figures))
         return
     db = figures.get("db_stats", {})
     table = Table("figure", "value", title=title)
-    for k, v in _flat({**figures, "db_stats": {k: v for k, v in db.items() if k != "top"}}).items():
+    nested = {k: v for k, v in db.items() if k not in ("top", "tables")}
+    for k, v in _flat({**figures, "db_stats": nested}).items():
         table.add_row(k, str(v))
     console.print(table)
     if db.get("top"):
         _show_statements(db["top"])
+    if db.get("tables"):
+        _show_tables(db["tables"])
+
+
+def _show_tables(tables: list[dict[str, Any]]) -> None:
+    """The tables the run wrote, most rows first, with the indexes no statement of the run read."""
+    table = Table("table", title="rows written per order")
+    for heading in ("inserted", "updated", "deleted", "indexes"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    table.add_column("indexes not scanned (non-unique)")
+    for t in tables:
+        table.add_row(
+            t["table"],
+            *(str(t[k]) for k in ("inserted_per_order", "updated_per_order", "deleted_per_order", "indexes")),
+            ", ".join(t["unscanned_indexes"]),
+        )
+    console.print(table)
 
 
 def _flat(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -63,7 +63,7 @@ async def test_statements_are_counted_per_order_and_the_measuring_left_out(pool:
                 f"e-{uuid.uuid4()}-{i}",
                 "t",
             )
-        figures = await read(conn, 10)
+        figures = await read(conn, 10, settle_seconds=0)
     claim = next(t for t in figures["top"] if "messaging.inbox" in t["query"])
     assert claim["calls_per_order"] == 3.0
     assert claim["wal_records_per_call"] >= 1  # the row and its index entry
@@ -97,7 +97,7 @@ async def test_a_relay_claim_visits_each_row_a_few_times_not_once_per_row(
     finally:
         await producer.stop()
     async with pool.acquire() as conn:
-        figures = await read(conn, rows)
+        figures = await read(conn, rows, settle_seconds=0)
         assert await conn.fetchval("SELECT count(*) FROM messaging.outbox WHERE service = $1", service) == 0
     claim = next(t for t in figures["top"] if "DELETE FROM messaging.outbox" in t["query"])
     # 500 rows a claim; the plan that re-ran its subquery per row visited 75,000-190,000 buffers.
@@ -128,3 +128,11 @@ def test_som_bench_reports_the_database_per_order(tmp_path: Path) -> None:
     assert db["wal_records_per_order"] > 0
     statements = " ".join(t["query"] for t in db["top"])
     assert "billing." in statements and "lifecycle." in statements
+    # Every order makes one subscription with its console indexes, one invoice, one inbox row a
+    # worker; the table counters are read after every backend has reported them (the readiness
+    # probe's order may finish inside the counted run: up to 21 rows for 20 orders).
+    written = {t["table"]: t for t in db["tables"]}
+    assert 1.0 <= written["lifecycle.subscriptions"]["inserted_per_order"] <= 1.05
+    assert written["lifecycle.subscriptions"]["indexes"] >= 2
+    assert 1.0 <= written["billing.documents"]["inserted_per_order"] <= 1.05
+    assert written["messaging.inbox"]["inserted_per_order"] >= 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.db.statement_stats import shorten, summarize
+from shared.db.statement_stats import shorten, summarize, tables
 
 
 def _row(query: str, calls: int, total_ms: float, *, wal: int = 0, buffers: int = 0) -> dict[str, Any]:
@@ -60,3 +60,53 @@ def test_a_run_without_orders_divides_by_one_not_zero() -> None:
 def test_long_statements_are_cut_to_one_line() -> None:
     text = shorten("SELECT\n" + "x, " * 100, width=40)
     assert len(text) == 40 and text.endswith("…") and "\n" not in text
+
+
+def test_tables_are_per_order_most_rows_written_first() -> None:
+    rows = [
+        {
+            "table": "lifecycle.audit_trail",
+            "inserted": 100,
+            "updated": 0,
+            "deleted": 0,
+            "indexes": 2,
+            "unscanned": ["audit_trail_by_subscription"],
+        },
+        {
+            "table": "messaging.outbox",
+            "inserted": 650,
+            "updated": 0,
+            "deleted": 600,
+            "indexes": 1,
+            "unscanned": [],
+        },
+        {
+            "table": "lifecycle.subscriptions",
+            "inserted": 100,
+            "updated": 50,
+            "deleted": 0,
+            "indexes": 7,
+            "unscanned": ["subscriptions_by_recency"],
+        },
+        {
+            "table": "intake.orders",
+            "inserted": 100,
+            "updated": 0,
+            "deleted": 0,
+            "indexes": 2,
+            "unscanned": [],
+        },
+    ]
+    figures = tables(rows, 100)
+    assert [t["table"] for t in figures] == [
+        "messaging.outbox",
+        "lifecycle.subscriptions",
+        "intake.orders",  # a tie goes by name
+        "lifecycle.audit_trail",
+    ]
+    outbox, subscriptions = figures[0], figures[1]
+    assert (outbox["inserted_per_order"], outbox["deleted_per_order"]) == (6.5, 6.0)
+    assert subscriptions["updated_per_order"] == 0.5
+    assert subscriptions["indexes"] == 7 and subscriptions["unscanned_indexes"] == [
+        "subscriptions_by_recency"
+    ]
