@@ -66,18 +66,26 @@ class StatsUnavailable(Exception):
     """The database does not load pg_stat_statements (an external server without it preloaded)."""
 
 
-async def reset(conn: asyncpg.Connection) -> None:
-    """Start counting now (the extension is created if the server loads the library)."""
+async def reset(conn: asyncpg.Connection) -> bool:
+    """Start counting now (the extension is created if the server loads the library).
+
+    Returns whether the table and index counters were reset too: that takes a superuser (or a
+    grant on ``pg_stat_reset``), which an external server may not give the project's role.
+    """
     try:
         await conn.execute(f"CREATE EXTENSION IF NOT EXISTS {EXTENSION}")
         await conn.execute("SELECT pg_stat_statements_reset()")
-        # Table and index counters too: which tables an order writes, and which of their indexes
-        # every insert maintains although no statement of the run read through them.
-        await conn.execute("SELECT pg_stat_reset()")
     except asyncpg.PostgresError as exc:
         raise StatsUnavailable(
             f"{EXTENSION} is not loaded by this server ({exc}); the embedded database loads it with --db-stats"
         ) from exc
+    # Table and index counters too: which tables an order writes, and which of their indexes
+    # every insert maintains although no statement of the run read through them.
+    try:
+        await conn.execute("SELECT pg_stat_reset()")
+    except asyncpg.InsufficientPrivilegeError:
+        return False
+    return True
 
 
 _READ = (
@@ -112,13 +120,17 @@ async def read(
     *,
     top: int = 10,
     settle_seconds: float = TABLE_COUNTERS_LAG_SECONDS,
+    with_tables: bool = True,
 ) -> DatabaseFigures:
     """The figures since :func:`reset`, per order of a run of ``orders``.
 
-    The statement figures are read at once; the table figures after ``settle_seconds``, once every
-    backend has reported what it wrote.
+    The statement figures are read at once; the table figures (unless ``with_tables`` is False:
+    :func:`reset` could not reset their counters) after ``settle_seconds``, once every backend has
+    reported what it wrote.
     """
     figures = summarize([dict(r) for r in await conn.fetch(_READ)], orders, top=top)
+    if not with_tables:
+        return figures
     await asyncio.sleep(settle_seconds)
     figures["tables"] = tables([dict(r) for r in await conn.fetch(_TABLES)], orders)
     return figures

@@ -115,27 +115,34 @@ def bench(
 
 
 async def _start_db_stats(s: Any) -> str | None:
-    """Reset the statement counts before the measured run; why not, when the database cannot."""
+    """Reset the statement counts before the measured run; why not, when the database cannot
+    (``TABLES_NOT_RESET`` when only the table counters could not be reset)."""
     from shared.db.statement_stats import StatsUnavailable, reset
     from som.common import db_pool
 
     async with db_pool(s) as pool, pool.acquire() as conn:
         try:
-            await reset(conn)
+            tables_reset = await reset(conn)
         except StatsUnavailable as exc:
             err.print(f"[yellow]database figures skipped:[/yellow] {exc}")
             return str(exc)
+    if not tables_reset:
+        err.print(f"[yellow]table figures skipped:[/yellow] {TABLES_NOT_RESET}")
+        return TABLES_NOT_RESET
     return None
+
+
+TABLES_NOT_RESET = "this role may not reset the table counters (pg_stat_reset)"
 
 
 async def _read_db_stats(s: Any, orders: int, unavailable: str | None) -> dict[str, Any]:
     from shared.db.statement_stats import read
     from som.common import db_pool
 
-    if unavailable is not None:
+    if unavailable is not None and unavailable != TABLES_NOT_RESET:
         return {"unavailable": unavailable}
     async with db_pool(s) as pool, pool.acquire() as conn:
-        return dict(await read(conn, orders))
+        return dict(await read(conn, orders, with_tables=unavailable is None))
 
 
 def _show_statements(statements: list[dict[str, Any]]) -> None:

@@ -70,6 +70,27 @@ async def test_statements_are_counted_per_order_and_the_measuring_left_out(pool:
     assert figures["statements_per_order"] == 3.0  # reset and read are not counted
 
 
+async def test_a_role_that_may_not_reset_table_counters_still_gets_the_statement_figures(
+    pool: asyncpg.Pool, counting_dsn: str
+) -> None:
+    role = f"stats_reader_{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as conn:
+        await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'x'")
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute(f"GRANT EXECUTE ON FUNCTION pg_stat_statements_reset TO {role}")
+        await conn.execute(f"GRANT USAGE ON SCHEMA messaging TO {role}")
+        await conn.execute(f"GRANT SELECT ON messaging.inbox TO {role}")
+    reader = await asyncpg.connect(counting_dsn, user=role, password="x")
+    try:
+        assert await reset(reader) is False  # pg_stat_reset is a superuser's, and was not granted
+        await reader.fetchval("SELECT count(*) FROM messaging.inbox")
+        figures = await read(reader, 1, with_tables=False)
+    finally:
+        await reader.close()
+    assert "tables" not in figures
+    assert any("messaging.inbox" in t["query"] for t in figures["top"])
+
+
 async def test_a_relay_claim_visits_each_row_a_few_times_not_once_per_row(
     pool: asyncpg.Pool, infra: Infra
 ) -> None:
