@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,10 +73,10 @@ def bench(
             "bench", extra_env=tracing_env(tracing, trace_ratio), database_preload=preload
         ) as s:
             say = (lambda _m: None) if as_json else (lambda m: err.print(f"[dim]{m}[/dim]"))
-            unavailable = run(_start_db_stats(s)) if db_stats else None
+            counting = run(_start_db_stats(s)) if db_stats else None
             figures_r: dict[str, Any] = run(run_renewals(s, renewals, progress=say)).as_dict()
-            if db_stats:  # per renewal, over the whole run (the subscriptions' creation included)
-                figures_r["db_stats"] = run(_read_db_stats(s, renewals, unavailable))
+            if counting is not None:  # per renewal, over the whole run (the subscriptions' creation included)
+                figures_r["db_stats"] = run(_read_db_stats(s, renewals, counting))
         _show(figures_r, "renewal run", as_json=as_json)
         if figures_r["renewal_invoices"] != renewals:
             raise typer.Exit(EXIT_FAILED)
@@ -88,7 +89,7 @@ def bench(
     extra: dict[str, Any] = {}
     with isolated_system("bench", extra_env=tracing_env(tracing, trace_ratio), database_preload=preload) as s:
         cpu = ProcessCpu(s.data_dir / "pgdata")  # the embedded database's, if it is embedded
-        unavailable = run(_start_db_stats(s)) if db_stats else None
+        counting = run(_start_db_stats(s)) if db_stats else None
         if as_json:
             result = run(run_bench(s, orders, rate, cpu=cpu))
         else:
@@ -101,8 +102,8 @@ def bench(
                         s, orders, rate, cpu=cpu, progress=lambda n, total: bar.update(task, completed=n)
                     )
                 )
-        if db_stats:  # before the baseline's statements count too
-            extra["db_stats"] = run(_read_db_stats(s, orders, unavailable))
+        if counting is not None:  # before the baseline's statements count too
+            extra["db_stats"] = run(_read_db_stats(s, orders, counting))
         if baseline:  # same broker and database, same run
             before = cpu.sample()
             base = run(run_baseline(script, str(s.kafka_bootstrap), str(s.database_url), orders))
@@ -114,35 +115,40 @@ def bench(
         raise typer.Exit(EXIT_FAILED)
 
 
-async def _start_db_stats(s: Any) -> str | None:
-    """Reset the statement counts before the measured run; why not, when the database cannot
-    (``TABLES_NOT_RESET`` when only the table counters could not be reset)."""
+@dataclass(frozen=True)
+class _Counting:
+    """What ``--db-stats`` could start counting: why nothing (``unavailable``), and whether the tables."""
+
+    unavailable: str | None = None
+    tables: bool = True
+
+
+async def _start_db_stats(s: Any) -> _Counting:
+    """Reset the statement (and, where the role may, the table) counts before the measured run."""
     from shared.db.statement_stats import StatsUnavailable, reset
     from som.common import db_pool
 
     async with db_pool(s) as pool, pool.acquire() as conn:
         try:
-            tables_reset = await reset(conn)
+            tables = await reset(conn)
         except StatsUnavailable as exc:
             err.print(f"[yellow]database figures skipped:[/yellow] {exc}")
-            return str(exc)
-    if not tables_reset:
-        err.print(f"[yellow]table figures skipped:[/yellow] {TABLES_NOT_RESET}")
-        return TABLES_NOT_RESET
-    return None
+            return _Counting(unavailable=str(exc), tables=False)
+    if not tables:
+        err.print(
+            "[yellow]table figures skipped:[/yellow] this role may not reset the table counters (pg_stat_reset)"
+        )
+    return _Counting(tables=tables)
 
 
-TABLES_NOT_RESET = "this role may not reset the table counters (pg_stat_reset)"
-
-
-async def _read_db_stats(s: Any, orders: int, unavailable: str | None) -> dict[str, Any]:
+async def _read_db_stats(s: Any, orders: int, counting: _Counting) -> dict[str, Any]:
     from shared.db.statement_stats import read
     from som.common import db_pool
 
-    if unavailable is not None and unavailable != TABLES_NOT_RESET:
-        return {"unavailable": unavailable}
+    if counting.unavailable is not None:
+        return {"unavailable": counting.unavailable}
     async with db_pool(s) as pool, pool.acquire() as conn:
-        return dict(await read(conn, orders, with_tables=unavailable is None))
+        return dict(await read(conn, orders, with_tables=counting.tables))
 
 
 def _show_statements(statements: list[dict[str, Any]]) -> None:
