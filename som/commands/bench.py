@@ -191,10 +191,11 @@ def _show(figures: dict[str, Any], title: str, *, as_json: bool) -> None:
 
 def _show_tables(tables: list[dict[str, Any]]) -> None:
     """The tables the run wrote, most rows first, with the indexes no statement of the run read."""
-    table = Table("table", title="rows written per order")
+    table = Table(title="rows written per order")
+    table.add_column("table", overflow="fold")  # names are what the rows are read by: folded, never cut
     for heading in ("inserted", "updated", "deleted", "indexes"):
         table.add_column(heading, justify="right", no_wrap=True)
-    table.add_column("indexes not scanned (non-unique)")
+    table.add_column("indexes not scanned (non-unique)", overflow="fold")
     for t in tables:
         table.add_row(
             t["table"],
